@@ -1,0 +1,7 @@
+"""`python -m onlineddl`."""
+
+import sys
+
+from onlineddl.cli import main
+
+sys.exit(main())

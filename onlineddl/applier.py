@@ -1,0 +1,287 @@
+"""The binlog applier: a delta map of changed keys, the watermark filter, and flushes.
+
+Every change is reduced to "this key changed". Flushing a key makes the shadow table's
+row for it equal the source's current row: delete it from the shadow, then re-read it
+from the source with a locking read and write it back. That is idempotent, so replays
+after a resume are harmless, and it needs no decoding of column values.
+
+The watermark filter: a key is flushed only once it is at or below the copier's low
+watermark (its chunk is copied). A key above it is deferred, never dropped: the binlog
+event can arrive before its transaction is visible to the copier's read, so "the copier
+will see it later" is not something we can prove. Deferred keys are flushed once the
+watermark passes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from onlineddl import faults, sql
+from onlineddl.binlog import BinlogReader, Commit, Keys, SchemaChange, StreamReconnected
+from onlineddl.chunker import KeyOrder, Watermark, WatermarkState
+from onlineddl.config import Dsn, Tuning
+from onlineddl.db import Session, retry
+from onlineddl.errors import OnlineDDLError, ReplicationError, WaitTimeout
+from onlineddl.flavor import BinlogPosition, MySQL
+from onlineddl.sql import Key
+
+log = logging.getLogger(__name__)
+
+
+class DeltaMap:
+    """Keys changed since they were last flushed; each remembers its latest change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[Key, int] = {}
+        self._seq = 0
+        self.received = 0  # changes seen in total (for progress)
+
+    def add(self, keys: tuple[Key, ...]) -> None:
+        with self._lock:
+            for key in keys:
+                self._seq += 1
+                self._keys.pop(key, None)  # re-insert: dict order = order of last change
+                self._keys[key] = self._seq
+            self.received += len(keys)
+
+    def snapshot(self) -> list[tuple[Key, int]]:
+        with self._lock:
+            return list(self._keys.items())
+
+    def discard(self, flushed: list[tuple[Key, int]]) -> None:
+        """Forget flushed keys, unless they changed again after the snapshot."""
+        with self._lock:
+            for key, seq in flushed:
+                if self._keys.get(key) == seq:
+                    del self._keys[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+
+@dataclass(frozen=True)
+class SafePoint:
+    """A pair the checkpoint may record: every change before `position` to a key at or
+    below `watermark` is in the shadow table. Keys above it are re-copied on resume."""
+
+    watermark: WatermarkState
+    position: BinlogPosition
+
+
+@dataclass(frozen=True)
+class FlushTarget:
+    database: str
+    source: str
+    target: str
+    source_exprs: tuple[str, ...]
+    target_cols: tuple[str, ...]
+    pk: tuple[str, ...]
+
+
+def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool) -> None:
+    """Make the target's rows for `keys` equal the source's current rows.
+
+    REPLACE (not INSERT) because a transaction that moves a unique value from one row to
+    another can leave the target briefly holding the old owner; that owner is dirty too
+    and is re-synced in turn. Under LOCK TABLES `atomic` must be False: BEGIN would
+    release the table locks.
+    """
+    delete, dparams = sql.delete_keys(t.database, t.target, t.pk, keys)
+    replace, rparams = sql.replace_keys(t.database, t.source, t.target, t.source_exprs,
+                                        t.target_cols, t.pk, keys)
+    if not atomic:
+        session.execute(delete, dparams)
+        session.execute(replace, rparams)
+        return
+    with session.transaction():
+        session.execute(delete, dparams)
+        session.execute(replace, rparams)
+
+
+class Applier:
+    """Runs the binlog reader and the flusher in two threads."""
+
+    def __init__(self, *, dsn: Dsn, flavor: MySQL, reader_factory: Callable[
+                 [BinlogPosition], BinlogReader], target: FlushTarget, key_order: KeyOrder,
+                 watermark: Watermark, tuning: Tuning, start: BinlogPosition) -> None:
+        self.dsn = dsn
+        self.flavor = flavor
+        self.reader_factory = reader_factory
+        self.target = target
+        self.key_order = key_order
+        self.watermark = watermark
+        self.tuning = tuning
+        self.delta = DeltaMap()
+        self.received = start          # position after the last transaction read
+        self.safe = SafePoint(watermark.get(), start)
+        self.flushed_rows = 0
+        self._pos_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._error: OnlineDDLError | None = None
+        self._threads: list[threading.Thread] = []
+        self._session: Session | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._session = Session(self.dsn, name="applier", isolation="REPEATABLE READ",
+                                lock_wait_timeout=self.tuning.lock_wait_timeout)
+        for name, fn in (("binlog-reader", self._read_loop), ("flusher", self._flush_loop)):
+            thread = threading.Thread(target=self._guard(fn), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._session:
+            self._session.close()
+
+    def check(self) -> None:
+        """Raise in the caller's thread whatever stopped a background thread."""
+        if self._error is not None:
+            raise self._error
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except OnlineDDLError as err:
+                self._fail(err)
+            except Exception as exc:  # a bug: surface it instead of dying silently
+                log.exception("applier thread crashed")
+                self._fail(ReplicationError(f"applier thread crashed: {exc!r}"))
+        return run
+
+    def _fail(self, err: OnlineDDLError) -> None:
+        if self._error is None:
+            self._error = err
+        self._stop.set()
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        restarts = 0
+        while not self._stop.is_set():
+            reader = self.reader_factory(self.received)
+            try:
+                self._consume(reader)
+                return
+            except StreamReconnected:
+                restarts += 1
+                if restarts > 10:
+                    raise
+                log.warning("binlog connection lost; reconnecting from %s", self.received)
+                self._stop.wait(min(5.0, 0.2 * 2 ** restarts))
+            finally:
+                reader.close()
+
+    def _consume(self, reader: BinlogReader) -> None:
+        pending: list[Key] = []
+        for item in reader.items(self._stop):
+            if isinstance(item, Keys):
+                pending.extend(item.keys)
+            elif isinstance(item, Commit):
+                if pending:
+                    self.delta.add(tuple(pending))
+                    pending = []
+                with self._pos_lock:
+                    self.received = item.position
+            elif isinstance(item, SchemaChange):
+                raise ReplicationError(
+                    f"the table was changed by DDL during the migration: {item.query[:200]}",
+                    hint="no DDL on the table while onlineddl runs; clean up, start again")
+
+    # --- flushing --------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.tuning.flush_interval):
+            with self._flush_lock:
+                assert self._session is not None
+                self._flush_round(self._session, atomic=True)
+
+    def _flush_round(self, session: Session, *, atomic: bool) -> int:
+        """Flush every dirty key at or below the watermark; update the safe point."""
+        wm = self.watermark.get()
+        with self._pos_lock:
+            position = self.received
+            snapshot = self.delta.snapshot()  # taken together with `position`
+        if not snapshot:
+            self.safe = SafePoint(wm, position)
+            return 0
+        keys = [k for k, _ in snapshot]
+        below = self.key_order.below(session, keys, wm)
+        ready = [item for item, ok in zip(snapshot, below, strict=True) if ok]
+        for start in range(0, len(ready), self.tuning.flush_batch):
+            batch = ready[start:start + self.tuning.flush_batch]
+            self._sync_batch(session, [k for k, _ in batch], atomic=atomic)
+            self.delta.discard(batch)
+            self.flushed_rows += len(batch)
+        faults.point("after_flush")
+        self.safe = SafePoint(wm, position)
+        return len(ready)
+
+    def _sync_batch(self, session: Session, keys: list[Key], *, atomic: bool) -> None:
+        retry(lambda: sync_keys(session, self.target, keys, atomic=atomic),
+              what="applying binlog changes", attempts=8, stop=self._stop)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the background flusher (e.g. while another session holds table locks)."""
+        with self._flush_lock:
+            yield
+
+    def flush_now(self, session: Session | None = None, *, atomic: bool = True) -> int:
+        """One flush round from the caller's thread; the background flusher must be paused
+        when `session` is given."""
+        if session is None:
+            with self._flush_lock:
+                assert self._session is not None
+                return self._flush_round(self._session, atomic=True)
+        return self._flush_round(session, atomic=atomic)
+
+    # --- waiting ---------------------------------------------------------------------
+
+    def received_position(self) -> BinlogPosition:
+        with self._pos_lock:
+            return self.received
+
+    def wait_for(self, target: BinlogPosition, timeout: float, what: str) -> None:
+        """Wait, bounded, until the reader has read past `target`."""
+        deadline = time.monotonic() + timeout
+        while not self.received_position().reached(target):
+            self.check()
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"{what}: the binlog reader did not reach {target} within {timeout:.0f}s "
+                    f"(it is at {self.received_position()})",
+                    hint="the server may be writing faster than onlineddl can read; retry "
+                         "at a quieter time")
+            time.sleep(0.01)
+
+    def drain(self, session: Session, target: BinlogPosition, timeout: float, *,
+              atomic: bool) -> None:
+        """Read up to `target`, then flush every dirty key through `session`.
+
+        The caller holds the write block and has paused the background flusher.
+        """
+        self.wait_for(target, timeout, "draining")
+        deadline = time.monotonic() + timeout
+        while len(self.delta):
+            self.check()
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"draining: {len(self.delta)} changes still pending "
+                                  f"after {timeout:.0f}s")
+            self._flush_round(session, atomic=atomic)
+
+    def backlog(self) -> int:
+        return len(self.delta)

@@ -1,0 +1,189 @@
+"""The checkpoint table `_T_chkpnt`: what a resumed run needs to carry on safely.
+
+One row, replaced atomically in one statement. A binlog position is recorded only
+together with the watermark it is safe for (see applier.SafePoint). A checkpoint that
+cannot be written stops the run: carrying on would leave a resume point that lies.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from onlineddl import sql
+from onlineddl.db import Session
+from onlineddl.errors import OnlineDDLError, ReplicationError
+from onlineddl.flavor import BinlogPosition
+from onlineddl.sql import Key
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
+  id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+  alter_text LONGTEXT NOT NULL,
+  alter_hash CHAR(40) NOT NULL,
+  phase VARCHAR(32) NOT NULL,
+  low_watermark LONGTEXT NULL,
+  copy_complete TINYINT NOT NULL DEFAULT 0,
+  rows_copied BIGINT NOT NULL DEFAULT 0,
+  binlog_file VARCHAR(512) NOT NULL,
+  binlog_pos BIGINT UNSIGNED NOT NULL,
+  binlog_gtid TEXT NOT NULL,
+  checksum_state VARCHAR(64) NOT NULL DEFAULT '',
+  cutover_started TINYINT NOT NULL DEFAULT 0,
+  drain_file VARCHAR(512) NULL,
+  drain_pos BIGINT UNSIGNED NULL,
+  drain_gtid TEXT NULL,
+  swapped TINYINT NOT NULL DEFAULT 0,
+  runner VARCHAR(255) NOT NULL,
+  started_at DATETIME(6) NOT NULL,
+  updated_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB COMMENT='onlineddl checkpoint'"""
+
+COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
+           "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
+           "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
+           "started_at", "updated_at")
+
+
+def alter_hash(alter: str) -> str:
+    return hashlib.sha1(" ".join(alter.split()).encode("utf-8")).hexdigest()
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class State:
+    alter_text: str
+    phase: str
+    position: BinlogPosition
+    low_watermark: Key | None = None
+    copy_complete: bool = False
+    rows_copied: int = 0
+    checksum_state: str = ""
+    cutover_started: bool = False
+    drain: BinlogPosition | None = None
+    swapped: bool = False
+    runner: str = field(default_factory=runner_id)
+    started_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+    updated_at: datetime.datetime | None = None
+
+    @property
+    def age_seconds(self) -> float:
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        return (now - (self.updated_at or self.started_at)).total_seconds()
+
+
+class Checkpoint:
+    def __init__(self, session: Session, database: str, table: str) -> None:
+        self.session = session
+        self.database = database
+        self.table = table
+        self.qualified = sql.qualified(database, table)
+
+    def create(self) -> None:
+        self.session.execute(SCHEMA.format(table=self.qualified))
+
+    def exists(self) -> bool:
+        return bool(self.session.scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table)))
+
+    def write(self, state: State) -> None:
+        """Replace the one row; any failure stops the run."""
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        drain = state.drain
+        values = (
+            1, state.alter_text, alter_hash(state.alter_text), state.phase,
+            encode_key(state.low_watermark), int(state.copy_complete), state.rows_copied,
+            state.position.file, state.position.pos, state.position.gtid,
+            state.checksum_state, int(state.cutover_started),
+            drain.file if drain else None, drain.pos if drain else None,
+            drain.gtid if drain else None, int(state.swapped), state.runner,
+            state.started_at, now,
+        )
+        marks = ", ".join(["%s"] * len(COLUMNS))
+        try:
+            self.session.execute(
+                f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})",
+                values)
+        except OnlineDDLError as err:
+            raise ReplicationError(
+                f"cannot write the checkpoint {self.table}: {err.message}",
+                hint="the run stopped so that its resume point stays true; fix the cause "
+                     "and run again with --resume") from err
+        state.updated_at = now
+
+    def read(self) -> State | None:
+        if not self.exists():
+            return None
+        rows = self.session.query_dicts(
+            f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        drain = None
+        if r["drain_file"]:
+            drain = BinlogPosition(r["drain_file"], int(r["drain_pos"]), r["drain_gtid"] or "")
+        return State(
+            alter_text=r["alter_text"], phase=r["phase"],
+            position=BinlogPosition(r["binlog_file"], int(r["binlog_pos"]), r["binlog_gtid"]),
+            low_watermark=decode_key(r["low_watermark"]),
+            copy_complete=bool(r["copy_complete"]), rows_copied=int(r["rows_copied"]),
+            checksum_state=r["checksum_state"], cutover_started=bool(r["cutover_started"]),
+            drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
+            started_at=r["started_at"], updated_at=r["updated_at"])
+
+    def drop(self) -> None:
+        self.session.execute(f"DROP TABLE IF EXISTS {self.qualified}")
+
+
+def _encode_value(v: Any) -> Any:
+    if v is None or isinstance(v, bool):
+        return {"n": None} if v is None else v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        return {"s": v}
+    if isinstance(v, (bytes, bytearray)):
+        return {"b": base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, decimal.Decimal):
+        return {"d": str(v)}
+    if isinstance(v, datetime.datetime):
+        return {"dt": v.isoformat()}
+    if isinstance(v, datetime.date):
+        return {"date": v.isoformat()}
+    if isinstance(v, datetime.timedelta):
+        return {"td": [v.days, v.seconds, v.microseconds]}
+    if isinstance(v, float):
+        return {"f": repr(v)}
+    raise TypeError(f"cannot checkpoint a key value of type {type(v).__name__}")
+
+
+def _decode_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v
+    (tag, val), = v.items()
+    decoders: dict[str, Any] = {
+        "n": lambda _: None, "s": str, "b": base64.b64decode, "d": decimal.Decimal,
+        "dt": datetime.datetime.fromisoformat, "date": datetime.date.fromisoformat,
+        "td": lambda x: datetime.timedelta(days=x[0], seconds=x[1], microseconds=x[2]),
+        "f": float,
+    }
+    return decoders[tag](val)
+
+
+def encode_key(key: Key | None) -> str | None:
+    return None if key is None else json.dumps([_encode_value(v) for v in key])
+
+
+def decode_key(text: str | None) -> Key | None:
+    return None if text is None else tuple(_decode_value(v) for v in json.loads(text))

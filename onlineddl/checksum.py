@@ -1,0 +1,195 @@
+"""Compare the source and the shadow table chunk by chunk under one consistent view.
+
+Briefly block writes to the source, drain every pending change into the shadow, open a
+consistent-snapshot transaction, release the block: from then on the snapshot shows
+both tables at the same instant while writers carry on. Each chunk compares a row
+count and a BIT_XOR of per-row CRC32s; a differing chunk is compared row by row to
+name the keys. Repair (on by default) re-syncs those keys and verifies again from
+scratch; it is a safety net, never what makes the copy correct.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from onlineddl import faults, sql
+from onlineddl.applier import Applier, FlushTarget, sync_keys
+from onlineddl.chunker import Chunk
+from onlineddl.config import Dsn, Tuning
+from onlineddl.db import Session
+from onlineddl.errors import ChecksumMismatch
+from onlineddl.flavor import MySQL
+from onlineddl.sql import Key
+from onlineddl.table import Column, ColumnMapping, TableInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChecksumResult:
+    chunks: int = 0
+    rows: int = 0
+    differing: list[Key] | None = None
+
+
+def cast_target(col: Column) -> str:
+    """A CAST target that renders old and new values of a changed column alike."""
+    t = col.data_type
+    fsp = re.search(r"\((\d+)\)", col.column_type)
+    if t in ("tinyint", "smallint", "mediumint", "int", "bigint"):
+        return "UNSIGNED" if col.unsigned else "SIGNED"
+    if t == "year":
+        return "SIGNED"
+    if t == "decimal":
+        args = re.search(r"\(([\d, ]+)\)", col.column_type)
+        return f"DECIMAL({args.group(1)})" if args else "DECIMAL(65,30)"
+    if t in ("float", "double"):
+        return "DOUBLE"
+    if t in ("datetime", "timestamp"):
+        return f"DATETIME({fsp.group(1) if fsp else 0})"
+    if t == "time":
+        return f"TIME({fsp.group(1) if fsp else 0})"
+    if t == "date":
+        return "DATE"
+    if t in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"):
+        return "BINARY"
+    if col.charset:
+        return f"CHAR CHARACTER SET {col.charset}"
+    return "CHAR"
+
+
+def compare_exprs(source: TableInfo, shadow: TableInfo, mapping: ColumnMapping
+                  ) -> tuple[list[str], list[str]]:
+    src_exprs, dst_exprs = [], []
+    for s_name, t_name in zip(mapping.source, mapping.target, strict=True):
+        s_col, t_col = source.column(s_name), shadow.column(t_name)
+        same = (s_col.column_type, s_col.charset, s_col.collation) == \
+            (t_col.column_type, t_col.charset, t_col.collation)
+        if same:
+            src_exprs.append(sql.ident(s_name))
+            dst_exprs.append(sql.ident(t_name))
+        else:
+            target = cast_target(t_col)
+            src_exprs.append(f"CAST({sql.ident(s_name)} AS {target})")
+            dst_exprs.append(f"CAST({sql.ident(t_name)} AS {target})")
+    return src_exprs, dst_exprs
+
+
+class Checksum:
+    def __init__(self, *, dsn: Dsn, flavor: MySQL, control: Session, source: TableInfo,
+                 shadow: TableInfo, mapping: ColumnMapping, target: FlushTarget,
+                 applier: Applier, tuning: Tuning) -> None:
+        self.dsn = dsn
+        self.flavor = flavor
+        self.control = control
+        self.source = source
+        self.shadow = shadow
+        self.target = target
+        self.applier = applier
+        self.tuning = tuning
+        self.src_exprs, self.dst_exprs = compare_exprs(source, shadow, mapping)
+
+    def run(self, repair: bool, tick: Callable[[], None]) -> ChecksumResult:
+        attempts = self.tuning.repair_attempts if repair else 1
+        for attempt in range(1, attempts + 1):
+            result = self._verify_once(tick)
+            if not result.differing:
+                return result
+            keys = result.differing
+            shown = ", ".join(repr(k if len(k) > 1 else k[0]) for k in keys[:10])
+            if not repair:
+                raise ChecksumMismatch(
+                    f"checksum mismatch: {len(keys)} row(s) differ between "
+                    f"{self.source.name} and {self.target.target}; keys: {shown}",
+                    hint="the original table is unchanged. This is a bug in onlineddl "
+                         "or a write it could not see; report it with the log, then run "
+                         "`onlineddl cleanup` and try again (with --repair to re-copy).")
+            log.warning("checksum attempt %d found %d differing row(s) (%s); repairing",
+                        attempt, len(keys), shown)
+            self._repair(keys)
+        raise ChecksumMismatch(
+            f"checksum still differs after {attempts} repair attempts",
+            hint="the original table is unchanged; check for writes that bypass the "
+                 "binlog (e.g. sql_log_bin=0) and report it")
+
+    def _repair(self, keys: list[Key]) -> None:
+        with self.applier.paused():
+            session = Session(self.dsn, name="repair", isolation="REPEATABLE READ")
+            try:
+                for start in range(0, len(keys), 500):
+                    sync_keys(session, self.target, keys[start:start + 500], atomic=True)
+            finally:
+                session.close()
+
+    def _verify_once(self, tick: Callable[[], None]) -> ChecksumResult:
+        snap = self._open_snapshot()
+        try:
+            return self._compare_all(snap, tick)
+        finally:
+            snap.rollback_quietly()
+            snap.close()
+
+    def _open_snapshot(self) -> Session:
+        """Block writes, drain, open the snapshot, unblock (bounded at every step)."""
+        lock = Session(self.dsn, name="checksum-lock", database=self.source.database,
+                       lock_wait_timeout=self.tuning.cutover_lock_timeout)
+        snap = Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
+        try:
+            with self.applier.paused():
+                lock.execute(f"LOCK TABLES {sql.ident(self.source.name)} READ, "
+                             f"{sql.ident(self.target.target)} WRITE")
+                target = self.flavor.current_position(self.control)
+                self.applier.drain(lock, target, self.tuning.drain_timeout, atomic=False)
+                snap.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                lock.execute("UNLOCK TABLES")
+        except BaseException:
+            snap.close()
+            raise
+        finally:
+            lock.close()
+        return snap
+
+    def _compare_all(self, snap: Session, tick: Callable[[], None]) -> ChecksumResult:
+        result = ChecksumResult(differing=[])
+        lower: Key | None = None
+        while True:
+            text, params = sql.next_chunk_bound(self.source.database, self.source.name,
+                                                self.source.pk, lower,
+                                                self.tuning.checksum_chunk_rows)
+            row = snap.query_one(text, params)
+            chunk = Chunk(lower, tuple(row) if row else None)
+            count = self._compare_chunk(snap, chunk, result)
+            result.chunks += 1
+            result.rows += count
+            faults.point("checksum_chunk")
+            tick()
+            if chunk.final:
+                return result
+            lower = chunk.upper
+
+    def _compare_chunk(self, snap: Session, chunk: Chunk, result: ChecksumResult) -> int:
+        db, pk = self.source.database, self.source.pk
+        a_sql, a_params = sql.checksum_chunk(db, self.source.name, self.src_exprs, pk,
+                                             chunk.lower, chunk.upper)
+        b_sql, b_params = sql.checksum_chunk(db, self.target.target, self.dst_exprs,
+                                             self.target.pk, chunk.lower, chunk.upper)
+        a, b = snap.query_one(a_sql, a_params), snap.query_one(b_sql, b_params)
+        if a == b:
+            return int(a[0]) if a else 0
+        assert result.differing is not None
+        result.differing.extend(self._differing_keys(snap, chunk))
+        return int(a[0]) if a else 0
+
+    def _differing_keys(self, snap: Session, chunk: Chunk) -> list[Key]:
+        db, pk = self.source.database, self.source.pk
+        a_sql, a_params = sql.checksum_rows(db, self.source.name, self.src_exprs, pk,
+                                            chunk.lower, chunk.upper)
+        b_sql, b_params = sql.checksum_rows(db, self.target.target, self.dst_exprs,
+                                            self.target.pk, chunk.lower, chunk.upper)
+        n = len(pk)
+        a = {tuple(r[:n]): r[n] for r in snap.query(a_sql, a_params)}
+        b = {tuple(r[:n]): r[n] for r in snap.query(b_sql, b_params)}
+        return sorted((k for k in a.keys() | b.keys() if a.get(k) != b.get(k)), key=repr)

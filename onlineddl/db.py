@@ -1,0 +1,250 @@
+"""The only module that imports pymysql: sessions, error translation, retries.
+
+Every session is one pinned connection (never pooled): session-level state such as
+LOCK TABLES, GET_LOCK and an open snapshot lives on a connection, and a pool would
+silently hand that state to someone else (seed 001).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pymysql
+import pymysql.err
+
+from onlineddl.config import Dsn
+from onlineddl.errors import (
+    ConnectionFailed,
+    DatabaseError,
+    DataError,
+    OnlineDDLError,
+    TableNotFound,
+)
+from onlineddl.sql import SESSION_SQL_MODE
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Server error numbers we act on.
+ER_ACCESS_DENIED = 1045
+ER_DBACCESS_DENIED = 1044
+ER_BAD_DB = 1049
+ER_NO_SUCH_TABLE = 1146
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+ER_DUP_ENTRY = 1062
+ER_QUERY_INTERRUPTED = 1317
+ER_SPECIFIC_ACCESS_DENIED = 1227
+ER_TABLEACCESS_DENIED = 1142
+CR_CONN_HOST_ERROR = 2003
+CR_UNKNOWN_HOST = 2005
+CR_SERVER_GONE = 2006
+CR_SERVER_LOST = 2013
+ER_CONN_KILLED = 1927  # MariaDB: "Connection was killed"
+ER_SERVER_SHUTDOWN = 1053
+
+RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK, CR_SERVER_GONE, CR_SERVER_LOST,
+             ER_CONN_KILLED, ER_QUERY_INTERRUPTED, ER_SERVER_SHUTDOWN}
+LOST = {CR_SERVER_GONE, CR_SERVER_LOST, ER_CONN_KILLED, ER_SERVER_SHUTDOWN}
+DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140}
+
+
+def translate(exc: BaseException, dsn: Dsn | None = None) -> OnlineDDLError:
+    """Turn a pymysql exception into our error tree (the wall for pymysql errors)."""
+    if isinstance(exc, OnlineDDLError):
+        return exc
+    errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    where = dsn.describe() if dsn else "the server"
+    if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
+        return ConnectionFailed(
+            f"access denied for {where}: {text}",
+            hint="check --user and the password (--password-file, ONLINEDDL_PASSWORD "
+                 "or --ask-password)")
+    if errno in (CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):
+        return ConnectionFailed(
+            f"cannot connect to {where}: {text}",
+            hint="check --host/--port and that the server is running and reachable")
+    if errno in (ER_BAD_DB, ER_NO_SUCH_TABLE):
+        return TableNotFound(text, hint="check --database and --table")
+    if errno in DATA_ERRORS:
+        return DataError(f"the data does not fit the new schema: {text}",
+                         hint="change the ALTER so every existing value fits, then run again")
+    if errno in (ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED):
+        return DatabaseError(f"missing privilege: {text}", errno=errno,
+                             hint="grant the privileges listed in the README to the user")
+    return DatabaseError(f"server error {errno}: {text}", errno=errno,
+                         retryable=errno in RETRYABLE)
+
+
+def is_lost_connection(err: OnlineDDLError) -> bool:
+    return isinstance(err, DatabaseError) and err.errno in LOST
+
+
+class Session:
+    """One pinned connection with the tool's session settings."""
+
+    def __init__(self, dsn: Dsn, *, name: str, database: str | None = None,
+                 isolation: str | None = None, lock_wait_timeout: int = 3,
+                 read_timeout: float | None = None) -> None:
+        self.dsn = dsn
+        self.name = name
+        self._conn = _connect(dsn, database, read_timeout)
+        self.thread_id: int = self._conn.thread_id()
+        self._setup(isolation, lock_wait_timeout)
+
+    def _setup(self, isolation: str | None, lock_wait_timeout: int) -> None:
+        self.execute("SET SESSION sql_mode = %s", (SESSION_SQL_MODE,))
+        self.execute("SET SESSION time_zone = '+00:00'")
+        self.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout,))
+        self.execute("SET SESSION innodb_lock_wait_timeout = %s", (lock_wait_timeout,))
+        if isolation:
+            level = {"READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
+            if isolation not in level:
+                raise ValueError(isolation)
+            self.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        """Run one statement; return the affected-row count."""
+        try:
+            with self._conn.cursor() as cur:
+                return int(cur.execute(sql, params))
+        except pymysql.err.Error as exc:
+            raise translate(exc, self.dsn) from exc
+
+    def execute_info(self, sql: str, params: Sequence[Any] | None = None) -> tuple[int, str]:
+        """Run one statement; return (affected rows, the server's info text)."""
+        try:
+            with self._conn.cursor() as cur:
+                count = int(cur.execute(sql, params))
+                message = getattr(getattr(cur, "_result", None), "message", b"") or b""
+        except pymysql.err.Error as exc:
+            raise translate(exc, self.dsn) from exc
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        return count, str(message)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+        except pymysql.err.Error as exc:
+            raise translate(exc, self.dsn) from exc
+
+    def query_one(self, sql: str, params: Sequence[Any] | None = None
+                  ) -> tuple[Any, ...] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        row = self.query_one(sql, params)
+        return row[0] if row else None
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None
+                    ) -> list[dict[str, Any]]:
+        try:
+            with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+        except pymysql.err.Error as exc:
+            raise translate(exc, self.dsn) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        self.execute("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self.rollback_quietly()
+            raise
+        self.execute("COMMIT")
+
+    def rollback_quietly(self) -> None:
+        try:
+            self._conn.rollback()
+        except pymysql.err.Error:
+            pass
+
+    def ping(self) -> None:
+        try:
+            self._conn.ping(reconnect=False)
+        except pymysql.err.Error as exc:
+            raise translate(exc, self.dsn) from exc
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except pymysql.err.Error:
+            pass
+        except Exception:  # already closed: nothing to do
+            pass
+
+
+def _connect(dsn: Dsn, database: str | None, read_timeout: float | None
+             ) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(**connect_args(dsn, database, read_timeout))
+    except pymysql.err.Error as exc:
+        raise translate(exc, dsn) from exc
+
+
+def connect_args(dsn: Dsn, database: str | None = None,
+                 read_timeout: float | None = None) -> dict[str, Any]:
+    """pymysql keyword arguments for `dsn` (also used by the binlog wall)."""
+    args: dict[str, Any] = {
+        "host": dsn.host,
+        "port": dsn.port,
+        "user": dsn.user,
+        "password": dsn.password,
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": dsn.connect_timeout,
+    }
+    if dsn.unix_socket:
+        args["unix_socket"] = dsn.unix_socket
+    if database:
+        args["database"] = database
+    if read_timeout:
+        args["read_timeout"] = read_timeout
+    return args
+
+
+def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.2,
+          max_delay: float = 5.0, stop: threading.Event | None = None) -> T:
+    """Run `fn`, retrying retryable errors with backoff and jitter (seed 004).
+
+    Log level rises as retries go on, so a flapping run is visible without turning
+    every transient deadlock into a warning.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except OnlineDDLError as err:
+            if not err.retryable or attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            level = logging.INFO if attempt == 1 else logging.WARNING
+            log.log(level, "%s failed (attempt %d/%d): %s; retrying in %.2fs",
+                    what, attempt, attempts, err.message, delay)
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+_DUP_RE = re.compile(r"Duplicates:\s*(\d+)")
+
+
+def duplicates_in_info(info: str) -> int:
+    """The `Duplicates: N` count from an INSERT ... SELECT info text (0 if absent)."""
+    match = _DUP_RE.search(info)
+    return int(match.group(1)) if match else 0

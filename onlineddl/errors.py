@@ -1,0 +1,141 @@
+"""The error tree. Every failure the operator can see is one of these.
+
+    OnlineDDLError                 exit 1   (root; the CLI catches only this)
+    +-- UsageError                 exit 2   bad flags or configuration
+    +-- ConnectionFailed           exit 3   cannot reach / log in to the server
+    +-- PreflightFailed            exit 4   server or table not suitable (binlog, PK, ...)
+    |   +-- TableNotFound
+    |   +-- UnsupportedTable
+    +-- InvalidAlter               exit 5   the ALTER does not parse or is refused
+    +-- LockHeld                   exit 6   another runner owns the table
+    +-- ChecksumMismatch           exit 7   the copy does not match the source
+    +-- CutoverFailed              exit 8   the swap did not happen; T is unchanged
+    +-- ResumeRefused              exit 9   --resume cannot continue safely
+    +-- DataError                  exit 10  the new schema cannot hold the data
+    |   +-- UniqueViolation                 (e.g. a new UNIQUE key over duplicates)
+    +-- Aborted                    exit 11  stopped on request; resumable
+    +-- WaitTimeout                exit 12  a bounded wait expired
+    +-- ReplicationError           exit 13  the binlog stream failed or fell behind
+    +-- ArtifactsExist             exit 14  an earlier run left artifacts behind
+    +-- DatabaseError              exit 15  an unexpected server error (retryable flag)
+
+Exit codes are part of the CLI contract (README, "Exit codes"); never renumber them.
+"""
+
+from __future__ import annotations
+
+
+class OnlineDDLError(Exception):
+    """Root of every error onlineddl raises on purpose."""
+
+    exit_code = 1
+    retryable = False
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  what to do: {self.hint}"
+        return self.message
+
+
+class UsageError(OnlineDDLError):
+    exit_code = 2
+
+
+class ConnectionFailed(OnlineDDLError):
+    exit_code = 3
+    retryable = True
+
+
+class PreflightFailed(OnlineDDLError):
+    exit_code = 4
+
+
+class TableNotFound(PreflightFailed):
+    pass
+
+
+class UnsupportedTable(PreflightFailed):
+    pass
+
+
+class InvalidAlter(OnlineDDLError):
+    exit_code = 5
+
+
+class LockHeld(OnlineDDLError):
+    exit_code = 6
+
+
+class ChecksumMismatch(OnlineDDLError):
+    exit_code = 7
+
+
+class CutoverFailed(OnlineDDLError):
+    exit_code = 8
+    retryable = True
+
+
+class ResumeRefused(OnlineDDLError):
+    exit_code = 9
+
+
+class DataError(OnlineDDLError):
+    exit_code = 10
+
+
+class UniqueViolation(DataError):
+    pass
+
+
+class Aborted(OnlineDDLError):
+    exit_code = 11
+
+
+class WaitTimeout(OnlineDDLError):
+    exit_code = 12
+    retryable = True
+
+
+class ReplicationError(OnlineDDLError):
+    exit_code = 13
+
+
+class ArtifactsExist(OnlineDDLError):
+    exit_code = 14
+
+
+class DatabaseError(OnlineDDLError):
+    """A server error we did not expect; `errno` is the server's error number."""
+
+    exit_code = 15
+
+    def __init__(self, message: str, *, errno: int = 0, retryable: bool = False,
+                 hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.errno = errno
+        self.retryable = retryable
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success: the table has the new schema and its data checked out",
+    1: "internal error (a bug: please report it with the log)",
+    2: "usage error: bad flags or configuration",
+    3: "cannot connect or log in to the server",
+    4: "preflight refused: server settings or table not suitable",
+    5: "the ALTER is invalid or not supported",
+    6: "another onlineddl run holds the table",
+    7: "checksum mismatch: the copy does not match the source",
+    8: "cutover failed: the table was left unchanged",
+    9: "--resume refused",
+    10: "the data does not fit the new schema (e.g. duplicates for a new UNIQUE key)",
+    11: "aborted on request; resumable",
+    12: "a bounded wait expired",
+    13: "binlog replication failed",
+    14: "artifacts of an earlier run exist: use --resume or `onlineddl cleanup`",
+    15: "unexpected database error",
+}

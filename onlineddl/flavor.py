@@ -1,0 +1,192 @@
+"""Every difference between MySQL and MariaDB, chosen once from the version string.
+
+`MySQL` is the base; `MariaDB(MySQL)` overrides only what differs (as alembic does with
+its dialect implementations). Nothing else in the engine branches on the flavor.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from onlineddl.errors import PreflightFailed
+
+
+class Queryable(Protocol):
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]: ...
+    def scalar(self, sql: str, params: Any = None) -> Any: ...
+
+
+@dataclass(frozen=True, order=True)
+class BinlogPosition:
+    """A point in the primary's binlog. Ordered by (file number, offset).
+
+    `gtid` is the flavor's own text: a MySQL GTID set (`uuid:1-100`) or a MariaDB GTID
+    list (`0-1-42,1-1-7`). MariaDB readers start from it; MySQL readers from file:pos.
+    """
+
+    file: str
+    pos: int
+    gtid: str = ""
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        return (binlog_file_number(self.file), self.pos)
+
+    def reached(self, target: BinlogPosition) -> bool:
+        return self.sort_key >= target.sort_key
+
+    def __str__(self) -> str:
+        suffix = f" gtid={self.gtid}" if self.gtid else ""
+        return f"{self.file}:{self.pos}{suffix}"
+
+
+def binlog_file_number(name: str) -> int:
+    match = re.search(r"\.(\d+)$", name)
+    if not match:
+        raise ValueError(f"not a binlog file name: {name!r}")
+    return int(match.group(1))
+
+
+class MySQL:
+    name = "mysql"
+    is_mariadb = False
+
+    def __init__(self, version: tuple[int, int, int], version_string: str) -> None:
+        self.version = version
+        self.version_string = version_string
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.version_string})"
+
+    # --- positions -------------------------------------------------------------------
+
+    def master_status_sql(self) -> str:
+        # MySQL 8.2 deprecated SHOW MASTER STATUS and 8.4 removed it.
+        return "SHOW BINARY LOG STATUS" if self.version >= (8, 2, 0) else "SHOW MASTER STATUS"
+
+    def gtid_state(self, session: Queryable) -> str:
+        value = session.scalar("SELECT @@GLOBAL.gtid_executed")
+        return str(value or "").replace("\n", "")
+
+    def current_position(self, session: Queryable) -> BinlogPosition:
+        rows = session.query(self.master_status_sql())
+        if not rows:
+            raise PreflightFailed("binary logging is disabled on this server",
+                                  hint="start the server with log_bin (and binlog_format=ROW)")
+        file, pos = rows[0][0], int(rows[0][1])
+        return BinlogPosition(str(file), pos, self.gtid_state(session))
+
+    def advance_gtid(self, state: str, gtid: str) -> str:
+        # MySQL readers resume from file:pos; the last GTID is kept for operators only.
+        return gtid
+
+    def reader_start_args(self, start: BinlogPosition) -> dict[str, Any]:
+        """BinLogStreamReader arguments to start reading exactly at `start`."""
+        return {"log_file": start.file, "log_pos": start.pos, "resume_stream": True}
+
+    def binlog_files(self, session: Queryable) -> list[str]:
+        return [str(row[0]) for row in session.query("SHOW BINARY LOGS")]
+
+    def position_available(self, session: Queryable, pos: BinlogPosition) -> bool:
+        """Is the binlog still on the server from `pos` on (not purged)?"""
+        return pos.file in self.binlog_files(session)
+
+    # --- capabilities ----------------------------------------------------------------
+
+    @property
+    def rename_under_lock(self) -> bool:
+        """MySQL 8.0.13+ allows RENAME TABLE under LOCK TABLES."""
+        return self.version >= (8, 0, 13)
+
+    def replica_status_sql(self) -> str:
+        return "SHOW REPLICA STATUS" if self.version >= (8, 0, 22) else "SHOW SLAVE STATUS"
+
+    def required_settings(self) -> dict[str, str]:
+        """Global variables onlineddl needs, with the value it needs."""
+        return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
+
+    def replication_privilege_names(self) -> tuple[str, ...]:
+        return ("REPLICATION SLAVE", "REPLICATION CLIENT")
+
+
+class MariaDB(MySQL):
+    name = "mariadb"
+    is_mariadb = True
+
+    def master_status_sql(self) -> str:
+        return "SHOW MASTER STATUS"
+
+    def gtid_state(self, session: Queryable) -> str:
+        return str(session.scalar("SELECT @@GLOBAL.gtid_binlog_pos") or "")
+
+    def advance_gtid(self, state: str, gtid: str) -> str:
+        """Fold one `domain-server-seq` GTID into a GTID list (one entry per domain)."""
+        domains = parse_mariadb_gtids(state)
+        domain = gtid.split("-", 1)[0]
+        domains[domain] = gtid
+        return ",".join(domains[d] for d in sorted(domains, key=int))
+
+    def reader_start_args(self, start: BinlogPosition) -> dict[str, Any]:
+        # python-mysql-replication starts MariaDB streams only by GTID; an empty list
+        # would replay every binlog from the first, so it is refused up front.
+        if not start.gtid:
+            raise PreflightFailed(
+                "the MariaDB server reports no GTID position (@@gtid_binlog_pos is empty)",
+                hint="commit any transaction on the server once, then run again")
+        return {"is_mariadb": True, "auto_position": start.gtid}
+
+    @property
+    def rename_under_lock(self) -> bool:
+        # Checked on 10.11: RENAME TABLE under LOCK TABLES fails with error 1192.
+        return False
+
+    def replica_status_sql(self) -> str:
+        return "SHOW ALL SLAVES STATUS"
+
+    def required_settings(self) -> dict[str, str]:
+        return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
+
+    def replication_privilege_names(self) -> tuple[str, ...]:
+        return ("REPLICATION SLAVE", "BINLOG MONITOR", "REPLICATION CLIENT")
+
+
+def parse_mariadb_gtids(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if not re.fullmatch(r"\d+-\d+-\d+", part):
+            raise ValueError(f"not a MariaDB GTID: {part!r}")
+        out[part.split("-", 1)[0]] = part
+    return out
+
+
+def mariadb_gtid_reached(current: str, target: str) -> bool:
+    """True when every domain of `target` is at or past its sequence in `current`."""
+    have = {d: int(g.rsplit("-", 1)[1]) for d, g in parse_mariadb_gtids(current).items()}
+    for domain, gtid in parse_mariadb_gtids(target).items():
+        if have.get(domain, -1) < int(gtid.rsplit("-", 1)[1]):
+            return False
+    return True
+
+
+def parse_version(version_string: str) -> tuple[int, int, int]:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version_string)
+    if not match:
+        raise PreflightFailed(f"cannot read the server version from {version_string!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def detect(version_string: str) -> MySQL:
+    """Pick the flavor from `SELECT VERSION()`, refusing versions we do not support."""
+    version = parse_version(version_string)
+    if "mariadb" in version_string.lower():
+        if version < (10, 6, 0):
+            raise PreflightFailed(f"MariaDB {version_string} is too old",
+                                  hint="onlineddl supports MariaDB 10.6 and later")
+        return MariaDB(version, version_string)
+    if version < (8, 0, 0):
+        raise PreflightFailed(f"MySQL {version_string} is too old",
+                              hint="onlineddl supports MySQL 8.0 and later")
+    return MySQL(version, version_string)

@@ -1,0 +1,495 @@
+"""The lifecycle of one online ALTER, read top to bottom; the resume policy.
+
+    preflight -> setup -> [applier starts] -> copy -> catch-up -> checksum
+              -> cutover -> cleanup
+
+Only this module knows the order of the stages.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from onlineddl import faults, sql
+from onlineddl.applier import Applier, FlushTarget
+from onlineddl.binlog import BinlogReader, TableShape
+from onlineddl.checkpoint import Checkpoint, State, alter_hash
+from onlineddl.checksum import Checksum
+from onlineddl.chunker import Chunker, KeyOrder, Watermark
+from onlineddl.config import MigrationConfig
+from onlineddl.copier import Copier
+from onlineddl.cutover import SENTRY_COMMENT, Cutover, swap_state
+from onlineddl.db import Session
+from onlineddl.errors import (
+    ArtifactsExist,
+    DataError,
+    InvalidAlter,
+    OnlineDDLError,
+    PreflightFailed,
+    ResumeRefused,
+    WaitTimeout,
+)
+from onlineddl.flavor import BinlogPosition, MySQL, detect
+from onlineddl.preflight import check_server, check_table
+from onlineddl.progress import Progress
+from onlineddl.runlock import RunnerLock
+from onlineddl.statement import AlterPlan, parse_alter
+from onlineddl.table import (
+    Artifacts,
+    ColumnMapping,
+    TableInfo,
+    build_mapping,
+    check_same_primary_key,
+    load_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Phase(enum.IntEnum):
+    PREFLIGHT = 1
+    SETUP = 2
+    COPY = 3
+    CATCHUP = 4
+    CHECKSUM = 5
+    CUTOVER = 6
+    CLEANUP = 7
+    DONE = 8
+
+
+@dataclass(frozen=True)
+class Result:
+    database: str
+    table: str
+    rows_copied: int
+    rows_checked: int
+    seconds: float
+    cutover_attempts: int
+    write_block_seconds: float
+    resumed: bool
+
+
+# Errors a resume cannot fix: clean up what this run created so nothing is left behind.
+FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
+
+
+class Migration:
+    """One run. `run()` is the table of contents; each stage is a short method."""
+
+    def __init__(self, config: MigrationConfig) -> None:
+        config.validate()
+        self.config = config
+        self.tuning = config.tuning
+        self.db = config.database
+        self.names = Artifacts.for_table(config.table)
+        self.phase = Phase.PREFLIGHT
+        self.progress = Progress(f"{config.database}.{config.table}",
+                                 config.tuning.progress_interval)
+        self.control: Session | None = None
+        self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
+        self.flavor: MySQL | None = None
+        self.plan: AlterPlan | None = None
+        self.source: TableInfo | None = None
+        self.shadow: TableInfo | None = None
+        self.mapping: ColumnMapping | None = None
+        self.applier: Applier | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.state: State | None = None
+        self.watermark = Watermark()
+        self.created: list[str] = []   # ledger of artifacts this run created
+        self.resumed = False
+        self.rows_checked = 0
+        self.cutover_attempts = 0
+        self.block_seconds = 0.0
+        self._last_checkpoint = 0.0
+        self._last_lock_check = 0.0
+
+    # --- the lifecycle ---------------------------------------------------------------
+
+    def run(self) -> Result:
+        started = time.monotonic()
+        try:
+            self.connect()
+            self.preflight()
+            if not self.setup():           # False: a resumed run found the swap done
+                self.finish_after_swap()
+                return self.result(started)
+            self.start_applier()
+            self.copy()
+            self.catch_up()
+            self.verify()
+            self.catch_up()
+            self.cut_over()
+            self.cleanup()
+            return self.result(started)
+        except FINAL_ERRORS:
+            self.discard_created()
+            raise
+        finally:
+            self.close()
+
+    # --- stages ----------------------------------------------------------------------
+
+    def connect(self) -> None:
+        self.control = Session(self.config.dsn, name="control",
+                               lock_wait_timeout=self.tuning.lock_wait_timeout)
+        version = str(self.control.scalar("SELECT VERSION()"))
+        self.flavor = detect(version)
+        log.info("connected to %s (%s)", self.config.dsn.describe(), version)
+        self.runner_lock.acquire(self.config.lock_wait, self._describe_holder)
+
+    def preflight(self) -> None:
+        self.set_phase(Phase.PREFLIGHT)
+        control, flavor = self._control(), self._flavor()
+        check_server(control, flavor)
+        self.plan = parse_alter(self.config.alter, database=self.db, table=self.config.table)
+        if self.plan.changes_primary_key:
+            raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
+                               "support that yet",
+                               hint="change the primary key with an offline ALTER")
+        self.source = load_table(control, self.db, self.config.table)
+        check_table(control, self.source)
+        self.progress.rows_estimate = self.source.rows_estimate
+
+    def setup(self) -> bool:
+        """Create (or, with --resume, find) the shadow table and the checkpoint.
+        Returns False when a resumed run finds the swap already done."""
+        self.set_phase(Phase.SETUP)
+        self.checkpoint = Checkpoint(self._control(), self.db, self.names.checkpoint)
+        if self.config.resume:
+            state = self.checkpoint.read()
+            if state is not None:
+                return self._resume_from(state)
+            log.warning("--resume: no checkpoint found; removing what an earlier run left "
+                        "and starting from the beginning")
+            self.drop_artifacts()
+        self._refuse_leftovers()
+        self._create_shadow()
+        position = self._flavor().current_position(self._control())
+        self.state = State(alter_text=self.config.alter, phase="copy", position=position)
+        self.checkpoint.create()
+        self.created.append(self.names.checkpoint)
+        self.checkpoint.write(self.state)
+        return True
+
+    def start_applier(self) -> None:
+        """Start reading the binlog before the first chunk is read (DESIGN, section 2)."""
+        source, shadow, state = self._source(), self._shadow(), self._state()
+        mapping = self._mapping()
+        target = FlushTarget(self.db, source.name, shadow.name,
+                             tuple(mapping.source_exprs()), mapping.target, shadow.pk)
+        shape = TableShape(self.db, source.name, len(source.columns), source.pk_ordinals)
+        server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
+
+        def reader(start: BinlogPosition) -> BinlogReader:
+            return BinlogReader(self.config.dsn, self._flavor(), shape, start, server_id)
+
+        self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
+                               reader_factory=reader, target=target,
+                               key_order=KeyOrder(source.pk_columns),
+                               watermark=self.watermark, tuning=self.tuning,
+                               start=state.position)
+        self.applier.start()
+        faults.point("applier_started")
+
+    def copy(self) -> None:
+        self.set_phase(Phase.COPY)
+        if self.watermark.get().complete:
+            return
+        session = Session(self.config.dsn, name="copier", isolation="READ COMMITTED",
+                          lock_wait_timeout=self.tuning.lock_wait_timeout)
+        try:
+            chunker = Chunker(session, self._source(), self.tuning,
+                              start=self.watermark.get().bound)
+            copier = Copier(session, self._source(), self._shadow(), self._mapping(),
+                            chunker, self.watermark, self._shadow_unique_keys())
+            base = self.progress.rows_copied
+
+            def between() -> None:
+                self.progress.rows_copied = base + copier.stats.rows
+                self.tick()
+
+            copier.run(between)
+        finally:
+            session.close()
+        self.tick(force_checkpoint=True)
+
+    def catch_up(self) -> None:
+        """Wait, bounded, until the applier is near the binlog head with a small backlog."""
+        self.set_phase(Phase.CATCHUP)
+        applier = self._applier()
+        head = self._flavor().current_position(self._control())
+        deadline = time.monotonic() + self.tuning.catchup_timeout
+        while not (applier.received_position().reached(head)
+                   and applier.backlog() <= self.tuning.flush_batch):
+            self.tick()
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"the applier did not catch up within {self.tuning.catchup_timeout:.0f}s "
+                    f"(backlog {applier.backlog()}, at {applier.received_position()}, "
+                    f"head {head})",
+                    hint="the write load is higher than onlineddl applies; the run is "
+                         "resumable with --resume at a quieter time")
+            time.sleep(0.05)
+        applier.flush_now()
+
+    def verify(self) -> None:
+        self.set_phase(Phase.CHECKSUM)
+        mapping = self._mapping()
+        applier = self._applier()
+        checksum = Checksum(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
+                            source=self._source(), shadow=self._shadow(), mapping=mapping,
+                            target=applier.target, applier=applier, tuning=self.tuning)
+        result = checksum.run(self.config.repair, self.tick)
+        self.rows_checked = result.rows
+        self._state().checksum_state = "passed"
+        self.tick(force_checkpoint=True)
+        log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
+
+    def cut_over(self) -> None:
+        self.set_phase(Phase.CUTOVER)
+        self.runner_lock.check()
+        cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
+                          database=self.db, artifacts=self.names, applier=self._applier(),
+                          tuning=self.tuning, on_block=self._record_cutover_started,
+                          is_owner=self.runner_lock.check)
+        cutover.run()
+        self.cutover_attempts, self.block_seconds = cutover.attempts, cutover.block_seconds
+        log.info("cutover done after %d attempt(s); writes blocked for %.3fs",
+                 cutover.attempts, cutover.block_seconds)
+        self._applier().stop()
+        state = self._state()
+        state.swapped, state.phase = True, "cleanup"
+        self._checkpoint().write(state)
+
+    def cleanup(self) -> None:
+        self.set_phase(Phase.CLEANUP)
+        control = self._control()
+        if self.config.drop_old:
+            control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+        self._checkpoint().drop()
+        self.set_phase(Phase.DONE)
+        log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
+                 "" if self.config.drop_old else f"; the original is kept as {self.names.old}")
+
+    # --- resume ----------------------------------------------------------------------
+
+    def _resume_from(self, state: State) -> bool:
+        if alter_hash(state.alter_text) != alter_hash(self.config.alter):
+            raise ResumeRefused(
+                "the ALTER differs from the one the checkpoint was made for: "
+                f"{state.alter_text!r}",
+                hint="resume with the same --alter, or run `onlineddl cleanup` first")
+        self.resumed = True
+        self.state = state
+        if state.swapped or state.cutover_started:
+            if swap_state(self._control(), self.db, self.names).swapped:
+                log.info("--resume: the swap already happened; finishing")
+                return False
+        shadow_present = bool(self._control().scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s", (self.db, self.names.shadow)))
+        if not shadow_present:
+            raise ResumeRefused(f"the shadow table {self.names.shadow} is missing",
+                                hint="run `onlineddl cleanup`, then start again without "
+                                     "--resume")
+        if not self._flavor().position_available(self._control(), state.position):
+            raise ResumeRefused(
+                f"the binlog at the checkpoint ({state.position}) was purged from the server",
+                hint="run `onlineddl cleanup` and start again; keep binlogs longer "
+                     "(binlog_expire_logs_seconds) than a run may be down")
+        self.shadow = load_table(self._control(), self.db, self.names.shadow)
+        self._drop_sentry_if_any()
+        self._trim_shadow(state)
+        self.watermark = Watermark(state.low_watermark, state.copy_complete)
+        self.progress.rows_copied = state.rows_copied
+        state.cutover_started, state.drain = False, None
+        log.info("--resume: continuing from watermark %s, binlog %s",
+                 state.low_watermark, state.position)
+        return True
+
+    def _trim_shadow(self, state: State) -> None:
+        """Rows above the checkpoint's watermark may be stale; they are copied again."""
+        if state.copy_complete:
+            return
+        text, params = sql.delete_above(self.db, self.names.shadow, self._shadow().pk,
+                                        state.low_watermark)
+        deleted = self._control().execute(text, params)
+        log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
+
+    def finish_after_swap(self) -> None:
+        state = self._state()
+        log.info("drain target was %s", state.drain)
+        state.swapped, state.phase = True, "cleanup"
+        self._checkpoint().write(state)
+        self.cleanup()
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def tick(self, force_checkpoint: bool = False) -> None:
+        """Between units of work: health checks, checkpoint, progress."""
+        applier = self._applier()
+        applier.check()
+        now = time.monotonic()
+        if now - self._last_lock_check >= 1.0:
+            self.runner_lock.check()
+            self._last_lock_check = now
+        if force_checkpoint or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
+            self._write_checkpoint()
+            self._last_checkpoint = now
+        self.progress.backlog = applier.backlog()
+        self.progress.applied = applier.flushed_rows
+        self.progress.maybe_report()
+
+    def _write_checkpoint(self) -> None:
+        state = self._state()
+        safe = self._applier().safe
+        state.low_watermark = safe.watermark.bound
+        state.copy_complete = safe.watermark.complete
+        state.position = safe.position
+        state.rows_copied = self.progress.rows_copied
+        state.phase = self.phase.name.lower()
+        self._checkpoint().write(state)
+        faults.point("after_checkpoint")
+
+    def _record_cutover_started(self, drain: BinlogPosition) -> None:
+        state = self._state()
+        state.cutover_started, state.drain, state.phase = True, drain, "cutover"
+        self._checkpoint().write(state)
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.progress.set_phase(phase.name.lower())
+
+    def _refuse_leftovers(self) -> None:
+        found = self._existing_artifacts()
+        if found:
+            raise ArtifactsExist(
+                f"an earlier run left {', '.join(found)} in {self.db}",
+                hint="run again with --resume to continue it, or `onlineddl cleanup "
+                     f"--database {self.db} --table {self.config.table}` to discard it")
+
+    def _existing_artifacts(self) -> list[str]:
+        rows = self._control().query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME IN (%s, %s, %s)", (self.db, *self.names.all()))
+        return sorted(str(r[0]) for r in rows)
+
+    def _create_shadow(self) -> None:
+        control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
+        control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
+        self.created.append(self.names.shadow)
+        try:
+            control.execute(sql.alter_table(self.db, self.names.shadow, self._plan().clauses))
+        except OnlineDDLError as err:
+            raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
+                               hint="fix the ALTER; the original table is unchanged") from err
+        self.shadow = load_table(control, self.db, self.names.shadow)
+        check_same_primary_key(self._source(), self.shadow, self._mapping())
+
+    def _mapping(self) -> ColumnMapping:
+        if self.mapping is None:
+            self.mapping = build_mapping(self._source(), self._shadow(), self._plan())
+        return self.mapping
+
+    def _shadow_unique_keys(self) -> tuple[tuple[str, ...], ...]:
+        rows = self._control().query(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+            "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (self.db, self.names.shadow))
+        keys: dict[str, list[str]] = {}
+        for index, column in rows:
+            keys.setdefault(str(index), []).append(str(column))
+        return tuple(tuple(v) for v in keys.values())
+
+    def drop_artifacts(self) -> None:
+        """Drop the shadow, the checkpoint and a cutover sentry (never T or a real _T_old)."""
+        control = self._control()
+        for name in (self.names.shadow, self.names.checkpoint):
+            control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
+        self._drop_sentry_if_any()
+
+    def _drop_sentry_if_any(self) -> None:
+        comment = self._control().scalar(
+            "SELECT TABLE_COMMENT FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.db, self.names.old))
+        if comment == SENTRY_COMMENT:
+            self._control().execute(
+                f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+
+    def discard_created(self) -> None:
+        if not self.created or self.control is None:
+            return
+        try:
+            if self.applier:
+                self.applier.stop()
+            for name in reversed(self.created):
+                self.control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
+            log.info("removed %s", ", ".join(self.created))
+        except OnlineDDLError:
+            log.warning("could not remove %s; use `onlineddl cleanup`", ", ".join(self.created))
+
+    def _describe_holder(self) -> str:
+        try:
+            state = Checkpoint(self._control(), self.db, self.names.checkpoint).read()
+        except OnlineDDLError:
+            return ""
+        if state is None:
+            return ""
+        return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"phase {state.phase}")
+
+    def result(self, started: float) -> Result:
+        return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
+                      time.monotonic() - started, self.cutover_attempts, self.block_seconds,
+                      self.resumed)
+
+    def close(self) -> None:
+        if self.applier:
+            self.applier.stop()
+        self.runner_lock.release()
+        if self.control:
+            self.control.close()
+
+    # Typed accessors: each stage may rely on the ones before it having run.
+    def _control(self) -> Session:
+        assert self.control is not None
+        return self.control
+
+    def _flavor(self) -> MySQL:
+        assert self.flavor is not None
+        return self.flavor
+
+    def _plan(self) -> AlterPlan:
+        assert self.plan is not None
+        return self.plan
+
+    def _source(self) -> TableInfo:
+        assert self.source is not None
+        return self.source
+
+    def _shadow(self) -> TableInfo:
+        assert self.shadow is not None
+        return self.shadow
+
+    def _applier(self) -> Applier:
+        assert self.applier is not None
+        return self.applier
+
+    def _checkpoint(self) -> Checkpoint:
+        assert self.checkpoint is not None
+        return self.checkpoint
+
+    def _state(self) -> State:
+        assert self.state is not None
+        return self.state
+
+
+def migrate(config: MigrationConfig) -> Result:
+    """The Python API: run one online ALTER to completion (or raise OnlineDDLError)."""
+    return Migration(config).run()

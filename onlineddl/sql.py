@@ -1,0 +1,203 @@
+"""All SQL text the engine runs. `ident()` is the only way a name reaches SQL.
+
+Values always travel as driver parameters (`%s`); the operator's ALTER clauses are the
+only raw text spliced in, and only in `alter_table()`.
+
+Key predicates are written out as OR-expanded comparisons rather than row constructors
+(`(a, b) > (x, y)`), because MariaDB's range optimizer does not use an index for row
+constructor comparisons and would scan the whole table for every chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Key = tuple[Any, ...]
+Params = list[Any]
+
+# Strict, so a value that does not fit the new column is an error (never silently
+# truncated); NO_AUTO_VALUE_ON_ZERO, so a copied 0 in an AUTO_INCREMENT column stays 0.
+SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+
+
+def ident(name: str) -> str:
+    """Quote one identifier for MySQL/MariaDB: backticks, with inner backticks doubled."""
+    if "\x00" in name:
+        raise ValueError("identifier contains a NUL byte")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def qualified(database: str, table: str) -> str:
+    return f"{ident(database)}.{ident(table)}"
+
+
+def column_list(names: Sequence[str]) -> str:
+    return ", ".join(ident(n) for n in names)
+
+
+def _greater(cols: Sequence[str], key: Key, strict: bool) -> tuple[str, Params]:
+    """`cols > key` (`>=` when not strict) as an OR of prefix-equal terms."""
+    terms: list[str] = []
+    params: Params = []
+    for i, col in enumerate(cols):
+        eqs = [f"{ident(c)} = %s" for c in cols[:i]]
+        last = i == len(cols) - 1
+        op = ">" if strict or not last else ">="
+        terms.append("(" + " AND ".join([*eqs, f"{ident(col)} {op} %s"]) + ")")
+        params.extend([*key[:i], key[i]])
+    return "(" + " OR ".join(terms) + ")", params
+
+
+def _less_equal(cols: Sequence[str], key: Key) -> tuple[str, Params]:
+    """`cols <= key` as an OR of prefix-equal terms."""
+    terms: list[str] = []
+    params: Params = []
+    for i, col in enumerate(cols):
+        eqs = [f"{ident(c)} = %s" for c in cols[:i]]
+        op = "<=" if i == len(cols) - 1 else "<"
+        terms.append("(" + " AND ".join([*eqs, f"{ident(col)} {op} %s"]) + ")")
+        params.extend([*key[:i], key[i]])
+    return "(" + " OR ".join(terms) + ")", params
+
+
+def key_range(cols: Sequence[str], lower: Key | None, upper: Key | None) -> tuple[str, Params]:
+    """Predicate for lower < key <= upper; None means unbounded on that side."""
+    parts: list[str] = []
+    params: Params = []
+    if lower is not None:
+        text, p = _greater(cols, lower, strict=True)
+        parts.append(text)
+        params.extend(p)
+    if upper is not None:
+        text, p = _less_equal(cols, upper)
+        parts.append(text)
+        params.extend(p)
+    return (" AND ".join(parts) or "TRUE"), params
+
+
+def key_in(cols: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
+    """`pk IN (...)` for one column, `(a, b) IN ((..), ..)` for composite keys."""
+    if len(cols) == 1:
+        marks = ", ".join(["%s"] * len(keys))
+        return f"{ident(cols[0])} IN ({marks})", [k[0] for k in keys]
+    one = "(" + ", ".join(["%s"] * len(cols)) + ")"
+    marks = ", ".join([one] * len(keys))
+    params: Params = [v for k in keys for v in k]
+    return f"({column_list(cols)}) IN ({marks})", params
+
+
+def order_by(cols: Sequence[str], descending: bool = False) -> str:
+    suffix = " DESC" if descending else ""
+    return ", ".join(ident(c) + suffix for c in cols)
+
+
+def alter_table(database: str, table: str, clauses: str) -> str:
+    """The one place the operator's ALTER clauses are spliced into SQL."""
+    return f"ALTER TABLE {qualified(database, table)} {clauses}"
+
+
+def next_chunk_bound(
+    database: str, table: str, cols: Sequence[str], lower: Key | None, rows: int
+) -> tuple[str, Params]:
+    """The key `rows` rows above `lower`: the inclusive upper bound of the next chunk."""
+    where, params = key_range(cols, lower, None)
+    sql = (
+        f"SELECT {column_list(cols)} FROM {qualified(database, table)} "
+        f"WHERE {where} ORDER BY {order_by(cols)} LIMIT 1 OFFSET %s"
+    )
+    return sql, [*params, rows - 1]
+
+
+def copy_range(
+    database: str,
+    source: str,
+    target: str,
+    source_exprs: Sequence[str],
+    target_cols: Sequence[str],
+    pk: Sequence[str],
+    lower: Key | None,
+    upper: Key | None,
+) -> tuple[str, Params]:
+    """Copy one chunk. A duplicate on a UNIQUE key is not inserted (and is counted in the
+    server's "Duplicates:" info, which the copier inspects); any other data error fails."""
+    where, params = key_range(pk, lower, upper)
+    # Qualified: an unqualified name is ambiguous between the two tables.
+    first = f"{qualified(database, target)}.{ident(pk[0])}"
+    sql = (
+        f"INSERT INTO {qualified(database, target)} ({column_list(target_cols)}) "
+        f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
+        f"WHERE {where} ON DUPLICATE KEY UPDATE {first} = {first}"
+    )
+    return sql, params
+
+
+def delete_keys(database: str, table: str, pk: Sequence[str], keys: Sequence[Key]
+                ) -> tuple[str, Params]:
+    where, params = key_in(pk, keys)
+    return f"DELETE FROM {qualified(database, table)} WHERE {where}", params
+
+
+def delete_above(database: str, table: str, pk: Sequence[str], key: Key | None
+                 ) -> tuple[str, Params]:
+    """Delete every row whose key is above `key` (None: every row)."""
+    if key is None:
+        return f"DELETE FROM {qualified(database, table)}", []
+    where, params = _greater(pk, key, strict=True)
+    return f"DELETE FROM {qualified(database, table)} WHERE {where}", params
+
+
+def replace_keys(
+    database: str,
+    source: str,
+    target: str,
+    source_exprs: Sequence[str],
+    target_cols: Sequence[str],
+    pk: Sequence[str],
+    keys: Sequence[Key],
+) -> tuple[str, Params]:
+    """Re-read the current source rows and write them to the target.
+
+    LOCK IN SHARE MODE makes this a locking read: a transaction whose binlog event we
+    already received may not be visible yet to a plain read (the binlog is sent before
+    the InnoDB commit completes); a locking read waits for it and sees its result.
+    """
+    where, params = key_in(pk, keys)
+    sql = (
+        f"REPLACE INTO {qualified(database, target)} ({column_list(target_cols)}) "
+        f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
+        f"WHERE {where} LOCK IN SHARE MODE"
+    )
+    return sql, params
+
+
+def checksum_chunk(
+    database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
+    lower: Key | None, upper: Key | None,
+) -> tuple[str, Params]:
+    where, params = key_range(pk, lower, upper)
+    row = row_hash(exprs)
+    sql = (
+        f"SELECT COUNT(*), COALESCE(BIT_XOR({row}), 0) "
+        f"FROM {qualified(database, table)} WHERE {where}"
+    )
+    return sql, params
+
+
+def checksum_rows(
+    database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
+    lower: Key | None, upper: Key | None,
+) -> tuple[str, Params]:
+    """Per-row hashes of a chunk, to name the keys that differ."""
+    where, params = key_range(pk, lower, upper)
+    sql = (
+        f"SELECT {column_list(pk)}, {row_hash(exprs)} FROM {qualified(database, table)} "
+        f"WHERE {where} ORDER BY {order_by(pk)}"
+    )
+    return sql, params
+
+
+def row_hash(exprs: Sequence[str]) -> str:
+    # ISNULL() flags keep NULL apart from '' (CONCAT_WS skips NULLs).
+    nulls = [f"ISNULL({e})" for e in exprs]
+    return f"CRC32(CONCAT_WS('#', {', '.join([*exprs, *nulls])}))"

@@ -1,0 +1,216 @@
+"""Table metadata, the column mapping between old and new table, and artifact names."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from onlineddl.db import Session
+from onlineddl.errors import PreflightFailed, TableNotFound, UnsupportedTable
+from onlineddl.sql import ident
+from onlineddl.statement import AlterPlan
+
+MAX_IDENT = 64
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The fixed names of everything a run creates on the server, in one place."""
+
+    table: str
+    shadow: str     # _T_new: the table being built
+    old: str        # _T_old: the original after the swap (also the cutover sentry)
+    checkpoint: str  # _T_chkpnt
+
+    @classmethod
+    def for_table(cls, table: str) -> Artifacts:
+        return cls(table, artifact_name(table, "new"), artifact_name(table, "old"),
+                   artifact_name(table, "chkpnt"))
+
+    def all(self) -> tuple[str, ...]:
+        return (self.shadow, self.old, self.checkpoint)
+
+
+def artifact_name(table: str, suffix: str) -> str:
+    """`_T_suffix`, shortened deterministically when it would pass 64 characters."""
+    name = f"_{table}_{suffix}"
+    if len(name) <= MAX_IDENT:
+        return name
+    digest = hashlib.sha1(table.encode("utf-8")).hexdigest()[:8]
+    keep = MAX_IDENT - len(suffix) - len(digest) - 3
+    return f"_{table[:keep]}_{digest}_{suffix}"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    ordinal: int          # 0-based position in the table
+    data_type: str        # e.g. "int", "varchar"
+    column_type: str      # e.g. "int(10) unsigned", "varchar(64)"
+    charset: str | None
+    collation: str | None
+    nullable: bool
+    generated: bool       # stored/virtual generated columns are never written directly
+
+    @property
+    def unsigned(self) -> bool:
+        return "unsigned" in self.column_type
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    database: str
+    name: str
+    columns: tuple[Column, ...]
+    pk: tuple[str, ...]
+    engine: str
+    rows_estimate: int
+    create_sql: str
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name.lower() == name.lower():
+                return col
+        raise KeyError(name)
+
+    def has_column(self, name: str) -> bool:
+        return any(c.name.lower() == name.lower() for c in self.columns)
+
+    @property
+    def pk_ordinals(self) -> tuple[int, ...]:
+        return tuple(self.column(n).ordinal for n in self.pk)
+
+    @property
+    def pk_columns(self) -> tuple[Column, ...]:
+        return tuple(self.column(n) for n in self.pk)
+
+
+def load_table(session: Session, database: str, table: str) -> TableInfo:
+    row = session.query_one(
+        "SELECT ENGINE, TABLE_ROWS, TABLE_TYPE FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
+    if row is None:
+        raise TableNotFound(f"table {database}.{table} does not exist",
+                            hint="check --database and --table (names are case-sensitive)")
+    if row[2] != "BASE TABLE":
+        raise UnsupportedTable(f"{database}.{table} is a {row[2]}, not a base table")
+    columns = _load_columns(session, database, table)
+    pk = _load_primary_key(session, database, table)
+    create = session.query_one(f"SHOW CREATE TABLE {ident(database)}.{ident(table)}")
+    return TableInfo(database, table, columns, pk, str(row[0] or ""), int(row[1] or 0),
+                     str(create[1]) if create else "")
+
+
+def _load_columns(session: Session, database: str, table: str) -> tuple[Column, ...]:
+    rows = session.query(
+        "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, "
+        "COLLATION_NAME, IS_NULLABLE, EXTRA, GENERATION_EXPRESSION "
+        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+        "ORDER BY ORDINAL_POSITION", (database, table))
+    out = []
+    for i, r in enumerate(rows):
+        extra = str(r[7] or "").upper()
+        # Not "GENERATED" alone: MySQL marks DEFAULT CURRENT_TIMESTAMP as DEFAULT_GENERATED.
+        generated = bool(r[8]) or any(w in extra for w in ("VIRTUAL", "STORED", "PERSISTENT"))
+        out.append(Column(str(r[0]), i, str(r[2]).lower(), str(r[3]).lower(),
+                          r[4], r[5], r[6] == "YES", generated))
+    return tuple(out)
+
+
+def _load_primary_key(session: Session, database: str, table: str) -> tuple[str, ...]:
+    rows = session.query(
+        "SELECT COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' "
+        "ORDER BY SEQ_IN_INDEX", (database, table))
+    return tuple(str(r[0]) for r in rows)
+
+
+def triggers_and_foreign_keys(session: Session, database: str, table: str) -> list[str]:
+    """Names of triggers on the table and foreign keys from or to it."""
+    found = [f"trigger {r[0]}" for r in session.query(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+        "WHERE EVENT_OBJECT_SCHEMA = %s AND EVENT_OBJECT_TABLE = %s", (database, table))]
+    found += [f"foreign key {r[0]} ({r[1]} -> {r[2]})" for r in session.query(
+        "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME "
+        "FROM information_schema.REFERENTIAL_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = %s AND (TABLE_NAME = %s OR REFERENCED_TABLE_NAME = %s)",
+        (database, table, table))]
+    return found
+
+
+# PK column types whose order the engine can reason about; see chunker.KeyOrder.
+SUPPORTED_PK_TYPES = {
+    "tinyint", "smallint", "mediumint", "int", "bigint", "decimal",
+    "char", "varchar", "binary", "varbinary", "date", "datetime", "timestamp", "time",
+    "year",
+}
+
+
+def check_primary_key(info: TableInfo) -> None:
+    if not info.pk:
+        raise UnsupportedTable(
+            f"{info.database}.{info.name} has no PRIMARY KEY",
+            hint="add a primary key first; onlineddl walks and applies changes by it")
+    for col in info.pk_columns:
+        if col.data_type not in SUPPORTED_PK_TYPES:
+            raise UnsupportedTable(
+                f"primary key column {col.name} has type {col.column_type}, which onlineddl "
+                "cannot order safely", hint="supported key types: integers, DECIMAL, "
+                "CHAR/VARCHAR/BINARY/VARBINARY, DATE/TIME/DATETIME/TIMESTAMP, YEAR")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which old column feeds which new column. Added columns take their defaults."""
+
+    source: tuple[str, ...]   # old column names
+    target: tuple[str, ...]   # new column names, same order
+    dropped: tuple[str, ...]
+    added: tuple[str, ...]
+    renamed: tuple[tuple[str, str], ...]
+
+    def source_exprs(self) -> list[str]:
+        return [ident(c) for c in self.source]
+
+
+def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapping:
+    """Derive the mapping from both schemas and the parsed ALTER.
+
+    The server applied the ALTER, so the new schema is the truth; the parsed ALTER only
+    tells renames apart from a drop plus an add (which the schemas alone cannot).
+    """
+    renames = {k.lower(): v for k, v in plan.renames.items()}
+    dropped_lc = {d.lower() for d in plan.dropped}
+    source, target, renamed, dropped = [], [], [], []
+    for col in old.columns:
+        if col.generated:
+            continue
+        new_name = renames.get(col.name.lower(), col.name)
+        if col.name.lower() in dropped_lc and col.name.lower() not in renames:
+            dropped.append(col.name)
+            continue
+        if not new.has_column(new_name):
+            raise PreflightFailed(
+                f"column {col.name} is missing from the new table but the ALTER neither "
+                "drops nor renames it", hint="write the ALTER with explicit DROP/CHANGE")
+        if new.column(new_name).generated:
+            dropped.append(col.name)  # became generated: the server computes it
+            continue
+        source.append(col.name)
+        target.append(new.column(new_name).name)
+        if new_name.lower() != col.name.lower():
+            renamed.append((col.name, new.column(new_name).name))
+    mapped = {t.lower() for t in target}
+    added = [c.name for c in new.columns if c.name.lower() not in mapped and not c.generated]
+    return ColumnMapping(tuple(source), tuple(target), tuple(dropped), tuple(added),
+                         tuple(renamed))
+
+
+def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMapping) -> None:
+    to_new = {s.lower(): t for s, t in zip(mapping.source, mapping.target, strict=True)}
+    expected = tuple(to_new.get(c.lower(), "?") for c in old.pk)
+    if tuple(c.lower() for c in new.pk) != tuple(c.lower() for c in expected):
+        raise UnsupportedTable(
+            f"the ALTER changes the primary key ({', '.join(old.pk)} -> "
+            f"{', '.join(new.pk) or 'none'}); onlineddl does not support that yet",
+            hint="change the primary key with a separate tool or an offline ALTER")
