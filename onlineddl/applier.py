@@ -128,6 +128,8 @@ class Applier:
         self._error: OnlineDDLError | None = None
         self._threads: list[threading.Thread] = []
         self._session: Session | None = None
+        self.ddl: str | None = None
+        self._ddl_seen = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -197,6 +199,8 @@ class Applier:
                 with self._pos_lock:
                     self.received = item.position
             elif isinstance(item, SchemaChange):
+                self.ddl = item.query
+                self._ddl_seen.set()
                 raise ReplicationError(
                     f"the table was changed by DDL during the migration: {item.query[:200]}",
                     hint="no DDL on the table while onlineddl runs; clean up, start again")
@@ -268,11 +272,13 @@ class Applier:
                          "at a quieter time")
             time.sleep(0.01)
 
-    def drain(self, session: Session, target: BinlogPosition, timeout: float, *,
-              atomic: bool) -> None:
-        """Read up to `target`, then flush every dirty key through `session`.
+    def drain(self, target: BinlogPosition, timeout: float, session: Session | None = None
+              ) -> None:
+        """Read up to `target`, then flush every dirty key.
 
-        The caller holds the write block and has paused the background flusher.
+        The caller holds the write block and has paused the background flusher. With
+        `session` (a connection holding LOCK TABLES) the flush runs through it, without
+        BEGIN, which would release its table locks; else through the applier's own.
         """
         self.wait_for(target, timeout, "draining")
         deadline = time.monotonic() + timeout
@@ -281,7 +287,18 @@ class Applier:
             if time.monotonic() > deadline:
                 raise WaitTimeout(f"draining: {len(self.delta)} changes still pending "
                                   f"after {timeout:.0f}s")
-            self._flush_round(session, atomic=atomic)
+            if session is None:
+                assert self._session is not None
+                self._flush_round(self._session, atomic=True)
+            else:
+                self._flush_round(session, atomic=False)
+
+    def wait_for_ddl(self, timeout: float) -> str | None:
+        """Wait, bounded, until the reader reaches a DDL statement on the table (after a
+        swap: our own RENAME). Returns its text, or None on timeout."""
+        if self._ddl_seen.wait(timeout):
+            return self.ddl
+        return None
 
     def backlog(self) -> int:
         return len(self.delta)

@@ -139,10 +139,10 @@ class Checksum:
         snap = Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
         try:
             with self.applier.paused():
-                lock.execute(f"LOCK TABLES {sql.ident(self.source.name)} READ, "
-                             f"{sql.ident(self.target.target)} WRITE")
+                # READ: writers wait, while the applier can still read T to drain.
+                lock.execute(f"LOCK TABLES {sql.ident(self.source.name)} READ")
                 target = self.flavor.current_position(self.control)
-                self.applier.drain(lock, target, self.tuning.drain_timeout, atomic=False)
+                self.applier.drain(target, self.tuning.block_timeout)
                 snap.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 lock.execute("UNLOCK TABLES")
         except BaseException:

@@ -151,10 +151,7 @@ class Chunker:
     def feedback(self, seconds: float) -> None:
         """Shrink fast when a chunk took too long; grow gently when it was quick."""
         target = self.tuning.chunk_time
-        if seconds <= 0:
-            ideal = self.size * 2
-        else:
-            ideal = int(self.size * target / seconds)
+        ideal = self.size * 2 if seconds <= 0 else int(self.size * target / seconds)
         if ideal < self.size:
             self.size = max(self.tuning.chunk_rows_min, ideal)
         else:

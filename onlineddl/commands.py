@@ -11,7 +11,7 @@ from onlineddl.config import Dsn
 from onlineddl.cutover import SENTRY_COMMENT
 from onlineddl.db import Session
 from onlineddl.runlock import RunnerLock
-from onlineddl.table import Artifacts
+from onlineddl.table import Artifacts, present_artifacts
 
 
 def cleanup(dsn: Dsn, database: str, table: str) -> list[str]:
@@ -30,10 +30,11 @@ def cleanup(dsn: Dsn, database: str, table: str) -> list[str]:
             if name in present:
                 session.execute(f"DROP TABLE {sql.qualified(database, name)}")
                 done.append(f"dropped {database}.{name}")
-        if present.get(names.old) == SENTRY_COMMENT:
-            session.execute(f"DROP TABLE {sql.qualified(database, names.old)}")
-            done.append(f"dropped cutover sentry {database}.{names.old}")
-        elif names.old in present:
+        for name in (names.sentry, names.swap):
+            if present.get(name) == SENTRY_COMMENT:
+                session.execute(f"DROP TABLE {sql.qualified(database, name)}")
+                done.append(f"dropped cutover guard {database}.{name}")
+        if names.old in present:
             done.append(f"kept {database}.{names.old} (the original table of an earlier "
                         "swap): drop it when you no longer need it")
         if not done:
@@ -45,10 +46,9 @@ def cleanup(dsn: Dsn, database: str, table: str) -> list[str]:
 
 
 def _present(session: Session, database: str, names: Artifacts) -> dict[str, str]:
-    rows = session.query(
-        "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
-        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN (%s, %s, %s)", (database, *names.all()))
-    return {str(r[0]): str(r[1] or "") for r in rows}
+    found = present_artifacts(session, database, names)
+    found.pop(names.table, None)
+    return found
 
 
 def status(dsn: Dsn, database: str, table: str, as_json: bool = False) -> str:

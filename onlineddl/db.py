@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import pymysql
@@ -168,10 +168,8 @@ class Session:
         self.execute("COMMIT")
 
     def rollback_quietly(self) -> None:
-        try:
+        with suppress(pymysql.err.Error):
             self._conn.rollback()
-        except pymysql.err.Error:
-            pass
 
     def ping(self) -> None:
         try:

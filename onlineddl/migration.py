@@ -22,7 +22,7 @@ from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
 from onlineddl.copier import Copier
-from onlineddl.cutover import SENTRY_COMMENT, Cutover, swap_state
+from onlineddl.cutover import Cutover, drop_guards, swap_state
 from onlineddl.db import Session
 from onlineddl.errors import (
     ArtifactsExist,
@@ -45,6 +45,7 @@ from onlineddl.table import (
     build_mapping,
     check_same_primary_key,
     load_table,
+    present_artifacts,
 )
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ class Migration:
                 hint="run `onlineddl cleanup` and start again; keep binlogs longer "
                      "(binlog_expire_logs_seconds) than a run may be down")
         self.shadow = load_table(self._control(), self.db, self.names.shadow)
-        self._drop_sentry_if_any()
+        drop_guards(self._control(), self.db, self.names)
         self._trim_shadow(state)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
@@ -374,10 +375,8 @@ class Migration:
                      f"--database {self.db} --table {self.config.table}` to discard it")
 
     def _existing_artifacts(self) -> list[str]:
-        rows = self._control().query(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME IN (%s, %s, %s)", (self.db, *self.names.all()))
-        return sorted(str(r[0]) for r in rows)
+        found = present_artifacts(self._control(), self.db, self.names)
+        return sorted(n for n in found if n != self.names.table)
 
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
@@ -412,15 +411,7 @@ class Migration:
         control = self._control()
         for name in (self.names.shadow, self.names.checkpoint):
             control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-        self._drop_sentry_if_any()
-
-    def _drop_sentry_if_any(self) -> None:
-        comment = self._control().scalar(
-            "SELECT TABLE_COMMENT FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.db, self.names.old))
-        if comment == SENTRY_COMMENT:
-            self._control().execute(
-                f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+        drop_guards(control, self.db, self.names)
 
     def discard_created(self) -> None:
         if not self.created or self.control is None:

@@ -18,17 +18,20 @@ class Artifacts:
     """The fixed names of everything a run creates on the server, in one place."""
 
     table: str
-    shadow: str     # _T_new: the table being built
-    old: str        # _T_old: the original after the swap (also the cutover sentry)
+    shadow: str      # _T_new: the table being built
+    old: str         # _T_old: the original after the swap
     checkpoint: str  # _T_chkpnt
+    sentry: str      # cutover guard; its name sorts after T (see cutover.py)
+    swap: str        # _T_swap: renamed onto the sentry's name by the swap itself
 
     @classmethod
     def for_table(cls, table: str) -> Artifacts:
         return cls(table, artifact_name(table, "new"), artifact_name(table, "old"),
-                   artifact_name(table, "chkpnt"))
+                   artifact_name(table, "chkpnt"), sentry_name(table),
+                   artifact_name(table, "swap"))
 
     def all(self) -> tuple[str, ...]:
-        return (self.shadow, self.old, self.checkpoint)
+        return (self.shadow, self.old, self.checkpoint, self.sentry, self.swap)
 
 
 def artifact_name(table: str, suffix: str) -> str:
@@ -39,6 +42,21 @@ def artifact_name(table: str, suffix: str) -> str:
     digest = hashlib.sha1(table.encode("utf-8")).hexdigest()[:8]
     keep = MAX_IDENT - len(suffix) - len(digest) - 3
     return f"_{table[:keep]}_{digest}_{suffix}"
+
+
+def sentry_name(table: str) -> str:
+    """A name that sorts after `table` in the server's metadata-lock order (bytes of the
+    UTF-8 name), within 64 characters: `T_cutover`, or for long names a prefix of T with
+    its next character raised to `~`."""
+    name = f"{table}_cutover"
+    if len(name) <= MAX_IDENT:
+        return name
+    raw = table.encode("utf-8")
+    for i in range(min(len(table), MAX_IDENT) - 1, -1, -1):
+        candidate = table[:i] + "~"
+        if candidate.encode("utf-8") > raw:
+            return candidate
+    raise ValueError(f"no cutover sentry name sorts after {table!r}")
 
 
 @dataclass(frozen=True)
@@ -214,3 +232,14 @@ def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMappin
             f"the ALTER changes the primary key ({', '.join(old.pk)} -> "
             f"{', '.join(new.pk) or 'none'}); onlineddl does not support that yet",
             hint="change the primary key with a separate tool or an offline ALTER")
+
+
+def present_artifacts(session: Session, database: str, artifacts: Artifacts
+                      ) -> dict[str, str]:
+    """Which of T's artifacts exist (and T itself), with their table comments."""
+    names = (artifacts.table, *artifacts.all())
+    marks = ", ".join(["%s"] * len(names))
+    rows = session.query(
+        "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
+        f"WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN ({marks})", (database, *names))
+    return {str(r[0]): str(r[1] or "") for r in rows}

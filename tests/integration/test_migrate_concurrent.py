@@ -1,0 +1,123 @@
+"""Migrations under concurrent writes, checksum repair OFF: any lost write fails loudly.
+
+Writes are injected at exact moments with named fault points (no sleeps):
+- `copy_start`: after the binlog applier started, before the first chunk is read, the
+  window where a watermark filter that reads "not started" as "everything is above me"
+  dropped writes in another tool (seed 000);
+- `after_chunk`: at every chunk boundary, just after the watermark moved.
+Background writers run the whole time, across the cutover.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from helpers import connect
+from workload import IntModel, Writers, assert_same_rows
+
+from onlineddl import faults
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.migration import migrate
+
+SMALL_CHUNKS = Tuning(chunk_rows_initial=200, chunk_rows_min=50, chunk_rows_max=400,
+                      progress_interval=1.0, checkpoint_interval=0.5)
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults() -> Iterator[None]:
+    faults.clear()
+    yield
+    faults.clear()
+
+
+def make_table(conn, model: IntModel, table: str, rows: int) -> None:  # type: ignore[no-untyped-def]
+    with conn.cursor() as cur:
+        cur.execute(model.create_sql(table))
+        cur.execute(model.create_sql("mirror"))
+        if rows:
+            cur.execute(model.seed_sql(table, rows))
+            cur.execute(model.seed_sql("mirror", rows))
+
+
+def config(server: Dsn, db: str, alter: str, **kw) -> MigrationConfig:  # type: ignore[no-untyped-def]
+    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
+                           tuning=kw.pop("tuning", SMALL_CHUNKS), **kw)
+
+
+def test_writers_during_whole_migration(server: Dsn, db: str) -> None:
+    rows = 6000
+    model = IntModel(id_max=rows + 500)
+    conn = connect(server, db)
+    make_table(conn, model, "t", rows)
+    writers = Writers(server, db, "t", "mirror", model, threads=3)
+    bursts = {"n": 0}
+
+    def burst() -> None:
+        bursts["n"] += 1
+        writers.burst(15, seed=bursts["n"])
+
+    faults.register("copy_start", lambda: writers.burst(200, seed=999))
+    faults.register("after_chunk", burst)
+    writers.start()
+    try:
+        result = migrate(config(server, db, "ADD COLUMN extra INT NOT NULL DEFAULT 5, "
+                                            "ADD INDEX v_idx (v)"))
+        writers.burst(50, seed=4242)  # after cutover: writes land in the new table
+    finally:
+        writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    assert writers.committed > 500
+    assert bursts["n"] > 10, "the run should span many chunks"
+    n = assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
+    assert n > 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE extra <> 5")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SHOW INDEX FROM t WHERE Key_name = 'v_idx'")
+        assert cur.fetchall()
+        cur.execute("SHOW TABLES")
+        tables = {r[0] for r in cur.fetchall()}
+    assert tables == {"t", "mirror", "_t_old"}
+    assert result.rows_checked == n or result.rows_checked > 0
+
+
+def test_dead_zone_burst_only(server: Dsn, db: str) -> None:
+    """Only writes between applier start and the first chunk read; nothing else moves."""
+    rows = 3000
+    model = IntModel(id_max=rows + 200)
+    conn = connect(server, db)
+    make_table(conn, model, "t", rows)
+    writers = Writers(server, db, "t", "mirror", model)
+    faults.register("copy_start", lambda: writers.burst(400, seed=7))
+    migrate(config(server, db, "ADD COLUMN c2 INT NULL"))
+    assert not writers.errors
+    assert writers.committed >= 300
+    assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
+
+
+def test_chunk_boundary_writes_single_writer_per_boundary(server: Dsn, db: str) -> None:
+    """Deletes of rows not yet copied, re-inserts of deleted keys and key moves, each
+    committed exactly at a chunk boundary, with larger bursts and tiny chunks."""
+    rows = 2000
+    model = IntModel(id_max=rows)
+    conn = connect(server, db)
+    make_table(conn, model, "t", rows)
+    writers = Writers(server, db, "t", "mirror", model)
+    count = {"n": 0}
+
+    def at_boundary() -> None:
+        count["n"] += 1
+        writers.burst(40, seed=10_000 + count["n"])
+
+    faults.register("after_chunk", at_boundary)
+    tiny = dataclasses.replace(SMALL_CHUNKS, chunk_rows_initial=50, chunk_rows_max=60)
+    migrate(config(server, db, "MODIFY COLUMN v BIGINT NOT NULL DEFAULT 0", tuning=tiny))
+    assert not writers.errors
+    assert count["n"] >= 20
+    assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
+                    "AND TABLE_NAME='t' AND COLUMN_NAME='v'", (db,))
+        assert cur.fetchone()[0] == "bigint"

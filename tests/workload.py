@@ -1,0 +1,190 @@
+"""Writers that change a table while it is migrated, and an independent record of it.
+
+Every writer transaction changes the table under test AND a mirror table (same schema,
+never migrated) in one transaction, so after the run the table must equal the mirror
+row for row on the columns both still have. Any lost, stale or duplicated write shows.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+from helpers import connect
+
+from onlineddl.config import Dsn
+
+RETRY = {1205, 1213}       # lock wait timeout, deadlock: the transaction rolled back
+SKIP = {1062}              # duplicate key: this random op is not possible now
+
+
+def q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass
+class IntModel:
+    """Table (id BIGINT AUTO_INCREMENT PK, name VARCHAR, v INT, data VARBINARY, note TEXT)."""
+
+    id_max: int
+    pk: str = "id"
+
+    def create_sql(self, table: str) -> str:
+        return (f"CREATE TABLE {q(table)} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                "name VARCHAR(64) CHARACTER SET utf8mb4 NULL, v INT NOT NULL DEFAULT 0, "
+                "data VARBINARY(64) NULL, note TEXT CHARACTER SET utf8mb4 NULL) ENGINE=InnoDB")
+
+    def seed_sql(self, table: str, rows: int) -> str:
+        return (f"INSERT INTO {q(table)} (id, name, v, data, note) SELECT seq, "
+                "CONCAT('n', seq, '\U0001F600'), seq, UNHEX(MD5(seq)), "
+                "IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_" + str(rows))
+
+    def ops(self) -> list[Callable[[Any, random.Random, str], list[tuple[str, list[Any]]]]]:
+        return [self.insert, self.insert, self.update, self.update, self.update,
+                self.delete, self.reinsert, self.move_key, self.move_key_down]
+
+    def insert(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+        values = [f"w\u00e9{rng.randrange(10**6)}\U0001F680", rng.randrange(10**6),
+                  rng.randbytes(rng.randrange(0, 20)), rng.choice([None, "n", "\u2603" * 3])]
+        cur.execute(f"INSERT INTO {q(table)} (name, v, data, note) VALUES (%s,%s,%s,%s)",
+                    values)
+        new_id = cur.lastrowid
+        return [(f"INSERT INTO {{m}} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)",
+                 [new_id, *values])]
+
+    def _key(self, rng: random.Random) -> int:
+        return rng.randrange(1, self.id_max + 1)
+
+    def update(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+        stmt = "UPDATE {t} SET v = v + 1, name = %s, note = %s WHERE id = %s"
+        params = [f"u{rng.randrange(1000)}", rng.choice([None, "", "z"]), self._key(rng)]
+        cur.execute(stmt.format(t=q(table)), params)
+        return [(stmt.replace("{t}", "{m}"), params)]
+
+    def delete(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+        params = [self._key(rng)]
+        cur.execute(f"DELETE FROM {q(table)} WHERE id = %s", params)
+        return [("DELETE FROM {m} WHERE id = %s", params)]
+
+    def reinsert(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+        """Insert an explicit low key: succeeds only when that key was deleted."""
+        values = [self._key(rng), "re", 7, b"\x00\xff", None]
+        cur.execute(f"INSERT INTO {q(table)} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)",
+                    values)
+        return [("INSERT INTO {m} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)", values)]
+
+    def move_key(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+        """Change a primary key to one far above the copier's position."""
+        old = self._key(rng)
+        params = [old + 10_000_000 + rng.randrange(1000), old]
+        cur.execute(f"UPDATE {q(table)} SET id = %s WHERE id = %s", params)
+        return [("UPDATE {m} SET id = %s WHERE id = %s", params)]
+
+    def move_key_down(self, cur: Any, rng: random.Random, table: str
+                      ) -> list[tuple[str, list[Any]]]:
+        """Change a primary key to a low one (below the copier, maybe already copied)."""
+        params = [self._key(rng), self._key(rng)]
+        cur.execute(f"UPDATE {q(table)} SET id = %s WHERE id = %s", params)
+        return [("UPDATE {m} SET id = %s WHERE id = %s", params)]
+
+
+@dataclass
+class Writers:
+    dsn: Dsn
+    database: str
+    table: str
+    mirror: str
+    model: Any
+    threads: int = 4
+    pause: float = 0.001
+    seed: int = 1
+    committed: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, args=(self.seed * 100 + i,), daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=60)
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        conn = connect(self.dsn, self.database, autocommit=False)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION lock_wait_timeout = 60")
+            while not self._stop.is_set():
+                self.one(conn, rng)
+                time.sleep(self.pause)
+        except Exception as exc:  # recorded: the test fails on any writer error
+            self.errors.append(f"writer crashed: {exc!r}")
+        finally:
+            conn.close()
+
+    def burst(self, count: int, seed: int) -> None:
+        """`count` transactions from the calling thread, committed before it returns."""
+        rng = random.Random(seed)
+        conn = connect(self.dsn, self.database, autocommit=False)
+        try:
+            for _ in range(count):
+                self.one(conn, rng)
+        finally:
+            conn.close()
+
+    def one(self, conn: pymysql.connections.Connection, rng: random.Random) -> None:
+        op = rng.choice(self.model.ops())
+        for _attempt in range(20):
+            try:
+                with conn.cursor() as cur:
+                    mirror_stmts = op(cur, rng, self.table)
+                    for stmt, params in mirror_stmts:
+                        cur.execute(stmt.format(m=q(self.mirror)), params)
+                conn.commit()
+                with self._lock:
+                    self.committed += 1
+                return
+            except pymysql.err.MySQLError as exc:
+                conn.rollback()
+                code = exc.args[0] if exc.args else 0
+                if code in SKIP:
+                    return
+                if code in RETRY:
+                    continue
+                self.errors.append(f"{op.__name__}: {exc!r}")
+                return
+
+
+def rows(conn: Any, table: str, columns: Sequence[str], order: Sequence[str]) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(q(c) for c in columns)} FROM {q(table)} "
+                    f"ORDER BY {', '.join(q(c) for c in order)}")
+        return list(cur.fetchall())
+
+
+def assert_same_rows(conn: Any, table: str, mirror: str, columns: Sequence[str],
+                     order: Sequence[str], mirror_columns: Sequence[str] | None = None) -> int:
+    got = rows(conn, table, columns, order)
+    want = rows(conn, mirror, mirror_columns or columns, order)
+    if got != want:
+        got_keys = {r[0] for r in got}
+        want_keys = {r[0] for r in want}
+        missing = sorted(want_keys - got_keys)[:10]
+        extra = sorted(got_keys - want_keys)[:10]
+        stale = [g[0] for g, w in zip(got, want, strict=False) if g != w][:10]
+        raise AssertionError(
+            f"{table} differs from its mirror: {len(got)} vs {len(want)} rows; "
+            f"missing keys {missing}; extra keys {extra}; first differing {stale}")
+    return len(got)
