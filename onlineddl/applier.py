@@ -202,8 +202,10 @@ class Applier:
                 self.ddl = item.query
                 self._ddl_seen.set()
                 raise ReplicationError(
-                    f"the table was changed by DDL during the migration: {item.query[:200]}",
-                    hint="no DDL on the table while onlineddl runs; clean up, start again")
+                    "the table was changed by a statement the applier cannot replay "
+                    f"(DDL, or a write logged in STATEMENT format): {item.query[:200]}",
+                    hint="no DDL on the table while onlineddl runs, and every writer must "
+                         "use binlog_format=ROW; run `onlineddl cleanup` and start again")
 
     # --- flushing --------------------------------------------------------------------
 

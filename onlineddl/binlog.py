@@ -57,7 +57,7 @@ class Commit:
 
 @dataclass(frozen=True)
 class SchemaChange:
-    """DDL that names the table: the run cannot continue safely."""
+    """DDL (or statement-logged DML) naming the table: the run cannot continue safely."""
 
     query: str
 
@@ -67,13 +67,15 @@ Item = Keys | Commit | SchemaChange
 
 _IDENT = re.compile(r"`((?:[^`]|``)+)`|([^\s`.,;()=]+)")
 _DDL = ("alter", "rename", "drop", "truncate", "create")
+_DML = ("insert", "update", "delete", "replace", "load")
 
 
 def ddl_names_table(text: str, table: str) -> bool:
-    """Does this DDL statement name `table`? Errs on the side of yes (a false yes stops
-    the run safely; a false no could apply changes to a table whose shape changed)."""
+    """Does this statement change `table` outside row events? DDL, or DML logged as a
+    statement (a session with binlog_format=STATEMENT), which the applier cannot see
+    as rows. Errs on the side of yes: a false yes stops the run safely."""
     names = [(q.replace("``", "`") if q else bare) for q, bare in _IDENT.findall(text)]
-    if not names or names[0].lower() not in _DDL:
+    if not names or names[0].lower() not in _DDL + _DML:
         return False
     if names[0].lower() == "alter":
         # ALTER [ONLINE] [IGNORE] TABLE [db.]name ...: only the altered table counts.
@@ -111,7 +113,6 @@ class BinlogReader:
         self._in_txn = False
         self._stream_connects = 0
         args = connect_args(dsn, read_timeout=max(30.0, HEARTBEAT_SECONDS * 20))
-        args["passwd"] = args.pop("password")
         self._stream = BinLogStreamReader(
             connection_settings=args,
             server_id=server_id,

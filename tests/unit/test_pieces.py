@@ -1,0 +1,173 @@
+"""Small pure pieces: artifact names, checkpoint key encoding, chunk sizing, key order,
+errors, the delta map, fault points, DDL detection."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import pytest
+
+from onlineddl import faults
+from onlineddl.applier import DeltaMap
+from onlineddl.binlog import ddl_names_table
+from onlineddl.checkpoint import alter_hash, decode_key, encode_key
+from onlineddl.chunker import Chunk, KeyOrder, Watermark
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.errors import EXIT_CODES, OnlineDDLError, UsageError
+from onlineddl.runlock import lock_name
+from onlineddl.table import Artifacts, Column, artifact_name, sentry_name
+
+
+def test_artifact_names() -> None:
+    a = Artifacts.for_table("users")
+    assert (a.shadow, a.old, a.checkpoint, a.swap) == \
+        ("_users_new", "_users_old", "_users_chkpnt", "_users_swap")
+    assert a.sentry == "users_cutover"
+
+
+def test_long_artifact_names_are_shortened_deterministically() -> None:
+    long = "x" * 64
+    name = artifact_name(long, "chkpnt")
+    assert len(name) <= 64
+    assert name == artifact_name(long, "chkpnt")
+    assert artifact_name(long, "new") != artifact_name(long, "old")
+
+
+@pytest.mark.parametrize("table", ["t", "T", "Users", "a" * 64, "z" * 60, "~" * 63 + "a",
+                                   "\u00e9t\u00e9", "9lives"])
+def test_sentry_sorts_after_table(table: str) -> None:
+    # The cutover depends on this order: see cutover.py.
+    name = sentry_name(table)
+    assert len(name) <= 64
+    assert name.encode("utf-8") > table.encode("utf-8")
+
+
+@pytest.mark.parametrize("key", [
+    (1,), (-5, "a\u00e9\U0001F600"), (b"\x00\xff",), (decimal.Decimal("12.3400"),),
+    (datetime.datetime(2024, 2, 29, 23, 59, 59, 123456),), (datetime.date(2020, 1, 1),),
+    (datetime.timedelta(hours=-3, microseconds=5),), (18446744073709551615,),
+])
+def test_checkpoint_key_round_trip(key: tuple[object, ...]) -> None:
+    assert decode_key(encode_key(key)) == key
+
+
+def test_checkpoint_none_key() -> None:
+    assert encode_key(None) is None and decode_key(None) is None
+
+
+def test_alter_hash_ignores_whitespace_only() -> None:
+    assert alter_hash("ADD COLUMN  c INT") == alter_hash("ADD COLUMN c INT ")
+    assert alter_hash("ADD COLUMN c INT") != alter_hash("ADD COLUMN d INT")
+
+
+def _int_col(name: str = "id") -> Column:
+    return Column(name, 0, "bigint", "bigint(20)", None, None, False, False)
+
+
+def test_key_order_before_first_chunk_defers_everything() -> None:
+    """Seed 000: "copier not started" must not read as "every key is above it"."""
+    order = KeyOrder([_int_col()])
+    wm = Watermark().get()
+    assert order.below(None, [(1,), (10**12,)], wm) == [False, False]
+
+
+def test_key_order_after_chunks() -> None:
+    order = KeyOrder([_int_col()])
+    wm = Watermark()
+    wm.completed(Chunk(None, (100,)))
+    assert order.below(None, [(1,), (100,), (101,)], wm.get()) == [True, True, False]
+    wm.completed(Chunk((100,), None))
+    assert order.below(None, [(10**15,)], wm.get()) == [True]
+
+
+def test_key_order_non_integer_needs_the_server() -> None:
+    col = Column("k", 0, "varchar", "varchar(10)", "utf8mb4", "utf8mb4_general_ci", False, False)
+    wm = Watermark()
+    wm.completed(Chunk(None, ("m",)))
+    with pytest.raises(RuntimeError):
+        KeyOrder([col]).below(None, [("a",)], wm.get())
+
+
+def test_delta_map_latest_wins_and_discard_keeps_newer_changes() -> None:
+    delta = DeltaMap()
+    delta.add(((1,), (2,)))
+    snap = delta.snapshot()
+    delta.add(((1,),))            # changed again after the snapshot
+    delta.discard(snap)
+    assert [k for k, _ in delta.snapshot()] == [(1,)]
+    assert delta.received == 3
+
+
+def test_exit_codes_are_distinct_and_documented() -> None:
+    codes = [cls.exit_code for cls in _all_error_classes()]
+    assert 0 not in codes
+    for code in codes:
+        assert code in EXIT_CODES
+
+
+def _all_error_classes() -> list[type[OnlineDDLError]]:
+    out, todo = [], [OnlineDDLError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def test_error_text_includes_hint() -> None:
+    err = UsageError("bad", hint="do this")
+    assert "what to do: do this" in str(err)
+
+
+def test_password_not_in_repr() -> None:
+    dsn = Dsn(password="s3cret-pw")
+    assert "s3cret-pw" not in repr(dsn)
+    cfg = MigrationConfig(dsn=dsn, database="d", table="t", alter="ADD c INT")
+    assert "s3cret-pw" not in repr(cfg)
+
+
+def test_dsn_parse() -> None:
+    dsn = Dsn.parse("mysql://u%40x:p%3Aw@db1:3307")
+    assert (dsn.user, dsn.password, dsn.host, dsn.port) == ("u@x", "p:w", "db1", 3307)
+    with pytest.raises(UsageError):
+        Dsn.parse("postgres://x")
+
+
+@pytest.mark.parametrize("kw", [
+    {"chunk_time": 0}, {"chunk_rows_min": 10, "chunk_rows_initial": 5},
+    {"cutover_attempts": 0}, {"lock_wait_timeout": 0},
+])
+def test_tuning_validation(kw: dict[str, float]) -> None:
+    with pytest.raises(UsageError):
+        Tuning(**kw).validate()  # type: ignore[arg-type]
+
+
+def test_lock_name_fits_the_server_limit() -> None:
+    assert lock_name("d", "t") == "onlineddl.d.t"
+    assert len(lock_name("d" * 64, "t" * 64)) <= 64
+
+
+@pytest.mark.parametrize("text, hit", [
+    ("ALTER TABLE t ADD COLUMN x INT", True),
+    ("alter table `db`.`t` drop x", True),
+    ("ALTER TABLE other ADD COLUMN t INT", False),
+    ("RENAME TABLE `t` TO `_t_old`, `_t_new` TO `t`", True),
+    ("DROP TABLE IF EXISTS `_t_new`", False),
+    ("TRUNCATE t", True),
+    ("CREATE TABLE `t_cutover` (id INT PRIMARY KEY)", False),
+    ("INSERT INTO t VALUES (1)", True),
+    ("UPDATE other SET a = 1", False),
+])
+def test_ddl_detection(text: str, hit: bool) -> None:
+    assert ddl_names_table(text, "t") is hit
+
+
+def test_fault_point_callbacks() -> None:
+    seen: list[str] = []
+    faults.register("x", lambda: seen.append("x"))
+    faults.point("x")
+    faults.point("y")
+    faults.clear()
+    faults.point("x")
+    assert seen == ["x"]

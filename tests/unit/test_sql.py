@@ -1,0 +1,81 @@
+"""SQL text builders: quoting and key predicates (pure, no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from onlineddl import sql
+
+
+@pytest.mark.parametrize("name, quoted", [
+    ("t", "`t`"),
+    ("my table", "`my table`"),
+    ("a`b", "`a``b`"),
+    ("``", "``````"),
+    ("select", "`select`"),
+    ("db.t", "`db.t`"),
+    ("t\u00e9\U0001F600", "`t\u00e9\U0001F600`"),
+    ("x`; DROP TABLE t; --", "`x``; DROP TABLE t; --`"),
+])
+def test_ident_quotes_everything(name: str, quoted: str) -> None:
+    assert sql.ident(name) == quoted
+
+
+def test_ident_refuses_nul() -> None:
+    with pytest.raises(ValueError):
+        sql.ident("a\x00b")
+
+
+def test_key_range_single_column() -> None:
+    text, params = sql.key_range(["id"], (5,), (10,))
+    assert text == "((`id` > %s)) AND ((`id` <= %s))"
+    assert params == [5, 10]
+
+
+def test_key_range_composite_is_or_expanded() -> None:
+    text, params = sql.key_range(["a", "b"], (1, "x"), None)
+    assert text == "((`a` > %s) OR (`a` = %s AND `b` > %s))"
+    assert params == [1, 1, "x"]
+    text, params = sql.key_range(["a", "b"], None, (2, "y"))
+    assert text == "((`a` < %s) OR (`a` = %s AND `b` <= %s))"
+    assert params == [2, 2, "y"]
+
+
+def test_key_range_unbounded() -> None:
+    assert sql.key_range(["id"], None, None) == ("TRUE", [])
+
+
+def test_key_in() -> None:
+    assert sql.key_in(["id"], [(1,), (2,)]) == ("`id` IN (%s, %s)", [1, 2])
+    text, params = sql.key_in(["a", "b"], [(1, "x"), (2, "y")])
+    assert text == "(`a`, `b`) IN ((%s, %s), (%s, %s))"
+    assert params == [1, "x", 2, "y"]
+
+
+def test_copy_range_is_not_insert_ignore() -> None:
+    # IGNORE would turn data errors (truncation) into silent warnings.
+    text, _ = sql.copy_range("d", "t", "_t_new", ["`a`"], ["a"], ["id"], None, (9,))
+    assert "IGNORE" not in text
+    assert "ON DUPLICATE KEY UPDATE `d`.`_t_new`.`id` = `d`.`_t_new`.`id`" in text
+
+
+def test_replace_keys_is_a_locking_read() -> None:
+    text, params = sql.replace_keys("d", "t", "_t_new", ["`a`"], ["a"], ["id"], [(1,)])
+    assert text.endswith("LOCK IN SHARE MODE")
+    assert params == [1]
+
+
+def test_delete_above() -> None:
+    assert sql.delete_above("d", "n", ["id"], None) == ("DELETE FROM `d`.`n`", [])
+    text, params = sql.delete_above("d", "n", ["id"], (7,))
+    assert text == "DELETE FROM `d`.`n` WHERE ((`id` > %s))"
+    assert params == [7]
+
+
+def test_alter_table_is_the_only_splice() -> None:
+    assert sql.alter_table("d", "_t_new", "ADD COLUMN c INT") == \
+        "ALTER TABLE `d`.`_t_new` ADD COLUMN c INT"
+
+
+def test_row_hash_distinguishes_null_from_empty() -> None:
+    assert "ISNULL(`a`)" in sql.row_hash(["`a`"])
