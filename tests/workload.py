@@ -54,7 +54,7 @@ class IntModel:
         cur.execute(f"INSERT INTO {q(table)} (name, v, data, note) VALUES (%s,%s,%s,%s)",
                     values)
         new_id = cur.lastrowid
-        return [(f"INSERT INTO {{m}} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)",
+        return [("INSERT INTO {m} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)",
                  [new_id, *values])]
 
     def _key(self, rng: random.Random) -> int:
@@ -167,7 +167,8 @@ class Writers:
                 return
 
 
-def rows(conn: Any, table: str, columns: Sequence[str], order: Sequence[str]) -> list[tuple[Any, ...]]:
+def rows(conn: Any, table: str, columns: Sequence[str], order: Sequence[str]
+         ) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(q(c) for c in columns)} FROM {q(table)} "
                     f"ORDER BY {', '.join(q(c) for c in order)}")
