@@ -135,7 +135,8 @@ class Applier:
 
     def start(self) -> None:
         self._session = Session(self.dsn, name="applier", isolation="REPEATABLE READ",
-                                lock_wait_timeout=self.tuning.lock_wait_timeout)
+                                lock_wait_timeout=self.tuning.lock_wait_timeout,
+                                reconnect=True)
         for name, fn in (("binlog-reader", self._read_loop), ("flusher", self._flush_loop)):
             thread = threading.Thread(target=self._guard(fn), name=name, daemon=True)
             thread.start()
@@ -274,8 +275,8 @@ class Applier:
                          "at a quieter time")
             time.sleep(0.01)
 
-    def drain(self, target: BinlogPosition, timeout: float, session: Session | None = None
-              ) -> None:
+    def drain(self, target: BinlogPosition, timeout: float, session: Session | None = None,
+              label: str = "cutover") -> None:
         """Read up to `target`, then flush every dirty key.
 
         The caller holds the write block and has paused the background flusher. With
@@ -283,6 +284,7 @@ class Applier:
         BEGIN, which would release its table locks; else through the applier's own.
         """
         self.wait_for(target, timeout, "draining")
+        faults.point(f"during_{label}_drain")
         deadline = time.monotonic() + timeout
         while len(self.delta):
             self.check()

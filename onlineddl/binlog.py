@@ -225,3 +225,21 @@ class BinlogReader:
             self._stream.close()
         except Exception:  # closing a broken stream must not mask the real error
             log.debug("closing the binlog stream failed", exc_info=True)
+
+
+def late_writes(reader: BinlogReader, timeout: float) -> int | None:
+    """Count row changes to the table before the next DDL naming it (our RENAME).
+    None when no such DDL shows up within `timeout` seconds."""
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.start()
+    count = 0
+    try:
+        for item in reader.items(stop):
+            if isinstance(item, Keys):
+                count += len(item.keys)
+            elif isinstance(item, SchemaChange):
+                return count
+    finally:
+        timer.cancel()
+    return None

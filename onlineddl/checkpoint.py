@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onlineddl import sql
-from onlineddl.db import Session
+from onlineddl.db import Session, retry
 from onlineddl.errors import OnlineDDLError, ReplicationError
 from onlineddl.flavor import BinlogPosition
 from onlineddl.sql import Key
@@ -111,10 +111,10 @@ class Checkpoint:
             state.started_at, now,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
+        text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
         try:
-            self.session.execute(
-                f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})",
-                values)
+            retry(lambda: self.session.execute(text, values), what="writing the checkpoint",
+                  attempts=3)
         except OnlineDDLError as err:
             raise ReplicationError(
                 f"cannot write the checkpoint {self.table}: {err.message}",

@@ -142,7 +142,7 @@ class Checksum:
                 # READ: writers wait, while the applier can still read T to drain.
                 lock.execute(f"LOCK TABLES {sql.ident(self.source.name)} READ")
                 target = self.flavor.current_position(self.control)
-                self.applier.drain(target, self.tuning.block_timeout)
+                self.applier.drain(target, self.tuning.block_timeout, label="checksum")
                 snap.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 lock.execute("UNLOCK TABLES")
         except BaseException:

@@ -52,12 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-repair", dest="repair", action="store_false",
                    help="stop with an error on any checksum difference")
     m.add_argument("--drop-old", action="store_true", help="drop _T_old after the swap")
-    m.add_argument("--chunk-time", type=float, default=Tuning.chunk_time)
+    m.add_argument("--chunk-time", type=float, default=Tuning.chunk_time,
+                   help="target seconds per chunk; the chunk size adapts to it")
+    m.add_argument("--chunk-size", type=int, default=Tuning.chunk_rows_initial,
+                   help="rows in the first chunk")
+    m.add_argument("--chunk-size-max", type=int, default=Tuning.chunk_rows_max)
     m.add_argument("--wait-for-lock", type=float, default=0.0,
                    help="seconds to wait for another run on the same table")
     m.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
     m.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
     m.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
+    m.add_argument("--max-checkpoint-age", type=float, default=72.0,
+                   help="hours; --resume refuses an older checkpoint (default 72)")
     m.add_argument("--server-id", type=int, default=0,
                    help="binlog reader server id (default: a random unused-looking id)")
 
@@ -92,13 +98,17 @@ def dsn_from(args: argparse.Namespace) -> Dsn:
 
 
 def config_from(args: argparse.Namespace) -> MigrationConfig:
-    tuning = Tuning(chunk_time=args.chunk_time, cutover_attempts=args.cutover_attempts,
+    tuning = Tuning(chunk_time=args.chunk_time, chunk_rows_initial=args.chunk_size,
+                    chunk_rows_min=min(Tuning.chunk_rows_min, args.chunk_size),
+                    chunk_rows_max=max(args.chunk_size, args.chunk_size_max),
+                    cutover_attempts=args.cutover_attempts,
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)
     return MigrationConfig(dsn=dsn_from(args), database=args.database, table=args.table,
                            alter=args.alter, repair=args.repair, drop_old=args.drop_old,
                            resume=args.resume, server_id=args.server_id,
-                           lock_wait=args.wait_for_lock, tuning=tuning)
+                           lock_wait=args.wait_for_lock,
+                           max_checkpoint_age=args.max_checkpoint_age * 3600, tuning=tuning)
 
 
 class JsonFormatter(logging.Formatter):

@@ -46,7 +46,7 @@ class Copier:
         """Copy every chunk; `between_chunks` runs after each (progress, checkpoint,
         throttling, health checks)."""
         faults.point("copy_start")
-        while (chunk := self.chunker.next()) is not None:
+        while (chunk := retry(self.chunker.next, what="finding the next chunk")) is not None:
             self.copy_chunk(chunk)
             between_chunks()
 

@@ -60,6 +60,9 @@ def translate(exc: BaseException, dsn: Dsn | None = None) -> OnlineDDLError:
     """Turn a pymysql exception into our error tree (the wall for pymysql errors)."""
     if isinstance(exc, OnlineDDLError):
         return exc
+    if isinstance(exc, pymysql.err.InterfaceError):  # used after the connection died
+        return DatabaseError(f"connection to {dsn.describe() if dsn else 'the server'} "
+                             "is closed", errno=CR_SERVER_GONE, retryable=True)
     errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     where = dsn.describe() if dsn else "the server"
@@ -93,12 +96,34 @@ class Session:
 
     def __init__(self, dsn: Dsn, *, name: str, database: str | None = None,
                  isolation: str | None = None, lock_wait_timeout: int = 3,
-                 read_timeout: float | None = None) -> None:
+                 read_timeout: float | None = None, reconnect: bool = False) -> None:
+        """`reconnect`: after a lost connection, connect again before reporting the
+        (retryable) error, so the caller's retry runs on a live session. Only for
+        sessions that keep no state the server would lose with the connection (never
+        for locks or snapshots)."""
         self.dsn = dsn
         self.name = name
+        self._args = (database, read_timeout)
+        self._settings = (isolation, lock_wait_timeout)
+        self._reconnect = reconnect
         self._conn = _connect(dsn, database, read_timeout)
         self.thread_id: int = self._conn.thread_id()
         self._setup(isolation, lock_wait_timeout)
+
+    def _error(self, exc: pymysql.err.Error) -> OnlineDDLError:
+        err = translate(exc, self.dsn)
+        if self._reconnect and is_lost_connection(err):
+            self._reconnect = False  # no recursion if the new connection fails too
+            try:
+                self._conn = _connect(self.dsn, *self._args)
+                self.thread_id = self._conn.thread_id()
+                self._setup(*self._settings)
+                log.info("%s: reconnected after a lost connection", self.name)
+            except OnlineDDLError as again:
+                log.warning("%s: reconnect failed: %s", self.name, again.message)
+            finally:
+                self._reconnect = True
+        return err
 
     def _setup(self, isolation: str | None, lock_wait_timeout: int) -> None:
         self.execute("SET SESSION sql_mode = %s", (SESSION_SQL_MODE,))
@@ -117,7 +142,7 @@ class Session:
             with self._conn.cursor() as cur:
                 return int(cur.execute(sql, params))
         except pymysql.err.Error as exc:
-            raise translate(exc, self.dsn) from exc
+            raise self._error(exc) from exc
 
     def execute_info(self, sql: str, params: Sequence[Any] | None = None) -> tuple[int, str]:
         """Run one statement; return (affected rows, the server's info text)."""
@@ -126,7 +151,7 @@ class Session:
                 count = int(cur.execute(sql, params))
                 message = getattr(getattr(cur, "_result", None), "message", b"") or b""
         except pymysql.err.Error as exc:
-            raise translate(exc, self.dsn) from exc
+            raise self._error(exc) from exc
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         return count, str(message)
@@ -137,7 +162,7 @@ class Session:
                 cur.execute(sql, params)
                 return list(cur.fetchall())
         except pymysql.err.Error as exc:
-            raise translate(exc, self.dsn) from exc
+            raise self._error(exc) from exc
 
     def query_one(self, sql: str, params: Sequence[Any] | None = None
                   ) -> tuple[Any, ...] | None:
@@ -155,7 +180,7 @@ class Session:
                 cur.execute(sql, params)
                 return list(cur.fetchall())
         except pymysql.err.Error as exc:
-            raise translate(exc, self.dsn) from exc
+            raise self._error(exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -175,7 +200,7 @@ class Session:
         try:
             self._conn.ping(reconnect=False)
         except pymysql.err.Error as exc:
-            raise translate(exc, self.dsn) from exc
+            raise self._error(exc) from exc
 
     def close(self) -> None:
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from onlineddl import faults, sql
 from onlineddl.applier import Applier, FlushTarget
-from onlineddl.binlog import BinlogReader, TableShape
+from onlineddl.binlog import BinlogReader, TableShape, late_writes
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
 from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
@@ -30,6 +30,7 @@ from onlineddl.errors import (
     InvalidAlter,
     OnlineDDLError,
     PreflightFailed,
+    ReplicationError,
     ResumeRefused,
     WaitTimeout,
 )
@@ -130,6 +131,11 @@ class Migration:
         except FINAL_ERRORS:
             self.discard_created()
             raise
+        except OnlineDDLError as err:
+            if self.phase >= Phase.COPY and self.phase < Phase.DONE:
+                note = "the run is resumable: run the same command with --resume"
+                err.hint = f"{err.hint}; {note}" if err.hint else note
+            raise
         finally:
             self.close()
 
@@ -137,7 +143,7 @@ class Migration:
 
     def connect(self) -> None:
         self.control = Session(self.config.dsn, name="control",
-                               lock_wait_timeout=self.tuning.lock_wait_timeout)
+                               lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
         version = str(self.control.scalar("SELECT VERSION()"))
         self.flavor = detect(version)
         log.info("connected to %s (%s)", self.config.dsn.describe(), version)
@@ -170,6 +176,7 @@ class Migration:
             self.drop_artifacts()
         self._refuse_leftovers()
         self._create_shadow()
+        faults.point("shadow_created")
         position = self._flavor().current_position(self._control())
         self.state = State(alter_text=self.config.alter, phase="copy", position=position)
         self.checkpoint.create()
@@ -202,7 +209,7 @@ class Migration:
         if self.watermark.get().complete:
             return
         session = Session(self.config.dsn, name="copier", isolation="READ COMMITTED",
-                          lock_wait_timeout=self.tuning.lock_wait_timeout)
+                          lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
         try:
             chunker = Chunker(session, self._source(), self.tuning,
                               start=self.watermark.get().bound)
@@ -270,6 +277,7 @@ class Migration:
     def cleanup(self) -> None:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
+        drop_guards(control, self.db, self.names)
         if self.config.drop_old:
             control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
         self._checkpoint().drop()
@@ -287,10 +295,20 @@ class Migration:
                 hint="resume with the same --alter, or run `onlineddl cleanup` first")
         self.resumed = True
         self.state = state
-        if state.swapped or state.cutover_started:
-            if swap_state(self._control(), self.db, self.names).swapped:
-                log.info("--resume: the swap already happened; finishing")
-                return False
+        max_age = self.config.max_checkpoint_age
+        if state.age_seconds > max_age:
+            raise ResumeRefused(
+                f"the checkpoint is {state.age_seconds / 3600:.1f}h old, older than "
+                f"--max-checkpoint-age ({max_age / 3600:.1f}h)",
+                hint="run `onlineddl cleanup` and start again, or raise --max-checkpoint-age "
+                     "if the binlogs since then are still on the server")
+        if state.swapped:
+            log.info("--resume: the checkpoint records the swap; finishing")
+            return False
+        if state.cutover_started and swap_state(self._control(), self.db, self.names).swapped:
+            log.info("--resume: the swap happened (the checkpoint had not recorded it yet)")
+            self._confirm_drain(state)
+            return False
         shadow_present = bool(self._control().scalar(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
             "AND TABLE_NAME = %s", (self.db, self.names.shadow)))
@@ -322,9 +340,35 @@ class Migration:
         deleted = self._control().execute(text, params)
         log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
 
+    def _confirm_drain(self, state: State) -> None:
+        """The swap only happens after the drain completed (see cutover.py); confirm
+        from the binlog that no change to T sits between the drain position and the
+        RENAME, i.e. every write before the swap reached the new table."""
+        if state.drain is None:
+            raise ResumeRefused("the checkpoint says cutover started but has no drain "
+                                "position", hint="inspect the tables by hand; report this")
+        old = load_table(self._control(), self.db, self.names.old)  # T's shape before
+        shape = TableShape(self.db, self.config.table, len(old.columns), old.pk_ordinals)
+        reader = BinlogReader(self.config.dsn, self._flavor(), shape, state.drain,
+                              self.config.server_id or random.randint(1 << 30, (1 << 32) - 2))
+        try:
+            late = late_writes(reader, timeout=self.tuning.drain_timeout)
+        finally:
+            reader.close()
+        if late is None:
+            log.warning("--resume: could not find the RENAME in the binlog after %s to "
+                        "confirm the drain", state.drain)
+        elif late:
+            raise ReplicationError(
+                f"{late} change(s) to {self.config.table} were written after the drain "
+                f"position {state.drain} and before the swap; they are in {self.names.old}",
+                hint="copy those rows by hand; please report this with the log")
+        else:
+            log.info("--resume: confirmed from the binlog: every change before the swap "
+                     "was drained (drain position %s)", state.drain)
+
     def finish_after_swap(self) -> None:
         state = self._state()
-        log.info("drain target was %s", state.drain)
         state.swapped, state.phase = True, "cleanup"
         self._checkpoint().write(state)
         self.cleanup()
