@@ -31,7 +31,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from onlineddl.config import Dsn
-from onlineddl.db import connect_args
+from onlineddl.db import LOST, connect_args
 from onlineddl.errors import OnlineDDLError, ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
@@ -147,6 +147,8 @@ class BinlogReader:
         except OnlineDDLError:
             raise
         except pymysql.err.Error as exc:
+            if exc.args and exc.args[0] in LOST:  # killed or dropped: resume from a commit
+                raise StreamReconnected(f"the binlog connection was lost: {exc}") from exc
             raise ReplicationError(f"binlog stream failed: {exc}") from exc
         except Exception as exc:  # the library raises bare exceptions on decode errors
             raise ReplicationError(f"binlog stream failed: {type(exc).__name__}: {exc}",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from onlineddl import faults, sql
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
-from onlineddl.db import Session
+from onlineddl.db import Session, retry
 from onlineddl.errors import CutoverFailed, OnlineDDLError, ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.table import Artifacts, present_artifacts
@@ -100,11 +100,12 @@ class Cutover:
                 self._attempt()
                 break
             except OnlineDDLError as err:
-                if swap_state(self.control, self.database, self.a).swapped:
+                if self._swapped():
                     log.info("cutover: the swap happened despite %s", err.message)
                     break
                 last = err
-                drop_guards(self.control, self.database, self.a)
+                retry(lambda: drop_guards(self.control, self.database, self.a),
+                      what="removing cutover guards")
                 self._backoff(attempt, err)
         else:
             raise CutoverFailed(
@@ -114,6 +115,11 @@ class Cutover:
                      "transactions on the table block the write lock: find them in "
                      "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
         self._verify_no_late_writes()
+
+    def _swapped(self) -> bool:
+        """Ask the server, retrying: the control connection may be what just failed."""
+        return retry(lambda: swap_state(self.control, self.database, self.a),
+                     what="checking whether the swap happened").swapped
 
     def _backoff(self, attempt: int, err: OnlineDDLError) -> None:
         delay = min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
