@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
     m.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
     m.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
+    m.add_argument("--postpone-cutover-flag-file", default=None, metavar="FILE",
+                   help="while FILE exists, stay in sync and hold the cutover")
     m.add_argument("--max-checkpoint-age", type=float, default=72.0,
                    help="hours; --resume refuses an older checkpoint (default 72)")
     m.add_argument("--server-id", type=int, default=0,
@@ -108,7 +110,8 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
                            alter=args.alter, repair=args.repair, drop_old=args.drop_old,
                            resume=args.resume, server_id=args.server_id,
                            lock_wait=args.wait_for_lock,
-                           max_checkpoint_age=args.max_checkpoint_age * 3600, tuning=tuning)
+                           max_checkpoint_age=args.max_checkpoint_age * 3600,
+                           postpone_flag_file=args.postpone_cutover_flag_file, tuning=tuning)
 
 
 class JsonFormatter(logging.Formatter):

@@ -90,6 +90,7 @@ class MigrationConfig:
     server_id: int = 0               # 0: derive a unique one at run time
     lock_wait: float = 0.0           # seconds to wait for another runner (--wait-for-lock)
     max_checkpoint_age: float = 3 * 86400.0  # --resume refuses older checkpoints
+    postpone_flag_file: str | None = None    # cutover waits while this file exists
     tuning: Tuning = field(default_factory=Tuning)
 
     def validate(self) -> None:

@@ -251,8 +251,10 @@ def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: floa
         try:
             return fn()
         except OnlineDDLError as err:
-            if not err.retryable or attempt == attempts:
+            if not err.retryable:
                 raise
+            if attempt == attempts:
+                raise _exhausted(err, what, attempts) from err
             delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             level = logging.INFO if attempt == 1 else logging.WARNING
             log.log(level, "%s failed (attempt %d/%d): %s; retrying in %.2fs",
@@ -262,6 +264,24 @@ def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: floa
             if stop is None:
                 time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _exhausted(err: OnlineDDLError, what: str, attempts: int) -> OnlineDDLError:
+    """The final error after retries: what failed, how often, the likely causes."""
+    errno = getattr(err, "errno", 0)
+    if errno == ER_LOCK_WAIT_TIMEOUT:
+        causes = ("a long-running transaction holds locks on the table; find it in "
+                  "information_schema.INNODB_TRX / PROCESSLIST")
+    elif errno == ER_LOCK_DEADLOCK:
+        causes = "heavy write contention on the same rows; retry at a quieter time"
+    elif errno in LOST:
+        causes = ("the server restarted, a proxy or firewall dropped the connection, or "
+                  "someone KILLed it")
+    else:
+        causes = "see the server's error log"
+    err.message = f"{what} failed {attempts} times; last error: {err.message}"
+    err.hint = f"likely cause: {causes}. The run is resumable with --resume."
+    return err
 
 
 _DUP_RE = re.compile(r"Duplicates:\s*(\d+)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -58,9 +59,10 @@ class Phase(enum.IntEnum):
     COPY = 3
     CATCHUP = 4
     CHECKSUM = 5
-    CUTOVER = 6
-    CLEANUP = 7
-    DONE = 8
+    POSTPONED = 6
+    CUTOVER = 7
+    CLEANUP = 8
+    DONE = 9
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Migration:
             self.copy()
             self.catch_up()
             self.verify()
+            self.wait_while_postponed()
             self.catch_up()
             self.cut_over()
             self.cleanup()
@@ -257,6 +260,18 @@ class Migration:
         self._state().checksum_state = "passed"
         self.tick(force_checkpoint=True)
         log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
+
+    def wait_while_postponed(self) -> None:
+        """Hold the cutover while the operator's flag file exists; stay in sync meanwhile."""
+        flag = self.config.postpone_flag_file
+        if not flag or not os.path.exists(flag):
+            return
+        self.set_phase(Phase.POSTPONED)
+        log.info("cutover postponed while %s exists; delete it to cut over", flag)
+        while os.path.exists(flag):
+            self.tick()
+            time.sleep(0.2)
+        log.info("postpone flag %s removed; cutting over", flag)
 
     def cut_over(self) -> None:
         self.set_phase(Phase.CUTOVER)
