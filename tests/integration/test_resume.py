@@ -171,3 +171,25 @@ def test_resume_after_binlog_purge_is_refused(server: Dsn, db: str, table: Any) 
     assert cleanup.returncode == 0, cleanup.stderr
     assert tables(conn) == {"t", "mirror"}
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
+
+
+def test_status_reads_a_dead_run_from_the_server(server: Dsn, db: str, table: Any) -> None:
+    import json
+
+    crashed = run_cli(server, db, fault="after_chunk:3")
+    assert crashed.returncode == 137
+    base = [sys.executable, "-m", "onlineddl", "status", "--host", server.host, "--port",
+            str(server.port), "--user", server.user, "--database", db, "--table", "t"]
+    environ = dict(os.environ, ONLINEDDL_PASSWORD=server.password)
+    human = subprocess.run(base, env=environ, capture_output=True, text=True, timeout=60)
+    assert human.returncode == 0, human.stderr
+    assert "phase: copy" in human.stdout
+    assert "running: False" in human.stdout
+    info = json.loads(subprocess.run([*base, "--json"], env=environ, capture_output=True,
+                                     text=True, timeout=60).stdout)
+    assert info["alter"] == ALTER
+    assert info["rows_copied"] > 0
+    assert info["cutover_started"] is False
+    assert info["binlog_position"]
+    assert "_t_new" in info["artifacts"]
+    assert run_cli(server, db, "--resume").returncode == 0
