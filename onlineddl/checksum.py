@@ -19,11 +19,12 @@ from onlineddl import faults, sql
 from onlineddl.applier import Applier, FlushTarget, sync_keys
 from onlineddl.chunker import Chunk
 from onlineddl.config import Dsn, Tuning
+from onlineddl.copier import check_unique_violations
 from onlineddl.db import Session
 from onlineddl.errors import ChecksumMismatch
 from onlineddl.flavor import MySQL
 from onlineddl.sql import Key
-from onlineddl.table import Column, ColumnMapping, TableInfo
+from onlineddl.table import Column, ColumnMapping, TableInfo, unique_keys
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Checksum:
         self.target = target
         self.applier = applier
         self.tuning = tuning
+        self.mapping = mapping
         self.src_exprs, self.dst_exprs = compare_exprs(source, shadow, mapping)
 
     def run(self, repair: bool, tick: Callable[[], None]) -> ChecksumResult:
@@ -99,6 +101,7 @@ class Checksum:
             if not result.differing:
                 return result
             keys = result.differing
+            self._explain_by_duplicates()
             shown = ", ".join(repr(k if len(k) > 1 else k[0]) for k in keys[:10])
             if not repair:
                 raise ChecksumMismatch(
@@ -114,6 +117,12 @@ class Checksum:
             f"checksum still differs after {attempts} repair attempts",
             hint="the original table is unchanged; check for writes that bypass the "
                  "binlog (e.g. sql_log_bin=0) and report it")
+
+    def _explain_by_duplicates(self) -> None:
+        """A difference caused by duplicates under a UNIQUE key of the new table is bad
+        input, not a copy bug: say so (UniqueViolation) instead of "checksum mismatch"."""
+        keys = unique_keys(self.control, self.source.database, self.shadow.name)
+        check_unique_violations(self.control, self.source, self.mapping, keys)
 
     def _repair(self, keys: list[Key]) -> None:
         with self.applier.paused():

@@ -1,21 +1,30 @@
 """The chunk copier: copies the table into the shadow table, chunk by chunk, server-side.
 
-The copy session reads in READ COMMITTED, so `INSERT ... SELECT` takes no shared locks
-on the source and writers are not blocked. The price is that a chunk's read can miss
-a write that commits during it; the applier covers that, because it holds every key
-above the watermark until the chunk containing it has completed.
+Each chunk is one `INSERT INTO _T_new ... SELECT ... FROM T WHERE <key range>` in READ
+COMMITTED, so the read takes no shared locks on the source and writers are not blocked.
+The price is that a chunk's read can miss a write that commits during it; the applier
+covers that, because it holds every key above the low watermark until the chunk
+containing it has completed.
+
+Chunks are copied by parallel workers, each on its own connection. Bounds are found in
+order by one session; the watermark only advances over the contiguous prefix of
+completed chunks, so a fast worker finishing chunk 5 before chunk 4 moves nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from onlineddl import faults, sql
 from onlineddl.chunker import Chunk, Chunker, Watermark
-from onlineddl.db import Session, duplicates_in_info, retry
+from onlineddl.config import Dsn, Tuning
+from onlineddl.db import Session, retry, skipped_rows
 from onlineddl.errors import UniqueViolation
 from onlineddl.table import ColumnMapping, TableInfo
 
@@ -30,10 +39,11 @@ class CopyStats:
 
 
 class Copier:
-    def __init__(self, session: Session, source: TableInfo, shadow: TableInfo,
+    def __init__(self, *, dsn: Dsn, tuning: Tuning, source: TableInfo, shadow: TableInfo,
                  mapping: ColumnMapping, chunker: Chunker, watermark: Watermark,
                  unique_keys: tuple[tuple[str, ...], ...]) -> None:
-        self.session = session
+        self.dsn = dsn
+        self.tuning = tuning
         self.source = source
         self.shadow = shadow
         self.mapping = mapping
@@ -41,46 +51,87 @@ class Copier:
         self.watermark = watermark
         self.unique_keys = unique_keys
         self.stats = CopyStats()
+        self._local = threading.local()
+        self._sessions: list[Session] = []
+        self._sessions_lock = threading.Lock()
 
     def run(self, between_chunks: Callable[[], None]) -> None:
-        """Copy every chunk; `between_chunks` runs after each (progress, checkpoint,
-        throttling, health checks)."""
+        """Copy every chunk; `between_chunks` runs in this thread after each completed
+        chunk (progress, checkpoint, throttling, health checks)."""
         faults.point("copy_start")
-        while (chunk := retry(self.chunker.next, what="finding the next chunk")) is not None:
-            self.copy_chunk(chunk)
-            between_chunks()
+        workers = max(1, self.tuning.copy_workers)
+        pending: deque[tuple[Chunk, Future[None]]] = deque()
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="copier") as pool:
+                while True:
+                    self._fill(pool, pending, workers * 2)
+                    if not pending:
+                        return
+                    wait([pending[0][1]], return_when=FIRST_COMPLETED)
+                    while pending and pending[0][1].done():
+                        chunk, future = pending.popleft()
+                        future.result()  # re-raises a worker's error here
+                        self.watermark.completed(chunk)
+                        faults.point("after_chunk")
+                        between_chunks()
+        finally:
+            for session in self._sessions:
+                session.close()
+
+    def _fill(self, pool: ThreadPoolExecutor, pending: deque[tuple[Chunk, Future[None]]],
+              depth: int) -> None:
+        while len(pending) < depth:
+            chunk = retry(self.chunker.next, what="finding the next chunk")
+            if chunk is None:
+                return
+            pending.append((chunk, pool.submit(self.copy_chunk, chunk)))
+
+    def _session(self) -> Session:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = Session(self.dsn, name="copier", isolation="READ COMMITTED",
+                              lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
 
     def copy_chunk(self, chunk: Chunk) -> None:
+        session = self._session()
         started = time.monotonic()
         text, params = sql.copy_range(
             self.source.database, self.source.name, self.shadow.name,
             self.mapping.source_exprs(), self.mapping.target, self.source.pk,
             chunk.lower, chunk.upper)
-        rows, info = retry(lambda: self.session.execute_info(text, params),
+        rows, info = retry(lambda: session.execute_info(text, params),
                            what="copying a chunk", attempts=6)
-        if duplicates_in_info(info):
-            self._check_unique_violations()
+        if skipped_rows(info, rows):
+            self._check_unique_violations(session)
         elapsed = time.monotonic() - started
-        self.chunker.feedback(elapsed)
-        self.watermark.completed(chunk)
-        self.stats.rows += rows
-        self.stats.chunks += 1
-        self.stats.seconds += elapsed
-        faults.point("after_chunk")
+        with self._sessions_lock:
+            self.chunker.feedback(elapsed)
+            self.stats.rows += rows
+            self.stats.chunks += 1
+            self.stats.seconds += elapsed
 
-    def _check_unique_violations(self) -> None:
-        """A chunk row was skipped because a UNIQUE key of the new table already held its
-        value. That is harmless when a concurrent update moved the value (the applier
-        re-syncs both rows), but it is data loss if the source really has duplicates for
-        a key the ALTER makes unique: find out, and stop before cutover if so."""
-        for cols in self.unique_keys:
-            found = find_duplicates(self.session, self.source, self.mapping, cols)
-            if found:
-                raise UniqueViolation(
-                    f"the new UNIQUE key ({', '.join(cols)}) would drop rows: the table has "
-                    f"duplicate values, e.g. {found}",
-                    hint="remove the duplicates first, or leave UNIQUE out of the ALTER; "
-                         "the original table is unchanged")
+    def _check_unique_violations(self, session: Session) -> None:
+        check_unique_violations(session, self.source, self.mapping, self.unique_keys)
+
+
+def check_unique_violations(session: Session, source: TableInfo, mapping: ColumnMapping,
+                            unique_keys: tuple[tuple[str, ...], ...]) -> None:
+    """A row was skipped because a UNIQUE key of the new table already held its value.
+    That is harmless when a concurrent update moved the value (the applier re-syncs both
+    rows), but it is data loss if the source really has duplicates for a key the ALTER
+    makes unique: find out, and stop before cutover if so."""
+    for cols in unique_keys:
+        found = find_duplicates(session, source, mapping, cols)
+        if found:
+            raise UniqueViolation(
+                f"the new UNIQUE key ({', '.join(cols)}) would drop rows: the table has "
+                f"duplicate values, e.g. {found}",
+                hint="remove the duplicates first, or leave UNIQUE out of the ALTER; "
+                     "the original table is unchanged")
 
 
 def find_duplicates(session: Session, source: TableInfo, mapping: ColumnMapping,

@@ -284,10 +284,13 @@ def _exhausted(err: OnlineDDLError, what: str, attempts: int) -> OnlineDDLError:
     return err
 
 
-_DUP_RE = re.compile(r"Duplicates:\s*(\d+)")
+_RECORDS_RE = re.compile(r"Records:\s*(\d+)")
 
 
-def duplicates_in_info(info: str) -> int:
-    """The `Duplicates: N` count from an INSERT ... SELECT info text (0 if absent)."""
-    match = _DUP_RE.search(info)
-    return int(match.group(1)) if match else 0
+def skipped_rows(info: str, affected: int) -> int:
+    """Rows an `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE pk = pk` read but did not
+    insert. The server's own "Duplicates:" count stays 0 for such no-op updates (checked
+    on MariaDB 10.11), but a no-op update adds 0 to the affected rows, so
+    Records - affected counts the rows that met an existing key."""
+    match = _RECORDS_RE.search(info)
+    return max(0, int(match.group(1)) - affected) if match else 0

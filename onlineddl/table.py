@@ -243,3 +243,15 @@ def present_artifacts(session: Session, database: str, artifacts: Artifacts
         "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN ({marks})", (database, *names))
     return {str(r[0]): str(r[1] or "") for r in rows}
+
+
+def unique_keys(session: Session, database: str, table: str) -> tuple[tuple[str, ...], ...]:
+    """Column lists of the table's UNIQUE keys other than the primary key."""
+    rows = session.query(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+        "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, table))
+    keys: dict[str, list[str]] = {}
+    for index, column in rows:
+        keys.setdefault(str(index), []).append(str(column))
+    return tuple(tuple(v) for v in keys.values())
