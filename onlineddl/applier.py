@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -82,27 +83,30 @@ class FlushTarget:
     target: str
     source_exprs: tuple[str, ...]
     target_cols: tuple[str, ...]
-    pk: tuple[str, ...]
+    pk: tuple[str, ...]                 # the target's key columns
+    source_pk: tuple[str, ...] = ()     # the source's, when a key column was renamed
 
 
 def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool) -> None:
-    """Make the target's rows for `keys` equal the source's current rows.
+    """Make the target's rows for `keys` equal the source's current rows: re-read and
+    REPLACE the rows that exist, then delete the ones that no longer do.
 
-    REPLACE (not INSERT) because a transaction that moves a unique value from one row to
-    another can leave the target briefly holding the old owner; that owner is dirty too
-    and is re-synced in turn. Under LOCK TABLES `atomic` must be False: BEGIN would
-    release the table locks.
+    REPLACE (not INSERT) also because a transaction that moves a unique value from one
+    row to another can leave the target briefly holding the old owner; that owner is
+    dirty too and is re-synced in turn. Under LOCK TABLES `atomic` must be False: BEGIN
+    would release the table locks.
     """
-    delete, dparams = sql.delete_keys(t.database, t.target, t.pk, keys)
+    src_pk = t.source_pk or t.pk
     replace, rparams = sql.replace_keys(t.database, t.source, t.target, t.source_exprs,
-                                        t.target_cols, t.pk, keys)
+                                        t.target_cols, src_pk, keys)
+    delete, dparams = sql.delete_missing(t.database, t.source, t.target, src_pk, t.pk, keys)
     if not atomic:
-        session.execute(delete, dparams)
         session.execute(replace, rparams)
+        session.execute(delete, dparams)
         return
     with session.transaction():
-        session.execute(delete, dparams)
         session.execute(replace, rparams)
+        session.execute(delete, dparams)
 
 
 class Applier:
@@ -128,15 +132,22 @@ class Applier:
         self._error: OnlineDDLError | None = None
         self._threads: list[threading.Thread] = []
         self._session: Session | None = None
+        self._extra_sessions: list[Session] = []
+        self._pool: ThreadPoolExecutor | None = None
         self.ddl: str | None = None
         self._ddl_seen = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._session = Session(self.dsn, name="applier", isolation="REPEATABLE READ",
-                                lock_wait_timeout=self.tuning.lock_wait_timeout,
-                                reconnect=True)
+        self._extra_sessions = [
+            Session(self.dsn, name="applier", isolation="REPEATABLE READ",
+                    lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
+            for _ in range(max(1, self.tuning.flush_workers))]
+        self._session = self._extra_sessions[0]
+        if len(self._extra_sessions) > 1:
+            self._pool = ThreadPoolExecutor(len(self._extra_sessions),
+                                            thread_name_prefix="flusher")
         for name, fn in (("binlog-reader", self._read_loop), ("flusher", self._flush_loop)):
             thread = threading.Thread(target=self._guard(fn), name=name, daemon=True)
             thread.start()
@@ -146,8 +157,10 @@ class Applier:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        if self._session:
-            self._session.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for session in self._extra_sessions:
+            session.close()
 
     def check(self) -> None:
         """Raise in the caller's thread whatever stopped a background thread."""
@@ -228,18 +241,32 @@ class Applier:
         keys = [k for k, _ in snapshot]
         below = self.key_order.below(session, keys, wm)
         ready = [item for item, ok in zip(snapshot, below, strict=True) if ok]
-        for start in range(0, len(ready), self.tuning.flush_batch):
-            batch = ready[start:start + self.tuning.flush_batch]
-            self._sync_batch(session, [k for k, _ in batch], atomic=atomic)
-            self.delta.discard(batch)
-            self.flushed_rows += len(batch)
+        size = self.tuning.flush_batch
+        batches = [ready[i:i + size] for i in range(0, len(ready), size)]
+        if session is self._session and len(batches) > 1 and self._pool is not None:
+            # Batches hold distinct keys, so they can be applied side by side.
+            sessions = self._extra_sessions
+            groups = [batches[i::len(sessions)] for i in range(len(sessions))]
+            list(self._pool.map(self._flush_batches, sessions, groups,
+                                [atomic] * len(sessions)))
+        else:
+            self._flush_batches(session, batches, atomic)
         faults.point("after_flush")
         self.safe = SafePoint(wm, position)
         return len(ready)
 
-    def _sync_batch(self, session: Session, keys: list[Key], *, atomic: bool) -> None:
-        retry(lambda: sync_keys(session, self.target, keys, atomic=atomic),
-              what="applying binlog changes", attempts=8, stop=self._stop)
+    def _flush_batches(self, session: Session, batches: list[list[tuple[Key, int]]],
+                       atomic: bool) -> None:
+        for batch in batches:
+            keys = [k for k, _ in batch]
+
+            def apply(keys: list[Key] = keys) -> None:
+                sync_keys(session, self.target, keys, atomic=atomic)
+
+            retry(apply, what="applying binlog changes", attempts=8, stop=self._stop)
+            self.delta.discard(batch)
+            with self._pos_lock:
+                self.flushed_rows += len(batch)
 
     @contextmanager
     def paused(self) -> Iterator[None]:

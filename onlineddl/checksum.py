@@ -122,7 +122,7 @@ class Checksum:
         """A difference caused by duplicates under a UNIQUE key of the new table is bad
         input, not a copy bug: say so (UniqueViolation) instead of "checksum mismatch"."""
         keys = unique_keys(self.control, self.source.database, self.shadow.name)
-        check_unique_violations(self.control, self.source, self.mapping, keys)
+        check_unique_violations(self.control, self.source, self.shadow, self.mapping, keys)
 
     def _repair(self, keys: list[Key]) -> None:
         with self.applier.paused():

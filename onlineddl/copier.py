@@ -26,7 +26,7 @@ from onlineddl.chunker import Chunk, Chunker, Watermark
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import Session, retry, skipped_rows
 from onlineddl.errors import UniqueViolation
-from onlineddl.table import ColumnMapping, TableInfo
+from onlineddl.table import Column, ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +115,19 @@ class Copier:
             self.stats.seconds += elapsed
 
     def _check_unique_violations(self, session: Session) -> None:
-        check_unique_violations(session, self.source, self.mapping, self.unique_keys)
+        check_unique_violations(session, self.source, self.shadow, self.mapping,
+                                self.unique_keys)
 
 
-def check_unique_violations(session: Session, source: TableInfo, mapping: ColumnMapping,
+def check_unique_violations(session: Session, source: TableInfo, shadow: TableInfo,
+                            mapping: ColumnMapping,
                             unique_keys: tuple[tuple[str, ...], ...]) -> None:
     """A row was skipped because a UNIQUE key of the new table already held its value.
     That is harmless when a concurrent update moved the value (the applier re-syncs both
     rows), but it is data loss if the source really has duplicates for a key the ALTER
     makes unique: find out, and stop before cutover if so."""
     for cols in unique_keys:
-        found = find_duplicates(session, source, mapping, cols)
+        found = find_duplicates(session, source, shadow, mapping, cols)
         if found:
             raise UniqueViolation(
                 f"the new UNIQUE key ({', '.join(cols)}) would drop rows: the table has "
@@ -134,17 +136,28 @@ def check_unique_violations(session: Session, source: TableInfo, mapping: Column
                      "the original table is unchanged")
 
 
-def find_duplicates(session: Session, source: TableInfo, mapping: ColumnMapping,
-                    new_cols: tuple[str, ...], limit: int = 5) -> list[tuple[object, ...]]:
-    """Duplicate value groups in the source for a unique key of the new table."""
+def find_duplicates(session: Session, source: TableInfo, shadow: TableInfo,
+                    mapping: ColumnMapping, new_cols: tuple[str, ...], limit: int = 5
+                    ) -> list[tuple[object, ...]]:
+    """Duplicate value groups in the source for a unique key of the new table, compared
+    as the new key will compare them (its charset and collation: 'abc' and 'ABC' are one
+    value under a case-insensitive collation)."""
     to_source = {t.lower(): s for s, t in zip(mapping.source, mapping.target, strict=True)}
     if any(c.lower() not in to_source for c in new_cols):
         return []  # the key includes a new column: its values are defaults, not ours
-    cols = [to_source[c.lower()] for c in new_cols]
+    exprs = [_as_new(source.column(to_source[c.lower()]), shadow.column(c)) for c in new_cols]
     # Rows with a NULL in the key never collide under a UNIQUE key.
-    not_null = " AND ".join(f"{sql.ident(c)} IS NOT NULL" for c in cols)
+    not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
+    listed = ", ".join(exprs)
     rows = session.query(
-        f"SELECT {sql.column_list(cols)}, COUNT(*) FROM "
-        f"{sql.qualified(source.database, source.name)} WHERE {not_null} "
-        f"GROUP BY {sql.column_list(cols)} HAVING COUNT(*) > 1 LIMIT {int(limit)}")
+        f"SELECT {listed}, COUNT(*) FROM {sql.qualified(source.database, source.name)} "
+        f"WHERE {not_null} GROUP BY {listed} HAVING COUNT(*) > 1 LIMIT {int(limit)}")
     return [tuple(r) for r in rows]
+
+
+def _as_new(old: Column, new: Column) -> str:
+    text = sql.ident(old.name)
+    if new.charset and new.collation and (old.charset, old.collation) != \
+            (new.charset, new.collation):
+        return f"CONVERT({text} USING {new.charset}) COLLATE {new.collation}"
+    return text

@@ -76,15 +76,18 @@ def key_range(cols: Sequence[str], lower: Key | None, upper: Key | None) -> tupl
     return (" AND ".join(parts) or "TRUE"), params
 
 
-def key_in(cols: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
-    """`pk IN (...)` for one column, `(a, b) IN ((..), ..)` for composite keys."""
+def key_in(cols: Sequence[str], keys: Sequence[Key], quoted: bool = False
+           ) -> tuple[str, Params]:
+    """`pk IN (...)` for one column, `(a, b) IN ((..), ..)` for composite keys.
+    `quoted`: the column expressions are already quoted (e.g. `n.`id``)."""
+    names = list(cols) if quoted else [ident(c) for c in cols]
     if len(cols) == 1:
         marks = ", ".join(["%s"] * len(keys))
-        return f"{ident(cols[0])} IN ({marks})", [k[0] for k in keys]
+        return f"{names[0]} IN ({marks})", [k[0] for k in keys]
     one = "(" + ", ".join(["%s"] * len(cols)) + ")"
     marks = ", ".join([one] * len(keys))
     params: Params = [v for k in keys for v in k]
-    return f"({column_list(cols)}) IN ({marks})", params
+    return f"({', '.join(names)}) IN ({marks})", params
 
 
 def order_by(cols: Sequence[str], descending: bool = False) -> str:
@@ -92,9 +95,12 @@ def order_by(cols: Sequence[str], descending: bool = False) -> str:
     return ", ".join(ident(c) + suffix for c in cols)
 
 
-def alter_table(database: str, table: str, clauses: str) -> str:
-    """The one place the operator's ALTER clauses are spliced into SQL."""
-    return f"ALTER TABLE {qualified(database, table)} {clauses}"
+def alter_table(database: str, table: str, clauses: str, instant: bool = False) -> str:
+    """The one place the operator's ALTER clauses are spliced into SQL. `instant` asks
+    for ALGORITHM=INSTANT, which the server refuses (rather than copies) when it cannot;
+    statement.py refuses an ALGORITHM= of the operator's own, so there is only one."""
+    suffix = ", ALGORITHM=INSTANT" if instant else ""
+    return f"ALTER TABLE {qualified(database, table)} {clauses}{suffix}"
 
 
 def next_chunk_bound(
@@ -136,6 +142,19 @@ def delete_keys(database: str, table: str, pk: Sequence[str], keys: Sequence[Key
                 ) -> tuple[str, Params]:
     where, params = key_in(pk, keys)
     return f"DELETE FROM {qualified(database, table)} WHERE {where}", params
+
+
+def delete_missing(database: str, source: str, target: str, source_pk: Sequence[str],
+                   target_pk: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
+    """Delete the target's rows for `keys` that no longer exist in the source.
+    (No aliases: MariaDB resolves a multi-table DELETE's alias in the default database.)"""
+    tq, sq = qualified(database, target), qualified(database, source)
+    where, params = key_in([f"{tq}.{ident(c)}" for c in target_pk], keys, quoted=True)
+    join = " AND ".join(f"{tq}.{ident(t)} = {sq}.{ident(c)}"
+                        for c, t in zip(source_pk, target_pk, strict=True))
+    sql = (f"DELETE {tq} FROM {tq} LEFT JOIN {sq} ON {join} "
+           f"WHERE {where} AND {sq}.{ident(source_pk[0])} IS NULL")
+    return sql, params
 
 
 def delete_above(database: str, table: str, pk: Sequence[str], key: Key | None
