@@ -129,6 +129,7 @@ class Applier:
         self._pos_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._error: OnlineDDLError | None = None
         self._threads: list[threading.Thread] = []
         self._session: Session | None = None
@@ -155,6 +156,7 @@ class Applier:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._pool is not None:
@@ -182,6 +184,7 @@ class Applier:
         if self._error is None:
             self._error = err
         self._stop.set()
+        self._wake.set()
 
     # --- reading ---------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class Applier:
                 pending.extend(item.keys)
             elif isinstance(item, Commit):
                 if pending:
+                    self._wait_for_room()
                     self.delta.add(tuple(pending))
                     pending = []
                 with self._pos_lock:
@@ -221,10 +225,22 @@ class Applier:
                     hint="no DDL on the table while onlineddl runs, and every writer must "
                          "use binlog_format=ROW; run `onlineddl cleanup` and start again")
 
+    def _wait_for_room(self) -> None:
+        """Backpressure: stop reading while the delta map is full, so memory stays
+        bounded whatever the write rate. The binlog waits on the server meanwhile; the
+        map drains as the flusher applies keys and the copier passes deferred ones."""
+        while len(self.delta) >= self.tuning.max_backlog and not self._stop.is_set():
+            self._wake.set()  # flush now rather than at the next interval
+            self._stop.wait(0.005)
+
     # --- flushing --------------------------------------------------------------------
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.tuning.flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.tuning.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             with self._flush_lock:
                 assert self._session is not None
                 self._flush_round(self._session, atomic=True)
@@ -310,19 +326,30 @@ class Applier:
         `session` (a connection holding LOCK TABLES) the flush runs through it, without
         BEGIN, which would release its table locks; else through the applier's own.
         """
-        self.wait_for(target, timeout, "draining")
-        faults.point(f"during_{label}_drain")
         deadline = time.monotonic() + timeout
-        while len(self.delta):
+        flushed_once = False
+        while True:
+            reached = self.received_position().reached(target)
+            if reached and not flushed_once:
+                faults.point(f"during_{label}_drain")
+                flushed_once = True
+            if reached and not len(self.delta):
+                return
             self.check()
             if time.monotonic() > deadline:
-                raise WaitTimeout(f"draining: {len(self.delta)} changes still pending "
-                                  f"after {timeout:.0f}s")
-            if session is None:
-                assert self._session is not None
-                self._flush_round(self._session, atomic=True)
+                raise WaitTimeout(
+                    f"draining: not done within {timeout:.0f}s (reader at "
+                    f"{self.received_position()}, target {target}, {len(self.delta)} "
+                    "changes pending)", hint="retry at a quieter time")
+            # Flushing while waiting also makes room for a reader held by backpressure.
+            if len(self.delta):
+                if session is None:
+                    assert self._session is not None
+                    self._flush_round(self._session, atomic=True)
+                else:
+                    self._flush_round(session, atomic=False)
             else:
-                self._flush_round(session, atomic=False)
+                time.sleep(0.002)
 
     def wait_for_ddl(self, timeout: float) -> str | None:
         """Wait, bounded, until the reader reaches a DDL statement on the table (after a

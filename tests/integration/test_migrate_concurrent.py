@@ -121,3 +121,21 @@ def test_chunk_boundary_writes_single_writer_per_boundary(server: Dsn, db: str) 
         cur.execute("SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
                     "AND TABLE_NAME='t' AND COLUMN_NAME='v'", (db,))
         assert cur.fetchone()[0] == "bigint"
+
+
+def test_backpressure_with_a_tiny_delta_map(server: Dsn, db: str) -> None:
+    """With room for only 20 changed keys the reader must pause and resume, never drop."""
+    rows = 3000
+    model = IntModel(id_max=rows + 200)
+    conn = connect(server, db)
+    make_table(conn, model, "t", rows)
+    writers = Writers(server, db, "t", "mirror", model, threads=3, pause=0.002)
+    faults.register("copy_start", lambda: writers.burst(300, seed=5))
+    tiny = dataclasses.replace(SMALL_CHUNKS, max_backlog=20, flush_workers=1)
+    writers.start()
+    try:
+        migrate(config(server, db, "ADD COLUMN c3 INT NULL", tuning=tiny))
+    finally:
+        writers.stop()
+    assert not writers.errors, writers.errors[:3]
+    assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])

@@ -1,0 +1,97 @@
+"""The race the watermark filter exists for, forced deterministically.
+
+A chunk's INSERT ... SELECT reads through one read view taken when the statement starts.
+We make the copier block half-way through chunk 1 (a test transaction holds a row of
+the shadow table it must insert), delete a row further on in that chunk, let the applier
+see and flush the delete, then let the copier go on. Its read view still shows the
+deleted row, so it copies it. Only the filter (defer keys not yet below the low
+watermark, never apply them early) makes the applier remove it afterwards; without the
+filter the stale row survives and the checksum (repair off) fails the run.
+
+Removing the filter, or treating "no chunk done yet" as "every key is below", makes this
+test fail (checked by hand; see the README).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from helpers import connect
+from workload import IntModel, assert_same_rows
+
+from onlineddl import faults
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.migration import Migration
+
+BLOCK_AT = 50     # the copier stops here in chunk 1 (ids 1..200)
+DELETED = 150     # deleted while it waits; still visible to its read view
+
+
+def test_delete_during_a_chunk_read_is_not_lost(server: Dsn, db: str) -> None:
+    model = IntModel(id_max=1000)
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        for name in ("t", "mirror"):
+            cur.execute(model.create_sql(name))
+            cur.execute(model.seed_sql(name, 1000))
+    blocker = connect(server, db, autocommit=False)
+    faults.clear()
+    faults.register("copy_start", lambda: hold_shadow_row(blocker))
+    tuning = Tuning(chunk_rows_initial=200, chunk_rows_max=200, copy_workers=1,
+                    lock_wait_timeout=20)
+    migration = Migration(MigrationConfig(dsn=server, database=db, table="t",
+                                          alter="ADD COLUMN c INT NULL", repair=False,
+                                          tuning=tuning))
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=run, args=(migration, outcome))
+    runner.start()
+    try:
+        wait_for_lock_wait(conn)
+        with conn.cursor() as cur:  # delete a row the blocked chunk has yet to reach
+            cur.execute("BEGIN")
+            cur.execute("DELETE FROM t WHERE id = %s", (DELETED,))
+            cur.execute("DELETE FROM mirror WHERE id = %s", (DELETED,))
+            cur.execute("COMMIT")
+            cur.execute("SHOW MASTER STATUS")
+            file, pos = cur.fetchone()[:2]
+        applier = migration.applier
+        assert applier is not None
+        deadline = time.monotonic() + 30
+        while (applier.received_position().file, applier.received_position().pos) < (file, pos):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        applier.flush_now()   # the applier's chance to act on the delete, before the copy
+    finally:
+        blocker.rollback()    # the copier goes on with its old read view
+        runner.join(timeout=120)
+        faults.clear()
+    assert "error" not in outcome, outcome.get("error")
+    assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
+
+
+def hold_shadow_row(blocker: Any) -> None:
+    with blocker.cursor() as cur:
+        cur.execute("INSERT INTO _t_new (id, name, v) VALUES (%s, 'blocker', 0)", (BLOCK_AT,))
+
+
+def run(migration: Migration, outcome: dict[str, Any]) -> None:
+    try:
+        outcome["result"] = migration.run()
+    except Exception as exc:  # reported to the test thread
+        outcome["error"] = exc
+
+
+def wait_for_lock_wait(conn: Any) -> None:
+    """Until the copier's INSERT ... SELECT waits for the blocker's row lock."""
+    deadline = time.monotonic() + 30
+    with conn.cursor() as cur:
+        while True:
+            cur.execute("SHOW ENGINE INNODB STATUS")
+            if "LOCK WAIT" in cur.fetchone()[2]:
+                return
+            if time.monotonic() > deadline:
+                cur.execute("SELECT trx_state, trx_mysql_thread_id, LEFT(trx_query, 60) FROM information_schema.INNODB_TRX")
+                raise AssertionError(f"the copier never blocked: {cur.fetchall()}")
+            time.sleep(0.005)
