@@ -11,10 +11,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from onlineddl import commands
-from onlineddl.config import Dsn, MigrationConfig, Tuning, password_from_env
+from onlineddl import commands, control
+from onlineddl.config import (
+    Dsn,
+    HookConfig,
+    MigrationConfig,
+    Throttling,
+    Tuning,
+    parse_load,
+    parse_replica,
+    password_from_env,
+)
 from onlineddl.errors import EXIT_CODES, OnlineDDLError, UsageError
-from onlineddl.migration import migrate
+from onlineddl.migration import Migration
+from onlineddl.plan import render
+from onlineddl.progress import TerminalBar
 
 log = logging.getLogger("onlineddl")
 
@@ -30,10 +41,15 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ask-password", action="store_true",
                    help="prompt for the password on the terminal")
     g.add_argument("--connect-timeout", type=float, default=10.0)
-    p.add_argument("--database", "-d", required=True)
-    p.add_argument("--table", "-t", required=True)
+    _table_args(p)
+
+
+def _table_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--database", "-d", required=required)
+    p.add_argument("--table", "-t", required=required)
     p.add_argument("--verbose", "-v", action="store_true")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on stderr as text or as JSON objects (for log shippers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hours; --resume refuses an older checkpoint (default 72)")
     m.add_argument("--server-id", type=int, default=0,
                    help="binlog reader server id (default: a random unused-looking id)")
+    m.add_argument("--dry-run", action="store_true",
+                   help="run every check, print the new table, the column mapping, the "
+                        "chunk plan and an estimate; change nothing")
+    m.add_argument("--allow-instant", action="store_true",
+                   help="when the server can do the ALTER with ALGORITHM=INSTANT, do that "
+                        "in place instead of copying")
+    _operator_args(m)
 
     c = sub.add_parser("cleanup", help="remove artifacts of a dead run (never touches T)")
     _server_args(c)
@@ -75,7 +98,53 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="show the checkpoint and lock holder of a run")
     _server_args(s)
     s.add_argument("--json", action="store_true")
+
+    k = sub.add_parser("ctl", help="steer a running migration through its control socket",
+                       epilog="commands: " + "; ".join(
+                           f"{name}: {text}" for name, text in control.COMMANDS.items()))
+    k.add_argument("words", nargs="+", metavar="COMMAND",
+                   help="status | pause | resume | throttle | no-throttle | chunk-time=S | "
+                        "max-lag=S | postpone | unpostpone | abort | help")
+    k.add_argument("--control-socket", default=None, metavar="PATH",
+                   help="the run's socket (default: from --database and --table)")
+    k.add_argument("--json", action="store_true", help="`status` as JSON")
+    _table_args(k, required=False)
     return parser
+
+
+def _operator_args(m: argparse.ArgumentParser) -> None:
+    c = m.add_argument_group("control and observability")
+    c.add_argument("--control-socket", default=None, metavar="PATH",
+                   help="unix socket for `onlineddl ctl` (default "
+                        "/tmp/onlineddl.<database>.<table>.sock)")
+    c.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on this port")
+    c.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics endpoint binds (default 127.0.0.1)")
+    t = m.add_argument_group("throttling")
+    t.add_argument("--max-lag", type=float, default=Throttling.max_lag, metavar="S",
+                   help="the copier waits while a replica lags more than S seconds")
+    t.add_argument("--replica", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a replica to watch (repeatable; HOST[:PORT] or "
+                        "mysql://user@HOST:PORT, with the primary's password)")
+    t.add_argument("--discover-replicas", action="store_true",
+                   help="also watch the replicas the primary lists (needs report_host)")
+    t.add_argument("--max-load", default=None, metavar="VAR=N[,VAR=N]",
+                   help="the copier waits while a global status variable exceeds N, "
+                        "e.g. Threads_running=50")
+    t.add_argument("--critical-load", default=None, metavar="VAR=N[,VAR=N]",
+                   help="stop the run (resumably, exit 11) when a status variable exceeds N")
+    t.add_argument("--throttle-flag-file", default=None, metavar="FILE",
+                   help="the copier waits while FILE exists")
+    h = m.add_argument_group("hooks")
+    h.add_argument("--hooks-dir", default=None, metavar="DIR",
+                   help="run executables named after events (startup, copy-done, "
+                        "before-cutover, success, failure, status) from DIR")
+    h.add_argument("--hooks-timeout", type=float, default=HookConfig.timeout, metavar="S",
+                   help="kill a hook still running after S seconds (a failure)")
+    h.add_argument("--hooks-status-interval", type=float,
+                   default=HookConfig.status_interval, metavar="S",
+                   help="seconds between `status` hooks")
 
 
 def read_password(args: argparse.Namespace) -> str:
@@ -106,12 +175,28 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
                     cutover_attempts=args.cutover_attempts,
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)
-    return MigrationConfig(dsn=dsn_from(args), database=args.database, table=args.table,
+    dsn = dsn_from(args)
+    throttling = Throttling(
+        max_lag=args.max_lag, replicas=tuple(parse_replica(r, dsn) for r in args.replica),
+        discover_replicas=args.discover_replicas,
+        max_load=parse_load(args.max_load, "--max-load") if args.max_load else (),
+        critical_load=parse_load(args.critical_load, "--critical-load")
+        if args.critical_load else (),
+        flag_file=args.throttle_flag_file)
+    hooks = HookConfig(directory=args.hooks_dir, timeout=args.hooks_timeout,
+                       status_interval=args.hooks_status_interval)
+    socket = None if args.dry_run else (
+        args.control_socket or control.default_socket_path(args.database, args.table))
+    return MigrationConfig(dsn=dsn, database=args.database, table=args.table,
                            alter=args.alter, repair=args.repair, drop_old=args.drop_old,
                            resume=args.resume, server_id=args.server_id,
                            lock_wait=args.wait_for_lock,
                            max_checkpoint_age=args.max_checkpoint_age * 3600,
-                           postpone_flag_file=args.postpone_cutover_flag_file, tuning=tuning)
+                           postpone_flag_file=args.postpone_cutover_flag_file, tuning=tuning,
+                           throttling=throttling, hooks=hooks, control_socket=socket,
+                           metrics_port=args.metrics_port,
+                           metrics_address=args.metrics_address,
+                           allow_instant=args.allow_instant)
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,27 +205,69 @@ class JsonFormatter(logging.Formatter):
                            "logger": record.name, "message": record.getMessage()})
 
 
-def configure_logging(verbose: bool, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+def configure_logging(verbose: bool, fmt: str, bar: TerminalBar | None = None) -> None:
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else \
+        logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    if bar is not None:
+        handler = bar.handler(formatter)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
 
 
+def progress_bar(args: argparse.Namespace) -> TerminalBar | None:
+    """A bar only for a person watching a terminal; log shippers get plain lines."""
+    if args.command != "migrate" or args.dry_run or args.log_format != "text":
+        return None
+    return TerminalBar(sys.stderr) if sys.stderr.isatty() else None
+
+
+def run_migrate(args: argparse.Namespace, bar: TerminalBar | None) -> None:
+    if args.dry_run and args.resume:
+        raise UsageError("--dry-run plans a new run; it cannot be combined with --resume")
+    migration = Migration(config_from(args), bar=bar)
+    if args.dry_run:
+        print(render(migration.plan()))
+        return
+    try:
+        result = migration.run()
+    finally:
+        if bar is not None:
+            bar.finish()
+    if result.instant:
+        log.info("success: applied in place with ALGORITHM=INSTANT, %.1fs", result.seconds)
+        return
+    log.info("success: %d rows copied, %d rows verified, %.1fs, writes blocked "
+             "%.3fs at cutover", result.rows_copied, result.rows_checked,
+             result.seconds, result.write_block_seconds)
+
+
+def run_ctl(args: argparse.Namespace) -> None:
+    path = args.control_socket
+    if path is None:
+        if not (args.database and args.table):
+            raise UsageError("ctl needs --control-socket PATH, or --database and --table "
+                             "to find the default socket")
+        path = control.default_socket_path(args.database, args.table)
+    line = " ".join(args.words)
+    if args.json and line.strip() == "status":
+        line = "status json"
+    print(control.send(path, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.log_format)
+    bar = progress_bar(args)
+    configure_logging(args.verbose, args.log_format, bar)
     try:
         if args.command == "migrate":
-            result = migrate(config_from(args))
-            log.info("success: %d rows copied, %d rows verified, %.1fs, writes blocked "
-                     "%.3fs at cutover", result.rows_copied, result.rows_checked,
-                     result.seconds, result.write_block_seconds)
+            run_migrate(args, bar)
+        elif args.command == "ctl":
+            run_ctl(args)
         elif args.command == "cleanup":
             for line in commands.cleanup(dsn_from(args), args.database, args.table):
                 log.info("%s", line)

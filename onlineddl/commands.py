@@ -73,6 +73,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "table": f"{database}.{table}",
         "running": holder is not None,
         "lock_holder_connection": holder,
+        "lock_holder": _describe_connection(session, holder),
         "artifacts": sorted(_present(session, database, names)),
     }
     if state is None:
@@ -89,3 +90,12 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "checkpoint_age_seconds": round(state.age_seconds, 1),
     })
     return info
+
+
+def _describe_connection(session: Session, conn_id: Any) -> str | None:
+    """Where the runner lock's connection comes from (the client's host:port)."""
+    if conn_id is None:
+        return None
+    row = session.query_one("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = %s",
+                            (conn_id,))
+    return f"connection {conn_id} from {row[0]}" if row else f"connection {conn_id}"

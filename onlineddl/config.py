@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -56,6 +57,8 @@ class Tuning:
     chunk_rows_max: int = 100_000
     flush_batch: int = 1000          # keys per applier flush statement
     flush_interval: float = 0.2      # seconds between applier flushes
+    flush_workers: int = 2           # applier connections applying batches side by side
+    max_backlog: int = 500_000       # changed keys held in memory before reading pauses
     progress_interval: float = 5.0   # seconds between status lines
     checkpoint_interval: float = 2.0
     lock_wait_timeout: int = 3       # seconds, for the tool's own sessions
@@ -65,6 +68,8 @@ class Tuning:
     drain_timeout: float = 30.0      # bounded wait to drain under the write block
     block_timeout: float = 5.0       # longest a drain may keep writes blocked
     checksum_chunk_rows: int = 10_000
+    copy_workers: int = 2            # parallel chunk copiers (each its own connection)
+    checksum_workers: int = 2        # parallel checksum readers (one snapshot each)
     repair_attempts: int = 3
 
     def validate(self) -> None:
@@ -76,6 +81,93 @@ class Tuning:
             raise UsageError("--cutover-attempts must be at least 1")
         if self.lock_wait_timeout < 1:
             raise UsageError("--lock-wait-timeout must be at least 1 second")
+
+
+@dataclass(frozen=True)
+class Throttling:
+    """When the copier waits, and when the run stops (see throttle.py)."""
+
+    max_lag: float = 1.5                  # seconds a replica may lag before the copier waits
+    replicas: tuple[Dsn, ...] = ()        # --replica: replicas whose lag is watched
+    discover_replicas: bool = False       # also watch the replicas the primary lists
+    max_load: tuple[tuple[str, int], ...] = ()       # copier waits while a status var exceeds
+    critical_load: tuple[tuple[str, int], ...] = ()  # the run stops (resumably) when exceeded
+    flag_file: str | None = None          # copier waits while this file exists
+    interval: float = 0.5                 # seconds between checks on the server
+
+    @property
+    def watches_server(self) -> bool:
+        return bool(self.replicas or self.discover_replicas or self.max_load
+                    or self.critical_load)
+
+    def validate(self) -> None:
+        if self.max_lag <= 0:
+            raise UsageError("--max-lag must be positive")
+        if self.interval <= 0:
+            raise UsageError("the throttle check interval must be positive")
+        for flag, pairs in (("--max-load", self.max_load),
+                            ("--critical-load", self.critical_load)):
+            for name, limit in pairs:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or limit < 0:
+                    raise UsageError(f"{flag}: bad threshold {name}={limit}",
+                                     hint=f"write it as {flag} Threads_running=50")
+
+
+def parse_load(text: str, flag: str = "--max-load") -> tuple[tuple[str, int], ...]:
+    """`Threads_running=50,Threads_connected=500` -> (("Threads_running", 50), ...)."""
+    pairs: list[tuple[str, int]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            limit = int(value.strip())
+        except ValueError:
+            limit = -1
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or limit < 0:
+            raise UsageError(f"{flag}: cannot read {part!r}",
+                             hint=f"write it as {flag} Threads_running=50[,VAR=N...] with "
+                                  "a status variable name and a whole number")
+        pairs.append((name, limit))
+    if not pairs:
+        raise UsageError(f"{flag} needs at least one VAR=N")
+    return tuple(pairs)
+
+
+def parse_replica(text: str, primary: Dsn) -> Dsn:
+    """`host[:port]`, or `mysql://user@host:port`; the primary's credentials by default,
+    so no password need appear on the command line."""
+    if "://" in text:
+        dsn = Dsn.parse(text)
+        user = dsn.user if "@" in text else primary.user
+        password = dsn.password or primary.password
+        return Dsn(host=dsn.host, port=dsn.port, user=user, password=password,
+                   connect_timeout=primary.connect_timeout)
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "3306")
+    if not host or not port.isdigit():
+        raise UsageError(f"--replica: cannot read {text!r}",
+                         hint="write it as HOST[:PORT] or mysql://user@HOST:PORT")
+    return Dsn(host=host, port=int(port), user=primary.user, password=primary.password,
+               connect_timeout=primary.connect_timeout)
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """Executables in `directory` run at named events (see hooks.py)."""
+
+    directory: str | None = None
+    timeout: float = 60.0           # seconds; a hook still running then is killed (a failure)
+    status_interval: float = 60.0   # seconds between `status` hooks
+    retry_interval: float = 5.0     # a failing before-cutover hook is run again this often
+
+    def validate(self) -> None:
+        if self.directory is not None and not os.path.isdir(self.directory):
+            raise UsageError(f"--hooks-dir {self.directory} is not a directory")
+        if self.timeout <= 0 or self.status_interval <= 0 or self.retry_interval <= 0:
+            raise UsageError("hook timeout and intervals must be positive")
+
+
+# Linux limits a unix socket path to 108 bytes including the NUL.
+MAX_SOCKET_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -92,6 +184,12 @@ class MigrationConfig:
     max_checkpoint_age: float = 3 * 86400.0  # --resume refuses older checkpoints
     postpone_flag_file: str | None = None    # cutover waits while this file exists
     tuning: Tuning = field(default_factory=Tuning)
+    throttling: Throttling = field(default_factory=Throttling)
+    hooks: HookConfig = field(default_factory=HookConfig)
+    control_socket: str | None = None        # unix socket for `onlineddl ctl`; None: none
+    metrics_port: int | None = None          # Prometheus endpoint; None: none, 0: any port
+    metrics_address: str = "127.0.0.1"
+    allow_instant: bool = False              # apply an INSTANT-capable ALTER in place
 
     def validate(self) -> None:
         if not self.database:
@@ -106,6 +204,15 @@ class MigrationConfig:
             if "\x00" in name:
                 raise UsageError("identifiers may not contain NUL bytes")
         self.tuning.validate()
+        self.throttling.validate()
+        self.hooks.validate()
+        if self.control_socket is not None and (
+                not self.control_socket
+                or len(self.control_socket.encode()) > MAX_SOCKET_PATH):
+            raise UsageError(f"--control-socket must be a path of 1 to {MAX_SOCKET_PATH} "
+                             "bytes", hint="pick a shorter path")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError("--metrics-port must be between 0 and 65535")
 
 
 def password_from_env() -> str | None:

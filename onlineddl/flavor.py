@@ -103,6 +103,16 @@ class MySQL:
     def replica_status_sql(self) -> str:
         return "SHOW REPLICA STATUS" if self.version >= (8, 0, 22) else "SHOW SLAVE STATUS"
 
+    def replica_hosts_sql(self) -> str:
+        """Lists the replicas connected to this primary (those started with report_host
+        show their address)."""
+        return "SHOW REPLICAS" if self.version >= (8, 0, 22) else "SHOW SLAVE HOSTS"
+
+    @property
+    def supports_instant(self) -> bool:
+        """ALGORITHM=INSTANT exists (MySQL 8.0.12+); the server decides per ALTER."""
+        return self.version >= (8, 0, 12)
+
     def required_settings(self) -> dict[str, str]:
         """Global variables onlineddl needs, with the value it needs."""
         return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
@@ -143,13 +153,35 @@ class MariaDB(MySQL):
         return False
 
     def replica_status_sql(self) -> str:
-        return "SHOW ALL SLAVES STATUS"
+        return "SHOW ALL SLAVES STATUS"   # every replication channel (multi-source)
+
+    def replica_hosts_sql(self) -> str:
+        return "SHOW SLAVE HOSTS"
+
+    @property
+    def supports_instant(self) -> bool:
+        return True  # since 10.3; the server decides per ALTER
 
     def required_settings(self) -> dict[str, str]:
         return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
 
     def replication_privilege_names(self) -> tuple[str, ...]:
         return ("REPLICATION SLAVE", "BINLOG MONITOR", "REPLICATION CLIENT")
+
+
+def replica_lag(rows: list[dict[str, Any]]) -> float | None:
+    """Seconds behind from replica status rows (the worst channel); None when a channel's
+    replication is not running, so its lag is unknown. Both vocabularies: MySQL 8.0.22+
+    says Source/Replica, MariaDB and older MySQL say Master/Slave."""
+    worst = 0.0
+    for row in rows:
+        io = row.get("Replica_IO_Running", row.get("Slave_IO_Running"))
+        sql_thread = row.get("Replica_SQL_Running", row.get("Slave_SQL_Running"))
+        lag = row.get("Seconds_Behind_Source", row.get("Seconds_Behind_Master"))
+        if str(io) != "Yes" or str(sql_thread) != "Yes" or lag is None:
+            return None
+        worst = max(worst, float(lag))
+    return worst
 
 
 def parse_mariadb_gtids(text: str) -> dict[str, str]:

@@ -1,32 +1,41 @@
 """The lifecycle of one online ALTER, read top to bottom; the resume policy.
 
     preflight -> setup -> [applier starts] -> copy -> catch-up -> checksum
-              -> cutover -> cleanup
+              -> (postponed) -> cutover -> cleanup
 
-Only this module knows the order of the stages.
+Only this module knows the order of the stages. The operator's handles on a run (the
+control socket, throttling, hooks, metrics; control.py, throttle.py, hooks.py,
+metrics.py) are consulted between units of work, in `tick()` and between copy chunks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
-import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from onlineddl import faults, sql
+from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, late_writes
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
 from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
+from onlineddl.control import Controls, ControlServer
 from onlineddl.copier import Copier
 from onlineddl.cutover import Cutover, drop_guards, swap_state
-from onlineddl.db import Session
+from onlineddl.db import Session, retry
 from onlineddl.errors import (
+    Aborted,
     ArtifactsExist,
+    CutoverFailed,
+    DatabaseError,
     DataError,
     InvalidAlter,
     OnlineDDLError,
@@ -36,8 +45,10 @@ from onlineddl.errors import (
     WaitTimeout,
 )
 from onlineddl.flavor import BinlogPosition, MySQL, detect
+from onlineddl.hooks import Events
+from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_server, check_table
-from onlineddl.progress import Progress
+from onlineddl.progress import HeadLag, Progress, TerminalBar
 from onlineddl.runlock import RunnerLock
 from onlineddl.statement import AlterPlan, parse_alter
 from onlineddl.table import (
@@ -49,6 +60,7 @@ from onlineddl.table import (
     load_table,
     present_artifacts,
 )
+from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +87,10 @@ class Result:
     cutover_attempts: int
     write_block_seconds: float
     resumed: bool
+    instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
 
+
+CATCHUP_LAG = 1.0  # seconds behind the binlog head that count as caught up
 
 # Errors a resume cannot fix: clean up what this run created so nothing is left behind.
 FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
@@ -84,7 +99,7 @@ FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
 class Migration:
     """One run. `run()` is the table of contents; each stage is a short method."""
 
-    def __init__(self, config: MigrationConfig) -> None:
+    def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         config.validate()
         self.config = config
         self.tuning = config.tuning
@@ -92,11 +107,11 @@ class Migration:
         self.names = Artifacts.for_table(config.table)
         self.phase = Phase.PREFLIGHT
         self.progress = Progress(f"{config.database}.{config.table}",
-                                 config.tuning.progress_interval)
+                                 config.tuning.progress_interval, bar=bar)
         self.control: Session | None = None
         self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
         self.flavor: MySQL | None = None
-        self.plan: AlterPlan | None = None
+        self.alter_plan: AlterPlan | None = None
         self.source: TableInfo | None = None
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
@@ -111,6 +126,17 @@ class Migration:
         self.block_seconds = 0.0
         self._last_checkpoint = 0.0
         self._last_lock_check = 0.0
+        # The operator's handles (see the module docstring).
+        self.controls = Controls(chunk_time=config.tuning.chunk_time,
+                                 max_lag=config.throttling.max_lag)
+        self.throttle: Throttle = NoThrottle()
+        self.gate = CopyGate(self.controls, self.throttle)
+        self.events = Events(config, self.progress.snapshot)
+        self.metrics: MetricsSink = NoMetrics()
+        self.ctl_server: ControlServer | None = None
+        self.head_lag = HeadLag()
+        self.instant = False             # the server can do the ALTER with ALGORITHM=INSTANT
+        self.applied_instantly = False   # ... and did, on T itself (--allow-instant)
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -118,10 +144,14 @@ class Migration:
         started = time.monotonic()
         try:
             self.connect()
+            self.open_controls()
             self.preflight()
+            self.startup_hook()
+            if self.apply_instantly():     # --allow-instant, and the server can: no copy
+                return self.succeed(started)
             if not self.setup():           # False: a resumed run found the swap done
                 self.finish_after_swap()
-                return self.result(started)
+                return self.succeed(started)
             self.start_applier()
             self.copy()
             self.catch_up()
@@ -130,16 +160,32 @@ class Migration:
             self.catch_up()
             self.cut_over()
             self.cleanup()
-            return self.result(started)
-        except FINAL_ERRORS:
+            return self.succeed(started)
+        except FINAL_ERRORS as err:
             self.discard_created()
+            self.events.fire("failure", err)
             raise
         except OnlineDDLError as err:
             if self.phase >= Phase.COPY and self.phase < Phase.DONE:
                 note = "the run is resumable: run the same command with --resume"
                 err.hint = f"{err.hint}; {note}" if err.hint else note
+            self.events.fire("failure", err)
             raise
         finally:
+            self.close()
+
+    def plan(self) -> dry_run.Plan:
+        """--dry-run: every check, the new table as the server builds it, the column
+        mapping, the chunk plan and an estimate. The shadow is created for the server's
+        verdict and dropped again: nothing is left changed."""
+        try:
+            self.connect()
+            self.preflight()
+            self._refuse_leftovers()
+            self._create_shadow()
+            return self._describe_plan()
+        finally:
+            self.discard_created()
             self.close()
 
     # --- stages ----------------------------------------------------------------------
@@ -152,18 +198,82 @@ class Migration:
         log.info("connected to %s (%s)", self.config.dsn.describe(), version)
         self.runner_lock.acquire(self.config.lock_wait, self._describe_holder)
 
+    def open_controls(self) -> None:
+        """The control socket and the metrics endpoint (once we own the table, so a second
+        runner never takes over the first one's socket)."""
+        if self.config.control_socket:
+            self.ctl_server = ControlServer(self.config.control_socket, self.controls,
+                                            self.status)
+            self.ctl_server.start()
+        self.metrics = serve(self.config.metrics_port, self.config.metrics_address,
+                             self.progress.snapshot, self.db, self.config.table)
+
     def preflight(self) -> None:
         self.set_phase(Phase.PREFLIGHT)
         control, flavor = self._control(), self._flavor()
         check_server(control, flavor)
-        self.plan = parse_alter(self.config.alter, database=self.db, table=self.config.table)
-        if self.plan.changes_primary_key:
+        self.alter_plan = parse_alter(self.config.alter, database=self.db,
+                                      table=self.config.table)
+        if self.alter_plan.changes_primary_key:
             raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
                                "support that yet",
                                hint="change the primary key with an offline ALTER")
         self.source = load_table(control, self.db, self.config.table)
         check_table(control, self.source)
         self.progress.rows_estimate = self.source.rows_estimate
+        self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
+                                      self.controls)
+        self.gate = CopyGate(self.controls, self.throttle)
+        self.throttle.check()
+
+    def startup_hook(self) -> None:
+        if not self.events.fire("startup"):
+            raise Aborted("the startup hook failed, so the run did not start; nothing was "
+                          "changed", hint="see the hook's output above")
+
+    def apply_instantly(self) -> bool:
+        """--allow-instant: when the server can do the ALTER in place (ALGORITHM=INSTANT),
+        do that instead of copying, once nothing postpones it (the flag file, `ctl
+        postpone`, the before-cutover hook): applying it is this run's cutover."""
+        if not self.config.allow_instant or self.config.resume:
+            return False
+        self._refuse_leftovers()
+        self._create_shadow()                  # the server's verdict, on an empty copy of T
+        self._drop_created(self.names.shadow)
+        if not self.instant:
+            log.info("--allow-instant: the server cannot do this ALTER instantly; copying")
+            return False
+        self.wait_while_postponed(tick=self._tick_without_copy)
+        if not self._alter_instantly():
+            return False
+        self.applied_instantly = True
+        self.set_phase(Phase.DONE)
+        log.info("done: %s.%s has the new schema, applied instantly (no copy)", self.db,
+                 self.config.table)
+        return True
+
+    def _alter_instantly(self) -> bool:
+        """ALTER T itself with ALGORITHM=INSTANT. It needs a brief exclusive metadata lock
+        (writers queue behind a waiting ALTER), so each try waits --cutover-lock-timeout."""
+        session = Session(self.config.dsn, name="instant",
+                          lock_wait_timeout=self.tuning.cutover_lock_timeout)
+        text = sql.alter_table(self.db, self.config.table, self._plan().clauses, instant=True)
+        try:
+            retry(lambda: session.execute(text), what="the instant ALTER",
+                  attempts=self.tuning.cutover_attempts)
+        except DatabaseError as err:
+            if err.retryable:
+                raise CutoverFailed(
+                    f"the instant ALTER did not get its lock on {self.config.table}: "
+                    f"{err.message}", hint="long transactions on the table hold it (see "
+                    "information_schema.INNODB_TRX); run again later, or without "
+                    "--allow-instant to copy online") from err
+            log.warning("the server refused ALGORITHM=INSTANT on %s itself (%s); copying "
+                        "online instead", self.config.table, err.message)
+            return False
+        finally:
+            session.close()
+        return True
 
     def setup(self) -> bool:
         """Create (or, with --resume, find) the shadow table and the checkpoint.
@@ -192,8 +302,9 @@ class Migration:
         source, shadow, state = self._source(), self._shadow(), self._state()
         mapping = self._mapping()
         target = FlushTarget(self.db, source.name, shadow.name,
-                             tuple(mapping.source_exprs()), mapping.target, shadow.pk)
-        shape = TableShape(self.db, source.name, len(source.columns), source.pk_ordinals)
+                             tuple(mapping.source_exprs()), mapping.target, shadow.pk,
+                             source.pk)
+        shape = TableShape.of(source)
         server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
 
         def reader(start: BinlogPosition) -> BinlogReader:
@@ -216,36 +327,51 @@ class Migration:
         try:
             chunker = Chunker(session, self._source(), self.tuning,
                               start=self.watermark.get().bound)
-            copier = Copier(session, self._source(), self._shadow(), self._mapping(),
-                            chunker, self.watermark, self._shadow_unique_keys())
+            copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=self._source(),
+                            shadow=self._shadow(), mapping=self._mapping(), chunker=chunker,
+                            watermark=self.watermark, unique_keys=self._shadow_unique_keys())
             base = self.progress.rows_copied
 
-            def between() -> None:
+            def tick() -> None:
                 self.progress.rows_copied = base + copier.stats.rows
+                self.progress.chunk_size = copier.chunker.size
                 self.tick()
+
+            def between() -> None:
+                tick()
+                # Pause and throttling hold only the copier: the applier has its own
+                # threads and keeps the shadow in sync meanwhile.
+                self.gate.wait(tick, self._show_hold)
+                self._steer(copier.chunker)
 
             copier.run(between)
         finally:
             session.close()
         self.tick(force_checkpoint=True)
+        self.events.fire("copy-done")
 
     def catch_up(self) -> None:
-        """Wait, bounded, until the applier is near the binlog head with a small backlog."""
+        """Wait, bounded, until the applier is near the binlog head: it reached a head
+        position within CATCHUP_LAG seconds of reading it, with a small backlog. Only
+        then is it worth blocking writes (checksum snapshot, cutover) for a drain."""
         self.set_phase(Phase.CATCHUP)
         applier = self._applier()
-        head = self._flavor().current_position(self._control())
         deadline = time.monotonic() + self.tuning.catchup_timeout
-        while not (applier.received_position().reached(head)
-                   and applier.backlog() <= self.tuning.flush_batch):
-            self.tick()
-            if time.monotonic() > deadline:
-                raise WaitTimeout(
-                    f"the applier did not catch up within {self.tuning.catchup_timeout:.0f}s "
-                    f"(backlog {applier.backlog()}, at {applier.received_position()}, "
-                    f"head {head})",
-                    hint="the write load is higher than onlineddl applies; the run is "
-                         "resumable with --resume at a quieter time")
-            time.sleep(0.05)
+        while True:
+            head, asked = self._flavor().current_position(self._control()), time.monotonic()
+            while not (applier.received_position().reached(head)
+                       and applier.backlog() <= self.tuning.flush_batch):
+                self.tick()
+                if time.monotonic() > deadline:
+                    raise WaitTimeout(
+                        f"the applier did not catch up within "
+                        f"{self.tuning.catchup_timeout:.0f}s (backlog {applier.backlog()}, "
+                        f"at {applier.received_position()}, head {head})",
+                        hint="the write load is higher than onlineddl applies; the run is "
+                             "resumable with --resume at a quieter time")
+                time.sleep(0.01)
+            if time.monotonic() - asked <= CATCHUP_LAG:
+                break
         applier.flush_now()
 
     def verify(self) -> None:
@@ -261,17 +387,24 @@ class Migration:
         self.tick(force_checkpoint=True)
         log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
 
-    def wait_while_postponed(self) -> None:
-        """Hold the cutover while the operator's flag file exists; stay in sync meanwhile."""
-        flag = self.config.postpone_flag_file
-        if not flag or not os.path.exists(flag):
+    def wait_while_postponed(self, tick: Callable[[], None] | None = None) -> None:
+        """Hold the cutover while the operator wants it held (the flag file, `ctl
+        postpone`) or the before-cutover hook fails; stay in sync meanwhile."""
+        reason = self._postpone_reason()
+        if reason is None:
             return
         self.set_phase(Phase.POSTPONED)
-        log.info("cutover postponed while %s exists; delete it to cut over", flag)
-        while os.path.exists(flag):
-            self.tick()
+        log.info("cutover %s", reason)
+        while reason is not None:
+            self.progress.postpone_reason = reason
+            (tick or self.tick)()
             time.sleep(0.2)
-        log.info("postpone flag %s removed; cutting over", flag)
+            current = self._postpone_reason()
+            if current is not None and current != reason:
+                log.info("cutover %s", current)
+            reason = current
+        self.progress.postpone_reason = ""
+        log.info("cutover no longer postponed; cutting over")
 
     def cut_over(self) -> None:
         self.set_phase(Phase.CUTOVER)
@@ -280,8 +413,12 @@ class Migration:
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check)
-        cutover.run()
+        try:
+            cutover.run()
+        finally:
+            self.progress.cutover_attempts = cutover.attempts
         self.cutover_attempts, self.block_seconds = cutover.attempts, cutover.block_seconds
+        self.progress.write_block_seconds = cutover.block_seconds
         log.info("cutover done after %d attempt(s); writes blocked for %.3fs",
                  cutover.attempts, cutover.block_seconds)
         self._applier().stop()
@@ -363,7 +500,7 @@ class Migration:
             raise ResumeRefused("the checkpoint says cutover started but has no drain "
                                 "position", hint="inspect the tables by hand; report this")
         old = load_table(self._control(), self.db, self.names.old)  # T's shape before
-        shape = TableShape(self.db, self.config.table, len(old.columns), old.pk_ordinals)
+        shape = TableShape.of(old, name=self.config.table)
         reader = BinlogReader(self.config.dsn, self._flavor(), shape, state.drain,
                               self.config.server_id or random.randint(1 << 30, (1 << 32) - 2))
         try:
@@ -391,9 +528,11 @@ class Migration:
     # --- helpers ---------------------------------------------------------------------
 
     def tick(self, force_checkpoint: bool = False) -> None:
-        """Between units of work: health checks, checkpoint, progress."""
+        """Between units of work: health checks, the operator's stop, checkpoint,
+        progress, the status hook."""
         applier = self._applier()
         applier.check()
+        self._check_stop()
         now = time.monotonic()
         if now - self._last_lock_check >= 1.0:
             self.runner_lock.check()
@@ -401,9 +540,55 @@ class Migration:
         if force_checkpoint or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
             self._write_checkpoint()
             self._last_checkpoint = now
+        self._measure(now)
+        self.progress.maybe_report()
+        self.events.tick(now)
+
+    def _tick_without_copy(self) -> None:
+        """tick() for the instant path: no applier and no checkpoint to look after."""
+        if self.controls.state().abort_requested:
+            raise Aborted("aborted by the operator (`ctl abort`); nothing was changed")
+        self.runner_lock.check()
+        self.progress.maybe_report()
+
+    def _check_stop(self) -> None:
+        """`ctl abort` and --critical-load stop the run resumably, checkpoint first."""
+        try:
+            if self.controls.state().abort_requested:
+                raise Aborted("aborted by the operator (`ctl abort`)")
+            self.throttle.check_critical()
+        except Aborted:
+            self._write_checkpoint()
+            raise
+
+    def _measure(self, now: float) -> None:
+        applier = self._applier()
         self.progress.backlog = applier.backlog()
         self.progress.applied = applier.flushed_rows
-        self.progress.maybe_report()
+        self.head_lag.maybe_observe(
+            now, lambda: self._flavor().current_position(self._control()))
+        self.progress.lag_seconds = self.head_lag.lag(now, applier.received_position())
+
+    def _show_hold(self, hold: Hold | None) -> None:
+        self.progress.throttle_reason = str(hold) if hold else ""
+
+    def _steer(self, chunker: Chunker) -> None:
+        """`ctl chunk-time=S`: the chunker sizes the chunks after the next for it."""
+        chunk_time = self.controls.state().chunk_time
+        if chunker.tuning.chunk_time != chunk_time:
+            chunker.tuning = dataclasses.replace(chunker.tuning, chunk_time=chunk_time)
+
+    def _postpone_reason(self) -> str | None:
+        reason = self.controls.postpone_reason(self.config.postpone_flag_file)
+        if reason is None and not self.events.cutover_allowed():
+            reason = ("postponed: the before-cutover hook failed; it runs again every "
+                      f"{self.config.hooks.retry_interval:g}s")
+        return reason
+
+    def status(self) -> dict[str, Any]:
+        """What `ctl status` shows (with the controls' state)."""
+        return {**self.progress.snapshot().as_dict(), "alter": self.config.alter,
+                "instant_possible": self.instant}
 
     def _write_checkpoint(self) -> None:
         state = self._state()
@@ -441,13 +626,40 @@ class Migration:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
         control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
         self.created.append(self.names.shadow)
-        try:
-            control.execute(sql.alter_table(self.db, self.names.shadow, self._plan().clauses))
-        except OnlineDDLError as err:
-            raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
-                               hint="fix the ALTER; the original table is unchanged") from err
+        self.instant = self._alter_shadow_instantly()
+        if not self.instant:
+            try:
+                control.execute(sql.alter_table(self.db, self.names.shadow,
+                                                self._plan().clauses))
+            except OnlineDDLError as err:
+                raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
+                                   hint="fix the ALTER; the original table is unchanged") \
+                    from err
         self.shadow = load_table(control, self.db, self.names.shadow)
         check_same_primary_key(self._source(), self.shadow, self._mapping())
+
+    def _alter_shadow_instantly(self) -> bool:
+        """Can the server do the ALTER with ALGORITHM=INSTANT? Asked on the empty shadow
+        (the server refuses rather than copies when it cannot); if so, that altered it."""
+        if not self._flavor().supports_instant:
+            return False
+        text = sql.alter_table(self.db, self.names.shadow, self._plan().clauses, instant=True)
+        try:
+            self._control().execute(text)
+        except OnlineDDLError:
+            return False
+        log.info("the server can do this ALTER instantly (ALGORITHM=INSTANT)%s",
+                 "" if self.config.allow_instant else
+                 "; --allow-instant would apply it to the table in place, without a copy")
+        return True
+
+    def _drop_created(self, name: str) -> None:
+        self._control().execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
+        self.created.remove(name)
+
+    def _describe_plan(self) -> dry_run.Plan:
+        return dry_run.build(self.config, self._flavor().version_string, self._source(),
+                             self._shadow(), self._mapping(), self.instant)
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:
@@ -494,14 +706,20 @@ class Migration:
         return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
                 f"phase {state.phase}")
 
-    def result(self, started: float) -> Result:
+    def succeed(self, started: float) -> Result:
+        self.events.fire("success")
         return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
                       time.monotonic() - started, self.cutover_attempts, self.block_seconds,
-                      self.resumed)
+                      self.resumed, instant=self.applied_instantly)
 
     def close(self) -> None:
         if self.applier:
             self.applier.stop()
+        self.throttle.close()
+        self.events.close()
+        self.metrics.close()
+        if self.ctl_server:
+            self.ctl_server.close()
         self.runner_lock.release()
         if self.control:
             self.control.close()
@@ -516,8 +734,8 @@ class Migration:
         return self.flavor
 
     def _plan(self) -> AlterPlan:
-        assert self.plan is not None
-        return self.plan
+        assert self.alter_plan is not None
+        return self.alter_plan
 
     def _source(self) -> TableInfo:
         assert self.source is not None
