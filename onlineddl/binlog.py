@@ -44,6 +44,7 @@ from onlineddl.errors import OnlineDDLError, ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size, parse_keys
 from onlineddl.sql import Key
+from onlineddl.table import KEY_CODECS as CODECS
 from onlineddl.table import Column, TableInfo
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,6 @@ class TableShape:
 
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
 INTEGER_KEYS = set(INTEGER_BITS)
-# Server character sets whose bytes Python decodes the same way (MySQL's latin1 is cp1252).
-CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252",
-          "ascii": "ascii", "ucs2": "utf-16-be", "utf16": "utf-16-be", "utf32": "utf-32-be"}
 
 
 def key_kind(col: Column) -> KeyKind | None:
@@ -228,9 +226,10 @@ class BinlogReader:
             only_schemas=[shape.database],
             pymysql_wrapper=self._connect,
             enable_logging=False,
-            # Strict: the general decoder (used only for keys the key-only reader does not
-            # decode) must fail loudly rather than mangle a key it cannot decode.
-            ignore_decode_errors=False,
+            # The general decoder runs only for DECIMAL/temporal keys (text keys always go
+            # through the key-only reader, see table.check_primary_key), so text it cannot
+            # decode is never a key and must not stop the run.
+            ignore_decode_errors=True,
             **flavor.reader_start_args(start),
         )
 

@@ -164,6 +164,13 @@ SUPPORTED_PK_TYPES = {
 }
 
 
+# Character sets of text key columns whose binlog bytes onlineddl decodes itself, with
+# the Python codec for each (MySQL's latin1 is cp1252).
+KEY_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252",
+              "ascii": "ascii", "ucs2": "utf-16-be", "utf16": "utf-16-be",
+              "utf32": "utf-32-be"}
+
+
 def check_primary_key(info: TableInfo) -> None:
     if not info.pk:
         raise UnsupportedTable(
@@ -175,6 +182,11 @@ def check_primary_key(info: TableInfo) -> None:
                 f"primary key column {col.name} has type {col.column_type}, which onlineddl "
                 "cannot order safely", hint="supported key types: integers, DECIMAL, "
                 "CHAR/VARCHAR/BINARY/VARBINARY, DATE/TIME/DATETIME/TIMESTAMP, YEAR")
+        if col.data_type in ("char", "varchar") and col.charset not in KEY_CODECS:
+            raise UnsupportedTable(
+                f"primary key column {col.name} uses character set {col.charset}, whose "
+                "binlog values onlineddl cannot read back exactly",
+                hint=f"supported key character sets: {', '.join(sorted(KEY_CODECS))}")
 
 
 @dataclass(frozen=True)
