@@ -19,17 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, sql
+from onlineddl import faults, resume, sql
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
-from onlineddl.binlog import BinlogReader, TableShape, late_writes
-from onlineddl.checkpoint import Checkpoint, State, alter_hash
+from onlineddl.binlog import BinlogReader, TableShape
+from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
 from onlineddl.control import Controls, ControlServer
 from onlineddl.copier import Copier
-from onlineddl.cutover import Cutover, drop_guards, swap_state
+from onlineddl.cutover import Cutover, drop_guards
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
@@ -40,8 +40,6 @@ from onlineddl.errors import (
     InvalidAlter,
     OnlineDDLError,
     PreflightFailed,
-    ReplicationError,
-    ResumeRefused,
     WaitTimeout,
 )
 from onlineddl.flavor import BinlogPosition, MySQL, detect
@@ -59,6 +57,7 @@ from onlineddl.table import (
     check_same_primary_key,
     load_table,
     present_artifacts,
+    unique_keys,
 )
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
 
@@ -440,84 +439,17 @@ class Migration:
     # --- resume ----------------------------------------------------------------------
 
     def _resume_from(self, state: State) -> bool:
-        if alter_hash(state.alter_text) != alter_hash(self.config.alter):
-            raise ResumeRefused(
-                "the ALTER differs from the one the checkpoint was made for: "
-                f"{state.alter_text!r}",
-                hint="resume with the same --alter, or run `onlineddl cleanup` first")
         self.resumed = True
         self.state = state
-        max_age = self.config.max_checkpoint_age
-        if state.age_seconds > max_age:
-            raise ResumeRefused(
-                f"the checkpoint is {state.age_seconds / 3600:.1f}h old, older than "
-                f"--max-checkpoint-age ({max_age / 3600:.1f}h)",
-                hint="run `onlineddl cleanup` and start again, or raise --max-checkpoint-age "
-                     "if the binlogs since then are still on the server")
-        if state.swapped:
-            log.info("--resume: the checkpoint records the swap; finishing")
+        decision = resume.decide(self._control(), self._flavor(), self.config, self.names,
+                                 state)
+        if decision.finish:
             return False
-        if state.cutover_started and swap_state(self._control(), self.db, self.names).swapped:
-            log.info("--resume: the swap happened (the checkpoint had not recorded it yet)")
-            self._confirm_drain(state)
-            return False
-        shadow_present = bool(self._control().scalar(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME = %s", (self.db, self.names.shadow)))
-        if not shadow_present:
-            raise ResumeRefused(f"the shadow table {self.names.shadow} is missing",
-                                hint="run `onlineddl cleanup`, then start again without "
-                                     "--resume")
-        if not self._flavor().position_available(self._control(), state.position):
-            raise ResumeRefused(
-                f"the binlog at the checkpoint ({state.position}) was purged from the server",
-                hint="run `onlineddl cleanup` and start again; keep binlogs longer "
-                     "(binlog_expire_logs_seconds) than a run may be down")
         self.shadow = load_table(self._control(), self.db, self.names.shadow)
-        drop_guards(self._control(), self.db, self.names)
-        self._trim_shadow(state)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
-        log.info("--resume: continuing from watermark %s, binlog %s",
-                 state.low_watermark, state.position)
         return True
-
-    def _trim_shadow(self, state: State) -> None:
-        """Rows above the checkpoint's watermark may be stale; they are copied again."""
-        if state.copy_complete:
-            return
-        text, params = sql.delete_above(self.db, self.names.shadow, self._shadow().pk,
-                                        state.low_watermark)
-        deleted = self._control().execute(text, params)
-        log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
-
-    def _confirm_drain(self, state: State) -> None:
-        """The swap only happens after the drain completed (see cutover.py); confirm
-        from the binlog that no change to T sits between the drain position and the
-        RENAME, i.e. every write before the swap reached the new table."""
-        if state.drain is None:
-            raise ResumeRefused("the checkpoint says cutover started but has no drain "
-                                "position", hint="inspect the tables by hand; report this")
-        old = load_table(self._control(), self.db, self.names.old)  # T's shape before
-        shape = TableShape.of(old, name=self.config.table)
-        reader = BinlogReader(self.config.dsn, self._flavor(), shape, state.drain,
-                              self.config.server_id or random.randint(1 << 30, (1 << 32) - 2))
-        try:
-            late = late_writes(reader, timeout=self.tuning.drain_timeout)
-        finally:
-            reader.close()
-        if late is None:
-            log.warning("--resume: could not find the RENAME in the binlog after %s to "
-                        "confirm the drain", state.drain)
-        elif late:
-            raise ReplicationError(
-                f"{late} change(s) to {self.config.table} were written after the drain "
-                f"position {state.drain} and before the swap; they are in {self.names.old}",
-                hint="copy those rows by hand; please report this with the log")
-        else:
-            log.info("--resume: confirmed from the binlog: every change before the swap "
-                     "was drained (drain position %s)", state.drain)
 
     def finish_after_swap(self) -> None:
         state = self._state()
@@ -667,15 +599,7 @@ class Migration:
         return self.mapping
 
     def _shadow_unique_keys(self) -> tuple[tuple[str, ...], ...]:
-        rows = self._control().query(
-            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
-            "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-            (self.db, self.names.shadow))
-        keys: dict[str, list[str]] = {}
-        for index, column in rows:
-            keys.setdefault(str(index), []).append(str(column))
-        return tuple(tuple(v) for v in keys.values())
+        return unique_keys(self._control(), self.db, self.names.shadow)
 
     def drop_artifacts(self) -> None:
         """Drop the shadow, the checkpoint and a cutover sentry (never T or a real _T_old)."""

@@ -151,7 +151,7 @@ def summarize(samples: list[tuple[float, float]], t0: float, t1: float) -> dict[
 
 
 def under_load(dsn: Dsn, rows: int, tool: str) -> dict[str, float]:
-    table = f"load_{tool}"
+    table = f"load_{tool.replace('-', '_')}"
     seed(dsn, table, rows)
     load = Load(dsn, table, rows)
     load.start()
@@ -249,20 +249,23 @@ def main() -> int:
         conn = connect(dsn, db=None)
         conn.cursor().execute("CREATE DATABASE IF NOT EXISTS bench")
         conn.close()
-        report: list[str] = []
+        print("| measurement | result |\n|---|---|", flush=True)
         if "idle" not in skip:
-            report += idle(dsn, args.rows)
+            show(idle(dsn, args.rows))
         if "load" not in skip:
-            report += loaded(dsn, args.load_rows)
+            show(loaded(dsn, args.load_rows))
         if "applier" not in skip:
             a = applier_throughput(dsn, args.load_rows)
-            report.append(f"| applier | {a['rate']:,.0f} row changes/s from a backlog; lag "
-                          f"with 4 writers avg {a['lag_avg_s']:.2f}s max {a['lag_max_s']:.2f}s |")
+            show([f"| applier | {a['rate']:,.0f} row changes/s from a backlog; lag with 4 "
+                  f"writers avg {a['lag_avg_s']:.2f}s max {a['lag_max_s']:.2f}s |"])
         if "scale" not in skip:
-            report += scale(dsn, args.rows, args.scale)
-    print("\n| measurement | result |\n|---|---|")
-    print("\n".join(report))
+            show(scale(dsn, args.rows, args.scale))
     return 0
+
+
+def show(lines: list[str]) -> None:
+    """Each result as soon as it is measured, so a long run shows progress."""
+    print("\n".join(lines), flush=True)
 
 
 def idle(dsn: Dsn, rows: int) -> list[str]:

@@ -1,0 +1,119 @@
+"""The resume policy: what a checkpoint allows a re-run to do, decided from the server.
+
+    swapped (recorded)                     -> finish: clean up, no rename
+    cutover started, the server shows the swap
+                                           -> confirm the drain from the binlog, finish
+    otherwise                              -> continue: refuse if unsafe (different
+                                              ALTER, too old, shadow missing, binlog
+                                              purged), then trim the shadow above the
+                                              watermark and carry on from there
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from onlineddl import sql
+from onlineddl.binlog import BinlogReader, TableShape, late_writes
+from onlineddl.checkpoint import State, alter_hash
+from onlineddl.config import MigrationConfig
+from onlineddl.cutover import drop_guards, swap_state
+from onlineddl.db import Session
+from onlineddl.errors import ReplicationError, ResumeRefused
+from onlineddl.flavor import MySQL
+from onlineddl.table import Artifacts, load_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    finish: bool     # the swap is done: only cleanup remains
+
+
+def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Artifacts,
+           state: State) -> Decision:
+    """Check the checkpoint against the server; raise ResumeRefused when unsafe."""
+    _refuse_unsafe(config, state)
+    if state.swapped:
+        log.info("--resume: the checkpoint records the swap; finishing")
+        return Decision(finish=True)
+    db = config.database
+    if state.cutover_started and swap_state(session, db, names).swapped:
+        log.info("--resume: the swap happened (the checkpoint had not recorded it yet)")
+        confirm_drain(session, flavor, config, names, state)
+        return Decision(finish=True)
+    if names.shadow not in _tables(session, db):
+        raise ResumeRefused(f"the shadow table {names.shadow} is missing",
+                            hint="run `onlineddl cleanup`, then start again without --resume")
+    if not flavor.position_available(session, state.position):
+        raise ResumeRefused(
+            f"the binlog at the checkpoint ({state.position}) was purged from the server",
+            hint="run `onlineddl cleanup` and start again; keep binlogs longer "
+                 "(binlog_expire_logs_seconds) than a run may be down")
+    drop_guards(session, db, names)
+    trim_shadow(session, db, names, state)
+    log.info("--resume: continuing from watermark %s, binlog %s", state.low_watermark,
+             state.position)
+    return Decision(finish=False)
+
+
+def _refuse_unsafe(config: MigrationConfig, state: State) -> None:
+    if alter_hash(state.alter_text) != alter_hash(config.alter):
+        raise ResumeRefused(
+            f"the ALTER differs from the one the checkpoint was made for: {state.alter_text!r}",
+            hint="resume with the same --alter, or run `onlineddl cleanup` first")
+    if state.age_seconds > config.max_checkpoint_age:
+        raise ResumeRefused(
+            f"the checkpoint is {state.age_seconds / 3600:.1f}h old, older than "
+            f"--max-checkpoint-age ({config.max_checkpoint_age / 3600:.1f}h)",
+            hint="run `onlineddl cleanup` and start again, or raise --max-checkpoint-age "
+                 "if the binlogs since then are still on the server")
+
+
+def _tables(session: Session, database: str) -> set[str]:
+    rows = session.query("SELECT TABLE_NAME FROM information_schema.TABLES "
+                         "WHERE TABLE_SCHEMA = %s", (database,))
+    return {str(r[0]) for r in rows}
+
+
+def trim_shadow(session: Session, database: str, names: Artifacts, state: State) -> None:
+    """Rows above the checkpoint's watermark may be stale: remove them; they are copied
+    again (a deferred binlog change to them died with the crashed process)."""
+    if state.copy_complete:
+        return
+    shadow = load_table(session, database, names.shadow)
+    text, params = sql.delete_above(database, names.shadow, shadow.pk, state.low_watermark)
+    deleted = session.execute(text, params)
+    log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
+
+
+def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, names: Artifacts,
+                  state: State) -> None:
+    """The swap only happens after the drain completed (see cutover.py); confirm from
+    the binlog that no change to T sits between the drain position and the RENAME,
+    i.e. every write before the swap reached the new table."""
+    if state.drain is None:
+        raise ResumeRefused("the checkpoint says cutover started but has no drain position",
+                            hint="inspect the tables by hand; please report this")
+    old = load_table(session, config.database, names.old)  # T's shape before the swap
+    shape = TableShape.of(old, name=config.table)
+    server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
+    reader = BinlogReader(config.dsn, flavor, shape, state.drain, server_id)
+    try:
+        late = late_writes(reader, timeout=config.tuning.drain_timeout)
+    finally:
+        reader.close()
+    if late is None:
+        log.warning("--resume: could not find the RENAME in the binlog after %s to confirm "
+                    "the drain", state.drain)
+    elif late:
+        raise ReplicationError(
+            f"{late} change(s) to {config.table} were written after the drain position "
+            f"{state.drain} and before the swap; they are in {names.old}",
+            hint="copy those rows by hand; please report this with the log")
+    else:
+        log.info("--resume: confirmed from the binlog: every change before the swap was "
+                 "drained (drain position %s)", state.drain)
