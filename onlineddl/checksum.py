@@ -11,8 +11,11 @@ scratch; it is a safety net, never what makes the copy correct.
 from __future__ import annotations
 
 import logging
+import queue
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from onlineddl import faults, sql
@@ -134,35 +137,76 @@ class Checksum:
                 session.close()
 
     def _verify_once(self, tick: Callable[[], None]) -> ChecksumResult:
-        snap = self._open_snapshot()
+        workers = max(1, self.tuning.checksum_workers)
+        # One more snapshot than workers when parallel: it finds the chunk bounds.
+        snaps = self._open_snapshots(workers + 1 if workers > 1 else 1)
         try:
-            return self._compare_all(snap, tick)
+            return self._compare_all(snaps, tick)
         finally:
-            snap.rollback_quietly()
-            snap.close()
+            for snap in snaps:
+                snap.rollback_quietly()
+                snap.close()
 
-    def _open_snapshot(self) -> Session:
-        """Block writes, drain, open the snapshot, unblock (bounded at every step)."""
+    def _open_snapshots(self, count: int) -> list[Session]:
+        """Block writes, drain, open `count` snapshots of the same instant, unblock
+        (bounded at every step). Several snapshots let chunks be compared side by side."""
         lock = Session(self.dsn, name="checksum-lock", database=self.source.database,
                        lock_wait_timeout=self.tuning.cutover_lock_timeout)
-        snap = Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
+        snaps = [Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
+                 for _ in range(count)]
         try:
             with self.applier.paused():
                 # READ: writers wait, while the applier can still read T to drain.
                 lock.execute(f"LOCK TABLES {sql.ident(self.source.name)} READ")
                 target = self.flavor.current_position(self.control)
                 self.applier.drain(target, self.tuning.block_timeout, label="checksum")
-                snap.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                for snap in snaps:
+                    snap.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 lock.execute("UNLOCK TABLES")
         except BaseException:
-            snap.close()
+            for snap in snaps:
+                snap.close()
             raise
         finally:
             lock.close()
-        return snap
+        return snaps
 
-    def _compare_all(self, snap: Session, tick: Callable[[], None]) -> ChecksumResult:
+    def _compare_all(self, snaps: list[Session], tick: Callable[[], None]) -> ChecksumResult:
+        """Bounds are found in order on the first snapshot; chunks are compared on all of
+        them; results are taken in order, so ticks and fault points stay in order."""
         result = ChecksumResult(differing=[])
+        if len(snaps) == 1:  # one connection: bounds and compares take turns
+            for chunk in self._chunks(snaps[0]):
+                result.rows += self._compare_chunk(snaps[0], chunk, result)
+                result.chunks += 1
+                faults.point("checksum_chunk")
+                tick()
+            return result
+        free: queue.Queue[Session] = queue.Queue()
+        for snap in snaps[1:]:
+            free.put(snap)
+        pending: deque[tuple[Chunk, Future[tuple[int, list[Key]]]]] = deque()
+        chunks = self._chunks(snaps[0])
+        workers = len(snaps) - 1
+        with ThreadPoolExecutor(workers, thread_name_prefix="checksum") as pool:
+            while True:
+                while len(pending) < 2 * workers:
+                    upcoming = next(chunks, None)
+                    if upcoming is None:
+                        break
+                    pending.append((upcoming, pool.submit(self._compare_on, free, upcoming)))
+                if not pending:
+                    return result
+                _, future = pending.popleft()
+                count, differing = future.result()
+                assert result.differing is not None
+                result.differing.extend(differing)
+                result.chunks += 1
+                result.rows += count
+                faults.point("checksum_chunk")
+                tick()
+
+    def _chunks(self, snap: Session) -> Iterator[Chunk]:
         lower: Key | None = None
         while True:
             text, params = sql.next_chunk_bound(self.source.database, self.source.name,
@@ -170,14 +214,19 @@ class Checksum:
                                                 self.tuning.checksum_chunk_rows)
             row = snap.query_one(text, params)
             chunk = Chunk(lower, tuple(row) if row else None)
-            count = self._compare_chunk(snap, chunk, result)
-            result.chunks += 1
-            result.rows += count
-            faults.point("checksum_chunk")
-            tick()
+            yield chunk
             if chunk.final:
-                return result
+                return
             lower = chunk.upper
+
+    def _compare_on(self, free: queue.Queue[Session], chunk: Chunk) -> tuple[int, list[Key]]:
+        snap = free.get()
+        try:
+            result = ChecksumResult(differing=[])
+            count = self._compare_chunk(snap, chunk, result)
+            return count, result.differing or []
+        finally:
+            free.put(snap)
 
     def _compare_chunk(self, snap: Session, chunk: Chunk, result: ChecksumResult) -> int:
         db, pk = self.source.database, self.source.pk

@@ -1,0 +1,70 @@
+"""The checksum finds a difference it did not cause, names the keys, and repairs it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from helpers import connect
+
+from onlineddl import faults
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.errors import ChecksumMismatch
+from onlineddl.migration import migrate
+
+TUNING = Tuning(checksum_chunk_rows=300, chunk_rows_initial=500)
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults() -> Iterator[None]:
+    faults.clear()
+    yield
+    faults.clear()
+
+
+def corrupt_shadow(server: Dsn, db: str) -> None:
+    """While writes to T are blocked for the snapshot: damage two shadow rows."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE _t_new SET v = v + 1 WHERE id IN (77, 2501)")
+    conn.close()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_mismatch_names_the_keys_and_leaves_t_alone(server: Dsn, db: str, workers: int
+                                                    ) -> None:
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cur.execute("INSERT INTO t SELECT seq, seq FROM seq_1_to_3000")
+    faults.register("during_checksum_drain", lambda: corrupt_shadow(server, db))
+    tuning = Tuning(checksum_chunk_rows=300, chunk_rows_initial=500, checksum_workers=workers)
+    with pytest.raises(ChecksumMismatch, match=r"2 row\(s\) differ.*77.*2501"):
+        migrate(MigrationConfig(dsn=server, database=db, table="t", alter="ADD c INT NULL",
+                                repair=False, tuning=tuning))
+    with conn.cursor() as cur:
+        cur.execute("SHOW COLUMNS FROM t")
+        assert [r[0] for r in cur.fetchall()] == ["id", "v"]   # no cutover
+        cur.execute("SELECT COUNT(*), SUM(v) FROM t")
+        assert cur.fetchone() == (3000, 3000 * 3001 // 2)
+
+
+def test_repair_recopies_the_differing_rows(server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cur.execute("INSERT INTO t SELECT seq, seq FROM seq_1_to_3000")
+    calls = {"n": 0}
+
+    def once() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            corrupt_shadow(server, db)
+
+    faults.register("during_checksum_drain", once)
+    migrate(MigrationConfig(dsn=server, database=db, table="t", alter="ADD c INT NULL",
+                            repair=True, tuning=TUNING))
+    assert calls["n"] >= 2  # verified again after the repair
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE v <> id")
+        assert cur.fetchone()[0] == 0
