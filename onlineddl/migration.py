@@ -89,7 +89,8 @@ class Result:
     instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
 
 
-CATCHUP_LAG = 1.0  # seconds behind the binlog head that count as caught up
+CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
+CATCHUP_SETTLE = 20.0  # seconds to try for that before going on
 
 # Errors a resume cannot fix: clean up what this run created so nothing is left behind.
 FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
@@ -350,28 +351,40 @@ class Migration:
         self.events.fire("copy-done")
 
     def catch_up(self) -> None:
-        """Wait, bounded, until the applier is near the binlog head: it reached a head
-        position within CATCHUP_LAG seconds of reading it, with a small backlog. Only
-        then is it worth blocking writes (checksum snapshot, cutover) for a drain."""
+        """Wait, bounded, until the applier has reached the binlog head with a small
+        backlog; then, for up to CATCHUP_SETTLE seconds, until it reaches a head within
+        CATCHUP_LAG seconds of reading it, so the drain under the write block (checksum
+        snapshot, cutover) is short. Under writes faster than the applier it goes on
+        after CATCHUP_SETTLE rather than wait for a quiet moment that may not come."""
         self.set_phase(Phase.CATCHUP)
         applier = self._applier()
         deadline = time.monotonic() + self.tuning.catchup_timeout
+        settle_until = None
         while True:
             head, asked = self._flavor().current_position(self._control()), time.monotonic()
-            while not (applier.received_position().reached(head)
-                       and applier.backlog() <= self.tuning.flush_batch):
-                self.tick()
-                if time.monotonic() > deadline:
-                    raise WaitTimeout(
-                        f"the applier did not catch up within "
-                        f"{self.tuning.catchup_timeout:.0f}s (backlog {applier.backlog()}, "
-                        f"at {applier.received_position()}, head {head})",
-                        hint="the write load is higher than onlineddl applies; the run is "
-                             "resumable with --resume at a quieter time")
-                time.sleep(0.01)
+            self._wait_for_head(applier, head, deadline)
             if time.monotonic() - asked <= CATCHUP_LAG:
                 break
+            settle_until = settle_until or time.monotonic() + CATCHUP_SETTLE
+            if time.monotonic() > settle_until:
+                log.info("the applier stays more than %.1fs behind under this write load; "
+                         "going on (the drain under the write block will be longer)",
+                         CATCHUP_LAG)
+                break
         applier.flush_now()
+
+    def _wait_for_head(self, applier: Applier, head: BinlogPosition, deadline: float) -> None:
+        while not (applier.received_position().reached(head)
+                   and applier.backlog() <= self.tuning.flush_batch):
+            self.tick()
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"the applier did not catch up within {self.tuning.catchup_timeout:.0f}s "
+                    f"(backlog {applier.backlog()}, at {applier.received_position()}, "
+                    f"head {head})",
+                    hint="the write load is higher than onlineddl applies; the run is "
+                         "resumable with --resume at a quieter time")
+            time.sleep(0.01)
 
     def verify(self) -> None:
         self.set_phase(Phase.CHECKSUM)

@@ -20,6 +20,7 @@ import pymysql.connections
 import pytest
 from helpers import connect
 
+from onlineddl import faults
 from onlineddl.config import Dsn
 from onlineddl.localserver import LocalServer, find_flavor
 
@@ -102,3 +103,11 @@ def conn(server: Dsn, db: str) -> Iterator[pymysql.connections.Connection]:
     connection = connect(server, db)
     yield connection
     connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults() -> Iterator[None]:
+    """Fault-point callbacks registered by a test never leak into the next one."""
+    faults.clear()
+    yield
+    faults.clear()

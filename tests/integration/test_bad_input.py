@@ -46,12 +46,6 @@ SEED = ("INSERT INTO t (id, v, name) SELECT seq, seq * 10, CONCAT('n', seq, '\U0
 DUPLICATE = 424242
 
 
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
-
 
 @dataclass(frozen=True)
 class Bad:

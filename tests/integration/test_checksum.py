@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from helpers import connect
 
@@ -14,12 +12,6 @@ from onlineddl.migration import migrate
 
 TUNING = Tuning(checksum_chunk_rows=300, chunk_rows_initial=500)
 
-
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
 
 
 def corrupt_shadow(server: Dsn, db: str) -> None:

@@ -25,12 +25,6 @@ COLUMNS = ["id", "name", "v", "data", "note"]
 TUNING = Tuning(chunk_rows_initial=200, chunk_rows_max=400, checkpoint_interval=0.3)
 
 
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
-
 
 @pytest.fixture
 def setup(server: Dsn, db: str) -> Iterator[tuple[Any, IntModel]]:

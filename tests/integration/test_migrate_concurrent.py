@@ -11,9 +11,7 @@ Background writers run the whole time, across the cutover.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
-import pytest
 from helpers import connect
 from workload import IntModel, Writers, assert_same_rows
 
@@ -24,12 +22,6 @@ from onlineddl.migration import migrate
 SMALL_CHUNKS = Tuning(chunk_rows_initial=200, chunk_rows_min=50, chunk_rows_max=400,
                       progress_interval=1.0, checkpoint_interval=0.5)
 
-
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
 
 
 def make_table(conn, model: IntModel, table: str, rows: int) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ the server gives the same ALTER, and the original must be kept as `_t_old`.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -38,12 +38,6 @@ RETRY = {1205, 1213}   # lock wait timeout, deadlock: the transaction was rolled
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80,
                 progress_interval=1.0, checkpoint_interval=0.3)
 
-
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
 
 
 @dataclass(frozen=True)

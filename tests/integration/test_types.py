@@ -22,7 +22,7 @@ as it was and remove everything it created.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -53,12 +53,6 @@ TUNING = Tuning(chunk_rows_initial=8, chunk_rows_min=4, chunk_rows_max=12,
 ADD_ZZ = "ADD COLUMN zz INT NULL"
 UTF8 = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 
-
-@pytest.fixture(autouse=True)
-def _clear_faults() -> Iterator[None]:
-    faults.clear()
-    yield
-    faults.clear()
 
 
 @dataclass(frozen=True)
