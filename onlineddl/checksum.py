@@ -23,7 +23,7 @@ from onlineddl.applier import Applier, FlushTarget, sync_keys
 from onlineddl.chunker import Chunk
 from onlineddl.config import Dsn, Tuning
 from onlineddl.copier import check_unique_violations
-from onlineddl.db import Session
+from onlineddl.db import Session, retry
 from onlineddl.errors import ChecksumMismatch
 from onlineddl.flavor import MySQL
 from onlineddl.sql import Key
@@ -139,7 +139,11 @@ class Checksum:
     def _verify_once(self, tick: Callable[[], None]) -> ChecksumResult:
         workers = max(1, self.tuning.checksum_workers)
         # One more snapshot than workers when parallel: it finds the chunk bounds.
-        snaps = self._open_snapshots(workers + 1 if workers > 1 else 1)
+        count = workers + 1 if workers > 1 else 1
+        # A drain that does not finish within the write block's limit releases the block
+        # (WaitTimeout, retryable): writers go on, the applier catches up, and we try again.
+        snaps = retry(lambda: self._open_snapshots(count), what="opening the checksum snapshot",
+                      attempts=self.tuning.cutover_attempts, base_delay=1.0)
         try:
             return self._compare_all(snaps, tick)
         finally:

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--chunk-size", type=int, default=Tuning.chunk_rows_initial,
                    help="rows in the first chunk")
     m.add_argument("--chunk-size-max", type=int, default=Tuning.chunk_rows_max)
+    m.add_argument("--copy-workers", type=int, default=Tuning.copy_workers,
+                   help="parallel chunk copiers (1 is gentlest on a busy server)")
     m.add_argument("--wait-for-lock", type=float, default=0.0,
                    help="seconds to wait for another run on the same table")
     m.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
@@ -172,6 +174,7 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
     tuning = Tuning(chunk_time=args.chunk_time, chunk_rows_initial=args.chunk_size,
                     chunk_rows_min=min(Tuning.chunk_rows_min, args.chunk_size),
                     chunk_rows_max=max(args.chunk_size, args.chunk_size_max),
+                    copy_workers=args.copy_workers,
                     cutover_attempts=args.cutover_attempts,
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)

@@ -68,7 +68,7 @@ class Tuning:
     drain_timeout: float = 30.0      # bounded wait to drain under the write block
     block_timeout: float = 5.0       # longest a drain may keep writes blocked
     checksum_chunk_rows: int = 10_000
-    copy_workers: int = 2            # parallel chunk copiers (each its own connection)
+    copy_workers: int = 1            # chunks copied side by side (2+ helps only with idle cores)
     checksum_workers: int = 2        # parallel checksum readers (one snapshot each)
     repair_attempts: int = 3
 
@@ -81,6 +81,8 @@ class Tuning:
             raise UsageError("--cutover-attempts must be at least 1")
         if self.lock_wait_timeout < 1:
             raise UsageError("--lock-wait-timeout must be at least 1 second")
+        if not 1 <= self.copy_workers <= 32:
+            raise UsageError("--copy-workers must be between 1 and 32")
 
 
 @dataclass(frozen=True)

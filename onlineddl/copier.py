@@ -64,7 +64,9 @@ class Copier:
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="copier") as pool:
                 while True:
-                    self._fill(pool, pending, workers * 2)
+                    # No queue beyond the workers: a pause or throttle decided between
+                    # chunks then holds every chunk not already being copied.
+                    self._fill(pool, pending, workers)
                     if not pending:
                         return
                     wait([pending[0][1]], return_when=FIRST_COMPLETED)
