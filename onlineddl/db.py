@@ -157,12 +157,22 @@ class Session:
         return count, str(message)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        try:
-            with self._conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-        except pymysql.err.Error as exc:
-            raise self._error(exc) from exc
+        return self._read(pymysql.cursors.Cursor, sql, params)
+
+    def _read(self, cursor: Any, sql: str, params: Sequence[Any] | None) -> list[Any]:
+        """A read, run once more on the new connection when a reconnecting session lost
+        its own: reads are idempotent, so callers need not retry every status query.
+        (Writes are not repeated here; their callers decide.)"""
+        for attempt in (1, 2):
+            try:
+                with self._conn.cursor(cursor) as cur:
+                    cur.execute(sql, params)
+                    return list(cur.fetchall())
+            except pymysql.err.Error as exc:
+                err = self._error(exc)
+                if attempt == 2 or not (self._reconnect and is_lost_connection(err)):
+                    raise err from exc
+        raise AssertionError("unreachable")
 
     def query_one(self, sql: str, params: Sequence[Any] | None = None
                   ) -> tuple[Any, ...] | None:
@@ -175,12 +185,7 @@ class Session:
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None
                     ) -> list[dict[str, Any]]:
-        try:
-            with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-        except pymysql.err.Error as exc:
-            raise self._error(exc) from exc
+        return self._read(pymysql.cursors.DictCursor, sql, params)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
