@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import pymysql
 import pymysql.connections
+import pytest
 
 from onlineddl.config import Dsn
 
@@ -20,3 +23,29 @@ def connect(dsn: Dsn, database: str | None = None,
     }
     params.update(kw)
     return pymysql.connect(**params)
+
+
+def migrate_command(server: Dsn, db: str, alter: str, *extra: str, table: str = "t"
+                    ) -> list[str]:
+    """`python -m onlineddl migrate` for the test server, checksum repair off."""
+    return [sys.executable, "-m", "onlineddl", "migrate", "--host", server.host, "--port",
+            str(server.port), "--user", server.user, "--database", db, "--table", table,
+            "--alter", alter, "--no-repair", *extra]
+
+
+def cli_env(server: Dsn, fault: str | None = None) -> dict[str, str]:
+    """The password through the environment (never argv); a fault point when asked."""
+    env = dict(os.environ, ONLINEDDL_PASSWORD=server.password)
+    env.pop("ONLINEDDL_FAULT", None)
+    if fault:
+        env["ONLINEDDL_FAULT"] = fault
+    return env
+
+
+def needs_local_server(reason: str) -> None:
+    """For tests that start servers of their own. Against an external server
+    (ONLINEDDL_TEST_DSN, e.g. MySQL in docker) on a machine without the binaries they
+    are skipped; anywhere else a missing capability is a failure, never a skip."""
+    if os.environ.get("ONLINEDDL_TEST_DSN"):
+        pytest.skip(reason)
+    pytest.fail(reason)

@@ -93,6 +93,37 @@ class IntModel:
         return [("UPDATE {m} SET id = %s WHERE id = %s", params)]
 
 
+def make_tables(conn: Any, model: Any, rows: int, names: Sequence[str] = ("t", "mirror")
+                ) -> None:
+    """The table under test and its mirror: same schema, same seed rows."""
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute(model.create_sql(name))
+            if rows:
+                cur.execute(model.seed_sql(name, rows))
+
+
+def commit_replaying(conn: Any, plan: Sequence[tuple[str, Any]], attempts: int = 20) -> int:
+    """Run `plan` in one transaction and commit; replay it when the server rolled it back
+    (deadlock, lock wait timeout), as an application would: the applier's locking re-reads
+    can make a writer the deadlock victim. Returns how many replays it took."""
+    for replays in range(attempts):
+        try:
+            with conn.cursor() as cur:
+                for text, params in plan:
+                    cur.execute(text, params)
+            conn.commit()
+            return replays
+        except pymysql.err.OperationalError as exc:
+            conn.rollback()
+            if exc.args[0] not in RETRY:
+                raise
+        except BaseException:
+            conn.rollback()
+            raise
+    raise AssertionError(f"the transaction was rolled back {attempts} times")
+
+
 @dataclass
 class Writers:
     dsn: Dsn

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import connect
+from helpers import cli_env, connect, migrate_command, needs_local_server
 from workload import IntModel, assert_same_rows
 
 from onlineddl import commands, control, faults
@@ -211,15 +211,10 @@ def test_flag_file_and_max_load_hold_the_copier_and_abort_is_resumable(
 
 def cli(server: Dsn, db: str, *extra: str, alter: str = ALTER, fault: str | None = None
         ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ONLINEDDL_PASSWORD=server.password)
-    env.pop("ONLINEDDL_FAULT", None)
-    if fault:
-        env["ONLINEDDL_FAULT"] = fault
-    args = [sys.executable, "-m", "onlineddl", "migrate", "--host", server.host,
-            "--port", str(server.port), "--user", server.user, "--database", db,
-            "--table", "t", "--alter", alter, "--no-repair", "--chunk-size", "200",
-            "--chunk-size-max", "200", *extra]
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    args = migrate_command(server, db, alter, "--chunk-size", "200", "--chunk-size-max",
+                           "200", *extra)
+    return subprocess.run(args, env=cli_env(server, fault), capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_critical_load_aborts_resumably_and_runs_the_failure_hook(
@@ -511,10 +506,10 @@ def replica(server: Dsn) -> Iterator[Any]:
     from onlineddl.localserver import LocalServer, MariaDB, find_flavor
 
     if not isinstance(find_flavor(), MariaDB):
-        pytest.skip("the replica set-up uses a local MariaDB server")
+        needs_local_server("the replica set-up uses a local MariaDB server")
     probe = connect(server)
     if "mariadb" not in scalar(probe, "SELECT VERSION()").lower():
-        pytest.skip("the replica set-up speaks MariaDB's replication SQL")
+        needs_local_server("the replica set-up speaks MariaDB's replication SQL")
 
     class Replica(LocalServer):
         def argv(self) -> list[str]:

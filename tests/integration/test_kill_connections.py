@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import connect
-from workload import IntModel, Writers, assert_same_rows
+from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -30,10 +30,7 @@ TUNING = Tuning(chunk_rows_initial=200, chunk_rows_max=400, checkpoint_interval=
 def setup(server: Dsn, db: str) -> Iterator[tuple[Any, IntModel]]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
-    with conn.cursor() as cur:
-        for name in ("t", "mirror"):
-            cur.execute(model.create_sql(name))
-            cur.execute(model.seed_sql(name, ROWS))
+    make_tables(conn, model, ROWS)
     yield conn, model
     conn.close()
 

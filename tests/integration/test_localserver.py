@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -12,16 +11,18 @@ from pathlib import Path
 
 import pymysql.connections
 import pytest
-from helpers import connect
+from helpers import connect, needs_local_server
 
 from onlineddl.config import Dsn
 from onlineddl.localserver import LocalServer, find_flavor, pid_alive
 
-# These tests start servers of their own, which needs the binaries even when the suite
-# runs against ONLINEDDL_TEST_DSN (say, MySQL in docker on a machine without MariaDB).
-needs_binaries = pytest.mark.skipif(
-    bool(os.environ.get("ONLINEDDL_TEST_DSN")) and find_flavor() is None,
-    reason="ONLINEDDL_TEST_DSN is set and no mariadbd/mysqld is installed here")
+
+@pytest.fixture
+def binaries() -> None:
+    """These tests start servers of their own, which needs the binaries even when the
+    suite runs against ONLINEDDL_TEST_DSN (say, MySQL in docker without MariaDB)."""
+    if find_flavor() is None:
+        needs_local_server("no mariadbd/mysqld is installed here")
 
 
 def variables(conn: pymysql.connections.Connection, *names: str) -> dict[str, str]:
@@ -45,7 +46,7 @@ def test_db_fixture_gives_an_empty_database(conn: pymysql.connections.Connection
     assert len(db) <= 64
 
 
-@needs_binaries
+@pytest.mark.usefixtures("binaries")
 def test_second_server_starts_and_stops_cleanly(server: Dsn) -> None:
     local = LocalServer(server_id=2)
     dsn = local.start()
@@ -62,7 +63,7 @@ def test_second_server_starts_and_stops_cleanly(server: Dsn) -> None:
     assert not root.exists()  # its own temp dir is removed with it
 
 
-@needs_binaries
+@pytest.mark.usefixtures("binaries")
 def test_restart_after_kill_ignores_stale_pid_and_socket(tmp_path: Path) -> None:
     datadir = tmp_path / "srv"
     first = LocalServer(datadir=datadir)
@@ -80,7 +81,7 @@ def test_restart_after_kill_ignores_stale_pid_and_socket(tmp_path: Path) -> None
         shutil.rmtree(datadir, ignore_errors=True)  # 100+ MB: do not leave it in basetemp
 
 
-@needs_binaries
+@pytest.mark.usefixtures("binaries")
 def test_cli_server_outlives_its_command(tmp_path: Path) -> None:
     datadir = tmp_path / "cli"
 

@@ -24,7 +24,7 @@ import pymysql.connections
 import pymysql.err
 import pytest
 from helpers import connect
-from workload import q
+from workload import commit_replaying, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -32,7 +32,6 @@ from onlineddl.migration import migrate
 
 Key = tuple[Any, ...]
 Conn = pymysql.connections.Connection
-RETRY = {1205, 1213}   # lock wait timeout, deadlock: the transaction was rolled back
 
 # Several chunks for a few hundred rows; quick checkpoints so those paths run too.
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80,
@@ -316,24 +315,7 @@ class Writer:
         self.plan = []
         for _ in range(rounds):
             self.round()
-        for _attempt in range(20):
-            try:
-                with self.conn.cursor() as cur:
-                    for text, params in self.plan:
-                        cur.execute(text, params)
-                self.conn.commit()
-                return
-            except pymysql.err.OperationalError as exc:
-                # The applier re-reads source rows with a locking read: the server may pick
-                # this transaction as a deadlock victim. Replay it, as an application would.
-                self.conn.rollback()
-                if exc.args[0] not in RETRY:
-                    raise
-                self.retries += 1
-            except BaseException:
-                self.conn.rollback()
-                raise
-        raise AssertionError("a write transaction deadlocked 20 times in a row")
+        self.retries += commit_replaying(self.conn, self.plan)
 
     def round(self) -> None:
         self.insert(self.fresh_gap())

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import connect
-from workload import IntModel, Writers, assert_same_rows
+from helpers import cli_env, connect, migrate_command
+from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl.config import Dsn
 
@@ -29,25 +29,17 @@ COLUMNS = ["id", "name", "v", "data", "note"]
 
 def run_cli(server: Dsn, db: str, *extra: str, fault: str | None = None,
             alter: str = ALTER) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ONLINEDDL_PASSWORD=server.password)
-    env.pop("ONLINEDDL_FAULT", None)
-    if fault:
-        env["ONLINEDDL_FAULT"] = fault
-    args = [sys.executable, "-m", "onlineddl", "migrate", "--host", server.host,
-            "--port", str(server.port), "--user", server.user, "--database", db,
-            "--table", "t", "--alter", alter, "--no-repair", "--chunk-size", "300",
-            "--chunk-size-max", "600", "--progress-interval", "1", *extra]
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    args = migrate_command(server, db, alter, "--chunk-size", "300", "--chunk-size-max",
+                           "600", "--progress-interval", "1", *extra)
+    return subprocess.run(args, env=cli_env(server, fault), capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture
 def table(server: Dsn, db: str) -> Iterator[Any]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
-    with conn.cursor() as cur:
-        for name in ("t", "mirror"):
-            cur.execute(model.create_sql(name))
-            cur.execute(model.seed_sql(name, ROWS))
+    make_tables(conn, model, ROWS)
     yield conn, model
     conn.close()
 

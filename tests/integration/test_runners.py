@@ -102,10 +102,7 @@ def wait_for_losers(procs: list[subprocess.Popen[str]]) -> tuple[list[str], Any]
 def test_side_connection_holding_the_lock_blocks_runners(server: Dsn, db: str) -> None:
     conn = connect(server, db)
     make(conn, IntModel(id_max=600), "t", "mirror", 500)
-    side = connect(server)
-    with side.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(db, "t"),))
-        assert cur.fetchone()[0] == 1
+    side = hold_runner_lock(server, db)
     refused = subprocess.run(cli(server, db, "t"), env=env(server), capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 6
@@ -124,6 +121,15 @@ def test_side_connection_holding_the_lock_blocks_runners(server: Dsn, db: str) -
     assert "added" in columns(conn, "t")
 
 
+def hold_runner_lock(server: Dsn, db: str) -> Any:
+    """A side connection holding the lock a runner of `db`.t takes."""
+    side = connect(server)
+    with side.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(db, "t"),))
+        assert cur.fetchone()[0] == 1
+    return side
+
+
 def wait_until_waiting_for_user_lock(server: Dsn) -> None:
     probe = connect(server)
     deadline = time.monotonic() + 60
@@ -140,9 +146,7 @@ def wait_until_waiting_for_user_lock(server: Dsn) -> None:
 def test_wait_for_lock_gives_up_with_the_holder_named(server: Dsn, db: str) -> None:
     conn = connect(server, db)
     make(conn, IntModel(id_max=100), "t", "mirror", 50)
-    side = connect(server)
-    with side.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(db, "t"),))
+    side = hold_runner_lock(server, db)
     started = time.monotonic()
     gave_up = subprocess.run(cli(server, db, "t", "--wait-for-lock", "1"), env=env(server),
                              capture_output=True, text=True, timeout=60)
@@ -150,6 +154,7 @@ def test_wait_for_lock_gives_up_with_the_holder_named(server: Dsn, db: str) -> N
     assert time.monotonic() - started < 30  # bounded, not forever
     assert "another onlineddl run holds" in gave_up.stderr
     assert columns(conn, "t") == COLUMNS
+    side.close()  # held until here: the lock lives as long as this connection
 
 
 def test_four_tables_in_parallel(server: Dsn, db: str) -> None:

@@ -31,7 +31,7 @@ import pymysql.connections
 import pymysql.err
 import pytest
 from helpers import connect
-from workload import q
+from workload import commit_replaying, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -40,7 +40,6 @@ from onlineddl.migration import migrate
 
 Conn: TypeAlias = pymysql.connections.Connection
 Row = tuple[Any, ...]
-RETRY = {1205, 1213}  # lock wait timeout, deadlock: the transaction was rolled back
 
 # Strict (nothing the writers send is silently truncated, so every edge value is really
 # stored) but without NO_ZERO_DATE / NO_ZERO_IN_DATE, so zero dates are accepted.
@@ -357,22 +356,7 @@ class Writer:
     def transaction(self) -> None:
         self.plan = []
         self.round()
-        for _attempt in range(20):
-            try:
-                with self.conn.cursor() as cur:
-                    for text, params in self.plan:
-                        cur.execute(text, params)
-                self.conn.commit()
-                return
-            except pymysql.err.OperationalError as exc:
-                # The applier's locking re-reads can make this a deadlock victim: replay.
-                self.conn.rollback()
-                if exc.args[0] not in RETRY:
-                    raise
-            except BaseException:
-                self.conn.rollback()
-                raise
-        raise AssertionError("a write transaction deadlocked 20 times in a row")
+        commit_replaying(self.conn, self.plan)
 
     def round(self) -> None:
         self.insert(self.fresh_gap(), self.fresh_top())     # one INSERT, two rows
