@@ -1,9 +1,14 @@
-"""The only module that imports pymysqlreplication: a binlog stream of key changes.
+"""Binlog streams of key changes: the reader choice, and the general (library) path.
 
-The reader yields, per transaction that touched the table, the primary keys it changed,
+A reader yields, per transaction that touched the table, the primary keys it changed,
 then a `Commit` carrying the position just after that transaction. Positions are only
 ever reported at transaction boundaries, so a position the applier records can always
 be resumed from without splitting a transaction.
+
+Most tables are read by binlogwire.py, which decodes only keys straight off the socket.
+This module is the only one that imports pymysqlreplication: tables whose key the wire
+reader does not decode (DECIMAL, temporal) or that have a column type it cannot step
+over are read through the library's general row decoder.
 
 Row values are mapped to columns by ordinal position, not by name: names are only in
 the binlog when `binlog_row_metadata=FULL`, and ordinals work either way.
@@ -16,11 +21,10 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.constants.BINLOG import TABLE_MAP_EVENT
 from pymysqlreplication.event import (
     GtidEvent,
@@ -38,64 +42,36 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from onlineddl.binlogwire import (
+    Commit,
+    Item,
+    Keys,
+    SchemaChange,
+    Shape,
+    Tracker,
+    WireReader,
+    ddl_names_table,
+)
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, connect_args
-from onlineddl.errors import OnlineDDLError, ReplicationError
+from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
-from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size, parse_keys
+from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import Key
 from onlineddl.table import KEY_CODECS as CODECS
-from onlineddl.table import Column, TableInfo
+from onlineddl.table import Column, TableInfo, wire_sized
+
+__all__ = ["Commit", "Item", "Keys", "SchemaChange", "StreamReconnected", "ddl_names_table"]
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Keys changed by one row event (both old and new key for a key-changing update)."""
+class BinlogReader(Protocol):
+    def items(self, stop: threading.Event) -> Iterator[Item]: ...
 
-    keys: tuple[Key, ...]
-
-
-@dataclass(frozen=True)
-class Commit:
-    """End of a transaction (or an idle heartbeat): everything before `position` is read."""
-
-    position: BinlogPosition
-
-
-@dataclass(frozen=True)
-class SchemaChange:
-    """DDL (or statement-logged DML) naming the table: the run cannot continue safely."""
-
-    query: str
-
-
-Item = Keys | Commit | SchemaChange
-
-
-_IDENT = re.compile(r"`((?:[^`]|``)+)`|([^\s`.,;()=]+)")
-_DDL = ("alter", "rename", "drop", "truncate", "create")
-_DML = ("insert", "update", "delete", "replace", "load")
-
-
-def ddl_names_table(text: str, table: str) -> bool:
-    """Does this statement change `table` outside row events? DDL, or DML logged as a
-    statement (a session with binlog_format=STATEMENT), which the applier cannot see
-    as rows. Errs on the side of yes: a false yes stops the run safely."""
-    names = [(q.replace("``", "`") if q else bare) for q, bare in _IDENT.findall(text)]
-    if not names or names[0].lower() not in _DDL + _DML:
-        return False
-    if names[0].lower() == "alter":
-        # ALTER [ONLINE] [IGNORE] TABLE [db.]name ...: only the altered table counts.
-        words = [n.lower() for n in names]
-        if "table" not in words:
-            return False
-        after = names[words.index("table") + 1:words.index("table") + 3]
-        return any(n.lower() == table.lower() for n in after)
-    return any(n.lower() == table.lower() for n in names[1:])
+    def close(self) -> None: ...
 
 
 class CachedTableMapEvent(TableMapEvent):
@@ -126,20 +102,17 @@ class CachedTableMapEvent(TableMapEvent):
 BinLogPacketWrapper._BinLogPacketWrapper__event_map[TABLE_MAP_EVENT] = CachedTableMapEvent
 
 
-class StreamReconnected(ReplicationError):
-    pass
-
-
 @dataclass(frozen=True)
 class TableShape:
     database: str
     table: str
     column_count: int
     key_ordinals: tuple[int, ...]
-    # How to decode each key column with the key-only reader; None when a key column
-    # has a type it does not decode (rows then go through the general decoder).
+    # How to decode each key column off the wire; None when a key column has a type
+    # the wire reader does not decode (the library's general decoder reads the table).
     key_kinds: tuple[KeyKind, ...] | None = None
     unsigned_bits: tuple[int, ...] = ()   # per key column: width if UNSIGNED int, else 0
+    wire: bool = False                    # read by binlogwire.py
 
     @classmethod
     def of(cls, info: TableInfo, name: str | None = None) -> TableShape:
@@ -148,13 +121,12 @@ class TableShape:
         bits = tuple(INTEGER_BITS.get(c.data_type, 0) if c.unsigned else 0
                      for c in info.pk_columns)
         return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
-                   tuple(k for k in kinds if k is not None) if ok else None, bits)
+                   tuple(k for k in kinds if k is not None) if ok else None, bits,
+                   wire=ok and all(wire_sized(c) for c in info.columns))
 
 
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
 INTEGER_KEYS = set(INTEGER_BITS)
-
-
 def key_kind(col: Column) -> KeyKind | None:
     if col.data_type in INTEGER_KEYS:
         return KeyKind("int", signed=not col.unsigned)
@@ -166,53 +138,26 @@ def key_kind(col: Column) -> KeyKind | None:
     if col.data_type == "varbinary":
         return KeyKind("bytes")
     return None
-_FIXED_SIZES = {
-    FIELD_TYPE.TINY: 1, FIELD_TYPE.SHORT: 2, FIELD_TYPE.INT24: 3, FIELD_TYPE.LONG: 4,
-    FIELD_TYPE.LONGLONG: 8, FIELD_TYPE.FLOAT: 4, FIELD_TYPE.DOUBLE: 8, FIELD_TYPE.DATE: 3,
-    FIELD_TYPE.NEWDATE: 3, FIELD_TYPE.TIME: 3, FIELD_TYPE.TIMESTAMP: 4,
-    FIELD_TYPE.DATETIME: 8, FIELD_TYPE.YEAR: 1, FIELD_TYPE.NULL: 0,
-}
-_FSP_BASE = {FIELD_TYPE.TIMESTAMP2: 4, FIELD_TYPE.DATETIME2: 5, FIELD_TYPE.TIME2: 3}
-_INT_TYPES = {FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.INT24, FIELD_TYPE.LONG,
-              FIELD_TYPE.LONGLONG}
-_STRING_TYPES = {FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING}
 
 
-def column_spec(column: Any) -> ColumnSpec | None:
-    """How to step over one column's value, from the table map; None: unknown type."""
-    t = column.type
-    if t in _FIXED_SIZES:
-        return ColumnSpec(FIXED, _FIXED_SIZES[t])
-    if t in _FSP_BASE:
-        return ColumnSpec(FIXED, _FSP_BASE[t] + (column.fsp + 1) // 2)
-    if t == FIELD_TYPE.NEWDECIMAL:
-        return ColumnSpec(FIXED, decimal_size(column.precision, column.decimals))
-    if t == FIELD_TYPE.BIT:
-        return ColumnSpec(FIXED, column.bytes)
-    if t in (FIELD_TYPE.ENUM, FIELD_TYPE.SET):
-        return ColumnSpec(FIXED, column.size)
-    if t in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING):
-        return ColumnSpec(PREFIXED, 2 if column.max_length > 255 else 1)
-    if t in (FIELD_TYPE.BLOB, FIELD_TYPE.GEOMETRY, FIELD_TYPE.JSON, FIELD_TYPE.TINY_BLOB,
-             FIELD_TYPE.MEDIUM_BLOB, FIELD_TYPE.LONG_BLOB):
-        return ColumnSpec(PREFIXED, column.length_size)
-    return None
+def open_reader(dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
+                server_id: int) -> BinlogReader:
+    """The wire reader when it can read this table, else the library's."""
+    if shape.wire and shape.key_kinds is not None:
+        wire = Shape(shape.database, shape.table, shape.column_count, shape.key_ordinals,
+                     shape.key_kinds)
+        return WireReader(dsn, flavor, wire, start, server_id, HEARTBEAT_SECONDS)
+    return LibraryReader(dsn, flavor, shape, start, server_id)
 
 
-class BinlogReader:
+class LibraryReader:
     """Reads row changes for one table from `start`, across transactions."""
 
     def __init__(self, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
                  server_id: int) -> None:
-        self.flavor = flavor
         self.shape = shape
-        self.position = start
-        self._file = start.file
-        self._gtid_state = start.gtid
-        self._pending_gtid = ""
-        self._in_txn = False
+        self.txn = Tracker(flavor, shape.table, start)
         self._stream_connects = 0
-        self._spec_cache: dict[int, tuple[Any, list[ColumnSpec] | None]] = {}
         args = connect_args(dsn, read_timeout=max(30.0, HEARTBEAT_SECONDS * 20))
         self._stream = BinLogStreamReader(
             connection_settings=args,
@@ -226,9 +171,9 @@ class BinlogReader:
             only_schemas=[shape.database],
             pymysql_wrapper=self._connect,
             enable_logging=False,
-            # The general decoder runs only for DECIMAL/temporal keys (text keys always go
-            # through the key-only reader, see table.check_primary_key), so text it cannot
-            # decode is never a key and must not stop the run.
+            # The general decoder runs only for tables the wire reader cannot read, and
+            # only their keys are used: text it cannot decode is never a key (text keys
+            # are refused unless the wire reader decodes them, see table.py).
             ignore_decode_errors=True,
             **flavor.reader_start_args(start),
         )
@@ -261,91 +206,20 @@ class BinlogReader:
 
     def _handle(self, event: Any) -> Iterator[Item]:
         if isinstance(event, RotateEvent):
-            self._file = event.next_binlog
-            return
-        if isinstance(event, (GtidEvent, MariadbGtidEvent)):
-            self._in_txn = True
-            self._pending_gtid = str(event.gtid)
-            return
-        if isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
+            self.txn.file = event.next_binlog
+        elif isinstance(event, (GtidEvent, MariadbGtidEvent)):
+            self.txn.begin(str(event.gtid))
+        elif isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
             yield Keys(self._keys(event))
-            return
-        if isinstance(event, XidEvent):
-            yield self._commit(event.packet.log_pos)
-            return
-        if isinstance(event, QueryEvent):
-            yield from self._query(event)
-            return
-        if isinstance(event, HeartbeatLogEvent) and not self._in_txn:
-            if event.packet.log_pos:
-                self.position = BinlogPosition(self._file, event.packet.log_pos,
-                                               self._gtid_state)
-            yield Commit(self.position)
-
-    def _query(self, event: Any) -> Iterator[Item]:
-        text = event.query.strip() if isinstance(event.query, str) else str(event.query)
-        upper = text.upper()
-        if upper == "BEGIN":
-            self._in_txn = True
-            return
-        if upper != "COMMIT" and self._names_table(text):
-            yield SchemaChange(text)
-        # COMMIT of a non-XA transaction, or a DDL statement: a transaction boundary.
-        yield self._commit(event.packet.log_pos)
-
-    def _names_table(self, text: str) -> bool:
-        return ddl_names_table(text, self.shape.table)
-
-    def _commit(self, log_pos: int) -> Commit:
-        if self._pending_gtid:
-            self._gtid_state = self.flavor.advance_gtid(self._gtid_state, self._pending_gtid)
-        self._pending_gtid = ""
-        self._in_txn = False
-        if log_pos:
-            self.position = BinlogPosition(self._file, log_pos, self._gtid_state)
-        return Commit(self.position)
+        elif isinstance(event, XidEvent):
+            yield self.txn.commit(event.packet.log_pos)
+        elif isinstance(event, QueryEvent):
+            text = event.query if isinstance(event.query, str) else str(event.query)
+            yield from self.txn.query(text, event.packet.log_pos)
+        elif isinstance(event, HeartbeatLogEvent):
+            yield from self.txn.heartbeat(event.packet.log_pos)
 
     def _keys(self, event: Any) -> tuple[Key, ...]:
-        specs = self._fast_specs(event)
-        if specs is not None:
-            data = event.packet.read(event.event_size - event.packet.read_bytes)
-            images = 2 if isinstance(event, UpdateRowsEvent) else 1
-            return tuple(parse_keys(data, specs, self.shape.key_ordinals, images))
-        return self._keys_slow(event)
-
-    def _fast_specs(self, event: Any) -> list[ColumnSpec] | None:
-        """Column specs for the key-only reader, or None when it cannot be used."""
-        if self.shape.key_kinds is None or len(event.columns) != self.shape.column_count:
-            return None
-        full = (1 << self.shape.column_count) - 1
-        for bitmap in (event.columns_present_bitmap,
-                       getattr(event, "columns_present_bitmap2", None)):
-            if bitmap is not None and int.from_bytes(bitmap, "little") & full != full:
-                return None  # not a full row image
-        cached = self._spec_cache.get(event.table_id)
-        if cached is not None and cached[0] is event.columns:
-            return cached[1]  # the same table map object: see CachedTableMapEvent
-        specs = self._build_specs(event.columns)
-        self._spec_cache[event.table_id] = (event.columns, specs)
-        return specs
-
-    def _build_specs(self, columns: list[Any]) -> list[ColumnSpec] | None:
-        assert self.shape.key_kinds is not None
-        specs: list[ColumnSpec] = []
-        kinds = dict(zip(self.shape.key_ordinals, self.shape.key_kinds, strict=True))
-        for i, column in enumerate(columns):
-            spec = column_spec(column)
-            if spec is None:
-                return None
-            if i in kinds:
-                wire = _INT_TYPES if kinds[i].kind == "int" else _STRING_TYPES
-                if column.type not in wire:
-                    return None
-                spec = ColumnSpec(spec.kind, spec.size, kinds[i])
-            specs.append(spec)
-        return specs
-
-    def _keys_slow(self, event: Any) -> tuple[Key, ...]:
         out: list[Key] = []
         if isinstance(event, UpdateRowsEvent):
             for row in event.rows:

@@ -25,6 +25,8 @@ from onlineddl.errors import (
     DatabaseError,
     DataError,
     OnlineDDLError,
+    ReplicationError,
+    StreamReconnected,
     TableNotFound,
 )
 from onlineddl.sql import SESSION_SQL_MODE
@@ -299,3 +301,56 @@ def skipped_rows(info: str, affected: int) -> int:
     Records - affected counts the rows that met an existing key."""
     match = _RECORDS_RE.search(info)
     return max(0, int(match.group(1)) - affected) if match else 0
+
+
+class DumpConnection:
+    """A connection switched to the replication protocol: after COM_BINLOG_DUMP the
+    server only streams packets, and they are read here in large chunks for
+    binlogwire.py to frame (pymysql's per-packet reads cost more than the parsing)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._rfile = conn._rfile   # pymysql's buffered socket reader
+
+    def read_chunk(self, size: int) -> bytes:
+        """Whatever bytes have arrived (at least one), up to `size`."""
+        try:
+            data: bytes = self._rfile.read1(size)
+        except OSError as exc:  # includes the read timeout: no heartbeat came
+            raise StreamReconnected(f"the binlog connection was lost: {exc!r}") from exc
+        if not data:
+            raise StreamReconnected("the server closed the binlog connection")
+        return data
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._conn.close()
+
+
+def open_dump_connection(dsn: Dsn, settings: Sequence[tuple[str, tuple[Any, ...]]],
+                         dump: bytes, *, heartbeat: float) -> tuple[DumpConnection, int]:
+    """Connect, announce checksums and the heartbeat, run `settings`, send COM_BINLOG_DUMP
+    (`dump` is its payload). Returns the stream and the checksum length of events."""
+    conn = None
+    try:
+        conn = pymysql.connect(**connect_args(dsn, read_timeout=max(30.0, heartbeat * 20)))
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@global.binlog_checksum")
+            row = cur.fetchone()
+            crc = 0 if row is None or str(row[0]).upper() == "NONE" else 4
+            # Declares that we read checksums; the server refuses otherwise.
+            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+            cur.execute("SET @master_heartbeat_period = %s", (int(heartbeat * 1e9),))
+            for statement, params in settings:
+                cur.execute(statement, params)
+        conn._execute_command(dump[0], dump[1:])
+        return DumpConnection(conn), crc
+    except pymysql.err.Error as exc:
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
+        err = translate(exc, dsn)
+        if err.retryable:
+            raise StreamReconnected(f"could not open the binlog stream: {err.message}") from exc
+        raise ReplicationError(f"could not open the binlog stream: {err.message}",
+                               hint=err.hint) from exc

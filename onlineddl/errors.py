@@ -105,6 +105,11 @@ class ReplicationError(OnlineDDLError):
     exit_code = 13
 
 
+class StreamReconnected(ReplicationError):
+    """The binlog connection dropped or went silent: the applier restarts the reader
+    from its last commit (never from inside a transaction)."""
+
+
 class ArtifactsExist(OnlineDDLError):
     exit_code = 14
 

@@ -22,7 +22,7 @@ from typing import Any
 from onlineddl import faults, resume, sql
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
-from onlineddl.binlog import BinlogReader, TableShape
+from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
@@ -308,7 +308,7 @@ class Migration:
         server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
 
         def reader(start: BinlogPosition) -> BinlogReader:
-            return BinlogReader(self.config.dsn, self._flavor(), shape, start, server_id)
+            return open_reader(self.config.dsn, self._flavor(), shape, start, server_id)
 
         self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
                                reader_factory=reader, target=target,

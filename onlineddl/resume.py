@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 
 from onlineddl import sql
-from onlineddl.binlog import BinlogReader, TableShape, late_writes
+from onlineddl.binlog import TableShape, late_writes, open_reader
 from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
 from onlineddl.cutover import drop_guards, swap_state
@@ -101,7 +101,7 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     old = load_table(session, config.database, names.old)  # T's shape before the swap
     shape = TableShape.of(old, name=config.table)
     server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
-    reader = BinlogReader(config.dsn, flavor, shape, state.drain, server_id)
+    reader = open_reader(config.dsn, flavor, shape, state.drain, server_id)
     try:
         late = late_writes(reader, timeout=config.tuning.drain_timeout)
     finally:

@@ -61,8 +61,8 @@ def _decode(raw: bytes, key: KeyKind) -> Key:
 
 
 def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
-               images: int) -> list[tuple[Key, ...]]:
-    """Keys of every row in a rows event body.
+               images: int, start: int = 0, end: int | None = None) -> list[tuple[Key, ...]]:
+    """Keys of every row in `data[start:end]`, the rows of a rows event.
 
     `images` is 1 for inserts and deletes, 2 for updates (before and after image); for
     an update both keys are returned when they differ. Every column must be present
@@ -77,7 +77,8 @@ def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int
     nulls_len = (len(specs) + 7) // 8
     from_bytes = int.from_bytes
     out: list[tuple[Key, ...]] = []
-    pos, end = 0, len(data)
+    pos = start
+    end = len(data) if end is None else end
     while pos < end:
         before: tuple[Key, ...] | None = None
         for _ in range(images):

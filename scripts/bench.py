@@ -192,7 +192,7 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
     """Row changes decoded and applied per second from a binlog backlog, and the lag
     behind the binlog head with four writers."""
     from onlineddl.applier import Applier, FlushTarget
-    from onlineddl.binlog import BinlogReader, TableShape
+    from onlineddl.binlog import BinlogReader, TableShape, open_reader
     from onlineddl.chunker import Chunk, KeyOrder, Watermark
     from onlineddl.db import Session
     from onlineddl.flavor import detect
@@ -216,7 +216,7 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
     watermark.completed(Chunk(None, None))
 
     def reader(pos: Any) -> BinlogReader:
-        return BinlogReader(dsn, flavor, shape, pos, random.randint(1 << 30, 1 << 31))
+        return open_reader(dsn, flavor, shape, pos, random.randint(1 << 30, 1 << 31))
 
     applier = Applier(dsn=dsn, flavor=flavor, reader_factory=reader, target=target,
                       key_order=KeyOrder(info.pk_columns), watermark=watermark,

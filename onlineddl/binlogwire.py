@@ -1,0 +1,464 @@
+"""The binlog read straight off the replication socket: the applier's fast path.
+
+python-mysql-replication builds a packet wrapper and an event object for every event,
+and a busy server writes four or five events per transaction (GTID, table map, rows,
+XID): about 8k small transactions a second was all one core could follow, so the
+applier fell behind four writers. This reader frames packets out of large socket
+reads, looks at each event's 19-byte header, and decodes only what the applier needs:
+transaction boundaries and positions, DDL text, our table's map, and the primary key
+of our table's row images (rowkeys.py). Events of other tables are skipped unread.
+
+binlog.py picks this reader when every column of the table has a wire size this
+module knows and the key is an integer, text or binary; otherwise the library reads
+(DECIMAL and temporal keys). Both yield the same items (`Keys`, `Commit`,
+`SchemaChange`) with the same position rules, and tests compare them event for event.
+
+Protocol references: the MySQL/MariaDB client-server protocol (COM_BINLOG_DUMP,
+packet framing) and the binlog event layouts (header, QUERY, ROTATE, XID, GTID,
+TABLE_MAP, ROWS v1/v2, HEARTBEAT).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from onlineddl.config import Dsn
+from onlineddl.db import LOST, open_dump_connection
+from onlineddl.errors import ReplicationError, StreamReconnected
+from onlineddl.flavor import BinlogPosition, MariaDB, MySQL
+from onlineddl.rowkeys import (
+    FIXED,
+    PREFIXED,
+    ColumnSpec,
+    Key,
+    KeyKind,
+    decimal_size,
+    parse_keys,
+)
+
+# Event types (the header's type byte).
+QUERY, ROTATE, FORMAT_DESCRIPTION, XID, TABLE_MAP, HEARTBEAT = 2, 4, 15, 16, 19, 27
+MYSQL_GTID, HEARTBEAT_V2, PARTIAL_UPDATE_ROWS = 33, 41, 39
+MARIADB_GTID = 162
+WRITE_V1, UPDATE_V1, DELETE_V1, WRITE_V2, UPDATE_V2, DELETE_V2 = 23, 24, 25, 30, 31, 32
+ROWS_V1 = (WRITE_V1, UPDATE_V1, DELETE_V1)
+ROWS = frozenset((*ROWS_V1, WRITE_V2, UPDATE_V2, DELETE_V2))
+UPDATES = frozenset((UPDATE_V1, UPDATE_V2))
+# MariaDB's log_bin_compress writes these instead of QUERY and ROWS: reading past one
+# would miss a change, so the reader stops instead.
+COMPRESSED = frozenset(range(165, 172))
+
+HEADER = struct.Struct("<IBIIIH")   # timestamp, type, server_id, size, log_pos, flags
+HEADER_LEN = 19
+MAX_PACKET = 0xFFFFFF
+COM_BINLOG_DUMP = 0x12
+READ_SIZE = 1 << 18
+
+# Column types (the table map's type bytes) and how their values are laid out.
+_FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
+_FLOAT, _DOUBLE, _VARCHAR, _BIT, _TIMESTAMP2, _DATETIME2, _TIME2 = 4, 5, 15, 16, 17, 18, 19
+_JSON, _NEWDECIMAL, _ENUM, _SET, _VAR_STRING, _STRING, _GEOMETRY = 245, 246, 247, 248, 253, 254, 255
+_BLOBS = frozenset((249, 250, 251, 252, _JSON, _GEOMETRY))
+_FSP_BASE = {_TIMESTAMP2: 4, _DATETIME2: 5, _TIME2: 3}
+_INT_WIRE = frozenset((1, 2, 9, 3, 8))
+_TEXT_WIRE = frozenset((_VARCHAR, _VAR_STRING, _STRING))
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Keys changed by one row event (both old and new key for a key-changing update)."""
+
+    keys: tuple[Key, ...] | list[Key]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """End of a transaction (or an idle heartbeat): everything before `position` is read."""
+
+    position: BinlogPosition
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """DDL (or statement-logged DML) naming the table: the run cannot continue safely."""
+
+    query: str
+
+
+Item = Keys | Commit | SchemaChange
+
+_IDENT = re.compile(r"`((?:[^`]|``)+)`|([^\s`.,;()=]+)")
+_DDL = ("alter", "rename", "drop", "truncate", "create")
+_DML = ("insert", "update", "delete", "replace", "load")
+
+
+def ddl_names_table(text: str, table: str) -> bool:
+    """Does this statement change `table` outside row events? DDL, or DML logged as a
+    statement (a session with binlog_format=STATEMENT), which the applier cannot see
+    as rows. Errs on the side of yes: a false yes stops the run safely."""
+    names = [(q.replace("``", "`") if q else bare) for q, bare in _IDENT.findall(text)]
+    if not names or names[0].lower() not in _DDL + _DML:
+        return False
+    if names[0].lower() == "alter":
+        # ALTER [ONLINE] [IGNORE] TABLE [db.]name ...: only the altered table counts.
+        words = [n.lower() for n in names]
+        if "table" not in words:
+            return False
+        after = names[words.index("table") + 1:words.index("table") + 3]
+        return any(n.lower() == table.lower() for n in after)
+    return any(n.lower() == table.lower() for n in names[1:])
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the wire reader needs to know about the table (see binlog.TableShape)."""
+
+    database: str
+    table: str
+    column_count: int
+    key_ordinals: tuple[int, ...]
+    key_kinds: tuple[KeyKind, ...]
+
+
+def packed_int(data: bytes, pos: int) -> tuple[int, int]:
+    """A length-encoded integer at `pos`: (value, position after it)."""
+    first = data[pos]
+    if first < 0xFB:
+        return first, pos + 1
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
+    if size is None:
+        raise ReplicationError(f"bad length-encoded integer 0x{first:02x} in a binlog event")
+    return int.from_bytes(data[pos + 1:pos + 1 + size], "little"), pos + 1 + size
+
+
+def column_specs(types: bytes, meta: bytes) -> list[ColumnSpec] | None:
+    """Each column's wire layout from a table map's types and metadata; None if a
+    column has a type whose size is not known here."""
+    specs: list[ColumnSpec] = []
+    m = 0
+    for t in types:
+        if t in _FIXED:
+            specs.append(ColumnSpec(FIXED, _FIXED[t]))
+        elif t in (_FLOAT, _DOUBLE):
+            specs.append(ColumnSpec(FIXED, meta[m]))
+            m += 1
+        elif t in _FSP_BASE:
+            specs.append(ColumnSpec(FIXED, _FSP_BASE[t] + (meta[m] + 1) // 2))
+            m += 1
+        elif t in _BLOBS:
+            specs.append(ColumnSpec(PREFIXED, meta[m]))
+            m += 1
+        elif t in (_VARCHAR, _VAR_STRING):
+            max_length = meta[m] | meta[m + 1] << 8
+            specs.append(ColumnSpec(PREFIXED, 2 if max_length > 255 else 1))
+            m += 2
+        elif t == _NEWDECIMAL:
+            specs.append(ColumnSpec(FIXED, decimal_size(meta[m], meta[m + 1])))
+            m += 2
+        elif t == _BIT:
+            specs.append(ColumnSpec(FIXED, meta[m + 1] + (1 if meta[m] else 0)))
+            m += 2
+        elif t == _STRING:
+            specs.append(_string_spec(meta[m], meta[m + 1]))
+            m += 2
+        else:
+            return None
+    return specs
+
+
+def _string_spec(b0: int, b1: int) -> ColumnSpec:
+    """CHAR/BINARY/ENUM/SET share the STRING type; the metadata's first byte holds the
+    real type, folded together with the high bits of a CHAR's byte length."""
+    if b0 & 0x30 != 0x30:
+        real, length = b0 | 0x30, b1 | ((b0 & 0x30) ^ 0x30) << 4
+    else:
+        real, length = b0, b1
+    if real in (_ENUM, _SET):
+        return ColumnSpec(FIXED, b1)
+    return ColumnSpec(PREFIXED, 2 if length > 255 else 1)
+
+
+def key_specs(shape: Shape, types: bytes, meta: bytes) -> list[ColumnSpec]:
+    """Column specs for our table, with the key columns marked for decoding."""
+    if len(types) != shape.column_count:
+        raise ReplicationError(
+            f"the binlog has {len(types)} columns for {shape.table}, the table has "
+            f"{shape.column_count}: its schema changed during the migration",
+            hint="do not ALTER the table while onlineddl runs; clean up and start again")
+    specs = column_specs(types, meta)
+    if specs is None:
+        raise ReplicationError(
+            f"the binlog has a column type of {shape.table} the reader cannot step over "
+            f"(types {list(types)})", hint="report this with SHOW CREATE TABLE")
+    for ordinal, kind in zip(shape.key_ordinals, shape.key_kinds, strict=True):
+        wire = _INT_WIRE if kind.kind == "int" else _TEXT_WIRE
+        if types[ordinal] not in wire:
+            raise ReplicationError(f"key column {ordinal} of {shape.table} has binlog type "
+                                   f"{types[ordinal]}, not the type the table reports")
+        spec = specs[ordinal]
+        specs[ordinal] = ColumnSpec(spec.kind, spec.size, kind)
+    return specs
+
+
+@dataclass(frozen=True)
+class TableMap:
+    table_id: int
+    database: str
+    table: str
+    types: bytes
+    meta: bytes
+
+
+def parse_table_map(body: bytes) -> TableMap:
+    table_id = int.from_bytes(body[0:6], "little")
+    pos = 8                                   # table id (6) and flags (2)
+    db_len = body[pos]
+    database = body[pos + 1:pos + 1 + db_len].decode("utf-8", "replace")
+    pos += 2 + db_len                         # length, name, NUL
+    tbl_len = body[pos]
+    table = body[pos + 1:pos + 1 + tbl_len].decode("utf-8", "replace")
+    pos += 2 + tbl_len
+    count, pos = packed_int(body, pos)
+    types = body[pos:pos + count]
+    meta_len, pos = packed_int(body, pos + count)
+    return TableMap(table_id, database, table, types, body[pos:pos + meta_len])
+
+
+class Tracker:
+    """Transaction boundaries and the position after each, for either reader: a
+    position is only ever taken at a commit (or an idle heartbeat), never mid-way."""
+
+    def __init__(self, flavor: MySQL, table: str, start: BinlogPosition) -> None:
+        self.flavor = flavor
+        self.table = table
+        self.position = start
+        self.file = start.file
+        self._gtid_state = start.gtid
+        self._pending_gtid = ""
+        self._in_txn = False
+
+    def begin(self, gtid: str = "") -> None:
+        self._in_txn = True
+        if gtid:
+            self._pending_gtid = gtid
+
+    def commit(self, log_pos: int) -> Commit:
+        if self._pending_gtid:
+            self._gtid_state = self.flavor.advance_gtid(self._gtid_state, self._pending_gtid)
+        self._pending_gtid = ""
+        self._in_txn = False
+        if log_pos:
+            self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
+        return Commit(self.position)
+
+    def query(self, text: str, log_pos: int) -> Iterator[Item]:
+        text = text.strip()
+        upper = text.upper()
+        if upper == "BEGIN":
+            self._in_txn = True
+            return
+        if upper != "COMMIT" and ddl_names_table(text, self.table):
+            yield SchemaChange(text)
+        # COMMIT of a non-XA transaction, or a DDL statement: a transaction boundary.
+        yield self.commit(log_pos)
+
+    def heartbeat(self, log_pos: int) -> Iterator[Commit]:
+        """Idle: the server's position, so waiters see the stream is at the head."""
+        if self._in_txn:
+            return
+        if log_pos:
+            self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
+        yield Commit(self.position)
+
+
+class WireReader:
+    """Reads row changes of one table from `start`, across transactions; see binlog.py
+    for the items it yields and the position rules."""
+
+    def __init__(self, dsn: Dsn, flavor: MySQL, shape: Shape, start: BinlogPosition,
+                 server_id: int, heartbeat: float) -> None:
+        self.shape = shape
+        self.txn = Tracker(flavor, shape.table, start)
+        self._crc = 0                        # checksum bytes at the end of each event
+        self._ours: dict[int, list[ColumnSpec]] = {}      # table id -> specs
+        self._maps: dict[bytes, tuple[int, list[ColumnSpec] | None]] = {}
+        self._uuids: dict[bytes, str] = {}
+        self._conn, self._crc = open_dump_connection(
+            dsn, *self._dump_request(flavor, start, server_id), heartbeat=heartbeat)
+
+    @staticmethod
+    def _dump_request(flavor: MySQL, start: BinlogPosition, server_id: int
+                      ) -> tuple[list[tuple[str, tuple[Any, ...]]], bytes]:
+        """Session variables to set, then the COM_BINLOG_DUMP payload."""
+        settings: list[tuple[str, tuple[Any, ...]]] = [
+            # 4 = understands GTID events; lower makes MariaDB rewrite them.
+            ("SET @mariadb_slave_capability = 4", ())]
+        if isinstance(flavor, MariaDB):
+            flavor.reader_start_args(start)   # refuses an empty GTID position
+            settings += [("SET @slave_connect_state = %s", (start.gtid,)),
+                         ("SET @slave_gtid_strict_mode = 1", ()),
+                         ("SET @slave_gtid_ignore_duplicates = 0", ())]
+            pos, name = 4, b""                # the server starts from the GTID state
+        else:
+            pos, name = start.pos, start.file.encode()
+        # position, flags (0: block at the end of the log), our server id, file name
+        return settings, struct.pack("<BIHI", COM_BINLOG_DUMP, pos, 0, server_id) + name
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # closing a broken stream must not mask the real error
+            pass
+
+    # --- framing -----------------------------------------------------------------------
+
+    def _payloads(self, stop: threading.Event) -> Iterator[bytes]:
+        """Packet payloads (a >16 MB payload arrives as several packets, joined here)."""
+        sock_read = self._conn.read_chunk
+        buf = bytearray()
+        parts: list[bytes] = []
+        while not stop.is_set():
+            chunk = sock_read(READ_SIZE)
+            buf += chunk
+            pos, end = 0, len(buf)
+            while end - pos >= 4:
+                length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+                if end - pos - 4 < length:
+                    break
+                part = bytes(buf[pos + 4:pos + 4 + length])
+                pos += 4 + length
+                if length == MAX_PACKET:
+                    parts.append(part)
+                    continue
+                if parts:
+                    part = b"".join((*parts, part))
+                    parts = []
+                yield part
+                if stop.is_set():
+                    return
+            del buf[:pos]
+
+    def _events(self, stop: threading.Event) -> Iterator[bytes]:
+        """Each event (header and body, checksum still on) in arrival order."""
+        for payload in self._payloads(stop):
+            if payload[0] == 0x00:
+                yield payload
+            elif payload[0] == 0xFF:
+                self._raise_error(payload)
+            elif payload[0] == 0xFE and len(payload) < 9:
+                raise StreamReconnected("the server ended the binlog stream")
+            else:
+                raise ReplicationError(f"unexpected binlog packet 0x{payload[0]:02x}")
+
+    @staticmethod
+    def _raise_error(payload: bytes) -> None:
+        errno = int.from_bytes(payload[1:3], "little")
+        text = payload[3:]
+        if text[:1] == b"#":
+            text = text[6:]                   # '#' and the SQLSTATE
+        message = text.decode("utf-8", "replace")
+        if errno in LOST:
+            raise StreamReconnected(f"the binlog connection was lost: {errno} {message}")
+        raise ReplicationError(f"binlog stream failed: ({errno}) {message}",
+                               hint="the run is resumable with --resume")
+
+    # --- events ------------------------------------------------------------------------
+
+    def items(self, stop: threading.Event) -> Iterator[Item]:
+        unpack = HEADER.unpack_from
+        txn = self.txn
+        for event in self._events(stop):
+            _, etype, server_id, size, log_pos, _ = unpack(event, 1)
+            body_end = 1 + size - self._crc
+            if etype in ROWS:
+                specs = self._ours.get(int.from_bytes(event[20:26], "little"))
+                if specs is not None:
+                    yield Keys(self._row_keys(event, etype, specs, body_end))
+            elif etype == TABLE_MAP:
+                self._table_map(event[20:body_end])
+            elif etype == XID:
+                yield txn.commit(log_pos)
+            elif etype == MARIADB_GTID:
+                seq, domain = struct.unpack_from("<QI", event, 20)
+                txn.begin(f"{domain}-{server_id}-{seq}")
+            elif etype == MYSQL_GTID:
+                txn.begin(self._mysql_gtid(event))
+            elif etype == QUERY:
+                yield from txn.query(self._query_text(event[20:body_end]), log_pos)
+            elif etype in (HEARTBEAT, HEARTBEAT_V2):
+                yield from txn.heartbeat(log_pos if etype == HEARTBEAT else 0)
+            elif etype == ROTATE:
+                txn.file = event[28:body_end].decode()
+            elif etype == FORMAT_DESCRIPTION:
+                # Always ends with the checksum algorithm and four checksum bytes.
+                self._crc = 4 if event[1 + size - 5] != 0 else 0
+            elif etype in COMPRESSED:
+                raise ReplicationError(
+                    "the server writes compressed binlog events (log_bin_compress=ON), "
+                    "which onlineddl does not read", hint="SET GLOBAL log_bin_compress=OFF "
+                    "and run again with --resume")
+            elif etype == PARTIAL_UPDATE_ROWS:
+                raise ReplicationError(
+                    "the server logs partial JSON updates "
+                    "(binlog_row_value_options=PARTIAL_JSON)",
+                    hint="SET GLOBAL binlog_row_value_options='' and run again")
+
+    def _mysql_gtid(self, event: bytes) -> str:
+        sid = event[21:37]
+        name = self._uuids.get(sid)
+        if name is None:
+            name = self._uuids[sid] = str(uuid.UUID(bytes=sid))
+        return f"{name}:{int.from_bytes(event[37:45], 'little')}"
+
+    @staticmethod
+    def _query_text(body: bytes) -> str:
+        # thread id (4), exec time (4), db length (1), error code (2), status vars length (2)
+        # then the status vars, the database name and a NUL, then the statement.
+        db_len = body[8]
+        status_len = int.from_bytes(body[11:13], "little")
+        return body[13 + status_len + db_len + 1:].decode("utf-8", "replace")
+
+    def _table_map(self, body: bytes) -> None:
+        """Remember our table's id and layout; forget an id another table now uses."""
+        hit = self._maps.get(body)
+        if hit is None:
+            tmap = parse_table_map(body)
+            specs = None
+            if tmap.database == self.shape.database and tmap.table == self.shape.table:
+                specs = key_specs(self.shape, tmap.types, tmap.meta)
+            if len(self._maps) > 4096:
+                self._maps.clear()
+            hit = self._maps[body] = (tmap.table_id, specs)
+        table_id, specs = hit
+        if specs is None:
+            self._ours.pop(table_id, None)
+        else:
+            self._ours[table_id] = specs
+
+    def _row_keys(self, event: bytes, etype: int, specs: list[ColumnSpec], end: int
+                  ) -> list[tuple[Key, ...]]:
+        pos = 28                               # OK byte, header, table id (6), flags (2)
+        if etype not in ROWS_V1:
+            pos += int.from_bytes(event[pos:pos + 2], "little")  # v2 extra data
+        count, pos = packed_int(event, pos)
+        if count != self.shape.column_count:
+            raise ReplicationError(
+                f"binlog row for {self.shape.table} has {count} columns, the table has "
+                f"{self.shape.column_count}: its schema changed during the migration",
+                hint="do not ALTER the table while onlineddl runs; clean up and start again")
+        images = 2 if etype in UPDATES else 1
+        width = (count + 7) // 8
+        full = (1 << count) - 1
+        for _ in range(images):   # the columns-present bitmaps: every column, always
+            if int.from_bytes(event[pos:pos + width], "little") & full != full:
+                raise ReplicationError(
+                    f"a binlog row image of {self.shape.table} lacks columns",
+                    hint="set binlog_row_image=FULL for every writer session")
+            pos += width
+        return parse_keys(event, specs, self.shape.key_ordinals, images, pos, end)
