@@ -38,8 +38,9 @@ from onlineddl.rowkeys import (
     ColumnSpec,
     Key,
     KeyKind,
+    KeyParser,
+    compile_parser,
     decimal_size,
-    parse_keys,
 )
 
 # Event types (the header's type byte).
@@ -286,8 +287,9 @@ class WireReader:
         self.shape = shape
         self.txn = Tracker(flavor, shape.table, start)
         self._crc = 0                        # checksum bytes at the end of each event
-        self._ours: dict[int, list[ColumnSpec]] = {}      # table id -> specs
-        self._maps: dict[bytes, tuple[int, list[ColumnSpec] | None]] = {}
+        # table id -> key parsers for one and for two images (updates)
+        self._ours: dict[int, tuple[KeyParser, KeyParser]] = {}
+        self._maps: dict[bytes, tuple[int, tuple[KeyParser, KeyParser] | None]] = {}
         self._uuids: dict[bytes, str] = {}
         self._conn, self._crc = open_dump_connection(
             dsn, *self._dump_request(flavor, start, server_id), heartbeat=heartbeat)
@@ -318,43 +320,68 @@ class WireReader:
 
     # --- framing -----------------------------------------------------------------------
 
-    def _payloads(self, stop: threading.Event) -> Iterator[bytes]:
-        """Packet payloads (a >16 MB payload arrives as several packets, joined here)."""
-        sock_read = self._conn.read_chunk
+    def items(self, stop: threading.Event) -> Iterator[Item]:
+        """Items in binlog order. Each socket read is parsed in one pass over a bytes
+        object, every event read in place (by offset): at about 4 events a transaction,
+        a generator or a copy per packet was most of the reader's time."""
+        read = self._conn.read_chunk
         buf = bytearray()
-        parts: list[bytes] = []
+        need = 4                              # bytes to have before parsing again
         while not stop.is_set():
-            chunk = sock_read(READ_SIZE)
-            buf += chunk
-            pos, end = 0, len(buf)
-            while end - pos >= 4:
-                length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-                if end - pos - 4 < length:
-                    break
-                part = bytes(buf[pos + 4:pos + 4 + length])
-                pos += 4 + length
-                if length == MAX_PACKET:
-                    parts.append(part)
-                    continue
-                if parts:
-                    part = b"".join((*parts, part))
-                    parts = []
-                yield part
-                if stop.is_set():
-                    return
-            del buf[:pos]
+            buf += read(READ_SIZE)
+            if len(buf) < need:
+                continue
+            data = bytes(buf)
+            out: list[Item] = []
+            used, need = self._parse(data, out)
+            del buf[:used]
+            yield from out
 
-    def _events(self, stop: threading.Event) -> Iterator[bytes]:
-        """Each event (header and body, checksum still on) in arrival order."""
-        for payload in self._payloads(stop):
-            if payload[0] == 0x00:
-                yield payload
-            elif payload[0] == 0xFF:
-                self._raise_error(payload)
-            elif payload[0] == 0xFE and len(payload) < 9:
-                raise StreamReconnected("the server ended the binlog stream")
-            else:
-                raise ReplicationError(f"unexpected binlog packet 0x{payload[0]:02x}")
+    def _parse(self, data: bytes, out: list[Item]) -> tuple[int, int]:
+        """Handle every whole packet in `data`; return the bytes used and how many the
+        next, incomplete packet needs (counted from the first unused byte)."""
+        pos, end = 0, len(data)
+        while end - pos >= 4:
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            if length == MAX_PACKET:          # a payload of 16 MB or more: rare
+                payload, after = self._joined(data, pos)
+                if payload is None:
+                    return pos, after
+                self._payload(payload, 0, len(payload), out)
+                pos = after
+                continue
+            if end - pos - 4 < length:
+                return pos, 4 + length
+            self._payload(data, pos + 4, pos + 4 + length, out)
+            pos += 4 + length
+        return pos, 4
+
+    @staticmethod
+    def _joined(data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """A payload split over several packets: (payload, position after it), or
+        (None, bytes needed from `pos`) when not all of it has arrived."""
+        parts, p = [], pos
+        while True:
+            if len(data) - p < 4:
+                return None, p - pos + 4
+            length = int.from_bytes(data[p:p + 3], "little")
+            if len(data) - p - 4 < length:
+                return None, p - pos + 4 + length
+            parts.append(data[p + 4:p + 4 + length])
+            p += 4 + length
+            if length < MAX_PACKET:
+                return b"".join(parts), p
+
+    def _payload(self, data: bytes, start: int, end: int, out: list[Item]) -> None:
+        kind = data[start]
+        if kind == 0x00:
+            self._event(data, start + 1, out)
+        elif kind == 0xFF:
+            self._raise_error(data[start:end])
+        elif kind == 0xFE and end - start < 9:
+            raise StreamReconnected("the server ended the binlog stream")
+        else:
+            raise ReplicationError(f"unexpected binlog packet 0x{kind:02x}")
 
     @staticmethod
     def _raise_error(payload: bytes) -> None:
@@ -370,51 +397,49 @@ class WireReader:
 
     # --- events ------------------------------------------------------------------------
 
-    def items(self, stop: threading.Event) -> Iterator[Item]:
-        unpack = HEADER.unpack_from
+    def _event(self, data: bytes, at: int, out: list[Item]) -> None:
+        """One event whose header starts at `at`; its body follows the 19-byte header."""
+        _, etype, server_id, size, log_pos, _ = HEADER.unpack_from(data, at)
+        body, body_end = at + HEADER_LEN, at + size - self._crc
         txn = self.txn
-        for event in self._events(stop):
-            _, etype, server_id, size, log_pos, _ = unpack(event, 1)
-            body_end = 1 + size - self._crc
-            if etype in ROWS:
-                specs = self._ours.get(int.from_bytes(event[20:26], "little"))
-                if specs is not None:
-                    yield Keys(self._row_keys(event, etype, specs, body_end))
-            elif etype == TABLE_MAP:
-                self._table_map(event[20:body_end])
-            elif etype == XID:
-                yield txn.commit(log_pos)
-            elif etype == MARIADB_GTID:
-                seq, domain = struct.unpack_from("<QI", event, 20)
-                txn.begin(f"{domain}-{server_id}-{seq}")
-            elif etype == MYSQL_GTID:
-                txn.begin(self._mysql_gtid(event))
-            elif etype == QUERY:
-                yield from txn.query(self._query_text(event[20:body_end]), log_pos)
-            elif etype in (HEARTBEAT, HEARTBEAT_V2):
-                yield from txn.heartbeat(log_pos if etype == HEARTBEAT else 0)
-            elif etype == ROTATE:
-                txn.file = event[28:body_end].decode()
-            elif etype == FORMAT_DESCRIPTION:
-                # Always ends with the checksum algorithm and four checksum bytes.
-                self._crc = 4 if event[1 + size - 5] != 0 else 0
-            elif etype in COMPRESSED:
-                raise ReplicationError(
-                    "the server writes compressed binlog events (log_bin_compress=ON), "
-                    "which onlineddl does not read", hint="SET GLOBAL log_bin_compress=OFF "
-                    "and run again with --resume")
-            elif etype == PARTIAL_UPDATE_ROWS:
-                raise ReplicationError(
-                    "the server logs partial JSON updates "
-                    "(binlog_row_value_options=PARTIAL_JSON)",
-                    hint="SET GLOBAL binlog_row_value_options='' and run again")
+        if etype in ROWS:
+            parsers = self._ours.get(int.from_bytes(data[body:body + 6], "little"))
+            if parsers is not None:
+                out.append(Keys(self._row_keys(data, body, etype, parsers, body_end)))
+        elif etype == TABLE_MAP:
+            self._table_map(data[body:body_end])
+        elif etype == XID:
+            out.append(txn.commit(log_pos))
+        elif etype == MARIADB_GTID:
+            seq, domain = struct.unpack_from("<QI", data, body)
+            txn.begin(f"{domain}-{server_id}-{seq}")
+        elif etype == MYSQL_GTID:
+            txn.begin(self._mysql_gtid(data[body:body_end]))
+        elif etype == QUERY:
+            out.extend(txn.query(self._query_text(data[body:body_end]), log_pos))
+        elif etype in (HEARTBEAT, HEARTBEAT_V2):
+            out.extend(txn.heartbeat(log_pos if etype == HEARTBEAT else 0))
+        elif etype == ROTATE:
+            txn.file = data[body + 8:body_end].decode()
+        elif etype == FORMAT_DESCRIPTION:
+            # Always ends with the checksum algorithm and four checksum bytes.
+            self._crc = 4 if data[at + size - 5] != 0 else 0
+        elif etype in COMPRESSED:
+            raise ReplicationError(
+                "the server writes compressed binlog events (log_bin_compress=ON), "
+                "which onlineddl does not read",
+                hint="SET GLOBAL log_bin_compress=OFF and run again with --resume")
+        elif etype == PARTIAL_UPDATE_ROWS:
+            raise ReplicationError(
+                "the server logs partial JSON updates (binlog_row_value_options=PARTIAL_JSON)",
+                hint="SET GLOBAL binlog_row_value_options='' and run again with --resume")
 
-    def _mysql_gtid(self, event: bytes) -> str:
-        sid = event[21:37]
+    def _mysql_gtid(self, body: bytes) -> str:
+        sid = body[1:17]                      # after one flags byte
         name = self._uuids.get(sid)
         if name is None:
             name = self._uuids[sid] = str(uuid.UUID(bytes=sid))
-        return f"{name}:{int.from_bytes(event[37:45], 'little')}"
+        return f"{name}:{int.from_bytes(body[17:25], 'little')}"
 
     @staticmethod
     def _query_text(body: bytes) -> str:
@@ -429,24 +454,26 @@ class WireReader:
         hit = self._maps.get(body)
         if hit is None:
             tmap = parse_table_map(body)
-            specs = None
+            parsers = None
             if tmap.database == self.shape.database and tmap.table == self.shape.table:
                 specs = key_specs(self.shape, tmap.types, tmap.meta)
+                keys = self.shape.key_ordinals
+                parsers = (compile_parser(specs, keys, 1), compile_parser(specs, keys, 2))
             if len(self._maps) > 4096:
                 self._maps.clear()
-            hit = self._maps[body] = (tmap.table_id, specs)
-        table_id, specs = hit
-        if specs is None:
+            hit = self._maps[body] = (tmap.table_id, parsers)
+        table_id, parsers = hit
+        if parsers is None:
             self._ours.pop(table_id, None)
         else:
-            self._ours[table_id] = specs
+            self._ours[table_id] = parsers
 
-    def _row_keys(self, event: bytes, etype: int, specs: list[ColumnSpec], end: int
-                  ) -> list[tuple[Key, ...]]:
-        pos = 28                               # OK byte, header, table id (6), flags (2)
+    def _row_keys(self, data: bytes, body: int, etype: int,
+                  parsers: tuple[KeyParser, KeyParser], end: int) -> list[tuple[Key, ...]]:
+        pos = body + 8                         # table id (6), flags (2)
         if etype not in ROWS_V1:
-            pos += int.from_bytes(event[pos:pos + 2], "little")  # v2 extra data
-        count, pos = packed_int(event, pos)
+            pos += int.from_bytes(data[pos:pos + 2], "little")  # v2 extra data
+        count, pos = packed_int(data, pos)
         if count != self.shape.column_count:
             raise ReplicationError(
                 f"binlog row for {self.shape.table} has {count} columns, the table has "
@@ -456,9 +483,9 @@ class WireReader:
         width = (count + 7) // 8
         full = (1 << count) - 1
         for _ in range(images):   # the columns-present bitmaps: every column, always
-            if int.from_bytes(event[pos:pos + width], "little") & full != full:
+            if int.from_bytes(data[pos:pos + width], "little") & full != full:
                 raise ReplicationError(
                     f"a binlog row image of {self.shape.table} lacks columns",
                     hint="set binlog_row_image=FULL for every writer session")
             pos += width
-        return parse_keys(event, specs, self.shape.key_ordinals, images, pos, end)
+        return parsers[images - 1](data, pos, end)

@@ -133,8 +133,10 @@ class MariaDB(MySQL):
 
     def advance_gtid(self, state: str, gtid: str) -> str:
         """Fold one `domain-server-seq` GTID into a GTID list (one entry per domain)."""
-        domains = parse_mariadb_gtids(state)
         domain = gtid.split("-", 1)[0]
+        if "," not in state and state.split("-", 1)[0] == domain:
+            return gtid  # the common case, once per transaction: one domain
+        domains = parse_mariadb_gtids(state)
         domains[domain] = gtid
         return ",".join(domains[d] for d in sorted(domains, key=int))
 

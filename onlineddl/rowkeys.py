@@ -4,18 +4,20 @@ The applier needs nothing from a row change but its key (it re-reads the row fro
 source), yet a general binlog decoder turns every column of every before and after
 image into a Python object: about 13k row changes a second here. Skipping a column
 only needs its length on the wire, so this reader walks each image once, decodes the
-integer key columns and steps over the rest.
+key columns and steps over the rest, with code generated per table layout.
 
 Wire format of one image: a NULL bitmap with one bit per column present in the event,
 then each present non-NULL column's value. Lengths depend only on the column type and
 its table-map metadata (`ColumnSpec`). Integer, text and binary keys are decoded here;
-other key types (DECIMAL, temporal) use the general decoder (binlog.py chooses).
+other key types (DECIMAL, temporal) use the library's general decoder (binlog.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 Key = Any  # one key column's value: int, str or bytes
@@ -49,15 +51,7 @@ class ColumnSpec:
     key: KeyKind | None = None
 
 
-_SKIPPED = KeyKind("bytes")  # placeholder for columns that are not part of the key
-
-
-def _decode(raw: bytes, key: KeyKind) -> Key:
-    if key.kind == "int":
-        return int.from_bytes(raw, "little", signed=key.signed)
-    if key.kind == "str":
-        return raw.decode(key.codec)
-    return raw.ljust(key.pad, b"\x00")
+KeyParser = Callable[[bytes, int, int], list[tuple[Key, ...]]]
 
 
 def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
@@ -69,39 +63,103 @@ def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int
     (binlog_row_image=FULL, which preflight requires). `key_order` lists the column
     indexes of the primary key in key order.
     """
-    # Plain tuples and local names: this loop runs once per column per row image.
-    plan = [(i >> 3, 1 << (i & 7), s.kind == FIXED, s.size, s.key or _SKIPPED)
-            for i, s in enumerate(specs)]
+    parser = _cached_parser(tuple(specs), tuple(key_order), images)
+    return parser(data, start, len(data) if end is None else end)
+
+
+@lru_cache(maxsize=256)
+def _cached_parser(specs: tuple[ColumnSpec, ...], key_order: tuple[int, ...], images: int
+                   ) -> KeyParser:
+    return compile_parser(specs, key_order, images)
+
+
+def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images: int
+                   ) -> KeyParser:
+    """A parser for one table layout, generated as straight-line Python.
+
+    A generic loop over the columns (a tuple unpack, a NULL test and a branch per column
+    per image) ran at about 100k rows a second; the generated code does the same steps
+    with the sizes and bit masks as constants and runs of fixed-size columns skipped in
+    one step, two to three times faster. The source is built only from integers and the
+    codec names in table.KEY_CODECS.
+    """
     slot = {col: n for n, col in enumerate(key_order)}
-    slots = [slot.get(i) for i in range(len(specs))]
-    nulls_len = (len(specs) + 7) // 8
-    from_bytes = int.from_bytes
-    out: list[tuple[Key, ...]] = []
-    pos = start
-    end = len(data) if end is None else end
-    while pos < end:
-        before: tuple[Key, ...] | None = None
-        for _ in range(images):
-            nulls = data[pos:pos + nulls_len]
-            pos += nulls_len
-            key: list[Key] = [0] * len(key_order)
-            for (byte, bit, fixed, size, kind), where in zip(plan, slots, strict=True):
-                if nulls[byte] & bit:
-                    continue
-                if fixed:
-                    if where is not None:
-                        key[where] = _decode(data[pos:pos + size], kind)
-                    pos += size
-                else:
-                    length = from_bytes(data[pos:pos + size], "little")
-                    pos += size
-                    if where is not None:
-                        key[where] = _decode(data[pos:pos + length], kind)
-                    pos += length
-            found = tuple(key)
-            if before is None:
-                out.append(found)
-                before = found
-            elif found != before:
-                out.append(found)
+    lines = ["def parse(data, pos, end):", "    out = []", "    while pos < end:"]
+    for image in range(images):
+        lines += ["        " + line for line in _image_lines(specs, slot, image)]
+    if images == 1:
+        lines.append("        out.append(key0)")
+    else:
+        lines += ["        out.append(key0)", "        if key1 != key0:",
+                  "            out.append(key1)"]
+    lines.append("    return out")
+    scope: dict[str, Any] = {"from_bytes": int.from_bytes, "unpack_from": struct.unpack_from}
+    exec(compile("\n".join(lines), f"<keys of {len(specs)} columns>", "exec"), scope)
+    parser: KeyParser = scope["parse"]
+    return parser
+
+
+def _image_lines(specs: Sequence[ColumnSpec], slot: dict[int, int], image: int
+                 ) -> list[str]:
+    width = (len(specs) + 7) // 8
+    out = [f"nulls = {_length(width)}", f"pos += {width}"]
+    i = 0
+    while i < len(specs):
+        run = i
+        while (run < len(specs) and specs[run].kind == FIXED and specs[run].size
+               and run not in slot):
+            run += 1
+        if run - i > 1:  # several fixed-size columns: one step when none is NULL
+            mask = sum(1 << c for c in range(i, run))
+            out += [f"if not nulls & {mask}:",
+                    f"    pos += {sum(specs[c].size for c in range(i, run))}", "else:"]
+            out += ["    " + line for c in range(i, run) for line in _skip(specs[c], c)]
+            i = run
+            continue
+        spec = specs[i]
+        out += _key(spec, i, slot[i]) if i in slot else _skip(spec, i)
+        i += 1
+    names = ", ".join(f"k{n}" for n in range(len(slot)))
+    out.append(f"key{image} = ({names},)")
     return out
+
+
+def _skip(spec: ColumnSpec, column: int) -> list[str]:
+    if spec.kind == FIXED:
+        return [f"if not nulls & {1 << column}:", f"    pos += {spec.size}"] if spec.size else []
+    return [f"if not nulls & {1 << column}:",
+            f"    pos += {spec.size} + {_length(spec.size)}"]
+
+
+def _key(spec: ColumnSpec, column: int, n: int) -> list[str]:
+    assert spec.key is not None
+    if spec.kind == FIXED:
+        value = [f"    k{n} = {_decode_expr(f'data[pos:pos + {spec.size}]', spec.key, spec.size)}",
+                 f"    pos += {spec.size}"]
+    else:
+        value = [f"    n = {_length(spec.size)}", f"    pos += {spec.size}",
+                 f"    k{n} = {_decode_expr('data[pos:pos + n]', spec.key)}", "    pos += n"]
+    return [f"if not nulls & {1 << column}:", *value, "else:", f"    k{n} = None"]
+
+
+def _length(size: int) -> str:
+    """The expression for a little-endian unsigned integer of `size` bytes at `pos`."""
+    if size == 1:
+        return "data[pos]"
+    if size == 2:
+        return "(data[pos] | data[pos + 1] << 8)"
+    return f"from_bytes(data[pos:pos + {size}], 'little')"
+
+
+_STRUCT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+def _decode_expr(raw: str, key: KeyKind, size: int = 0) -> str:
+    if key.kind == "int" and size in _STRUCT_CODES:  # no slice: read in place
+        code = _STRUCT_CODES[size] if key.signed else _STRUCT_CODES[size].upper()
+        return f"unpack_from('<{code}', data, pos)[0]"
+    if key.kind == "int":
+        return f"from_bytes({raw}, 'little', signed={key.signed!r})"
+    if key.kind == "str":
+        return f"{raw}.decode({key.codec!r})"
+    return f"{raw}.ljust({key.pad}, b'\\x00')" if key.pad else raw

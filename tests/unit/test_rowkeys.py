@@ -62,3 +62,12 @@ def test_text_and_binary_keys() -> None:
     name = "\u00e9\U0001F600".encode()
     data = image(0, bytes([len(name)]) + name, b"\x02\x00\xff", b"\x01", ncols=3)
     assert parse_keys(data, specs, [0, 1], images=1) == [("\u00e9\U0001F600", b"\x00\xff\x00\x00")]
+
+
+def test_runs_of_fixed_columns_with_nulls_inside() -> None:
+    # key INT, then four fixed columns (one of zero width), a NULL in the middle of them
+    specs = [ColumnSpec(FIXED, 4, SIGNED), ColumnSpec(FIXED, 2), ColumnSpec(FIXED, 0),
+             ColumnSpec(FIXED, 3), ColumnSpec(FIXED, 8), ColumnSpec(FIXED, 1, UNSIGNED)]
+    full = image(0, struct.pack("<i", 7), b"\x01\x02", b"abc", b"12345678", b"\xff", ncols=6)
+    holey = image(0b1000, struct.pack("<i", -7), b"\x01\x02", b"12345678", b"\x05", ncols=6)
+    assert parse_keys(full + holey, specs, [0, 5], images=1) == [(7, 255), (-7, 5)]
