@@ -43,6 +43,9 @@ from pymysqlreplication.row_event import (
 )
 
 from onlineddl.binlogwire import (
+    GONE,
+    MOVED,
+    UPSERT,
     Commit,
     Item,
     Keys,
@@ -61,7 +64,8 @@ from onlineddl.sql import Key
 from onlineddl.table import KEY_CODECS as CODECS
 from onlineddl.table import Column, TableInfo, wire_sized
 
-__all__ = ["Commit", "Item", "Keys", "SchemaChange", "StreamReconnected", "ddl_names_table"]
+__all__ = ["GONE", "MOVED", "UPSERT", "Commit", "Item", "Keys", "SchemaChange",
+           "StreamReconnected", "ddl_names_table"]
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +214,7 @@ class LibraryReader:
         elif isinstance(event, (GtidEvent, MariadbGtidEvent)):
             self.txn.begin(str(event.gtid))
         elif isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
-            yield Keys(self._keys(event))
+            yield self._keys(event)
         elif isinstance(event, XidEvent):
             yield self.txn.commit(event.packet.log_pos)
         elif isinstance(event, QueryEvent):
@@ -219,18 +223,20 @@ class LibraryReader:
         elif isinstance(event, HeartbeatLogEvent):
             yield from self.txn.heartbeat(event.packet.log_pos)
 
-    def _keys(self, event: Any) -> tuple[Key, ...]:
+    def _keys(self, event: Any) -> Keys:
         out: list[Key] = []
         if isinstance(event, UpdateRowsEvent):
+            moved = False
             for row in event.rows:
                 before = self._key(row["before_values"])
                 after = self._key(row["after_values"])
                 out.append(before)
                 if after != before:
                     out.append(after)
-        else:
-            out.extend(self._key(row["values"]) for row in event.rows)
-        return tuple(out)
+                    moved = True
+            return Keys(tuple(out), MOVED if moved else UPSERT)
+        out.extend(self._key(row["values"]) for row in event.rows)
+        return Keys(tuple(out), GONE if isinstance(event, DeleteRowsEvent) else UPSERT)
 
     def _key(self, values: dict[str, Any]) -> Key:
         row = list(values.values())

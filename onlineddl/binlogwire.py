@@ -51,6 +51,7 @@ WRITE_V1, UPDATE_V1, DELETE_V1, WRITE_V2, UPDATE_V2, DELETE_V2 = 23, 24, 25, 30,
 ROWS_V1 = (WRITE_V1, UPDATE_V1, DELETE_V1)
 ROWS = frozenset((*ROWS_V1, WRITE_V2, UPDATE_V2, DELETE_V2))
 UPDATES = frozenset((UPDATE_V1, UPDATE_V2))
+DELETES = frozenset((DELETE_V1, DELETE_V2))
 # MariaDB's log_bin_compress writes these instead of QUERY and ROWS: reading past one
 # would miss a change, so the reader stops instead.
 COMPRESSED = frozenset(range(165, 172))
@@ -71,11 +72,20 @@ _INT_WIRE = frozenset((1, 2, 9, 3, 8))
 _TEXT_WIRE = frozenset((_VARCHAR, _VAR_STRING, _STRING))
 
 
+# What a row event did to its keys' rows, as the flush operations it needs (bits):
+# re-copy the row (it exists), delete the row if the source has none (it was deleted),
+# or both (an update that moved rows to other keys: the old key is gone, the new one
+# exists; they are not told apart, so both operations run for each).
+UPSERT, GONE = 1, 2
+MOVED = UPSERT | GONE
+
+
 @dataclass(frozen=True)
 class Keys:
     """Keys changed by one row event (both old and new key for a key-changing update)."""
 
     keys: tuple[Key, ...] | list[Key]
+    kind: int = MOVED
 
 
 @dataclass(frozen=True)
@@ -333,7 +343,13 @@ class WireReader:
                 continue
             data = bytes(buf)
             out: list[Item] = []
-            used, need = self._parse(data, out)
+            try:
+                used, need = self._parse(data, out)
+            except ReplicationError:
+                # Items before the bad event first: the caller may stop at one of them
+                # (late_writes stops at our RENAME; the new table's rows follow it).
+                yield from out
+                raise
             del buf[:used]
             yield from out
 
@@ -405,7 +421,7 @@ class WireReader:
         if etype in ROWS:
             parsers = self._ours.get(int.from_bytes(data[body:body + 6], "little"))
             if parsers is not None:
-                out.append(Keys(self._row_keys(data, body, etype, parsers, body_end)))
+                out.append(self._row_keys(data, body, etype, parsers, body_end))
         elif etype == TABLE_MAP:
             self._table_map(data[body:body_end])
         elif etype == XID:
@@ -469,7 +485,7 @@ class WireReader:
             self._ours[table_id] = parsers
 
     def _row_keys(self, data: bytes, body: int, etype: int,
-                  parsers: tuple[KeyParser, KeyParser], end: int) -> list[tuple[Key, ...]]:
+                  parsers: tuple[KeyParser, KeyParser], end: int) -> Keys:
         pos = body + 8                         # table id (6), flags (2)
         if etype not in ROWS_V1:
             pos += int.from_bytes(data[pos:pos + 2], "little")  # v2 extra data
@@ -488,4 +504,7 @@ class WireReader:
                     f"a binlog row image of {self.shape.table} lacks columns",
                     hint="set binlog_row_image=FULL for every writer session")
             pos += width
-        return parsers[images - 1](data, pos, end)
+        keys, moved = parsers[images - 1](data, pos, end)
+        if etype in UPDATES:
+            return Keys(keys, MOVED if moved else UPSERT)
+        return Keys(keys, GONE if etype in DELETES else UPSERT)

@@ -51,7 +51,8 @@ class ColumnSpec:
     key: KeyKind | None = None
 
 
-KeyParser = Callable[[bytes, int, int], list[tuple[Key, ...]]]
+# (keys in row order, did any update move a row to another key)
+KeyParser = Callable[[bytes, int, int], tuple[list[tuple[Key, ...]], bool]]
 
 
 def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
@@ -64,7 +65,7 @@ def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int
     indexes of the primary key in key order.
     """
     parser = _cached_parser(tuple(specs), tuple(key_order), images)
-    return parser(data, start, len(data) if end is None else end)
+    return parser(data, start, len(data) if end is None else end)[0]
 
 
 @lru_cache(maxsize=256)
@@ -84,15 +85,16 @@ def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images
     codec names in table.KEY_CODECS.
     """
     slot = {col: n for n, col in enumerate(key_order)}
-    lines = ["def parse(data, pos, end):", "    out = []", "    while pos < end:"]
+    lines = ["def parse(data, pos, end):", "    out = []", "    moved = False",
+             "    while pos < end:"]
     for image in range(images):
         lines += ["        " + line for line in _image_lines(specs, slot, image)]
     if images == 1:
         lines.append("        out.append(key0)")
     else:
         lines += ["        out.append(key0)", "        if key1 != key0:",
-                  "            out.append(key1)"]
-    lines.append("    return out")
+                  "            out.append(key1)", "            moved = True"]
+    lines.append("    return out, moved")
     scope: dict[str, Any] = {"from_bytes": int.from_bytes, "unpack_from": struct.unpack_from}
     exec(compile("\n".join(lines), f"<keys of {len(specs)} columns>", "exec"), scope)
     parser: KeyParser = scope["parse"]

@@ -10,7 +10,7 @@ import pytest
 
 from onlineddl import faults
 from onlineddl.applier import DeltaMap
-from onlineddl.binlog import ddl_names_table
+from onlineddl.binlog import GONE, MOVED, UPSERT, Keys, ddl_names_table
 from onlineddl.checkpoint import alter_hash, decode_key, encode_key
 from onlineddl.chunker import Chunk, KeyOrder, Watermark
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -91,12 +91,21 @@ def test_key_order_non_integer_needs_the_server() -> None:
 
 def test_delta_map_latest_wins_and_discard_keeps_newer_changes() -> None:
     delta = DeltaMap()
-    delta.add(((1,), (2,)))
+    delta.add([Keys([(1,), (2,)], UPSERT)])
     snap = delta.snapshot()
-    delta.add(((1,),))            # changed again after the snapshot
+    delta.add([Keys([(1,)], GONE)])            # changed again after the snapshot
     delta.discard(snap)
-    assert [k for k, _ in delta.snapshot()] == [(1,)]
+    assert [(k, latest & 3) for k, latest in delta.snapshot()] == [((1,), GONE)]
     assert delta.received == 3
+
+
+def test_delta_map_keeps_the_operation_of_each_keys_latest_change() -> None:
+    delta = DeltaMap()
+    # One transaction: insert 1 and 2, delete 1, move 2 -> 3, re-insert 1.
+    delta.add([Keys([(1,), (2,)], UPSERT), Keys([(1,)], GONE), Keys([(2,), (3,)], MOVED),
+               Keys([(1,)], UPSERT)])
+    latest = {k[0]: op & 3 for k, op in delta.snapshot()}
+    assert latest == {1: UPSERT, 2: MOVED, 3: MOVED}
 
 
 def test_exit_codes_are_distinct_and_documented() -> None:
