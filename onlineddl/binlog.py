@@ -56,7 +56,7 @@ from onlineddl.binlogwire import (
     ddl_names_table,
 )
 from onlineddl.config import Dsn
-from onlineddl.db import LOST, connect_args
+from onlineddl.db import LOST, connect, connect_args
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.rowkeys import KeyKind
@@ -189,7 +189,7 @@ class LibraryReader:
             self._stream_connects += 1
             if self._stream_connects > 1:
                 raise StreamReconnected("the binlog connection was lost")
-        return pymysql.connect(**kwargs)
+        return connect(**kwargs)
 
     def items(self, stop: threading.Event) -> Iterator[Item]:
         try:
