@@ -197,7 +197,10 @@ class LibraryReader:
                 event = self._stream.fetchone()
                 if event is None:
                     continue
-                yield from self._handle(event)
+                out: list[Item] = []
+                self._handle(event, out)
+                self.txn.take(out)
+                yield from out
         except OnlineDDLError:
             raise
         except pymysql.err.Error as exc:
@@ -208,20 +211,20 @@ class LibraryReader:
             raise ReplicationError(f"binlog stream failed: {type(exc).__name__}: {exc}",
                                    hint="the run is resumable with --resume") from exc
 
-    def _handle(self, event: Any) -> Iterator[Item]:
+    def _handle(self, event: Any, out: list[Item]) -> None:
         if isinstance(event, RotateEvent):
             self.txn.file = event.next_binlog
         elif isinstance(event, (GtidEvent, MariadbGtidEvent)):
             self.txn.begin(str(event.gtid))
         elif isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
-            yield self._keys(event)
+            self.txn.keys(self._keys(event))
         elif isinstance(event, XidEvent):
-            yield self.txn.commit(event.packet.log_pos)
+            self.txn.commit(event.packet.log_pos)
         elif isinstance(event, QueryEvent):
             text = event.query if isinstance(event.query, str) else str(event.query)
-            yield from self.txn.query(text, event.packet.log_pos)
+            self.txn.query(text, event.packet.log_pos, out)
         elif isinstance(event, HeartbeatLogEvent):
-            yield from self.txn.heartbeat(event.packet.log_pos)
+            self.txn.heartbeat(event.packet.log_pos, out)
 
     def _keys(self, event: Any) -> Keys:
         out: list[Key] = []

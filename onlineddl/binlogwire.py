@@ -242,8 +242,14 @@ def parse_table_map(body: bytes) -> TableMap:
 
 
 class Tracker:
-    """Transaction boundaries and the position after each, for either reader: a
-    position is only ever taken at a commit (or an idle heartbeat), never mid-way."""
+    """Transaction boundaries and positions, for either reader. Row events are held
+    until their transaction commits; `take` then hands out the keys of every complete
+    transaction and one `Commit` with the position after the last of them. A position
+    is only ever taken at a commit (or an idle heartbeat), never mid-transaction.
+
+    The wire reader takes once per socket read rather than once per transaction: with
+    small transactions, a position and a Commit per transaction cost as much as the
+    rest of the reading."""
 
     def __init__(self, flavor: MySQL, table: str, start: BinlogPosition) -> None:
         self.flavor = flavor
@@ -253,39 +259,61 @@ class Tracker:
         self._gtid_state = start.gtid
         self._pending_gtid = ""
         self._in_txn = False
+        self._open: list[Keys] = []       # row events of the transaction being read
+        self._done: list[Keys] = []       # of complete transactions, not handed out
+        self._end: tuple[str, int] | None = None   # (file, pos) after the last commit
 
     def begin(self, gtid: str = "") -> None:
         self._in_txn = True
         if gtid:
             self._pending_gtid = gtid
 
-    def commit(self, log_pos: int) -> Commit:
+    def keys(self, event: Keys) -> None:
+        self._open.append(event)
+
+    def commit(self, log_pos: int) -> None:
         if self._pending_gtid:
             self._gtid_state = self.flavor.advance_gtid(self._gtid_state, self._pending_gtid)
         self._pending_gtid = ""
         self._in_txn = False
+        self._done += self._open
+        self._open = []
         if log_pos:
-            self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
-        return Commit(self.position)
+            self._end = (self.file, log_pos)
+        elif self._end is None:  # no position in the event: the last one still holds
+            self._end = (self.position.file, self.position.pos)
 
-    def query(self, text: str, log_pos: int) -> Iterator[Item]:
+    def take(self, out: list[Item]) -> None:
+        """Hand out what committed since the last take, then its position."""
+        if self._end is None:
+            return
+        out += self._done
+        self._done = []
+        file, pos = self._end
+        self._end = None
+        self.position = BinlogPosition(file, pos, self._gtid_state)
+        out.append(Commit(self.position))
+
+    def query(self, text: str, log_pos: int, out: list[Item]) -> None:
         text = text.strip()
         upper = text.upper()
         if upper == "BEGIN":
             self._in_txn = True
             return
         if upper != "COMMIT" and ddl_names_table(text, self.table):
-            yield SchemaChange(text)
+            self.take(out)                 # everything before the statement comes first
+            out.append(SchemaChange(text))
         # COMMIT of a non-XA transaction, or a DDL statement: a transaction boundary.
-        yield self.commit(log_pos)
+        self.commit(log_pos)
 
-    def heartbeat(self, log_pos: int) -> Iterator[Commit]:
+    def heartbeat(self, log_pos: int, out: list[Item]) -> None:
         """Idle: the server's position, so waiters see the stream is at the head."""
         if self._in_txn:
             return
+        self.take(out)
         if log_pos:
             self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
-        yield Commit(self.position)
+        out.append(Commit(self.position))
 
 
 class WireReader:
@@ -362,14 +390,17 @@ class WireReader:
             if length == MAX_PACKET:          # a payload of 16 MB or more: rare
                 payload, after = self._joined(data, pos)
                 if payload is None:
+                    self.txn.take(out)
                     return pos, after
                 self._payload(payload, 0, len(payload), out)
                 pos = after
                 continue
             if end - pos - 4 < length:
+                self.txn.take(out)
                 return pos, 4 + length
             self._payload(data, pos + 4, pos + 4 + length, out)
             pos += 4 + length
+        self.txn.take(out)
         return pos, 4
 
     @staticmethod
@@ -421,20 +452,20 @@ class WireReader:
         if etype in ROWS:
             parsers = self._ours.get(int.from_bytes(data[body:body + 6], "little"))
             if parsers is not None:
-                out.append(self._row_keys(data, body, etype, parsers, body_end))
+                txn.keys(self._row_keys(data, body, etype, parsers, body_end))
         elif etype == TABLE_MAP:
             self._table_map(data[body:body_end])
         elif etype == XID:
-            out.append(txn.commit(log_pos))
+            txn.commit(log_pos)
         elif etype == MARIADB_GTID:
             seq, domain = struct.unpack_from("<QI", data, body)
             txn.begin(f"{domain}-{server_id}-{seq}")
         elif etype == MYSQL_GTID:
             txn.begin(self._mysql_gtid(data[body:body_end]))
         elif etype == QUERY:
-            out.extend(txn.query(self._query_text(data[body:body_end]), log_pos))
+            txn.query(self._query_text(data[body:body_end]), log_pos, out)
         elif etype in (HEARTBEAT, HEARTBEAT_V2):
-            out.extend(txn.heartbeat(log_pos if etype == HEARTBEAT else 0))
+            txn.heartbeat(log_pos if etype == HEARTBEAT else 0, out)
         elif etype == ROTATE:
             txn.file = data[body + 8:body_end].decode()
         elif etype == FORMAT_DESCRIPTION:
