@@ -265,14 +265,16 @@ class Applier:
     # --- flushing --------------------------------------------------------------------
 
     def _flush_loop(self) -> None:
+        flushed = 0
         while not self._stop.is_set():
-            self._wake.wait(self.tuning.flush_interval)
-            self._wake.clear()
+            if flushed < self.tuning.flush_batch:  # a backlog: go on without a pause
+                self._wake.wait(self.tuning.flush_interval)
+                self._wake.clear()
             if self._stop.is_set():
                 return
             with self._flush_lock:
                 assert self._session is not None
-                self._flush_round(self._session, atomic=True)
+                flushed = self._flush_round(self._session, atomic=True)
 
     def _flush_round(self, session: Session, *, atomic: bool) -> int:
         """Flush every dirty key at or below the watermark; update the safe point."""
@@ -286,7 +288,13 @@ class Applier:
         keys = [k for k, _ in snapshot]
         below = self.key_order.below(session, keys, wm)
         ready = [item for item, ok in zip(snapshot, below, strict=True) if ok]
-        size = self.tuning.flush_batch
+        # Catching up on a backlog, batches grow (up to 4x): per-statement costs shrink,
+        # and a long catch-up holds no writer anyway. Under a steady load the flusher
+        # wakes every flush_interval with a few batches' worth, which keeps the row locks
+        # of each batch's locking read short.
+        workers = max(1, len(self._extra_sessions))
+        size = max(self.tuning.flush_batch,
+                   min(len(ready) // workers, 4 * self.tuning.flush_batch))
         batches = [ready[i:i + size] for i in range(0, len(ready), size)]
         if session is self._session and len(batches) > 1 and self._pool is not None:
             # Batches hold distinct keys, so they can be applied side by side.

@@ -79,3 +79,19 @@ def test_alter_table_is_the_only_splice() -> None:
 
 def test_row_hash_distinguishes_null_from_empty() -> None:
     assert "ISNULL(`a`)" in sql.row_hash(["`a`"])
+
+
+def test_integer_keys_runs_become_ranges_and_nothing_else_is_included() -> None:
+    keys = [(k,) for k in [*range(100, 140), 7, 3, 500, *range(141, 150), 7]]
+    text, params = sql.key_in(["id"], keys)
+    marks = ", ".join(["%s"] * 12)
+    assert text == f"(`id` IN ({marks}) OR `id` BETWEEN %s AND %s)"
+    assert params == [3, 7, *range(141, 150), 500, 100, 139]
+    covered = set(params[:12]) | set(range(params[12], params[13] + 1))
+    assert covered == {k for (k,) in keys}
+
+
+def test_text_keys_and_short_runs_stay_a_list() -> None:
+    assert sql.key_in(["id"], [(1,), (2,), (3,)]) == ("`id` IN (%s, %s, %s)", [1, 2, 3])
+    assert sql.key_in(["k"], [("b",), ("a",)]) == ("`k` IN (%s, %s)", ["b", "a"])
+    assert sql.key_in(["id"], [(k,) for k in range(16)]) == ("`id` BETWEEN %s AND %s", [0, 15])
