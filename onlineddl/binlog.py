@@ -150,7 +150,7 @@ def open_reader(dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPositio
     if shape.wire and shape.key_kinds is not None:
         wire = Shape(shape.database, shape.table, shape.column_count, shape.key_ordinals,
                      shape.key_kinds)
-        return WireReader(dsn, flavor, wire, start, server_id, HEARTBEAT_SECONDS)
+        return WireReader.open(dsn, flavor, wire, start, server_id, HEARTBEAT_SECONDS)
     return LibraryReader(dsn, flavor, shape, start, server_id)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onlineddl.config import Dsn
-from onlineddl.db import LOST, open_dump_connection
+from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MariaDB, MySQL
 from onlineddl.rowkeys import (
@@ -61,6 +61,10 @@ HEADER_LEN = 19
 MAX_PACKET = 0xFFFFFF
 COM_BINLOG_DUMP = 0x12
 READ_SIZE = 1 << 18
+# A read this small means events trickle in one transaction at a time; waiting a few
+# milliseconds before the next read lets them gather, so the reader wakes a few hundred
+# times a second instead of once per writer transaction.
+TRICKLE = 1 << 15
 
 # Column types (the table map's type bytes) and how their values are laid out.
 _FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
@@ -320,17 +324,26 @@ class WireReader:
     """Reads row changes of one table from `start`, across transactions; see binlog.py
     for the items it yields and the position rules."""
 
-    def __init__(self, dsn: Dsn, flavor: MySQL, shape: Shape, start: BinlogPosition,
-                 server_id: int, heartbeat: float) -> None:
+    trickle_wait = 0.005
+
+    def __init__(self, flavor: MySQL, shape: Shape, start: BinlogPosition,
+                 conn: DumpConnection | None = None, crc: int = 0) -> None:
         self.shape = shape
         self.txn = Tracker(flavor, shape.table, start)
-        self._crc = 0                        # checksum bytes at the end of each event
+        self._conn = conn
+        self._crc = crc                      # checksum bytes at the end of each event
         # table id -> key parsers for one and for two images (updates)
         self._ours: dict[int, tuple[KeyParser, KeyParser]] = {}
         self._maps: dict[bytes, tuple[int, tuple[KeyParser, KeyParser] | None]] = {}
         self._uuids: dict[bytes, str] = {}
-        self._conn, self._crc = open_dump_connection(
-            dsn, *self._dump_request(flavor, start, server_id), heartbeat=heartbeat)
+
+    @classmethod
+    def open(cls, dsn: Dsn, flavor: MySQL, shape: Shape, start: BinlogPosition,
+             server_id: int, heartbeat: float) -> WireReader:
+        """Connect and ask the server to stream the binlog from `start`."""
+        conn, crc = open_dump_connection(
+            dsn, *cls._dump_request(flavor, start, server_id), heartbeat=heartbeat)
+        return cls(flavor, shape, start, conn, crc)
 
     @staticmethod
     def _dump_request(flavor: MySQL, start: BinlogPosition, server_id: int
@@ -351,10 +364,8 @@ class WireReader:
         return settings, struct.pack("<BIHI", COM_BINLOG_DUMP, pos, 0, server_id) + name
 
     def close(self) -> None:
-        try:
+        if self._conn is not None:
             self._conn.close()
-        except Exception:  # closing a broken stream must not mask the real error
-            pass
 
     # --- framing -----------------------------------------------------------------------
 
@@ -362,26 +373,31 @@ class WireReader:
         """Items in binlog order. Each socket read is parsed in one pass over a bytes
         object, every event read in place (by offset): at about 4 events a transaction,
         a generator or a copy per packet was most of the reader's time."""
+        assert self._conn is not None, "open() the reader first"
         read = self._conn.read_chunk
         buf = bytearray()
         need = 4                              # bytes to have before parsing again
         while not stop.is_set():
-            buf += read(READ_SIZE)
+            chunk = read(READ_SIZE)
+            buf += chunk
+            if len(chunk) < TRICKLE and self.trickle_wait:
+                stop.wait(self.trickle_wait)
             if len(buf) < need:
                 continue
             data = bytes(buf)
             out: list[Item] = []
             try:
-                used, need = self._parse(data, out)
+                used, need = self.parse(data, out)
             except ReplicationError:
                 # Items before the bad event first: the caller may stop at one of them
                 # (late_writes stops at our RENAME; the new table's rows follow it).
+                self.txn.take(out)
                 yield from out
                 raise
             del buf[:used]
             yield from out
 
-    def _parse(self, data: bytes, out: list[Item]) -> tuple[int, int]:
+    def parse(self, data: bytes, out: list[Item]) -> tuple[int, int]:
         """Handle every whole packet in `data`; return the bytes used and how many the
         next, incomplete packet needs (counted from the first unused byte)."""
         pos, end = 0, len(data)

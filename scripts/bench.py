@@ -257,7 +257,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="idle and scale base")
     parser.add_argument("--load-rows", type=int, default=500_000)
     parser.add_argument("--scale", type=int, default=4, help="scale factor (x --rows)")
-    parser.add_argument("--skip", default="", help="comma list: idle,load,applier,scale")
+    parser.add_argument("--skip", default="",
+                        help="comma list: idle,load,applier,scale (sections), pt-osc")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with LocalServer() as server:
@@ -269,7 +270,7 @@ def main() -> int:
         if "idle" not in skip:
             show(idle(dsn, args.rows))
         if "load" not in skip:
-            show(loaded(dsn, args.load_rows))
+            show(loaded(dsn, args.load_rows, skip))
         if "applier" not in skip:
             a = applier_throughput(dsn, args.load_rows)
             show([f"| applier | {a['rate']:,.0f} row changes/s from a backlog; lag with 4 "
@@ -299,9 +300,11 @@ def idle(dsn: Dsn, rows: int) -> list[str]:
     return lines
 
 
-def loaded(dsn: Dsn, rows: int) -> list[str]:
+def loaded(dsn: Dsn, rows: int, skip: set[str]) -> list[str]:
     lines = []
     for tool in ("onlineddl", "pt-osc"):
+        if tool in skip:
+            continue
         if tool == "pt-osc" and not shutil.which("pt-online-schema-change"):
             lines.append("| under load: pt-online-schema-change | not installed |")
             continue

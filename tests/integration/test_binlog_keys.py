@@ -10,7 +10,7 @@ import threading
 import pytest
 from helpers import connect
 
-from onlineddl.binlog import Commit, Keys, TableShape, open_reader
+from onlineddl.binlog import GONE, MOVED, UPSERT, Commit, Keys, TableShape, open_reader
 from onlineddl.config import Dsn
 from onlineddl.db import Session
 from onlineddl.flavor import detect
@@ -121,3 +121,57 @@ def read_keys(server: Dsn, flavor: object, shape: TableShape, start: object, end
     finally:
         reader.close()
     return keys
+
+
+def test_wire_reader_joins_events_larger_than_one_packet(server: Dsn, db: str) -> None:
+    """A row image over 16 MB arrives as several protocol packets."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, n INT)")
+    control = Session(server, name="test", database=db)
+    flavor = detect(str(control.scalar("SELECT VERSION()")))
+    start = flavor.current_position(control)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (1, %s, 1)", (b"x" * (17 << 20),))
+        cur.execute("INSERT INTO t VALUES (2, 'small', 2), (3, 'small', 3)")
+        cur.execute("UPDATE t SET n = n + 1 WHERE id = 1")
+        cur.execute("DELETE FROM t WHERE id = 2")
+    end = flavor.current_position(control)
+    shape = TableShape.of(load_table(control, db, "t"))
+    assert shape.wire
+    assert read_keys(server, flavor, shape, start, end) == [(1,), (2,), (3,), (1,), (2,)]
+
+
+def test_wire_reader_kinds_tell_the_flush_what_each_change_did(server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, n INT)")
+    control = Session(server, name="test", database=db)
+    flavor = detect(str(control.scalar("SELECT VERSION()")))
+    start = flavor.current_position(control)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (1, 1), (2, 2)")
+        cur.execute("UPDATE t SET n = 5 WHERE id = 1")
+        cur.execute("UPDATE t SET id = 7 WHERE id = 2")
+        cur.execute("DELETE FROM t WHERE id = 1")
+    end = flavor.current_position(control)
+    shape = TableShape.of(load_table(control, db, "t"))
+    for wire in (True, False):
+        events = read_events(server, flavor, dataclasses.replace(shape, wire=wire), start, end)
+        assert events == [([(1,), (2,)], UPSERT), ([(1,)], UPSERT), ([(2,), (7,)], MOVED),
+                          ([(1,)], GONE)]
+
+
+def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
+                ) -> list[tuple[list[object], int]]:
+    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
+    events: list[tuple[list[object], int]] = []
+    try:
+        for item in reader.items(threading.Event()):
+            if isinstance(item, Keys):
+                events.append((list(item.keys), item.kind))
+            elif isinstance(item, Commit) and item.position.reached(end):  # type: ignore[arg-type]
+                return events
+    finally:
+        reader.close()
+    return events

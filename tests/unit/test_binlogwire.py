@@ -1,0 +1,171 @@
+"""The wire reader on hand-built MySQL 8 event streams (v2 row events, uuid:gno GTIDs,
+checksums), split into socket reads at every possible point. MariaDB streams are read
+from a real server in tests/integration/test_binlog_keys.py; no MySQL server runs on the
+development machine, so this keeps the MySQL event layouts honest."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import uuid
+import zlib
+
+import pytest
+
+from onlineddl.binlogwire import (
+    GONE,
+    MOVED,
+    UPSERT,
+    Commit,
+    Item,
+    Keys,
+    SchemaChange,
+    Shape,
+    WireReader,
+    column_specs,
+)
+from onlineddl.errors import ReplicationError, StreamReconnected
+from onlineddl.flavor import BinlogPosition, detect
+from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind
+
+SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
+FILE = "binlog.000007"
+SHAPE = Shape("shop", "orders", 3, (0,), (KeyKind("int", signed=False),))
+
+
+def packet(etype: int, body: bytes, log_pos: int = 0) -> bytes:
+    size = 19 + len(body) + 4
+    event = struct.pack("<IBIIIH", 1700000000, etype, 1, size, log_pos, 0) + body
+    event += struct.pack("<I", zlib.crc32(event))
+    payload = b"\x00" + event
+    return len(payload).to_bytes(3, "little") + b"\x00" + payload
+
+
+def fde() -> bytes:
+    version = b"8.0.36".ljust(50, b"\x00")
+    return packet(15, struct.pack("<H", 4) + version + struct.pack("<IB", 0, 19)
+                  + bytes(40) + b"\x01")  # post-header lengths, then alg 1 = CRC32
+
+
+def gtid(gno: int) -> bytes:
+    return packet(33, b"\x01" + SID.bytes + struct.pack("<q", gno) + bytes(17))
+
+
+def query(text: str, log_pos: int) -> bytes:
+    db = b"shop"
+    return packet(2, struct.pack("<IIBHH", 9, 0, len(db), 0, 0) + db + b"\x00"
+                  + text.encode(), log_pos)
+
+
+def table_map(table_id: int, table: bytes) -> bytes:
+    # id BIGINT UNSIGNED, name VARCHAR(300) utf8mb4 (1200 bytes), code CHAR(10) latin1
+    types = bytes([8, 15, 254])
+    meta = struct.pack("<H", 1200) + bytes([254, 10])
+    return packet(19, table_id.to_bytes(6, "little") + b"\x01\x00" + b"\x04shop\x00"
+                  + bytes([len(table)]) + table + b"\x00" + b"\x03" + types
+                  + bytes([len(meta)]) + meta + b"\x06")
+
+
+def image(key: int, name: str, code: bytes | None) -> bytes:
+    nulls = 0b100 if code is None else 0
+    name_b = name.encode()
+    out = bytes([nulls]) + struct.pack("<Q", key) + struct.pack("<H", len(name_b)) + name_b
+    return out + (bytes([len(code)]) + code if code is not None else b"")
+
+
+def rows(etype: int, table_id: int, *images: bytes) -> bytes:
+    present = b"\x07\x07" if etype == 31 else b"\x07"
+    body = table_id.to_bytes(6, "little") + b"\x01\x00" + b"\x02\x00" + b"\x03" + present
+    return packet(etype, body + b"".join(images))
+
+
+def xid(log_pos: int) -> bytes:
+    return packet(16, struct.pack("<Q", 77), log_pos)
+
+
+STREAM = b"".join([
+    packet(4, struct.pack("<Q", 4) + FILE.encode()), fde(),
+    gtid(41), query("BEGIN", 300), table_map(108, b"orders"), table_map(200, b"other"),
+    rows(30, 108, image(1, "a" * 300, b"x"), image(2**64 - 1, "\u00e9", None)),
+    rows(30, 200, image(9, "not ours", b"y")),
+    rows(31, 108, image(1, "a", b"x"), image(1, "b", b"x"),     # same key
+         image(5, "c", None), image(6, "c", None)),              # key moved
+    xid(900),
+    gtid(42), query("BEGIN", 1000), table_map(108, b"orders"),
+    rows(32, 108, image(6, "c", None)), xid(1200),
+    gtid(43), query("ALTER TABLE `shop`.`orders` ADD COLUMN z INT", 1400),
+])
+
+
+class Chunks:
+    """A stand-in for the dump connection: the stream in reads of the given sizes."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.parts = [data[i:i + size] for i in range(0, len(data), size)]
+
+    def read_chunk(self, size: int) -> bytes:
+        if not self.parts:
+            raise StreamReconnected("end of the test stream")
+        return self.parts.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def read_all(data: bytes, size: int) -> list[Item]:
+    start = BinlogPosition(FILE, 4, "")
+    reader = WireReader(detect("8.0.36"), SHAPE, start, Chunks(data, size), crc=4)  # type: ignore[arg-type]
+    reader.trickle_wait = 0
+    out: list[Item] = []
+    with pytest.raises(StreamReconnected):
+        out.extend(reader.items(threading.Event()))
+    return out
+
+
+def test_mysql_stream_keys_kinds_positions_and_ddl() -> None:
+    items = read_all(STREAM, 1 << 20)
+    gtid_of = f"{SID}:"
+    # One socket read: the keys of both transactions, then one Commit after them.
+    assert items == [
+        Keys([(1,), (2**64 - 1,)], UPSERT), Keys([(1,), (5,), (6,)], MOVED),
+        Keys([(6,)], GONE), Commit(BinlogPosition(FILE, 1200, gtid_of + "42")),
+        SchemaChange("ALTER TABLE `shop`.`orders` ADD COLUMN z INT"),
+        Commit(BinlogPosition(FILE, 1400, gtid_of + "43")),
+    ]
+
+
+def test_any_split_into_socket_reads_gives_the_same_items() -> None:
+    whole = read_all(STREAM, 1 << 20)
+    for size in (1, 2, 3, 5, 7, 19, 64, 333):
+        got = read_all(STREAM, size)
+        # Commits may be handed out per read; the keys and their order may not change,
+        # and a Commit never comes before the last key of its transaction.
+        assert [i for i in got if not isinstance(i, Commit)] == \
+            [i for i in whole if not isinstance(i, Commit)]
+        assert got[-1] == whole[-1]
+        commits = [n for n, i in enumerate(got) if isinstance(i, Commit)]
+        if any(i.position.pos == 900 for i in got if isinstance(i, Commit)):
+            first = next(n for n in commits if got[n].position.pos == 900)  # type: ignore[union-attr]
+            assert got[first - 1] == Keys([(1,), (5,), (6,)], MOVED)
+
+
+def test_a_column_count_change_stops_the_reader_after_what_came_before() -> None:
+    bad = packet(19, (108).to_bytes(6, "little") + b"\x01\x00\x04shop\x00\x06orders\x00"
+                 + b"\x02" + bytes([8, 3]) + b"\x00" + b"\x00")
+    stream = STREAM[:STREAM.index(gtid(42))] + gtid(42) + bad
+    start = BinlogPosition(FILE, 4, "")
+    reader = WireReader(detect("8.0.36"), SHAPE, start, Chunks(stream, 1 << 20), crc=4)  # type: ignore[arg-type]
+    seen: list[Item] = []
+    with pytest.raises(ReplicationError, match="2 columns"):
+        seen.extend(reader.items(threading.Event()))
+    assert seen[-1] == Commit(BinlogPosition(FILE, 900, f"{SID}:41"))
+
+
+def test_column_layouts_from_table_map_metadata() -> None:
+    # DATETIME(6), DECIMAL(10,2), BIT(13), ENUM (as STRING), CHAR(200) utf8mb4, BLOB, JSON
+    types = bytes([18, 246, 16, 254, 254, 252, 245])
+    meta = bytes([6, 10, 2, 5, 1, 247, 1, 0xCE, 0x20, 2, 4])  # 800 bytes: 0x320
+    assert column_specs(types, meta) == [
+        ColumnSpec(FIXED, 8), ColumnSpec(FIXED, 5), ColumnSpec(FIXED, 2), ColumnSpec(FIXED, 1),
+        ColumnSpec(PREFIXED, 2), ColumnSpec(PREFIXED, 2), ColumnSpec(PREFIXED, 4)]
+    assert column_specs(bytes([242]), b"\x04") is None  # a type it does not know
