@@ -175,3 +175,23 @@ def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, e
     finally:
         reader.close()
     return events
+
+
+def test_wire_reader_follows_a_binlog_rotation_and_resumes_from_its_commits(
+        server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, n INT)")
+    control = Session(server, name="test", database=db)
+    flavor = detect(str(control.scalar("SELECT VERSION()")))
+    start = flavor.current_position(control)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (1, 1)")
+        middle = flavor.current_position(control)
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("INSERT INTO t VALUES (2, 2)")
+    end = flavor.current_position(control)
+    assert end.file != start.file
+    shape = TableShape.of(load_table(control, db, "t"))
+    assert read_keys(server, flavor, shape, start, end) == [(1,), (2,)]
+    assert read_keys(server, flavor, shape, middle, end) == [(2,)]
