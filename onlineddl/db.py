@@ -361,9 +361,11 @@ def open_dump_connection(dsn: Dsn, settings: Sequence[tuple[str, tuple[Any, ...]
             cur.execute("SELECT @@global.binlog_checksum")
             row = cur.fetchone()
             crc = 0 if row is None or str(row[0]).upper() == "NONE" else 4
-            # Declares that we read checksums; the server refuses otherwise.
-            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
-            cur.execute("SET @master_heartbeat_period = %s", (int(heartbeat * 1e9),))
+            # Declares that we read checksums (the server refuses otherwise) and asks for
+            # heartbeats; MySQL 8.0.26+ reads the source_* names, older servers master_*.
+            for prefix in ("master", "source"):
+                cur.execute(f"SET @{prefix}_binlog_checksum = @@global.binlog_checksum")
+                cur.execute(f"SET @{prefix}_heartbeat_period = %s", (int(heartbeat * 1e9),))
             for statement, params in settings:
                 cur.execute(statement, params)
         conn._execute_command(dump[0], dump[1:])
