@@ -36,6 +36,19 @@ def _check_binlog(session: Session, flavor: MySQL) -> None:
         raise PreflightFailed(
             f"binlog_row_image is {image}; onlineddl needs FULL",
             hint="SET GLOBAL binlog_row_image=FULL (and in the server config)")
+    # Events the reader would otherwise have to skip: compressed events (MariaDB) and
+    # partial JSON after-images (MySQL).
+    if _has_var(session, "log_bin_compress") and \
+            str(session.scalar("SELECT @@GLOBAL.log_bin_compress")).upper() in ("1", "ON"):
+        raise PreflightFailed(
+            "log_bin_compress is ON: the binlog holds compressed events onlineddl does not read",
+            hint="SET GLOBAL log_bin_compress=OFF (and in the server config)")
+    if _has_var(session, "binlog_row_value_options") and "PARTIAL_JSON" in str(
+            session.scalar("SELECT @@GLOBAL.binlog_row_value_options")).upper():
+        raise PreflightFailed(
+            "binlog_row_value_options=PARTIAL_JSON: JSON updates are logged as partial "
+            "row images, which onlineddl does not read",
+            hint="SET GLOBAL binlog_row_value_options='' (and in the server config)")
     meta = session.scalar("SELECT @@GLOBAL.binlog_row_metadata") if _has_var(
         session, "binlog_row_metadata") else "FULL"
     if str(meta).upper() != "FULL":

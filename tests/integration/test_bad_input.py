@@ -226,6 +226,30 @@ def test_statement_binlog_format_is_refused(server: Dsn, db: str) -> None:
         conn.close()
 
 
+def test_compressed_binlog_events_are_refused(server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES LIKE 'log_bin_compress'")
+            if cur.fetchone() is None:
+                pytest.skip("MySQL has no compressed binlog events")
+            cur.execute(T_DDL)
+            cur.execute(SEED)
+        before = snapshot(conn, db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET GLOBAL log_bin_compress = ON")
+            err = run(server, db, "t", "ADD COLUMN c INT NULL")
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("SET GLOBAL log_bin_compress = OFF")
+        assert_error(err, PreflightFailed, "log_bin_compress is ON")
+        assert snapshot(conn, db) == before
+        assert_no_artifacts(conn, db)
+    finally:
+        conn.close()
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
