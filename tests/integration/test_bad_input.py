@@ -206,44 +206,36 @@ def test_unique_violation_is_found_during_the_copy(server: Dsn, db: str) -> None
 
 
 def test_statement_binlog_format_is_refused(server: Dsn, db: str) -> None:
-    conn = connect(server, db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(T_DDL)
-            cur.execute(SEED)
-        before = snapshot(conn, db)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET GLOBAL binlog_format = 'STATEMENT'")
-            err = run(server, db, "t", "ADD COLUMN c INT NULL")
-        finally:
-            with conn.cursor() as cur:
-                cur.execute("SET GLOBAL binlog_format = 'ROW'")
-        assert_error(err, PreflightFailed, "binlog_format is STATEMENT")
-        assert snapshot(conn, db) == before
-        assert_no_artifacts(conn, db)
-    finally:
-        conn.close()
+    refused_under_global(server, db, "binlog_format", "'STATEMENT'", "'ROW'",
+                         "binlog_format is STATEMENT")
 
 
 def test_compressed_binlog_events_are_refused(server: Dsn, db: str) -> None:
+    with connect(server, db) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL VARIABLES LIKE 'log_bin_compress'")
+        if cur.fetchone() is None:
+            pytest.skip("MySQL has no compressed binlog events")
+    refused_under_global(server, db, "log_bin_compress", "ON", "OFF", "log_bin_compress is ON")
+
+
+def refused_under_global(server: Dsn, db: str, variable: str, bad: str, good: str,
+                         message: str) -> None:
+    """With the server variable set to `bad`, the run is refused up front and nothing
+    changes; the variable is set back to `good` whatever happens."""
     conn = connect(server, db)
     try:
         with conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL VARIABLES LIKE 'log_bin_compress'")
-            if cur.fetchone() is None:
-                pytest.skip("MySQL has no compressed binlog events")
             cur.execute(T_DDL)
             cur.execute(SEED)
         before = snapshot(conn, db)
         try:
             with conn.cursor() as cur:
-                cur.execute("SET GLOBAL log_bin_compress = ON")
+                cur.execute(f"SET GLOBAL {variable} = {bad}")
             err = run(server, db, "t", "ADD COLUMN c INT NULL")
         finally:
             with conn.cursor() as cur:
-                cur.execute("SET GLOBAL log_bin_compress = OFF")
-        assert_error(err, PreflightFailed, "log_bin_compress is ON")
+                cur.execute(f"SET GLOBAL {variable} = {good}")
+        assert_error(err, PreflightFailed, message)
         assert snapshot(conn, db) == before
         assert_no_artifacts(conn, db)
     finally:

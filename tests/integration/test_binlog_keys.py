@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+from typing import Any
 
 import pytest
 from helpers import connect
@@ -110,27 +111,24 @@ def test_fast_reader_matches_general_decoder(server: Dsn, db: str, key: str) -> 
 
 def read_keys(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
               ) -> list[tuple[object, ...]]:
-    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
-    keys: list[tuple[object, ...]] = []
-    try:
-        for item in reader.items(threading.Event()):
-            if isinstance(item, Keys):
-                keys.extend(item.keys)
-            elif isinstance(item, Commit) and item.position.reached(end):  # type: ignore[arg-type]
-                return keys
-    finally:
-        reader.close()
-    return keys
+    return [key for keys, _ in read_events(server, flavor, shape, start, end)
+            for key in keys]
+
+
+def table_at(server: Dsn, db: str, ddl: str) -> tuple[Any, Session, Any, Any]:
+    """Create the table; (connection, control session, flavor, binlog position after)."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute(ddl)
+    control = Session(server, name="test", database=db)
+    flavor = detect(str(control.scalar("SELECT VERSION()")))
+    return conn, control, flavor, flavor.current_position(control)
 
 
 def test_wire_reader_joins_events_larger_than_one_packet(server: Dsn, db: str) -> None:
     """A row image over 16 MB arrives as several protocol packets."""
-    conn = connect(server, db)
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, n INT)")
-    control = Session(server, name="test", database=db)
-    flavor = detect(str(control.scalar("SELECT VERSION()")))
-    start = flavor.current_position(control)
+    conn, control, flavor, start = table_at(
+        server, db, "CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, n INT)")
     with conn.cursor() as cur:
         cur.execute("INSERT INTO t VALUES (1, %s, 1)", (b"x" * (17 << 20),))
         cur.execute("INSERT INTO t VALUES (2, 'small', 2), (3, 'small', 3)")
@@ -143,12 +141,8 @@ def test_wire_reader_joins_events_larger_than_one_packet(server: Dsn, db: str) -
 
 
 def test_wire_reader_kinds_tell_the_flush_what_each_change_did(server: Dsn, db: str) -> None:
-    conn = connect(server, db)
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, n INT)")
-    control = Session(server, name="test", database=db)
-    flavor = detect(str(control.scalar("SELECT VERSION()")))
-    start = flavor.current_position(control)
+    conn, control, flavor, start = table_at(server, db,
+                                            "CREATE TABLE t (id INT PRIMARY KEY, n INT)")
     with conn.cursor() as cur:
         cur.execute("INSERT INTO t VALUES (1, 1), (2, 2)")
         cur.execute("UPDATE t SET n = 5 WHERE id = 1")
@@ -162,29 +156,10 @@ def test_wire_reader_kinds_tell_the_flush_what_each_change_did(server: Dsn, db: 
                           ([(1,)], GONE)]
 
 
-def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
-                ) -> list[tuple[list[object], int]]:
-    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
-    events: list[tuple[list[object], int]] = []
-    try:
-        for item in reader.items(threading.Event()):
-            if isinstance(item, Keys):
-                events.append((list(item.keys), item.kind))
-            elif isinstance(item, Commit) and item.position.reached(end):  # type: ignore[arg-type]
-                return events
-    finally:
-        reader.close()
-    return events
-
-
 def test_wire_reader_follows_a_binlog_rotation_and_resumes_from_its_commits(
         server: Dsn, db: str) -> None:
-    conn = connect(server, db)
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, n INT)")
-    control = Session(server, name="test", database=db)
-    flavor = detect(str(control.scalar("SELECT VERSION()")))
-    start = flavor.current_position(control)
+    conn, control, flavor, start = table_at(server, db,
+                                            "CREATE TABLE t (id INT PRIMARY KEY, n INT)")
     with conn.cursor() as cur:
         cur.execute("INSERT INTO t VALUES (1, 1)")
         middle = flavor.current_position(control)
@@ -195,3 +170,19 @@ def test_wire_reader_follows_a_binlog_rotation_and_resumes_from_its_commits(
     shape = TableShape.of(load_table(control, db, "t"))
     assert read_keys(server, flavor, shape, start, end) == [(1,), (2,)]
     assert read_keys(server, flavor, shape, middle, end) == [(2,)]
+
+
+def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
+                ) -> list[tuple[list[tuple[object, ...]], int]]:
+    """Each row event's keys and kind, from `start` to the commit reaching `end`."""
+    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
+    events: list[tuple[list[tuple[object, ...]], int]] = []
+    try:
+        for item in reader.items(threading.Event()):
+            if isinstance(item, Keys):
+                events.append((list(item.keys), item.kind))
+            elif isinstance(item, Commit) and item.position.reached(end):  # type: ignore[arg-type]
+                return events
+    finally:
+        reader.close()
+    return events
