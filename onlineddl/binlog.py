@@ -42,7 +42,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from onlineddl.binlogwire import (
+from onlineddl.binlogitems import (
     GONE,
     MOVED,
     UPSERT,
@@ -50,11 +50,10 @@ from onlineddl.binlogwire import (
     Item,
     Keys,
     SchemaChange,
-    Shape,
     Tracker,
-    WireReader,
     ddl_names_table,
 )
+from onlineddl.binlogwire import WireReader
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, connect, connect_args
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
@@ -63,6 +62,7 @@ from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import Key
 from onlineddl.table import KEY_CODECS as CODECS
 from onlineddl.table import Column, TableInfo, wire_sized
+from onlineddl.tablemap import Shape
 
 __all__ = ["GONE", "MOVED", "UPSERT", "Commit", "Item", "Keys", "SchemaChange",
            "StreamReconnected", "ddl_names_table"]

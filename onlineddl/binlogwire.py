@@ -6,7 +6,8 @@ XID): about 8k small transactions a second was all one core could follow, so the
 applier fell behind four writers. This reader frames packets out of large socket
 reads, looks at each event's 19-byte header, and decodes only what the applier needs:
 transaction boundaries and positions, DDL text, our table's map, and the primary key
-of our table's row images (rowkeys.py). Events of other tables are skipped unread.
+of our table's row images (tablemap.py for the layout, rowkeys.py for the keys).
+Events of other tables are skipped unread; the items are those of binlogitems.py.
 
 binlog.py picks this reader when every column of the table has a wire size this
 module knows and the key is an integer, text or binary; otherwise the library reads
@@ -20,28 +21,19 @@ TABLE_MAP, ROWS v1/v2, HEARTBEAT).
 
 from __future__ import annotations
 
-import re
 import struct
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from onlineddl.binlogitems import GONE, MOVED, UPSERT, Item, Keys, Tracker
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MariaDB, MySQL
-from onlineddl.rowkeys import (
-    FIXED,
-    PREFIXED,
-    ColumnSpec,
-    Key,
-    KeyKind,
-    KeyParser,
-    compile_parser,
-    decimal_size,
-)
+from onlineddl.rowkeys import KeyParser, compile_parser
+from onlineddl.tablemap import Shape, key_specs, packed_int, parse_table_map
 
 # Event types (the header's type byte).
 QUERY, ROTATE, FORMAT_DESCRIPTION, XID, TABLE_MAP, HEARTBEAT = 2, 4, 15, 16, 19, 27
@@ -65,259 +57,6 @@ READ_SIZE = 1 << 18
 # milliseconds before the next read lets them gather, so the reader wakes a few hundred
 # times a second instead of once per writer transaction.
 TRICKLE = 1 << 15
-
-# Column types (the table map's type bytes) and how their values are laid out.
-_FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
-_FLOAT, _DOUBLE, _VARCHAR, _BIT, _TIMESTAMP2, _DATETIME2, _TIME2 = 4, 5, 15, 16, 17, 18, 19
-_JSON, _NEWDECIMAL, _ENUM, _SET, _VAR_STRING, _STRING, _GEOMETRY = 245, 246, 247, 248, 253, 254, 255
-_BLOBS = frozenset((249, 250, 251, 252, _JSON, _GEOMETRY))
-_FSP_BASE = {_TIMESTAMP2: 4, _DATETIME2: 5, _TIME2: 3}
-_INT_WIRE = frozenset((1, 2, 9, 3, 8))
-_TEXT_WIRE = frozenset((_VARCHAR, _VAR_STRING, _STRING))
-
-
-# What a row event did to its keys' rows, as the flush operations it needs (bits):
-# re-copy the row (it exists), delete the row if the source has none (it was deleted),
-# or both (an update that moved rows to other keys: the old key is gone, the new one
-# exists; they are not told apart, so both operations run for each).
-UPSERT, GONE = 1, 2
-MOVED = UPSERT | GONE
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Keys changed by one row event (both old and new key for a key-changing update)."""
-
-    keys: tuple[Key, ...] | list[Key]
-    kind: int = MOVED
-
-
-@dataclass(frozen=True)
-class Commit:
-    """End of a transaction (or an idle heartbeat): everything before `position` is read."""
-
-    position: BinlogPosition
-
-
-@dataclass(frozen=True)
-class SchemaChange:
-    """DDL (or statement-logged DML) naming the table: the run cannot continue safely."""
-
-    query: str
-
-
-Item = Keys | Commit | SchemaChange
-
-_IDENT = re.compile(r"`((?:[^`]|``)+)`|([^\s`.,;()=]+)")
-_DDL = ("alter", "rename", "drop", "truncate", "create")
-_DML = ("insert", "update", "delete", "replace", "load")
-
-
-def ddl_names_table(text: str, table: str) -> bool:
-    """Does this statement change `table` outside row events? DDL, or DML logged as a
-    statement (a session with binlog_format=STATEMENT), which the applier cannot see
-    as rows. Errs on the side of yes: a false yes stops the run safely."""
-    names = [(q.replace("``", "`") if q else bare) for q, bare in _IDENT.findall(text)]
-    if not names or names[0].lower() not in _DDL + _DML:
-        return False
-    if names[0].lower() == "alter":
-        # ALTER [ONLINE] [IGNORE] TABLE [db.]name ...: only the altered table counts.
-        words = [n.lower() for n in names]
-        if "table" not in words:
-            return False
-        after = names[words.index("table") + 1:words.index("table") + 3]
-        return any(n.lower() == table.lower() for n in after)
-    return any(n.lower() == table.lower() for n in names[1:])
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What the wire reader needs to know about the table (see binlog.TableShape)."""
-
-    database: str
-    table: str
-    column_count: int
-    key_ordinals: tuple[int, ...]
-    key_kinds: tuple[KeyKind, ...]
-
-
-def packed_int(data: bytes, pos: int) -> tuple[int, int]:
-    """A length-encoded integer at `pos`: (value, position after it)."""
-    first = data[pos]
-    if first < 0xFB:
-        return first, pos + 1
-    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
-    if size is None:
-        raise ReplicationError(f"bad length-encoded integer 0x{first:02x} in a binlog event")
-    return int.from_bytes(data[pos + 1:pos + 1 + size], "little"), pos + 1 + size
-
-
-def column_specs(types: bytes, meta: bytes) -> list[ColumnSpec] | None:
-    """Each column's wire layout from a table map's types and metadata; None if a
-    column has a type whose size is not known here."""
-    specs: list[ColumnSpec] = []
-    m = 0
-    for t in types:
-        if t in _FIXED:
-            specs.append(ColumnSpec(FIXED, _FIXED[t]))
-        elif t in (_FLOAT, _DOUBLE):
-            specs.append(ColumnSpec(FIXED, meta[m]))
-            m += 1
-        elif t in _FSP_BASE:
-            specs.append(ColumnSpec(FIXED, _FSP_BASE[t] + (meta[m] + 1) // 2))
-            m += 1
-        elif t in _BLOBS:
-            specs.append(ColumnSpec(PREFIXED, meta[m]))
-            m += 1
-        elif t in (_VARCHAR, _VAR_STRING):
-            max_length = meta[m] | meta[m + 1] << 8
-            specs.append(ColumnSpec(PREFIXED, 2 if max_length > 255 else 1))
-            m += 2
-        elif t == _NEWDECIMAL:
-            specs.append(ColumnSpec(FIXED, decimal_size(meta[m], meta[m + 1])))
-            m += 2
-        elif t == _BIT:
-            specs.append(ColumnSpec(FIXED, meta[m + 1] + (1 if meta[m] else 0)))
-            m += 2
-        elif t == _STRING:
-            specs.append(_string_spec(meta[m], meta[m + 1]))
-            m += 2
-        else:
-            return None
-    return specs
-
-
-def _string_spec(b0: int, b1: int) -> ColumnSpec:
-    """CHAR/BINARY/ENUM/SET share the STRING type; the metadata's first byte holds the
-    real type, folded together with the high bits of a CHAR's byte length."""
-    if b0 & 0x30 != 0x30:
-        real, length = b0 | 0x30, b1 | ((b0 & 0x30) ^ 0x30) << 4
-    else:
-        real, length = b0, b1
-    if real in (_ENUM, _SET):
-        return ColumnSpec(FIXED, b1)
-    return ColumnSpec(PREFIXED, 2 if length > 255 else 1)
-
-
-def key_specs(shape: Shape, types: bytes, meta: bytes) -> list[ColumnSpec]:
-    """Column specs for our table, with the key columns marked for decoding."""
-    if len(types) != shape.column_count:
-        raise ReplicationError(
-            f"the binlog has {len(types)} columns for {shape.table}, the table has "
-            f"{shape.column_count}: its schema changed during the migration",
-            hint="do not ALTER the table while onlineddl runs; clean up and start again")
-    specs = column_specs(types, meta)
-    if specs is None:
-        raise ReplicationError(
-            f"the binlog has a column type of {shape.table} the reader cannot step over "
-            f"(types {list(types)})", hint="report this with SHOW CREATE TABLE")
-    for ordinal, kind in zip(shape.key_ordinals, shape.key_kinds, strict=True):
-        wire = _INT_WIRE if kind.kind == "int" else _TEXT_WIRE
-        if types[ordinal] not in wire:
-            raise ReplicationError(f"key column {ordinal} of {shape.table} has binlog type "
-                                   f"{types[ordinal]}, not the type the table reports")
-        spec = specs[ordinal]
-        specs[ordinal] = ColumnSpec(spec.kind, spec.size, kind)
-    return specs
-
-
-@dataclass(frozen=True)
-class TableMap:
-    table_id: int
-    database: str
-    table: str
-    types: bytes
-    meta: bytes
-
-
-def parse_table_map(body: bytes) -> TableMap:
-    table_id = int.from_bytes(body[0:6], "little")
-    pos = 8                                   # table id (6) and flags (2)
-    db_len = body[pos]
-    database = body[pos + 1:pos + 1 + db_len].decode("utf-8", "replace")
-    pos += 2 + db_len                         # length, name, NUL
-    tbl_len = body[pos]
-    table = body[pos + 1:pos + 1 + tbl_len].decode("utf-8", "replace")
-    pos += 2 + tbl_len
-    count, pos = packed_int(body, pos)
-    types = body[pos:pos + count]
-    meta_len, pos = packed_int(body, pos + count)
-    return TableMap(table_id, database, table, types, body[pos:pos + meta_len])
-
-
-class Tracker:
-    """Transaction boundaries and positions, for either reader. Row events are held
-    until their transaction commits; `take` then hands out the keys of every complete
-    transaction and one `Commit` with the position after the last of them. A position
-    is only ever taken at a commit (or an idle heartbeat), never mid-transaction.
-
-    The wire reader takes once per socket read rather than once per transaction: with
-    small transactions, a position and a Commit per transaction cost as much as the
-    rest of the reading."""
-
-    def __init__(self, flavor: MySQL, table: str, start: BinlogPosition) -> None:
-        self.flavor = flavor
-        self.table = table
-        self.position = start
-        self.file = start.file
-        self._gtid_state = start.gtid
-        self._pending_gtid = ""
-        self._in_txn = False
-        self._open: list[Keys] = []       # row events of the transaction being read
-        self._done: list[Keys] = []       # of complete transactions, not handed out
-        self._end: tuple[str, int] | None = None   # (file, pos) after the last commit
-
-    def begin(self, gtid: str = "") -> None:
-        self._in_txn = True
-        if gtid:
-            self._pending_gtid = gtid
-
-    def keys(self, event: Keys) -> None:
-        self._open.append(event)
-
-    def commit(self, log_pos: int) -> None:
-        if self._pending_gtid:
-            self._gtid_state = self.flavor.advance_gtid(self._gtid_state, self._pending_gtid)
-        self._pending_gtid = ""
-        self._in_txn = False
-        self._done += self._open
-        self._open = []
-        if log_pos:
-            self._end = (self.file, log_pos)
-        elif self._end is None:  # no position in the event: the last one still holds
-            self._end = (self.position.file, self.position.pos)
-
-    def take(self, out: list[Item]) -> None:
-        """Hand out what committed since the last take, then its position."""
-        if self._end is None:
-            return
-        out += self._done
-        self._done = []
-        file, pos = self._end
-        self._end = None
-        self.position = BinlogPosition(file, pos, self._gtid_state)
-        out.append(Commit(self.position))
-
-    def query(self, text: str, log_pos: int, out: list[Item]) -> None:
-        text = text.strip()
-        upper = text.upper()
-        if upper == "BEGIN":
-            self._in_txn = True
-            return
-        if upper != "COMMIT" and ddl_names_table(text, self.table):
-            self.take(out)                 # everything before the statement comes first
-            out.append(SchemaChange(text))
-        # COMMIT of a non-XA transaction, or a DDL statement: a transaction boundary.
-        self.commit(log_pos)
-
-    def heartbeat(self, log_pos: int, out: list[Item]) -> None:
-        """Idle: the server's position, so waiters see the stream is at the head."""
-        if self._in_txn:
-            return
-        self.take(out)
-        if log_pos:
-            self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
-        out.append(Commit(self.position))
 
 
 class WireReader:

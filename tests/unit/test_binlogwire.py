@@ -12,21 +12,12 @@ import zlib
 
 import pytest
 
-from onlineddl.binlogwire import (
-    GONE,
-    MOVED,
-    UPSERT,
-    Commit,
-    Item,
-    Keys,
-    SchemaChange,
-    Shape,
-    WireReader,
-    column_specs,
-)
+from onlineddl.binlogitems import GONE, MOVED, UPSERT, Commit, Item, Keys, SchemaChange
+from onlineddl.binlogwire import WireReader
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, detect
 from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind
+from onlineddl.tablemap import Shape, column_specs
 
 SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
 FILE = "binlog.000007"
