@@ -10,13 +10,20 @@ import pytest
 
 from onlineddl import faults
 from onlineddl.applier import DeltaMap
-from onlineddl.binlog import GONE, MOVED, UPSERT, Keys, ddl_names_table
+from onlineddl.binlog import GONE, MOVED, UPSERT, Keys, TableShape, ddl_names_table
 from onlineddl.checkpoint import alter_hash, decode_key, encode_key
 from onlineddl.chunker import Chunk, KeyOrder, Watermark
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import EXIT_CODES, OnlineDDLError, UsageError
+from onlineddl.errors import EXIT_CODES, OnlineDDLError, UnsupportedTable, UsageError
 from onlineddl.runlock import lock_name
-from onlineddl.table import Artifacts, Column, artifact_name, sentry_name
+from onlineddl.table import (
+    Artifacts,
+    Column,
+    TableInfo,
+    artifact_name,
+    check_primary_key,
+    sentry_name,
+)
 
 
 def test_artifact_names() -> None:
@@ -180,3 +187,21 @@ def test_fault_point_callbacks() -> None:
     faults.clear()
     faults.point("x")
     assert seen == ["x"]
+
+
+def _info(key: Column, other: Column) -> TableInfo:
+    return TableInfo("d", "t", (key, other), (key.name,), "InnoDB", 0, "")
+
+
+def test_general_decoder_tables_refuse_keys_it_cannot_read_back() -> None:
+    latin1 = Column("k", 0, "varchar", "varchar(10)", "latin1", "latin1_swedish_ci", False,
+                    False)
+    utf8 = Column("k", 0, "varchar", "varchar(10)", "utf8mb4", "utf8mb4_bin", False, False)
+    inet6 = Column("ip", 1, "inet6", "inet6", None, None, True, False)
+    plain = Column("n", 1, "int", "int(11)", None, None, True, False)
+    with pytest.raises(UnsupportedTable, match="ip"):
+        check_primary_key(_info(latin1, inet6))
+    check_primary_key(_info(utf8, inet6))    # the general decoder reads UTF-8 exactly
+    check_primary_key(_info(latin1, plain))  # the wire reader decodes latin1 keys itself
+    assert TableShape.of(_info(latin1, plain)).wire
+    assert not TableShape.of(_info(utf8, inet6)).wire
