@@ -17,10 +17,8 @@ the binlog when `binlog_row_metadata=FULL`, and ordinals work either way.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pymysql
@@ -55,17 +53,14 @@ from onlineddl.binlogitems import (
 )
 from onlineddl.binlogwire import WireReader
 from onlineddl.config import Dsn
-from onlineddl.db import LOST, connect, connect_args
+from onlineddl.db import LOST, binlog_connect_args, connect
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
-from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import Key
-from onlineddl.table import KEY_CODECS as CODECS
-from onlineddl.table import Column, TableInfo, wire_sized
-from onlineddl.tablemap import Shape
+from onlineddl.tablemap import TableShape
 
 __all__ = ["GONE", "MOVED", "UPSERT", "Commit", "Item", "Keys", "SchemaChange",
-           "StreamReconnected", "ddl_names_table"]
+           "StreamReconnected", "TableShape", "ddl_names_table"]
 
 log = logging.getLogger(__name__)
 
@@ -106,51 +101,11 @@ class CachedTableMapEvent(TableMapEvent):
 BinLogPacketWrapper._BinLogPacketWrapper__event_map[TABLE_MAP_EVENT] = CachedTableMapEvent
 
 
-@dataclass(frozen=True)
-class TableShape:
-    database: str
-    table: str
-    column_count: int
-    key_ordinals: tuple[int, ...]
-    # How to decode each key column off the wire; None when a key column has a type
-    # the wire reader does not decode (the library's general decoder reads the table).
-    key_kinds: tuple[KeyKind, ...] | None = None
-    unsigned_bits: tuple[int, ...] = ()   # per key column: width if UNSIGNED int, else 0
-    wire: bool = False                    # read by binlogwire.py
-
-    @classmethod
-    def of(cls, info: TableInfo, name: str | None = None) -> TableShape:
-        kinds = [key_kind(c) for c in info.pk_columns]
-        ok = all(k is not None for k in kinds)
-        bits = tuple(INTEGER_BITS.get(c.data_type, 0) if c.unsigned else 0
-                     for c in info.pk_columns)
-        return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
-                   tuple(k for k in kinds if k is not None) if ok else None, bits,
-                   wire=ok and all(wire_sized(c) for c in info.columns))
-
-
-INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
-INTEGER_KEYS = set(INTEGER_BITS)
-def key_kind(col: Column) -> KeyKind | None:
-    if col.data_type in INTEGER_KEYS:
-        return KeyKind("int", signed=not col.unsigned)
-    if col.data_type in ("char", "varchar") and col.charset in CODECS:
-        return KeyKind("str", codec=CODECS[col.charset])
-    if col.data_type == "binary":
-        width = re.search(r"\((\d+)\)", col.column_type)
-        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
-    if col.data_type == "varbinary":
-        return KeyKind("bytes")
-    return None
-
-
 def open_reader(dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
                 server_id: int) -> BinlogReader:
     """The wire reader when it can read this table, else the library's."""
-    if shape.wire and shape.key_kinds is not None:
-        wire = Shape(shape.database, shape.table, shape.column_count, shape.key_ordinals,
-                     shape.key_kinds)
-        return WireReader.open(dsn, flavor, wire, start, server_id, HEARTBEAT_SECONDS)
+    if shape.key_kinds is not None:
+        return WireReader.open(dsn, flavor, shape, start, server_id, HEARTBEAT_SECONDS)
     return LibraryReader(dsn, flavor, shape, start, server_id)
 
 
@@ -162,7 +117,7 @@ class LibraryReader:
         self.shape = shape
         self.txn = Tracker(flavor, shape.table, start)
         self._stream_connects = 0
-        args = connect_args(dsn, read_timeout=max(30.0, HEARTBEAT_SECONDS * 20))
+        args = binlog_connect_args(dsn, HEARTBEAT_SECONDS)
         self._stream = BinLogStreamReader(
             connection_settings=args,
             server_id=server_id,

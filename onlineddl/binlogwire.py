@@ -33,7 +33,7 @@ from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MariaDB, MySQL
 from onlineddl.rowkeys import KeyParser, compile_parser
-from onlineddl.tablemap import Shape, key_specs, packed_int, parse_table_map
+from onlineddl.tablemap import TableShape, key_specs, packed_int, parse_table_map
 
 # Event types (the header's type byte).
 QUERY, ROTATE, FORMAT_DESCRIPTION, XID, TABLE_MAP, HEARTBEAT = 2, 4, 15, 16, 19, 27
@@ -65,7 +65,7 @@ class WireReader:
 
     trickle_wait = 0.005
 
-    def __init__(self, flavor: MySQL, shape: Shape, start: BinlogPosition,
+    def __init__(self, flavor: MySQL, shape: TableShape, start: BinlogPosition,
                  conn: DumpConnection | None = None, crc: int = 0) -> None:
         self.shape = shape
         self.txn = Tracker(flavor, shape.table, start)
@@ -77,7 +77,7 @@ class WireReader:
         self._uuids: dict[bytes, str] = {}
 
     @classmethod
-    def open(cls, dsn: Dsn, flavor: MySQL, shape: Shape, start: BinlogPosition,
+    def open(cls, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
              server_id: int, heartbeat: float) -> WireReader:
         """Connect and ask the server to stream the binlog from `start`."""
         conn, crc = open_dump_connection(
@@ -92,8 +92,7 @@ class WireReader:
             # 4 = understands GTID events; lower makes MariaDB rewrite them.
             ("SET @mariadb_slave_capability = 4", ())]
         if isinstance(flavor, MariaDB):
-            flavor.reader_start_args(start)   # refuses an empty GTID position
-            settings += [("SET @slave_connect_state = %s", (start.gtid,)),
+            settings += [("SET @slave_connect_state = %s", (flavor.start_gtid(start),)),
                          ("SET @slave_gtid_strict_mode = 1", ()),
                          ("SET @slave_gtid_ignore_duplicates = 0", ())]
             pos, name = 4, b""                # the server starts from the GTID state

@@ -350,13 +350,19 @@ class DumpConnection:
             self._conn.close()
 
 
+def binlog_connect_args(dsn: Dsn, heartbeat: float) -> dict[str, Any]:
+    """Arguments for a binlog stream's connection: a read that waits 20 heartbeats (at
+    least 30 s) means the connection is dead."""
+    return connect_args(dsn, read_timeout=max(30.0, heartbeat * 20))
+
+
 def open_dump_connection(dsn: Dsn, settings: Sequence[tuple[str, tuple[Any, ...]]],
                          dump: bytes, *, heartbeat: float) -> tuple[DumpConnection, int]:
     """Connect, announce checksums and the heartbeat, run `settings`, send COM_BINLOG_DUMP
     (`dump` is its payload). Returns the stream and the checksum length of events."""
     conn = None
     try:
-        conn = connect(**connect_args(dsn, read_timeout=max(30.0, heartbeat * 20)))
+        conn = connect(**binlog_connect_args(dsn, heartbeat))
         with conn.cursor() as cur:
             cur.execute("SELECT @@global.binlog_checksum")
             row = cur.fetchone()

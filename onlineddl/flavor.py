@@ -141,13 +141,17 @@ class MariaDB(MySQL):
         return ",".join(domains[d] for d in sorted(domains, key=int))
 
     def reader_start_args(self, start: BinlogPosition) -> dict[str, Any]:
-        # python-mysql-replication starts MariaDB streams only by GTID; an empty list
-        # would replay every binlog from the first, so it is refused up front.
+        return {"is_mariadb": True, "auto_position": self.start_gtid(start)}
+
+    @staticmethod
+    def start_gtid(start: BinlogPosition) -> str:
+        """MariaDB binlog readers (ours and the library's) start by GTID; an empty list
+        would replay every binlog from the first, so it is refused up front."""
         if not start.gtid:
             raise PreflightFailed(
                 "the MariaDB server reports no GTID position (@@gtid_binlog_pos is empty)",
                 hint="commit any transaction on the server once, then run again")
-        return {"is_mariadb": True, "auto_position": start.gtid}
+        return start.gtid
 
     @property
     def rename_under_lock(self) -> bool:

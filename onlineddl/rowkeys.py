@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 Key = Any  # one key column's value: int, str or bytes
@@ -55,28 +54,16 @@ class ColumnSpec:
 KeyParser = Callable[[bytes, int, int], tuple[list[tuple[Key, ...]], bool]]
 
 
-def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
-               images: int, start: int = 0, end: int | None = None) -> list[tuple[Key, ...]]:
-    """Keys of every row in `data[start:end]`, the rows of a rows event.
+def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images: int
+                   ) -> KeyParser:
+    """A parser for one table layout, generated as straight-line Python: called with a
+    rows event's bytes and the start and end of its rows, it returns every row's key
+    and whether any update moved a row to another key.
 
     `images` is 1 for inserts and deletes, 2 for updates (before and after image); for
     an update both keys are returned when they differ. Every column must be present
     (binlog_row_image=FULL, which preflight requires). `key_order` lists the column
     indexes of the primary key in key order.
-    """
-    parser = _cached_parser(tuple(specs), tuple(key_order), images)
-    return parser(data, start, len(data) if end is None else end)[0]
-
-
-@lru_cache(maxsize=256)
-def _cached_parser(specs: tuple[ColumnSpec, ...], key_order: tuple[int, ...], images: int
-                   ) -> KeyParser:
-    return compile_parser(specs, key_order, images)
-
-
-def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images: int
-                   ) -> KeyParser:
-    """A parser for one table layout, generated as straight-line Python.
 
     A generic loop over the columns (a tuple unpack, a NULL test and a branch per column
     per image) ran at about 100k rows a second; the generated code does the same steps

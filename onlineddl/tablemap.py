@@ -3,15 +3,18 @@
 A row image is a NULL bitmap and then each non-NULL value; to step over a value only its
 length is needed, which follows from the column's type byte and the table map's
 metadata for that column. This module turns a TABLE_MAP event into that layout
-(`rowkeys.ColumnSpec` per column), with the key columns marked for decoding.
+(`rowkeys.ColumnSpec` per column), with the key columns marked for decoding, and holds
+`TableShape`, what a reader knows of the table beforehand.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from onlineddl.errors import ReplicationError
 from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size
+from onlineddl.table import KEY_CODECS, Column, TableInfo, wire_sized
 
 # Column types (the table map's type bytes) and how their values are laid out.
 _FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
@@ -24,14 +27,43 @@ _TEXT_WIRE = frozenset((_VARCHAR, _VAR_STRING, _STRING))
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What the wire reader needs to know about the table (see binlog.TableShape)."""
+class TableShape:
+    """What a binlog reader needs to know about the table."""
 
     database: str
     table: str
     column_count: int
     key_ordinals: tuple[int, ...]
-    key_kinds: tuple[KeyKind, ...]
+    # How to decode each key column off the wire; None when the wire reader cannot read
+    # the table (a DECIMAL or temporal key, or a column type it cannot step over): then
+    # python-mysql-replication's general decoder reads it (binlog.py).
+    key_kinds: tuple[KeyKind, ...] | None = None
+    unsigned_bits: tuple[int, ...] = ()   # per key column: width if UNSIGNED int, else 0
+
+    @classmethod
+    def of(cls, info: TableInfo, name: str | None = None) -> TableShape:
+        kinds = [key_kind(c) for c in info.pk_columns]
+        wire = all(kinds) and all(wire_sized(c) for c in info.columns)
+        bits = tuple(INTEGER_BITS.get(c.data_type, 0) if c.unsigned else 0
+                     for c in info.pk_columns)
+        return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
+                   tuple(k for k in kinds if k is not None) if wire else None, bits)
+
+
+INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
+
+
+def key_kind(col: Column) -> KeyKind | None:
+    if col.data_type in INTEGER_BITS:
+        return KeyKind("int", signed=not col.unsigned)
+    if col.data_type in ("char", "varchar") and col.charset in KEY_CODECS:
+        return KeyKind("str", codec=KEY_CODECS[col.charset])
+    if col.data_type == "binary":
+        width = re.search(r"\((\d+)\)", col.column_type)
+        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
+    if col.data_type == "varbinary":
+        return KeyKind("bytes")
+    return None
 
 
 def packed_int(data: bytes, pos: int) -> tuple[int, int]:
@@ -92,8 +124,9 @@ def _string_spec(b0: int, b1: int) -> ColumnSpec:
     return ColumnSpec(PREFIXED, 2 if length > 255 else 1)
 
 
-def key_specs(shape: Shape, types: bytes, meta: bytes) -> list[ColumnSpec]:
+def key_specs(shape: TableShape, types: bytes, meta: bytes) -> list[ColumnSpec]:
     """Column specs for our table, with the key columns marked for decoding."""
+    assert shape.key_kinds is not None, "the wire reader reads only tables it can decode"
     if len(types) != shape.column_count:
         raise ReplicationError(
             f"the binlog has {len(types)} columns for {shape.table}, the table has "

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
-from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size, parse_keys
+from onlineddl.rowkeys import (
+    FIXED,
+    PREFIXED,
+    ColumnSpec,
+    Key,
+    KeyKind,
+    compile_parser,
+    decimal_size,
+)
+
+
+def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
+               images: int) -> list[tuple[Key, ...]]:
+    return compile_parser(specs, key_order, images)(data, 0, len(data))[0]
 
 SIGNED = KeyKind("int", signed=True)
 UNSIGNED = KeyKind("int", signed=False)
@@ -35,6 +49,10 @@ def test_insert_rows() -> None:
 def test_update_rows_report_both_keys_only_when_the_key_changed() -> None:
     data = row(1, b"a", b"x") + row(1, b"b", b"y") + row(3, b"a", b"x") + row(9, b"a", b"x")
     assert parse_keys(data, SPECS, [0], images=2) == [(1,), (3,), (9,)]
+    update = compile_parser(SPECS, [0], 2)
+    assert update(data, 0, len(data))[1] is True             # 3 -> 9 moved a row
+    same = row(1, b"a", b"x") + row(1, b"b", b"y")
+    assert update(same, 0, len(same)) == ([(1,)], False)     # the key stayed
 
 
 def test_composite_and_unsigned_keys_in_any_column_order() -> None:
