@@ -23,6 +23,7 @@ from onlineddl.config import (
     password_from_env,
 )
 from onlineddl.errors import EXIT_CODES, OnlineDDLError, UsageError
+from onlineddl.hooks import EVENTS
 from onlineddl.migration import Migration
 from onlineddl.plan import render
 from onlineddl.progress import TerminalBar
@@ -105,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="commands: " + "; ".join(
                            f"{name}: {text}" for name, text in control.COMMANDS.items()))
     k.add_argument("words", nargs="+", metavar="COMMAND",
-                   help="status | pause | resume | throttle | no-throttle | chunk-time=S | "
-                        "max-lag=S | postpone | unpostpone | abort | help")
+                   help=" | ".join(control.COMMANDS))
     k.add_argument("--control-socket", default=None, metavar="PATH",
                    help="the run's socket (default: from --database and --table)")
     k.add_argument("--json", action="store_true", help="`status` as JSON")
@@ -140,8 +140,7 @@ def _operator_args(m: argparse.ArgumentParser) -> None:
                    help="the copier waits while FILE exists")
     h = m.add_argument_group("hooks")
     h.add_argument("--hooks-dir", default=None, metavar="DIR",
-                   help="run executables named after events (startup, copy-done, "
-                        "before-cutover, success, failure, status) from DIR")
+                   help=f"run executables named after events ({', '.join(EVENTS)}) from DIR")
     h.add_argument("--hooks-timeout", type=float, default=HookConfig.timeout, metavar="S",
                    help="kill a hook still running after S seconds (a failure)")
     h.add_argument("--hooks-status-interval", type=float,

@@ -112,11 +112,6 @@ class HookRunner:
             found.append(path)
         return found
 
-    def describe(self) -> str:
-        names = [f"{e}: {', '.join(p.name for p in self.scripts(e))}" for e in EVENTS
-                 if self.scripts(e)]
-        return "; ".join(names) or "none"
-
     def run(self, event: str, env: Mapping[str, str]) -> bool:
         ok = True
         for path in self.scripts(event):

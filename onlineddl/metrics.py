@@ -18,13 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from onlineddl.errors import UsageError
-from onlineddl.progress import Snapshot
+from onlineddl.progress import Phase, Snapshot
 from onlineddl.throttle import HOLD_KINDS
 
 log = logging.getLogger(__name__)
 
-PHASES = ("preflight", "setup", "copy", "catchup", "checksum", "postponed", "cutover",
-          "cleanup", "done")
+PHASES = tuple(p.name.lower() for p in Phase)
 
 # name -> (help, value from the snapshot)
 GAUGES: dict[str, tuple[str, Callable[[Snapshot], float]]] = {

@@ -11,7 +11,6 @@ metrics.py) are consulted between units of work, in `tick()` and between copy ch
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import random
 import time
@@ -46,7 +45,7 @@ from onlineddl.flavor import BinlogPosition, MySQL, detect
 from onlineddl.hooks import Events
 from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_server, check_table
-from onlineddl.progress import HeadLag, Progress, TerminalBar
+from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
 from onlineddl.runlock import RunnerLock
 from onlineddl.statement import AlterPlan, parse_alter
 from onlineddl.table import (
@@ -62,18 +61,6 @@ from onlineddl.table import (
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
 
 log = logging.getLogger(__name__)
-
-
-class Phase(enum.IntEnum):
-    PREFLIGHT = 1
-    SETUP = 2
-    COPY = 3
-    CATCHUP = 4
-    CHECKSUM = 5
-    POSTPONED = 6
-    CUTOVER = 7
-    CLEANUP = 8
-    DONE = 9
 
 
 @dataclass(frozen=True)
@@ -493,6 +480,7 @@ class Migration:
         """tick() for the instant path: no applier and no checkpoint to look after."""
         if self.controls.state().abort_requested:
             raise Aborted("aborted by the operator (`ctl abort`); nothing was changed")
+        self.throttle.check_critical()
         self.runner_lock.check()
         self.progress.maybe_report()
 

@@ -8,6 +8,7 @@ above it.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -17,6 +18,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from onlineddl.flavor import BinlogPosition
+
+
+class Phase(enum.IntEnum):
+    """The lifecycle's phases in order (migration.py runs them; metrics and the status
+    line name them in lower case)."""
+
+    PREFLIGHT = 1
+    SETUP = 2
+    COPY = 3
+    CATCHUP = 4
+    CHECKSUM = 5
+    POSTPONED = 6
+    CUTOVER = 7
+    CLEANUP = 8
+    DONE = 9
 
 log = logging.getLogger("onlineddl.progress")
 

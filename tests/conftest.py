@@ -111,3 +111,12 @@ def _clear_faults() -> Iterator[None]:
     faults.clear()
     yield
     faults.clear()
+
+
+@pytest.fixture
+def sock() -> Iterator[str]:
+    """A short unix socket path (pytest's tmp_path can pass the 107-byte limit)."""
+    path = f"/tmp/odl-test-{uuid.uuid4().hex[:10]}.sock"
+    yield path
+    if os.path.lexists(path):
+        os.unlink(path)

@@ -16,18 +16,17 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import cli_env, connect, migrate_command, needs_local_server
-from workload import IntModel, assert_same_rows
+from workload import IntModel, assert_same_rows, make_tables
 
 from onlineddl import commands, control, faults
 from onlineddl.config import Dsn, HookConfig, MigrationConfig, Throttling, Tuning
-from onlineddl.errors import Aborted
+from onlineddl.errors import Aborted, ConnectionFailed
 from onlineddl.migration import Migration, Result
 
 ROWS = 3000
@@ -38,32 +37,15 @@ SMALL = Tuning(chunk_rows_initial=100, chunk_rows_min=50, chunk_rows_max=100,
 
 
 @pytest.fixture(autouse=True)
-def _clear_faults(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)   # changes are logged at INFO; tests read the log
-    faults.clear()
-    yield
-    faults.clear()
 
 
 @pytest.fixture
-def conn(server: Dsn, db: str) -> Iterator[Any]:
-    connection = connect(server, db)
-    model = IntModel(id_max=ROWS)
-    with connection.cursor() as cur:
-        for name in ("t", "mirror"):
-            cur.execute(model.create_sql(name))
-            cur.execute(model.seed_sql(name, ROWS))
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def sock() -> Iterator[str]:
-    """A short socket path (pytest's tmp_path can pass the 107-byte limit)."""
-    path = f"/tmp/odl-test-{uuid.uuid4().hex[:10]}.sock"
-    yield path
-    if os.path.lexists(path):
-        os.unlink(path)
+def conn(conn: Any) -> Any:
+    """conftest's connection, with the table and its mirror seeded."""
+    make_tables(conn, IntModel(id_max=ROWS), ROWS)
+    return conn
 
 
 def config(server: Dsn, db: str, sock: str | None = None, **kw: Any) -> MigrationConfig:
@@ -109,7 +91,7 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
 def status(path: str) -> dict[str, Any]:
     try:
         return dict(json.loads(control.send(path, "status json")))
-    except Exception:  # not listening yet
+    except ConnectionFailed:  # not listening yet (or any more)
         return {}
 
 

@@ -7,8 +7,6 @@ import os
 import socket
 import stat
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,44 +124,36 @@ def test_postpone_reasons(tmp_path: Path) -> None:
     assert c.postpone_reason(str(flag)) is None
 
 
-@pytest.fixture
-def sock_path() -> Iterator[str]:
-    path = f"/tmp/odl-unit-{uuid.uuid4().hex[:8]}.sock"
-    yield path
-    if os.path.lexists(path):
-        os.unlink(path)
-
-
-def test_socket_round_trip(sock_path: str) -> None:
+def test_socket_round_trip(sock: str) -> None:
     controls = Controls(chunk_time=0.5, max_lag=1.5)
-    server = ControlServer(sock_path, controls, lambda: {"phase": "copy"})
+    server = ControlServer(sock, controls, lambda: {"phase": "copy"})
     server.start()
     try:
-        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
-        assert control.send(sock_path, "pause").startswith("ok: copier paused")
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        assert control.send(sock, "pause").startswith("ok: copier paused")
         assert controls.state().paused
-        assert "phase: copy" in control.send(sock_path, "status")
-        assert '"paused": true' in control.send(sock_path, "status json")
-        assert "unpostpone" in control.send(sock_path, "help")
+        assert "phase: copy" in control.send(sock, "status")
+        assert '"paused": true' in control.send(sock, "status json")
+        assert "unpostpone" in control.send(sock, "help")
         with pytest.raises(UsageError, match="unknown command"):
-            control.send(sock_path, "bogus")
+            control.send(sock, "bogus")
     finally:
         server.close()
-    assert not os.path.exists(sock_path)
+    assert not os.path.exists(sock)
     with pytest.raises(ConnectionFailed, match="no onlineddl run is listening"):
-        control.send(sock_path, "status")
+        control.send(sock, "status")
 
 
-def test_stale_socket_is_removed_and_a_live_one_refused(sock_path: str) -> None:
+def test_stale_socket_is_removed_and_a_live_one_refused(sock: str) -> None:
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(sock_path)          # what a killed run leaves: a socket nobody listens on
+    dead.bind(sock)          # what a killed run leaves: a socket nobody listens on
     dead.close()
-    assert os.path.exists(sock_path)
-    server = ControlServer(sock_path, Controls(chunk_time=1, max_lag=1), dict)
+    assert os.path.exists(sock)
+    server = ControlServer(sock, Controls(chunk_time=1, max_lag=1), dict)
     server.start()
     try:
         with pytest.raises(UsageError, match="another process listens"):
-            ControlServer(sock_path, Controls(chunk_time=1, max_lag=1), dict).start()
+            ControlServer(sock, Controls(chunk_time=1, max_lag=1), dict).start()
     finally:
         server.close()
 
@@ -328,6 +318,15 @@ def test_hook_runner_names_order_failure_and_timeout(tmp_path: Path) -> None:
 def test_metric_names_and_families() -> None:
     names = {f.name for f in families(snapshot(throttle_reason="paused: x"), "d", "t")}
     assert names == set(METRIC_NAMES)
+    # Written out, as the README's metrics table lists them: a rename must show up here.
+    assert names == {
+        "onlineddl_rows_copied", "onlineddl_rows_estimate", "onlineddl_progress_ratio",
+        "onlineddl_copy_rate_rows_per_second", "onlineddl_eta_seconds",
+        "onlineddl_elapsed_seconds", "onlineddl_applier_backlog_keys",
+        "onlineddl_applier_applied_total", "onlineddl_applier_lag_seconds",
+        "onlineddl_phase", "onlineddl_throttled", "onlineddl_throttle_reason",
+        "onlineddl_cutover_postponed", "onlineddl_chunk_size_rows",
+        "onlineddl_cutover_attempts", "onlineddl_cutover_lock_seconds"}
     assert "onlineddl_rows_copied" in names and "onlineddl_applier_lag_seconds" in names
     by_name = {f.name: f for f in families(snapshot(throttle_reason="paused: x"), "d", "t")}
     phases = {s.labels["phase"]: s.value for s in by_name["onlineddl_phase"].samples}
