@@ -258,8 +258,13 @@ class Applier:
         """Backpressure: stop reading while the delta map is full, so memory stays
         bounded whatever the write rate. The binlog waits on the server meanwhile; the
         map drains as the flusher applies keys and the copier passes deferred ones."""
+        if len(self.delta) < self.tuning.max_backlog:
+            return
+        # Flush now rather than at the next interval, once: keys held back above the
+        # watermark cannot be flushed, and waking the flusher again every few ms would
+        # only re-sort the whole map; its own interval brings the next round.
+        self._wake.set()
         while len(self.delta) >= self.tuning.max_backlog and not self._stop.is_set():
-            self._wake.set()  # flush now rather than at the next interval
             self._stop.wait(0.005)
 
     # --- flushing --------------------------------------------------------------------

@@ -83,6 +83,12 @@ class Tuning:
             raise UsageError("--lock-wait-timeout must be at least 1 second")
         if not 1 <= self.copy_workers <= 32:
             raise UsageError("--copy-workers must be between 1 and 32")
+        # Not flags, but a zero here would hang the run (a full delta map of size 0
+        # never drains) or leave nobody to flush or compare.
+        if self.max_backlog < 1 or self.flush_workers < 1 or self.checksum_workers < 1 \
+                or self.flush_batch < 1:
+            raise UsageError("max_backlog, flush_batch, flush_workers and checksum_workers "
+                             "must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ other key types (DECIMAL, temporal) use the library's general decoder (binlog.py
 
 from __future__ import annotations
 
+import codecs
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class ColumnSpec:
 
 
 # (keys in row order, did any update move a row to another key)
+def _latin1_undefined(err: UnicodeError) -> tuple[str, int]:
+    """MySQL's latin1 is cp1252, except that the five bytes cp1252 leaves undefined (0x81,
+    0x8D, 0x8F, 0x90, 0x9D) are the control characters of the same number."""
+    assert isinstance(err, UnicodeDecodeError)
+    return "".join(chr(b) for b in err.object[err.start:err.end]), err.end
+
+
+LATIN1_ERRORS = "onlineddl-latin1"
+codecs.register_error(LATIN1_ERRORS, _latin1_undefined)
+
 KeyParser = Callable[[bytes, int, int], tuple[list[tuple[Key, ...]], bool]]
 
 
@@ -149,6 +160,8 @@ def _decode_expr(raw: str, key: KeyKind, size: int = 0) -> str:
         return f"unpack_from('<{code}', data, pos)[0]"
     if key.kind == "int":
         return f"from_bytes({raw}, 'little', signed={key.signed!r})"
+    if key.kind == "str" and key.codec == "cp1252":
+        return f"{raw}.decode('cp1252', {LATIN1_ERRORS!r})"
     if key.kind == "str":
         return f"{raw}.decode({key.codec!r})"
     return f"{raw}.ljust({key.pad}, b'\\x00')" if key.pad else raw

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from onlineddl.db import Session
 from onlineddl.errors import PreflightFailed, TableNotFound, UnsupportedTable
+from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import ident
 from onlineddl.statement import AlterPlan
 
@@ -204,16 +206,37 @@ def check_primary_key(info: TableInfo) -> None:
                 f"primary key column {col.name} uses character set {col.charset}, whose "
                 "binlog values onlineddl cannot read back exactly",
                 hint=f"supported key character sets: {', '.join(sorted(KEY_CODECS))}")
-    odd = [c.name for c in info.columns if not wire_sized(c)]
-    general_only = [c.name for c in info.pk_columns if c.data_type in ("binary", "varbinary")
-                    or (c.data_type in ("char", "varchar") and c.charset not in UTF8)]
-    if odd and general_only:
+    # The wire reader decodes integer, text and binary keys of tables whose every column
+    # it can step over; the rest go through the library's general decoder, which cannot
+    # read latin1 text or binary keys back exactly (composite keys included).
+    general = [c.name for c in info.columns if not wire_sized(c)] + \
+        [c.name for c in info.pk_columns if key_kind(c) is None]
+    unreadable = [c.name for c in info.pk_columns if c.data_type in ("binary", "varbinary")
+                  or (c.data_type in ("char", "varchar") and c.charset not in UTF8)]
+    if general and unreadable:
         raise UnsupportedTable(
-            f"{info.database}.{info.name} has column(s) {', '.join(odd)} whose binlog "
-            f"format onlineddl reads only through its general decoder, and key column(s) "
-            f"{', '.join(general_only)} that decoder cannot read back exactly",
+            f"{info.database}.{info.name} has column(s) {', '.join(general)} that "
+            f"onlineddl reads only through its general binlog decoder, and key column(s) "
+            f"{', '.join(unreadable)} that decoder cannot read back exactly",
             hint="use a utf8mb4 text or integer key, or convert the listed columns to "
                  "standard types first")
+
+
+INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
+
+
+def key_kind(col: Column) -> KeyKind | None:
+    """How the wire reader decodes this key column; None when it does not."""
+    if col.data_type in INTEGER_BITS:
+        return KeyKind("int", signed=not col.unsigned)
+    if col.data_type in ("char", "varchar") and col.charset in KEY_CODECS:
+        return KeyKind("str", codec=KEY_CODECS[col.charset])
+    if col.data_type == "binary":
+        width = re.search(r"\((\d+)\)", col.column_type)
+        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
+    if col.data_type == "varbinary":
+        return KeyKind("bytes")
+    return None
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ metadata for that column. This module turns a TABLE_MAP event into that layout
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from onlineddl.errors import ReplicationError
 from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size
-from onlineddl.table import KEY_CODECS, Column, TableInfo, wire_sized
+from onlineddl.table import INTEGER_BITS, TableInfo, key_kind, wire_sized
 
 # Column types (the table map's type bytes) and how their values are laid out.
 _FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
@@ -48,22 +47,6 @@ class TableShape:
                      for c in info.pk_columns)
         return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
                    tuple(k for k in kinds if k is not None) if wire else None, bits)
-
-
-INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
-
-
-def key_kind(col: Column) -> KeyKind | None:
-    if col.data_type in INTEGER_BITS:
-        return KeyKind("int", signed=not col.unsigned)
-    if col.data_type in ("char", "varchar") and col.charset in KEY_CODECS:
-        return KeyKind("str", codec=KEY_CODECS[col.charset])
-    if col.data_type == "binary":
-        width = re.search(r"\((\d+)\)", col.column_type)
-        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
-    if col.data_type == "varbinary":
-        return KeyKind("bytes")
-    return None
 
 
 def packed_int(data: bytes, pos: int) -> tuple[int, int]:

@@ -60,6 +60,8 @@ KEYS = {  # key type -> (value of row n, SQL that moves a key)
     "VARCHAR(40) CHARACTER SET utf8mb4": (lambda n: f"\u00e9-{n}-\U0001F600",
                                           "k = CONCAT(k, 'x')"),
     "CHAR(10) CHARACTER SET latin1": (lambda n: f"\u00e9{n}", "k = CONCAT(k, 'y')"),
+    # bytes 0x81 and 0x9D, which cp1252 leaves undefined and MySQL's latin1 does not
+    "VARCHAR(10) CHARACTER SET latin1": (lambda n: f"\x81{n}\x9d", "k = CONCAT(k, 'z')"),
     "BINARY(16)": (lambda n: n.to_bytes(2, "big") + b"\x00\xff", "k = REVERSE(k)"),
     "VARBINARY(20)": (lambda n: b"\xff\x00" + bytes([n]), "k = CONCAT(k, 0x00)"),
 }

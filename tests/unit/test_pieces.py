@@ -205,3 +205,15 @@ def test_general_decoder_tables_refuse_keys_it_cannot_read_back() -> None:
     check_primary_key(_info(latin1, plain))  # the wire reader decodes latin1 keys itself
     assert TableShape.of(_info(latin1, plain)).key_kinds is not None  # the wire reader
     assert TableShape.of(_info(utf8, inet6)).key_kinds is None        # the library
+
+
+def test_composite_keys_with_a_general_decoder_part_refuse_unreadable_parts() -> None:
+    day = Column("d", 0, "date", "date", None, None, False, False)
+    raw = Column("b", 1, "varbinary", "varbinary(8)", None, None, False, False)
+    text = Column("s", 1, "varchar", "varchar(8)", "utf8mb4", "utf8mb4_bin", False, False)
+    mixed = TableInfo("d", "t", (day, raw), ("d", "b"), "InnoDB", 0, "")
+    with pytest.raises(UnsupportedTable, match="b that decoder"):
+        check_primary_key(mixed)   # the DATE part sends the table to the general decoder
+    fine = TableInfo("d", "t", (day, text), ("d", "s"), "InnoDB", 0, "")
+    check_primary_key(fine)
+    assert TableShape.of(fine).key_kinds is None

@@ -89,3 +89,11 @@ def test_runs_of_fixed_columns_with_nulls_inside() -> None:
     full = image(0, struct.pack("<i", 7), b"\x01\x02", b"abc", b"12345678", b"\xff", ncols=6)
     holey = image(0b1000, struct.pack("<i", -7), b"\x01\x02", b"12345678", b"\x05", ncols=6)
     assert parse_keys(full + holey, specs, [0, 5], images=1) == [(7, 255), (-7, 5)]
+
+
+def test_latin1_keys_with_bytes_cp1252_leaves_undefined() -> None:
+    latin1 = KeyKind("str", codec="cp1252")
+    raw = b"\x81\x8d\xe9\x80"             # two undefined in cp1252, then e-acute and euro
+    data = image(0, bytes([len(raw)]) + raw, ncols=1)
+    assert parse_keys(data, [ColumnSpec(PREFIXED, 1, latin1)], [0], images=1) == \
+        [("\x81\x8d\u00e9\u20ac",)]
