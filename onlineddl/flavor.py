@@ -113,13 +113,6 @@ class MySQL:
         """ALGORITHM=INSTANT exists (MySQL 8.0.12+); the server decides per ALTER."""
         return self.version >= (8, 0, 12)
 
-    def required_settings(self) -> dict[str, str]:
-        """Global variables onlineddl needs, with the value it needs."""
-        return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
-
-    def replication_privilege_names(self) -> tuple[str, ...]:
-        return ("REPLICATION SLAVE", "REPLICATION CLIENT")
-
 
 class MariaDB(MySQL):
     name = "mariadb"
@@ -167,12 +160,6 @@ class MariaDB(MySQL):
     @property
     def supports_instant(self) -> bool:
         return True  # since 10.3; the server decides per ALTER
-
-    def required_settings(self) -> dict[str, str]:
-        return {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
-
-    def replication_privilege_names(self) -> tuple[str, ...]:
-        return ("REPLICATION SLAVE", "BINLOG MONITOR", "REPLICATION CLIENT")
 
 
 def replica_lag(rows: list[dict[str, Any]]) -> float | None:

@@ -39,14 +39,12 @@ from typing import Any
 
 import pymysql
 
-from onlineddl.config import Dsn
+from onlineddl.config import MAX_SOCKET_PATH, Dsn
 from onlineddl.errors import OnlineDDLError
 
 HOST = "127.0.0.1"
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 INSTALL_HINT = "apt-get install -y mariadb-server-core (or put mariadbd/mysqld on PATH)"
-# Linux limits a unix socket path to 108 bytes including the NUL.
-MAX_SOCKET_PATH = 107
 ACCESS_DENIED = 1045
 PORT_ATTEMPTS = 3
 

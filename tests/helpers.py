@@ -25,6 +25,27 @@ def connect(dsn: Dsn, database: str | None = None,
     return pymysql.connect(**params)
 
 
+def scalar(conn: Any, text: str) -> Any:
+    """The first column of the first row of `text`."""
+    with conn.cursor() as cur:
+        cur.execute(text)
+        return cur.fetchone()[0]
+
+
+def tables(conn: Any) -> set[str]:
+    """The tables of the connection's default database."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES")
+        return {r[0] for r in cur.fetchall()}
+
+
+def columns(conn: Any, table: str = "t") -> list[str]:
+    """A table's column names in order."""
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW COLUMNS FROM `{table}`")
+        return [r[0] for r in cur.fetchall()]
+
+
 def migrate_command(server: Dsn, db: str, alter: str, *extra: str, table: str = "t"
                     ) -> list[str]:
     """`python -m onlineddl migrate` for the test server, checksum repair off."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli_env, connect, migrate_command, needs_local_server
+from helpers import cli_env, columns, connect, migrate_command, needs_local_server, scalar, tables
 from workload import IntModel, assert_same_rows, make_tables
 
 from onlineddl import commands, control, faults
@@ -95,22 +95,7 @@ def status(path: str) -> dict[str, Any]:
         return {}
 
 
-def scalar(conn: Any, text: str) -> Any:
-    with conn.cursor() as cur:
-        cur.execute(text)
-        return cur.fetchone()[0]
 
-
-def columns(conn: Any, table: str = "t") -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW COLUMNS FROM `{table}`")
-        return [r[0] for r in cur.fetchall()]
-
-
-def tables(conn: Any) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SHOW TABLES")
-        return {r[0] for r in cur.fetchall()}
 
 
 def update_both(conn: Any, where: str, v: int) -> None:

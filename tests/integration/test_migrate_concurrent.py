@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from helpers import connect
-from workload import IntModel, Writers, assert_same_rows
+from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -25,15 +25,6 @@ SMALL_CHUNKS = Tuning(chunk_rows_initial=200, chunk_rows_min=50, chunk_rows_max=
 
 
 
-def make_table(conn, model: IntModel, table: str, rows: int) -> None:  # type: ignore[no-untyped-def]
-    with conn.cursor() as cur:
-        cur.execute(model.create_sql(table))
-        cur.execute(model.create_sql("mirror"))
-        if rows:
-            cur.execute(model.seed_sql(table, rows))
-            cur.execute(model.seed_sql("mirror", rows))
-
-
 def config(server: Dsn, db: str, alter: str, **kw) -> MigrationConfig:  # type: ignore[no-untyped-def]
     return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
                            tuning=kw.pop("tuning", SMALL_CHUNKS), **kw)
@@ -43,7 +34,7 @@ def test_writers_during_whole_migration(server: Dsn, db: str) -> None:
     rows = 6000
     model = IntModel(id_max=rows + 500)
     conn = connect(server, db)
-    make_table(conn, model, "t", rows)
+    make_tables(conn, model, rows)
     writers = Writers(server, db, "t", "mirror", model, threads=3)
     bursts = {"n": 0}
 
@@ -81,7 +72,7 @@ def test_dead_zone_burst_only(server: Dsn, db: str) -> None:
     rows = 3000
     model = IntModel(id_max=rows + 200)
     conn = connect(server, db)
-    make_table(conn, model, "t", rows)
+    make_tables(conn, model, rows)
     writers = Writers(server, db, "t", "mirror", model)
     faults.register("copy_start", lambda: writers.burst(400, seed=7))
     migrate(config(server, db, "ADD COLUMN c2 INT NULL"))
@@ -96,7 +87,7 @@ def test_chunk_boundary_writes_single_writer_per_boundary(server: Dsn, db: str) 
     rows = 2000
     model = IntModel(id_max=rows)
     conn = connect(server, db)
-    make_table(conn, model, "t", rows)
+    make_tables(conn, model, rows)
     writers = Writers(server, db, "t", "mirror", model)
     count = {"n": 0}
 
@@ -121,7 +112,7 @@ def test_backpressure_with_a_tiny_delta_map(server: Dsn, db: str) -> None:
     rows = 3000
     model = IntModel(id_max=rows + 200)
     conn = connect(server, db)
-    make_table(conn, model, "t", rows)
+    make_tables(conn, model, rows)
     writers = Writers(server, db, "t", "mirror", model, threads=3, pause=0.002)
     faults.register("copy_start", lambda: writers.burst(300, seed=5))
     tiny = dataclasses.replace(SMALL_CHUNKS, max_backlog=20, flush_workers=1)

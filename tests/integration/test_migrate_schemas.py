@@ -23,7 +23,7 @@ from typing import Any
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect
+from helpers import connect, tables
 from workload import commit_replaying, q
 
 from onlineddl import faults
@@ -461,11 +461,6 @@ def schema(conn: Conn, db: str, table: str) -> tuple[list[tuple[Any, ...]], list
         indexes = list(cur.fetchall())
     return columns, indexes
 
-
-def tables(conn: Conn) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SHOW TABLES")
-        return {r[0] for r in cur.fetchall()}
 
 
 def seed(conn: Conn, case: Case) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import cli_env, connect, migrate_command
+from helpers import cli_env, columns, connect, migrate_command, tables
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl.config import Dsn
@@ -54,16 +54,6 @@ def wait_for_commits(writers: Writers, more: int, timeout: float = 30) -> None:
         time.sleep(0.01)
 
 
-def tables(conn: Any) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SHOW TABLES")
-        return {r[0] for r in cur.fetchall()}
-
-
-def columns(conn: Any, table: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW COLUMNS FROM `{table}`")
-        return [r[0] for r in cur.fetchall()]
 
 
 def assert_finished(conn: Any, writers: Writers) -> None:

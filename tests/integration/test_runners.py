@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import connect
+from helpers import columns, connect
 from workload import IntModel, Writers, assert_same_rows
 
 from onlineddl.config import Dsn
@@ -46,11 +46,6 @@ def make(conn: Any, model: IntModel, table: str, mirror: str, rows: int) -> None
             cur.execute(model.create_sql(name))
             cur.execute(model.seed_sql(name, rows))
 
-
-def columns(conn: Any, table: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW COLUMNS FROM `{table}`")
-        return [r[0] for r in cur.fetchall()]
 
 
 def test_sixteen_runners_one_does_the_work(server: Dsn, db: str, tmp_path: Path) -> None:

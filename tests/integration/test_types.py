@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect
+from helpers import connect, scalar, tables
 from workload import commit_replaying, q
 
 from onlineddl import faults
@@ -527,16 +527,6 @@ def create_table_text(conn: Conn, table: str) -> str:
     return text.replace(f"CREATE TABLE {q(table)}", "CREATE TABLE <T>", 1)
 
 
-def tables(conn: Conn) -> set[str]:
-    with conn.cursor() as cur:
-        cur.execute("SHOW TABLES")
-        return {r[0] for r in cur.fetchall()}
-
-
-def scalar(conn: Conn, text: str) -> Any:
-    with conn.cursor() as cur:
-        cur.execute(text)
-        return cur.fetchone()[0]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -19,10 +19,12 @@ import time
 from typing import Any
 
 from helpers import connect
-from workload import IntModel, assert_same_rows
+from workload import IntModel, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.db import Session
+from onlineddl.flavor import detect
 from onlineddl.migration import Migration
 
 BLOCK_AT = 50     # the copier stops here in chunk 1 (ids 1..200)
@@ -32,12 +34,8 @@ DELETED = 150     # deleted while it waits; still visible to its read view
 def test_delete_during_a_chunk_read_is_not_lost(server: Dsn, db: str) -> None:
     model = IntModel(id_max=1000)
     conn = connect(server, db)
-    with conn.cursor() as cur:
-        for name in ("t", "mirror"):
-            cur.execute(model.create_sql(name))
-            cur.execute(model.seed_sql(name, 1000))
+    make_tables(conn, model, 1000)
     blocker = connect(server, db, autocommit=False)
-    faults.clear()
     faults.register("copy_start", lambda: hold_shadow_row(blocker))
     tuning = Tuning(chunk_rows_initial=200, chunk_rows_max=200, copy_workers=1,
                     lock_wait_timeout=20)
@@ -54,19 +52,16 @@ def test_delete_during_a_chunk_read_is_not_lost(server: Dsn, db: str) -> None:
             cur.execute("DELETE FROM t WHERE id = %s", (DELETED,))
             cur.execute("DELETE FROM mirror WHERE id = %s", (DELETED,))
             cur.execute("COMMIT")
-            cur.execute("SHOW MASTER STATUS")
-            file, pos = cur.fetchone()[:2]
+        control = Session(server, name="test")
+        head = detect(str(control.scalar("SELECT VERSION()"))).current_position(control)
+        control.close()
         applier = migration.applier
         assert applier is not None
-        deadline = time.monotonic() + 30
-        while (applier.received_position().file, applier.received_position().pos) < (file, pos):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        applier.wait_for(head, 30, "the delete")
         applier.flush_now()   # the applier's chance to act on the delete, before the copy
     finally:
         blocker.rollback()    # the copier goes on with its old read view
         runner.join(timeout=120)
-        faults.clear()
     assert "error" not in outcome, outcome.get("error")
     assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
 
