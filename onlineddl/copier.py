@@ -6,7 +6,8 @@ The price is that a chunk's read can miss a write that commits during it; the ap
 covers that, because it holds every key above the low watermark until the chunk
 containing it has completed.
 
-Chunks are copied by parallel workers, each on its own connection. Bounds are found in
+Chunks are copied by `copy_workers` workers (one by default), each on its own
+connection. Bounds are found in
 order by one session; the watermark only advances over the contiguous prefix of
 completed chunks, so a fast worker finishing chunk 5 before chunk 4 moves nothing.
 """
