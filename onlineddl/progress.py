@@ -128,8 +128,8 @@ class Progress:
 
     def maybe_report(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(self.snapshot())
+        if self.bar is not None and (force or self.bar.due()):  # a snapshot is not free
+            self.bar.update(self.snapshot(), force=force)
         if force or now - self._last >= self.interval:
             self._last = now
             log.info("%s", self.line())
@@ -202,11 +202,13 @@ class TerminalBar:
         return (f"[{bar}] {s.percent:5.1f}% {s.phase} {s.rows_copied}/~{s.rows_estimate} "
                 f"{s.rate:.0f} rows/s eta {eta} backlog {s.backlog}{state}")[:160]
 
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.min_interval
+
     def update(self, s: Snapshot, force: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last < self.min_interval and not force:
+        if not force and not self.due():
             return
-        self._last = now
+        self._last = time.monotonic()
         with self._lock:
             self._text = self.render(s)
             self._draw()
