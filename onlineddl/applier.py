@@ -161,6 +161,7 @@ class Applier:
         self._wake = threading.Event()
         self._error: OnlineDDLError | None = None
         self._threads: list[threading.Thread] = []
+        self._reader: BinlogReader | None = None
         self._session: Session | None = None
         self._extra_sessions: list[Session] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -186,6 +187,7 @@ class Applier:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.wake_reader()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._pool is not None:
@@ -220,18 +222,28 @@ class Applier:
     def _read_loop(self) -> None:
         restarts = 0
         while not self._stop.is_set():
-            reader = self.reader_factory(self.received)
+            before = self.received_position()
+            reader = self._reader = self.reader_factory(before)
             try:
                 self._consume(reader)
                 return
             except StreamReconnected:
-                restarts += 1
+                # Ten failures in a row end the run; one that read on counts as the first.
+                restarts = 1 if self.received_position() != before else restarts + 1
                 if restarts > 10:
                     raise
                 log.warning("binlog connection lost; reconnecting from %s", self.received)
                 self._stop.wait(min(5.0, 0.2 * 2 ** restarts))
             finally:
+                self._reader = None
                 reader.close()
+
+    def wake_reader(self) -> None:
+        """Someone waits for a position: the polling reader reads now, not at its
+        next interval."""
+        reader = self._reader
+        if reader is not None:
+            reader.wake()
 
     def _consume(self, reader: BinlogReader) -> None:
         pending: list[Keys] = []
@@ -352,6 +364,7 @@ class Applier:
         """Wait, bounded, until the reader has read past `target`."""
         deadline = time.monotonic() + timeout
         while not self.received_position().reached(target):
+            self.wake_reader()
             self.check()
             if time.monotonic() > deadline:
                 raise WaitTimeout(
@@ -378,6 +391,8 @@ class Applier:
                 flushed_once = True
             if reached and not len(self.delta):
                 return
+            if not reached:
+                self.wake_reader()
             self.check()
             if time.monotonic() > deadline:
                 raise WaitTimeout(

@@ -70,6 +70,8 @@ HEARTBEAT_SECONDS = 0.5
 class BinlogReader(Protocol):
     def items(self, stop: threading.Event) -> Iterator[Item]: ...
 
+    def wake(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -207,6 +209,9 @@ class LibraryReader:
         # The general decoder reads UNSIGNED as signed without full metadata.
         return tuple(v + (1 << bits) if bits and isinstance(v, int) and v < 0 else v
                      for v, bits in zip(key, self.shape.unsigned_bits, strict=True))
+
+    def wake(self) -> None:
+        """Nothing to do: this stream blocks at the head and sends events as they come."""
 
     def close(self) -> None:
         try:

@@ -135,6 +135,14 @@ class Tracker:
         if self._in_txn:
             return
         self.take(out)
-        if log_pos:
+        # Never backwards: a dump started by GTID reports the file's start first.
+        if log_pos and (self.file != self.position.file or log_pos > self.position.pos):
             self.position = BinlogPosition(self.file, log_pos, self._gtid_state)
         out.append(Commit(self.position))
+
+    def rewind(self) -> None:
+        """A new dump starts at `position`: forget a transaction read only in part."""
+        self._open = []
+        self._in_txn = False
+        self._pending_gtid = ""
+        self.file = self.position.file

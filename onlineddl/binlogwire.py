@@ -14,6 +14,13 @@ module knows and the key is an integer, text or binary; otherwise the library re
 (DECIMAL and temporal keys). Both yield the same items (`Keys`, `Commit`,
 `SchemaChange`) with the same position rules, and tests compare them event for event.
 
+The reader polls: each dump is non-blocking (the server sends what the binlog holds,
+then an EOF packet and hangs up), and the next one starts from where the last ended,
+`poll_interval` later or at once when someone waits for a position (`wake`). A
+blocking dump wakes the server's dump thread and this reader once per writer commit:
+with four writers at full speed that cost them about a quarter of their throughput,
+against about a tenth when polling ten times a second (scripts/bench, README).
+
 Protocol references: the MySQL/MariaDB client-server protocol (COM_BINLOG_DUMP,
 packet framing) and the binlog event layouts (header, QUERY, ROTATE, XID, GTID,
 TABLE_MAP, ROWS v1/v2, HEARTBEAT).
@@ -24,7 +31,7 @@ from __future__ import annotations
 import struct
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from onlineddl.binlogitems import GONE, MOVED, UPSERT, Item, Keys, Tracker
@@ -52,25 +59,29 @@ HEADER = struct.Struct("<IBIIIH")   # timestamp, type, server_id, size, log_pos,
 HEADER_LEN = 19
 MAX_PACKET = 0xFFFFFF
 COM_BINLOG_DUMP = 0x12
+DUMP_NON_BLOCK = 1                    # COM_BINLOG_DUMP flag: EOF at the end, no waiting
 READ_SIZE = 1 << 18
-# A read this small means events trickle in one transaction at a time; waiting a few
-# milliseconds before the next read lets them gather, so the reader wakes a few hundred
-# times a second instead of once per writer transaction.
-TRICKLE = 1 << 15
+
+Reopen = Callable[[BinlogPosition], tuple[DumpConnection, int]]
 
 
 class WireReader:
     """Reads row changes of one table from `start`, across transactions; see binlog.py
     for the items it yields and the position rules."""
 
-    trickle_wait = 0.005
+    poll_interval = 0.1
 
     def __init__(self, flavor: MySQL, shape: TableShape, start: BinlogPosition,
-                 conn: DumpConnection | None = None, crc: int = 0) -> None:
+                 conn: DumpConnection | None = None, crc: int = 0,
+                 reopen: Reopen | None = None) -> None:
         self.shape = shape
         self.txn = Tracker(flavor, shape.table, start)
         self._conn = conn
         self._crc = crc                      # checksum bytes at the end of each event
+        self._reopen = reopen                # the next dump; None: one stream, no polling
+        self._wake = threading.Event()
+        self._eof = False
+        self._head = start.pos               # end of the last event read in txn.file
         # table id -> key parsers for one and for two images (updates)
         self._ours: dict[int, tuple[KeyParser, KeyParser]] = {}
         self._maps: dict[bytes, tuple[int, tuple[KeyParser, KeyParser] | None]] = {}
@@ -79,27 +90,38 @@ class WireReader:
     @classmethod
     def open(cls, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
              server_id: int, heartbeat: float) -> WireReader:
-        """Connect and ask the server to stream the binlog from `start`."""
-        conn, crc = open_dump_connection(
-            dsn, *cls._dump_request(flavor, start, server_id), heartbeat=heartbeat)
-        return cls(flavor, shape, start, conn, crc)
+        """Connect and ask the server for the binlog from `start`: the first dump by
+        GTID on MariaDB, the polls after it by file and position (found by the first,
+        on the same server: a GTID start scans the binlog file from its beginning)."""
+        def dump(pos: BinlogPosition, by_gtid: bool) -> tuple[DumpConnection, int]:
+            return open_dump_connection(
+                dsn, *cls._dump_request(flavor, pos, server_id, by_gtid),
+                heartbeat=heartbeat)
+
+        conn, crc = dump(start, isinstance(flavor, MariaDB))
+        return cls(flavor, shape, start, conn, crc, reopen=lambda pos: dump(pos, False))
 
     @staticmethod
-    def _dump_request(flavor: MySQL, start: BinlogPosition, server_id: int
+    def _dump_request(flavor: MySQL, start: BinlogPosition, server_id: int, by_gtid: bool
                       ) -> tuple[list[tuple[str, tuple[Any, ...]]], bytes]:
         """Session variables to set, then the COM_BINLOG_DUMP payload."""
         settings: list[tuple[str, tuple[Any, ...]]] = [
             # 4 = understands GTID events; lower makes MariaDB rewrite them.
             ("SET @mariadb_slave_capability = 4", ())]
-        if isinstance(flavor, MariaDB):
+        if by_gtid and isinstance(flavor, MariaDB):
             settings += [("SET @slave_connect_state = %s", (flavor.start_gtid(start),)),
                          ("SET @slave_gtid_strict_mode = 1", ()),
                          ("SET @slave_gtid_ignore_duplicates = 0", ())]
             pos, name = 4, b""                # the server starts from the GTID state
         else:
             pos, name = start.pos, start.file.encode()
-        # position, flags (0: block at the end of the log), our server id, file name
-        return settings, struct.pack("<BIHI", COM_BINLOG_DUMP, pos, 0, server_id) + name
+        # position, flags, our server id, file name
+        return settings, struct.pack("<BIHI", COM_BINLOG_DUMP, pos, DUMP_NON_BLOCK,
+                                     server_id) + name
+
+    def wake(self) -> None:
+        """Someone waits for a position: start the next poll now, not at the interval."""
+        self._wake.set()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -108,18 +130,32 @@ class WireReader:
     # --- framing -----------------------------------------------------------------------
 
     def items(self, stop: threading.Event) -> Iterator[Item]:
-        """Items in binlog order. Each socket read is parsed in one pass over a bytes
-        object, every event read in place (by offset): at about 4 events a transaction,
-        a generator or a copy per packet was most of the reader's time."""
+        """Items in binlog order, one dump after another until `stop`."""
+        while not stop.is_set():
+            yield from self._dump(stop)
+            if self._reopen is None:
+                raise StreamReconnected("the server ended the binlog stream")
+            self.close()
+            self._conn = None
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            self.txn.rewind()
+            self._conn, self._crc = self._reopen(self.txn.position)
+            self._head = self.txn.position.pos
+
+    def _dump(self, stop: threading.Event) -> Iterator[Item]:
+        """One dump, up to the server's EOF. Each socket read is parsed in one pass over
+        a bytes object, every event read in place (by offset): at about 4 events a
+        transaction, a generator or a copy per packet was most of the reader's time."""
         assert self._conn is not None, "open() the reader first"
         read = self._conn.read_chunk
         buf = bytearray()
         need = 4                              # bytes to have before parsing again
+        self._eof = False
         while not stop.is_set():
-            chunk = read(READ_SIZE)
-            buf += chunk
-            if len(chunk) < TRICKLE and self.trickle_wait:
-                stop.wait(self.trickle_wait)
+            buf += read(READ_SIZE)
             if len(buf) < need:
                 continue
             data = bytes(buf)
@@ -134,12 +170,14 @@ class WireReader:
                 raise
             del buf[:used]
             yield from out
+            if self._eof:
+                return
 
     def parse(self, data: bytes, out: list[Item]) -> tuple[int, int]:
         """Handle every whole packet in `data`; return the bytes used and how many the
         next, incomplete packet needs (counted from the first unused byte)."""
         pos, end = 0, len(data)
-        while end - pos >= 4:
+        while end - pos >= 4 and not self._eof:
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             if length == MAX_PACKET:          # a payload of 16 MB or more: rare
                 payload, after = self._joined(data, pos)
@@ -180,7 +218,10 @@ class WireReader:
         elif kind == 0xFF:
             self._raise_error(data[start:end])
         elif kind == 0xFE and end - start < 9:
-            raise StreamReconnected("the server ended the binlog stream")
+            # The end of a non-blocking dump: everything the binlog held is read. Like a
+            # heartbeat, it tells waiters the reader is at the head.
+            self._eof = True
+            self.txn.heartbeat(self._head, out)
         else:
             raise ReplicationError(f"unexpected binlog packet 0x{kind:02x}")
 
@@ -203,6 +244,8 @@ class WireReader:
         _, etype, server_id, size, log_pos, _ = HEADER.unpack_from(data, at)
         body, body_end = at + HEADER_LEN, at + size - self._crc
         txn = self.txn
+        if log_pos > self._head:              # artificial events have log_pos 0
+            self._head = log_pos
         if etype in ROWS:
             parsers = self._ours.get(int.from_bytes(data[body:body + 6], "little"))
             if parsers is not None:
@@ -222,6 +265,7 @@ class WireReader:
             txn.heartbeat(log_pos if etype == HEARTBEAT else 0, out)
         elif etype == ROTATE:
             txn.file = data[body + 8:body_end].decode()
+            self._head = int.from_bytes(data[body:body + 8], "little")
         elif etype == FORMAT_DESCRIPTION:
             # Always ends with the checksum algorithm and four checksum bytes.
             self._crc = 4 if data[at + size - 5] != 0 else 0

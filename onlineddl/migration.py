@@ -363,6 +363,7 @@ class Migration:
     def _wait_for_head(self, applier: Applier, head: BinlogPosition, deadline: float) -> None:
         while not (applier.received_position().reached(head)
                    and applier.backlog() <= self.tuning.flush_batch):
+            applier.wake_reader()
             self.tick()
             if time.monotonic() > deadline:
                 raise WaitTimeout(

@@ -106,7 +106,6 @@ class Chunks:
 def read_all(data: bytes, size: int) -> list[Item]:
     start = BinlogPosition(FILE, 4, "")
     reader = WireReader(detect("8.0.36"), SHAPE, start, Chunks(data, size), crc=4)  # type: ignore[arg-type]
-    reader.trickle_wait = 0
     out: list[Item] = []
     with pytest.raises(StreamReconnected):
         out.extend(reader.items(threading.Event()))
@@ -162,3 +161,77 @@ def test_column_layouts_from_table_map_metadata() -> None:
         ColumnSpec(FIXED, 8), ColumnSpec(FIXED, 5), ColumnSpec(FIXED, 2), ColumnSpec(FIXED, 1),
         ColumnSpec(PREFIXED, 2), ColumnSpec(PREFIXED, 2), ColumnSpec(PREFIXED, 4)]
     assert column_specs(bytes([242]), b"\x04") is None  # a type it does not know
+
+
+# --- polling: one non-blocking dump after another ---------------------------------------
+
+EOF_PACKET = b"\x05\x00\x00\x00\xfe\x00\x00\x02\x00"
+
+
+def rotate(pos: int, log_pos: int = 0) -> bytes:
+    return packet(4, struct.pack("<Q", pos) + FILE.encode(), log_pos)
+
+
+def polled(dumps: list[bytes], start: BinlogPosition) -> tuple[list[Item], list[BinlogPosition]]:
+    """Read `dumps` as successive polls; return the items and where each poll started."""
+    asked: list[BinlogPosition] = []
+    rest = list(dumps[1:])
+
+    def reopen(pos: BinlogPosition) -> tuple[Chunks, int]:
+        asked.append(pos)
+        if not rest:
+            raise StreamReconnected("no more polls in this test")
+        return Chunks(rest.pop(0), 7), 4
+
+    reader = WireReader(detect("8.0.36"), SHAPE, start, Chunks(dumps[0], 7), crc=4,  # type: ignore[arg-type]
+                        reopen=reopen)  # type: ignore[arg-type]
+    reader.poll_interval = 0
+    out: list[Item] = []
+    with pytest.raises(StreamReconnected, match="no more polls"):
+        out.extend(reader.items(threading.Event()))
+    return out, asked
+
+
+FIRST_TXN = [gtid(41), query("BEGIN", 300), table_map(108, b"orders"),
+             rows(30, 108, image(1, "a", b"x")), xid(900)]
+SECOND_TXN = [gtid(42), query("BEGIN", 1000), table_map(108, b"orders"),
+              rows(32, 108, image(6, "c", None)), xid(1200)]
+
+
+def test_each_poll_ends_at_the_head_and_the_next_starts_there() -> None:
+    start = BinlogPosition(FILE, 4, "")
+    # The first dump ends with an event that is not a commit (a PREVIOUS_GTIDS at 980):
+    # the head is after it, and the next poll must start there, not at the commit.
+    first = b"".join([rotate(4), fde(), *FIRST_TXN, packet(35, bytes(8), 980), EOF_PACKET])
+    # A dump by position starts with an artificial rotate and format description.
+    second = b"".join([rotate(980), fde(), *SECOND_TXN, EOF_PACKET])
+    idle = b"".join([rotate(1200), fde(), EOF_PACKET])
+    items, asked = polled([first, second, idle], start)
+    gtid41, gtid42 = f"{SID}:41", f"{SID}:42"
+    assert items == [
+        Keys([(1,)], UPSERT), Commit(BinlogPosition(FILE, 900, gtid41)),
+        Commit(BinlogPosition(FILE, 980, gtid41)),            # the first EOF: the head
+        Keys([(6,)], GONE), Commit(BinlogPosition(FILE, 1200, gtid42)),
+        Commit(BinlogPosition(FILE, 1200, gtid42)),           # second EOF
+        Commit(BinlogPosition(FILE, 1200, gtid42)),           # an idle poll: no change
+    ]
+    assert asked == [BinlogPosition(FILE, 980, gtid41), BinlogPosition(FILE, 1200, gtid42),
+                     BinlogPosition(FILE, 1200, gtid42)]
+
+
+def test_a_poll_ending_inside_a_transaction_reads_it_again_whole() -> None:
+    start = BinlogPosition(FILE, 4, "")
+    first = b"".join([rotate(4), fde(), *FIRST_TXN, *SECOND_TXN[:4], EOF_PACKET])
+    second = b"".join([rotate(900), fde(), *SECOND_TXN, EOF_PACKET])
+    items, asked = polled([first, second], start)
+    assert [i for i in items if isinstance(i, Keys)] == [Keys([(1,)], UPSERT),
+                                                         Keys([(6,)], GONE)]
+    assert asked[0] == BinlogPosition(FILE, 900, f"{SID}:41")
+    assert items[-1] == Commit(BinlogPosition(FILE, 1200, f"{SID}:42"))
+
+
+def test_a_dump_reporting_an_earlier_head_does_not_move_the_position_back() -> None:
+    # A dump by GTID starts from the beginning of the file: its rotate says 4.
+    start = BinlogPosition(FILE, 1200, f"{SID}:42")
+    items, _ = polled([b"".join([rotate(4), fde(), EOF_PACKET])], start)
+    assert items == [Commit(start)]
