@@ -62,7 +62,7 @@ COM_BINLOG_DUMP = 0x12
 DUMP_NON_BLOCK = 1                    # COM_BINLOG_DUMP flag: EOF at the end, no waiting
 READ_SIZE = 1 << 18
 
-Reopen = Callable[[BinlogPosition], tuple[DumpConnection, int]]
+Reopen = Callable[[BinlogPosition, int], tuple[DumpConnection, int]]
 
 
 class WireReader:
@@ -93,25 +93,28 @@ class WireReader:
         """Connect and ask the server for the binlog from `start`: the first dump by
         GTID on MariaDB, the polls after it by file and position (found by the first,
         on the same server: a GTID start scans the binlog file from its beginning)."""
-        def dump(pos: BinlogPosition, by_gtid: bool) -> tuple[DumpConnection, int]:
+        def dump(pos: BinlogPosition, by_gtid: bool, crc: int | None
+                 ) -> tuple[DumpConnection, int]:
             return open_dump_connection(
                 dsn, *cls._dump_request(flavor, pos, server_id, by_gtid),
-                heartbeat=heartbeat)
+                heartbeat=heartbeat, crc=crc)
 
-        conn, crc = dump(start, isinstance(flavor, MariaDB))
-        return cls(flavor, shape, start, conn, crc, reopen=lambda pos: dump(pos, False))
+        conn, crc = dump(start, isinstance(flavor, MariaDB), None)
+        # A poll goes on with the checksum length of the last format description read.
+        return cls(flavor, shape, start, conn, crc,
+                   reopen=lambda pos, crc: dump(pos, False, crc))
 
     @staticmethod
     def _dump_request(flavor: MySQL, start: BinlogPosition, server_id: int, by_gtid: bool
                       ) -> tuple[list[tuple[str, tuple[Any, ...]]], bytes]:
-        """Session variables to set, then the COM_BINLOG_DUMP payload."""
+        """User variables to set, then the COM_BINLOG_DUMP payload."""
         settings: list[tuple[str, tuple[Any, ...]]] = [
             # 4 = understands GTID events; lower makes MariaDB rewrite them.
-            ("SET @mariadb_slave_capability = 4", ())]
+            ("@mariadb_slave_capability = 4", ())]
         if by_gtid and isinstance(flavor, MariaDB):
-            settings += [("SET @slave_connect_state = %s", (flavor.start_gtid(start),)),
-                         ("SET @slave_gtid_strict_mode = 1", ()),
-                         ("SET @slave_gtid_ignore_duplicates = 0", ())]
+            settings += [("@slave_connect_state = %s", (flavor.start_gtid(start),)),
+                         ("@slave_gtid_strict_mode = 1", ()),
+                         ("@slave_gtid_ignore_duplicates = 0", ())]
             pos, name = 4, b""                # the server starts from the GTID state
         else:
             pos, name = start.pos, start.file.encode()
@@ -142,7 +145,7 @@ class WireReader:
             if stop.is_set():
                 return
             self.txn.rewind()
-            self._conn, self._crc = self._reopen(self.txn.position)
+            self._conn, self._crc = self._reopen(self.txn.position, self._crc)
             self._head = self.txn.position.pos
 
     def _dump(self, stop: threading.Event) -> Iterator[Item]:

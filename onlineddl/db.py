@@ -357,23 +357,30 @@ def binlog_connect_args(dsn: Dsn, heartbeat: float) -> dict[str, Any]:
 
 
 def open_dump_connection(dsn: Dsn, settings: Sequence[tuple[str, tuple[Any, ...]]],
-                         dump: bytes, *, heartbeat: float) -> tuple[DumpConnection, int]:
-    """Connect, announce checksums and the heartbeat, run `settings`, send COM_BINLOG_DUMP
-    (`dump` is its payload). Returns the stream and the checksum length of events."""
+                         dump: bytes, *, heartbeat: float, crc: int | None = None
+                         ) -> tuple[DumpConnection, int]:
+    """Connect, announce checksums and the heartbeat, set `settings` (user variable
+    assignments), send COM_BINLOG_DUMP (`dump` is its payload). Returns the stream and
+    the checksum length of events; with `crc` known (a poll after the first), the server
+    is not asked again. One SET for everything: a poll is a few round trips."""
     conn = None
     try:
         conn = connect(**binlog_connect_args(dsn, heartbeat))
         with conn.cursor() as cur:
-            cur.execute("SELECT @@global.binlog_checksum")
-            row = cur.fetchone()
-            crc = 0 if row is None or str(row[0]).upper() == "NONE" else 4
+            if crc is None:
+                cur.execute("SELECT @@global.binlog_checksum")
+                row = cur.fetchone()
+                crc = 0 if row is None or str(row[0]).upper() == "NONE" else 4
             # Declares that we read checksums (the server refuses otherwise) and asks for
             # heartbeats; MySQL 8.0.26+ reads the source_* names, older servers master_*.
-            for prefix in ("master", "source"):
-                cur.execute(f"SET @{prefix}_binlog_checksum = @@global.binlog_checksum")
-                cur.execute(f"SET @{prefix}_heartbeat_period = %s", (int(heartbeat * 1e9),))
-            for statement, params in settings:
-                cur.execute(statement, params)
+            assignments = [f"@{prefix}_{name}" for prefix in ("master", "source")
+                           for name in ("binlog_checksum = @@global.binlog_checksum",
+                                        "heartbeat_period = %s")]
+            params: list[Any] = [int(heartbeat * 1e9)] * 2
+            for assignment, values in settings:
+                assignments.append(assignment)
+                params.extend(values)
+            cur.execute("SET " + ", ".join(assignments), params)
         conn._execute_command(dump[0], dump[1:])
         return DumpConnection(conn), crc
     except pymysql.err.Error as exc:

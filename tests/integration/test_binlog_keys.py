@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
 from helpers import connect
 
 from onlineddl.binlog import GONE, MOVED, UPSERT, Commit, Keys, TableShape, open_reader
+from onlineddl.binlogwire import WireReader
 from onlineddl.config import Dsn
 from onlineddl.db import Session
 from onlineddl.flavor import detect
@@ -173,6 +175,46 @@ def test_wire_reader_follows_a_binlog_rotation_and_resumes_from_its_commits(
     shape = TableShape.of(load_table(control, db, "t"))
     assert read_keys(server, flavor, shape, start, end) == [(1,), (2,)]
     assert read_keys(server, flavor, shape, middle, end) == [(2,)]
+
+
+def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
+        server: Dsn, db: str) -> None:
+    """Each poll is a new dump from where the last ended; a waiter's wake starts one at
+    once (the interval here is far longer than the test). After FLUSH BINARY LOGS with
+    nothing written since, the head is in the new file: an EOF must report it."""
+    conn, control, flavor, start = table_at(server, db,
+                                            "CREATE TABLE t (id INT PRIMARY KEY, n INT)")
+    shape = TableShape.of(load_table(control, db, "t"))
+    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
+    assert isinstance(reader, WireReader)
+    reader.poll_interval = 600
+    items: list[object] = []
+    stop = threading.Event()
+
+    def reach(head: Any) -> None:
+        deadline = time.monotonic() + 20
+        while not any(isinstance(i, Commit) and i.position.reached(head) for i in items[-3:]):
+            assert time.monotonic() < deadline, f"no poll reached {head}"
+            reader.wake()
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=lambda: [items.append(i) for i in reader.items(stop)],
+                              daemon=True)
+    thread.start()
+    try:
+        with conn.cursor() as cur:
+            for n in range(1, 7):
+                cur.execute("INSERT INTO t VALUES (%s, 0)", (n,))
+                reach(flavor.current_position(control))
+                if n % 2:
+                    cur.execute("FLUSH BINARY LOGS")
+                    reach(flavor.current_position(control))
+    finally:
+        stop.set()
+        reader.wake()
+        thread.join(timeout=10)
+        reader.close()
+    assert [k for i in items if isinstance(i, Keys) for k in i.keys] == [(n,) for n in range(1, 7)]
 
 
 def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, end: object

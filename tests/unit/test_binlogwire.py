@@ -177,7 +177,8 @@ def polled(dumps: list[bytes], start: BinlogPosition) -> tuple[list[Item], list[
     asked: list[BinlogPosition] = []
     rest = list(dumps[1:])
 
-    def reopen(pos: BinlogPosition) -> tuple[Chunks, int]:
+    def reopen(pos: BinlogPosition, crc: int) -> tuple[Chunks, int]:
+        assert crc == 4, "a poll goes on with the checksum length read so far"
         asked.append(pos)
         if not rest:
             raise StreamReconnected("no more polls in this test")
