@@ -317,6 +317,15 @@ def _exhausted(err: OnlineDDLError, what: str, attempts: int) -> OnlineDDLError:
 _RECORDS_RE = re.compile(r"Records:\s*(\d+)")
 
 
+_MATCHED_RE = re.compile(r"Rows matched:\s*(\d+)")
+
+
+def rows_matched(info: str) -> int:
+    """Rows an UPDATE found (changed or not), from the server's info text; 0 if absent."""
+    match = _MATCHED_RE.search(info)
+    return int(match.group(1)) if match else 0
+
+
 def skipped_rows(info: str, affected: int) -> int:
     """Rows an `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE pk = pk` read but did not
     insert. The server's own "Duplicates:" count stays 0 for such no-op updates (checked

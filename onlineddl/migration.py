@@ -54,6 +54,7 @@ from onlineddl.table import (
     TableInfo,
     build_mapping,
     check_same_primary_key,
+    integer_key,
     load_table,
     present_artifacts,
     unique_keys,
@@ -290,7 +291,8 @@ class Migration:
         mapping = self._mapping()
         target = FlushTarget(self.db, source.name, shadow.name,
                              tuple(mapping.source_exprs()), mapping.target, shadow.pk,
-                             source.pk)
+                             source.pk, other_unique=bool(self._shadow_unique_keys()),
+                             integer_key=integer_key(source, shadow))
         shape = TableShape.of(source)
         server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
 

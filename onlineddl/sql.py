@@ -227,6 +227,49 @@ def replace_keys(
     return sql, params
 
 
+def update_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
+                target_cols: Sequence[str], source_pk: Sequence[str],
+                target_pk: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
+    """Update the target's existing rows for `keys` from the source's current rows, in
+    place. The source's rows are read with shared locks (the server takes them for the
+    read side of any multi-table UPDATE): like replace_keys, it waits for a transaction
+    whose binlog event arrived before its commit became visible.
+
+    Cheaper for the server than REPLACE (about 8 against 12-15 us of CPU a row here:
+    no failed insert first, no row written when nothing differs). It only updates, and
+    not the key columns (setting them makes the server buffer the whole update in a
+    temporary table): for integer keys only, where a matching key is the same key.
+    Rows missing from the target are left to replace_missing."""
+    tq, sq = qualified(database, target), qualified(database, source)
+    keyset = {c.lower() for c in target_pk}
+    sets = ", ".join(f"{tq}.{ident(t)} = {sq}.{e}"
+                     for e, t in zip(source_exprs, target_cols, strict=True)
+                     if t.lower() not in keyset)
+    join = " AND ".join(f"{tq}.{ident(t)} = {sq}.{ident(c)}"
+                        for c, t in zip(source_pk, target_pk, strict=True))
+    where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)
+    return f"UPDATE {tq} JOIN {sq} ON {join} SET {sets} WHERE {where}", params
+
+
+def replace_missing(database: str, source: str, target: str, source_exprs: Sequence[str],
+                    target_cols: Sequence[str], source_pk: Sequence[str],
+                    target_pk: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
+    """replace_keys for those of `keys` whose row the target does not have (the server
+    reads the target into a temporary table first: it is also the statement's target).
+    Not under LOCK TABLES, which would want the alias locked on its own."""
+    tq, sq = qualified(database, target), qualified(database, source)
+    probe = " AND ".join(f"x.{ident(t)} = {sq}.{ident(c)}"
+                         for c, t in zip(source_pk, target_pk, strict=True))
+    where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)
+    sql = (
+        f"REPLACE INTO {tq} ({column_list(target_cols)}) "
+        f"SELECT {', '.join(source_exprs)} FROM {sq} "
+        f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM {tq} AS x WHERE {probe}) "
+        "LOCK IN SHARE MODE"
+    )
+    return sql, params
+
+
 def checksum_chunk(
     database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
     lower: Key | None, upper: Key | None,

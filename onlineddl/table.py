@@ -307,6 +307,11 @@ def present_artifacts(session: Session, database: str, artifacts: Artifacts
     return {str(r[0]): str(r[1] or "") for r in rows}
 
 
+def integer_key(*tables: TableInfo) -> bool:
+    """Is every primary key column of these tables an integer?"""
+    return all(t.column(c).data_type in INTEGER_BITS for t in tables for c in t.pk)
+
+
 def unique_keys(session: Session, database: str, table: str) -> tuple[tuple[str, ...], ...]:
     """Column lists of the table's UNIQUE keys other than the primary key."""
     rows = session.query(

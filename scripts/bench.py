@@ -234,8 +234,9 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
         run_sql(dsn, f"UPDATE apply_t SET v = v + 1 WHERE id BETWEEN {lo} AND {lo + 49_999}")
     end = flavor.current_position(control)
     cols = tuple(c.name for c in info.columns)
+    # As a migration builds it for this table: an integer key, no other UNIQUE key.
     target = FlushTarget("bench", "apply_t", "apply_n", tuple(f"`{c}`" for c in cols), cols,
-                         info.pk)
+                         info.pk, other_unique=False, integer_key=True)
     shape = TableShape.of(info)
     watermark = Watermark()
     watermark.completed(Chunk(None, None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onlineddl import sql
+from onlineddl.db import rows_matched
 
 
 @pytest.mark.parametrize("name, quoted", [
@@ -63,6 +64,29 @@ def test_replace_keys_is_a_locking_read() -> None:
     text, params = sql.replace_keys("d", "t", "_t_new", ["`a`"], ["a"], ["id"], [(1,)])
     assert text.endswith("LOCK IN SHARE MODE")
     assert params == [1]
+
+
+def test_update_keys_joins_on_the_key_and_leaves_it_alone() -> None:
+    # A renamed key column (old_id -> id); only the other columns are set.
+    text, params = sql.update_keys("d", "t", "_t_new", ["`old_id`", "`a`"], ["id", "b"],
+                                   ["old_id"], ["id"], [(1,), (2,)])
+    assert text == ("UPDATE `d`.`_t_new` JOIN `d`.`t` ON `d`.`_t_new`.`id` = `d`.`t`.`old_id` "
+                    "SET `d`.`_t_new`.`b` = `d`.`t`.`a` WHERE `d`.`t`.`old_id` IN (%s, %s)")
+    assert params == [1, 2]
+
+
+def test_replace_missing_skips_rows_the_target_has_and_locks() -> None:
+    text, params = sql.replace_missing("d", "t", "_t_new", ["`id`", "`a`"], ["id", "a"],
+                                       ["id"], ["id"], [(3,)])
+    assert "NOT EXISTS (SELECT 1 FROM `d`.`_t_new` AS x WHERE x.`id` = `d`.`t`.`id`)" in text
+    assert text.startswith("REPLACE INTO `d`.`_t_new`")
+    assert text.endswith("LOCK IN SHARE MODE")
+    assert params == [3]
+
+
+def test_rows_matched_reads_the_update_info() -> None:
+    assert rows_matched("(Rows matched: 12  Changed: 3  Warnings: 0") == 12
+    assert rows_matched("") == 0
 
 
 def test_delete_above() -> None:
