@@ -2,7 +2,8 @@
 
 Every change is reduced to "this key changed", plus what its latest change did to the
 row. Flushing a key makes the shadow table's row for it equal the source's current row:
-re-read it from the source with a locking read and write it back (REPLACE), and, for a
+re-read it from the source with a locking read and write it back (REPLACE, or an
+UPDATE joined to the source where that is exact: see sync_keys), and, for a
 key whose latest change was a delete, remove the shadow's row if the source has none
 (an anti-join DELETE). That is idempotent, so replays after a resume are harmless, and
 it needs no decoding of column values.
