@@ -123,7 +123,7 @@ class FlushTarget:
 
 
 def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool,
-              gone: list[Key] | None = None, in_place: bool = True) -> None:
+              gone: list[Key] | None = None, in_place: bool = False) -> None:
     """Make the target's rows for `keys` equal the source's current rows: re-read and
     write the rows that exist, then delete the ones that no longer do (among `gone`
     when given, else among `keys`).
@@ -131,18 +131,18 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     Rows are written by REPLACE (not INSERT) also because a transaction that moves a
     unique value from one row to another can leave the target briefly holding the old
     owner; that owner is dirty too and is re-synced in turn. Without such a UNIQUE key,
-    rows the target has are updated in place, which costs the server about a third
-    less, and only a batch with rows the target lacks also runs the REPLACE (for those).
-    While another connection blocks writes with LOCK TABLES ... READ, `in_place` must be
-    False: a multi-table UPDATE waits for a write lock on every table it names. Under
-    LOCK TABLES held by `session`, `atomic` must be False: BEGIN would release them.
+    rows the target has can be updated in place (`in_place`), which costs the server
+    about a third less, and only a batch with rows the target lacks also runs the
+    REPLACE (for those). Not while writes are blocked by LOCK TABLES, ours or another
+    connection's: a multi-table UPDATE waits for a write lock on every table it names.
+    Under LOCK TABLES held by `session`, `atomic` must be False: BEGIN would release them.
     """
     src_pk = t.source_pk or t.pk
     gone = keys if gone is None else gone
     args = (t.database, t.source, t.target, t.source_exprs, t.target_cols)
 
     def run() -> None:
-        if keys and atomic and in_place and t.updates_in_place:
+        if keys and in_place and t.updates_in_place:
             _, info = session.execute_info(*sql.update_keys(*args, src_pk, t.pk, keys))
             if rows_matched(info) < len(keys):
                 session.execute(*sql.replace_missing(*args, src_pk, t.pk, keys))

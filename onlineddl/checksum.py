@@ -132,7 +132,9 @@ class Checksum:
             session = Session(self.dsn, name="repair", isolation="REPEATABLE READ")
             try:
                 for start in range(0, len(keys), 500):
-                    sync_keys(session, self.target, keys[start:start + 500], atomic=True)
+                    # Writes are not blocked any more: rows may be updated in place.
+                    sync_keys(session, self.target, keys[start:start + 500], atomic=True,
+                              in_place=True)
             finally:
                 session.close()
 
