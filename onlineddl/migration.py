@@ -103,6 +103,7 @@ class Migration:
         self.source: TableInfo | None = None
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
+        self.shadow_unique: tuple[tuple[str, ...], ...] | None = None
         self.applier: Applier | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
@@ -603,7 +604,10 @@ class Migration:
         return self.mapping
 
     def _shadow_unique_keys(self) -> tuple[tuple[str, ...], ...]:
-        return unique_keys(self._control(), self.db, self.names.shadow)
+        """Asked once: the applier and the copier both need them."""
+        if self.shadow_unique is None:
+            self.shadow_unique = unique_keys(self._control(), self.db, self.names.shadow)
+        return self.shadow_unique
 
     def drop_artifacts(self) -> None:
         """Drop the shadow, the checkpoint and a cutover sentry (never T or a real _T_old)."""
