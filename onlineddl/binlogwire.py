@@ -19,7 +19,7 @@ then an EOF packet and hangs up), and the next one starts from where the last en
 `poll_interval` later or at once when someone waits for a position (`wake`). A
 blocking dump wakes the server's dump thread and this reader once per writer commit:
 with four writers at full speed that cost them about a quarter of their throughput,
-against about a tenth when polling ten times a second (scripts/bench, README).
+against about a tenth when polling ten times a second (README, "How it works").
 
 Protocol references: the MySQL/MariaDB client-server protocol (COM_BINLOG_DUMP,
 packet framing) and the binlog event layouts (header, QUERY, ROTATE, XID, GTID,
