@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from helpers import connect
+import pytest
+from helpers import connect, scalar
 from workload import IntModel, assert_same_rows, make_tables
 
 from onlineddl import faults
+from onlineddl.applier import FlushTarget, sync_keys
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.flavor import detect
@@ -78,8 +81,10 @@ def run(migration: Migration, outcome: dict[str, Any]) -> None:
         outcome["error"] = exc
 
 
-def wait_for_lock_wait(conn: Any) -> None:
-    """Until the copier's INSERT ... SELECT waits for the blocker's row lock."""
+def wait_for_lock_wait(conn: Any, table: str = "_t_new",
+                       gave_up: Callable[[], bool] = lambda: False) -> None:
+    """Until a statement waits for a row lock on `table` (the copier's INSERT ... SELECT
+    for the blocker's row, by default); fails at once if `gave_up()` says it cannot."""
     deadline = time.monotonic() + 30
     with conn.cursor() as cur:
         while True:
@@ -87,7 +92,46 @@ def wait_for_lock_wait(conn: Any) -> None:
             # an earlier test also says "LOCK WAIT". (INNODB_TRX stayed empty here.)
             cur.execute("SHOW ENGINE INNODB STATUS")
             live = cur.fetchone()[2].split("\nTRANSACTIONS\n")[-1]
-            if "LOCK WAIT" in live and "_t_new" in live:
+            if "LOCK WAIT" in live and f"`{table}`" in live:
                 return
-            assert time.monotonic() < deadline, "the copier never blocked"
+            assert not gave_up(), "it finished without waiting for the lock"
+            assert time.monotonic() < deadline, "it never blocked"
             time.sleep(0.005)
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["update_join", "replace"])
+def test_a_flush_waits_for_a_change_not_yet_committed(server: Dsn, db: str,
+                                                      in_place: bool) -> None:
+    """The server sends a transaction's binlog events before other sessions' plain reads
+    can see it, so the applier may flush a key while its writer is still committing. The
+    flush must read the source with locks (wait, then see the committed row), not from a
+    snapshot (the old row, and the change would be lost until the key changed again).
+    Both ways of writing the shadow are held to it."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        cur.execute("CREATE TABLE _t_new LIKE t")
+        cur.execute("INSERT INTO t VALUES (1, 1), (2, 2)")
+        cur.execute("INSERT INTO _t_new SELECT * FROM t")
+    writer = connect(server, db, autocommit=False)
+    with writer.cursor() as cur:
+        cur.execute("UPDATE t SET v = 100 WHERE id = 1")    # not committed yet
+    target = FlushTarget(db, "t", "_t_new", ("`id`", "`v`"), ("id", "v"), ("id",),
+                         other_unique=False, integer_key=True)
+    assert target.updates_in_place
+    # READ COMMITTED, not the applier's REPEATABLE READ: there the server locks the read
+    # side of any REPLACE ... SELECT anyway, so only here does dropping the statement's
+    # own LOCK IN SHARE MODE fail this test (checked by hand).
+    session = Session(server, name="test", database=db, isolation="READ COMMITTED",
+                      lock_wait_timeout=20)
+    flusher = threading.Thread(target=sync_keys, args=(session, target, [(1,), (2,)]),
+                               kwargs={"atomic": True, "in_place": in_place})
+    flusher.start()
+    try:
+        wait_for_lock_wait(conn, "t", gave_up=lambda: not flusher.is_alive())
+        writer.commit()
+    finally:
+        writer.rollback()
+        flusher.join(timeout=30)
+        session.close()
+    assert scalar(conn, "SELECT v FROM _t_new WHERE id = 1") == 100
