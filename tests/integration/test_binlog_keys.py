@@ -189,17 +189,25 @@ def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
     assert isinstance(reader, WireReader)
     reader.poll_interval = 600
     items: list[object] = []
+    failed: list[BaseException] = []
     stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in reader.items(stop):
+                items.append(item)
+        except BaseException as exc:  # shown by reach() instead of a bare timeout
+            failed.append(exc)
 
     def reach(head: Any) -> None:
         deadline = time.monotonic() + 20
         while not any(isinstance(i, Commit) and i.position.reached(head) for i in items[-3:]):
+            assert not failed, f"the reader stopped: {failed[0]!r}"
             assert time.monotonic() < deadline, f"no poll reached {head}"
             reader.wake()
             time.sleep(0.01)
 
-    thread = threading.Thread(target=lambda: [items.append(i) for i in reader.items(stop)],
-                              daemon=True)
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
     try:
         with conn.cursor() as cur:
@@ -215,6 +223,7 @@ def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
         reader.wake()
         thread.join(timeout=10)
         reader.close()
+    assert not failed, f"the reader stopped: {failed[0]!r}"
     assert [k for i in items if isinstance(i, Keys) for k in i.keys] == [(n,) for n in range(1, 7)]
     # Polls after the first go by file and position; GTIDs must still be followed (a
     # resume on MariaDB starts from the GTID state).
