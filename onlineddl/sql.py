@@ -187,11 +187,17 @@ def delete_missing(database: str, source: str, target: str, source_pk: Sequence[
     (No aliases: MariaDB resolves a multi-table DELETE's alias in the default database.)"""
     tq, sq = qualified(database, target), qualified(database, source)
     where, params = key_in([f"{tq}.{ident(c)}" for c in target_pk], keys, quoted=True)
-    join = " AND ".join(f"{tq}.{ident(t)} = {sq}.{ident(c)}"
-                        for c, t in zip(source_pk, target_pk, strict=True))
-    sql = (f"DELETE {tq} FROM {tq} LEFT JOIN {sq} ON {join} "
+    sql = (f"DELETE {tq} FROM {tq} LEFT JOIN {sq} ON {_same_key(tq, sq, source_pk, target_pk)} "
            f"WHERE {where} AND {sq}.{ident(source_pk[0])} IS NULL")
     return sql, params
+
+
+def _same_key(target: str, source: str, source_pk: Sequence[str],
+              target_pk: Sequence[str]) -> str:
+    """Join condition: the target's row (`target`: a qualified name or alias) has the
+    source's row's key."""
+    return " AND ".join(f"{target}.{ident(t)} = {source}.{ident(c)}"
+                        for c, t in zip(source_pk, target_pk, strict=True))
 
 
 def delete_above(database: str, table: str, pk: Sequence[str], key: Key | None
@@ -212,19 +218,19 @@ def replace_keys(
     pk: Sequence[str],
     keys: Sequence[Key],
 ) -> tuple[str, Params]:
-    """Re-read the current source rows and write them to the target.
-
-    LOCK IN SHARE MODE makes this a locking read: a transaction whose binlog event we
-    already received may not be visible yet to a plain read (the binlog is sent before
-    the InnoDB commit completes); a locking read waits for it and sees its result.
-    """
+    """Re-read the current source rows and write them to the target."""
     where, params = key_in(pk, keys)
-    sql = (
-        f"REPLACE INTO {qualified(database, target)} ({column_list(target_cols)}) "
-        f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
-        f"WHERE {where} LOCK IN SHARE MODE"
-    )
-    return sql, params
+    return _replace_select(database, source, target, source_exprs, target_cols, where), params
+
+
+def _replace_select(database: str, source: str, target: str, source_exprs: Sequence[str],
+                    target_cols: Sequence[str], where: str) -> str:
+    """LOCK IN SHARE MODE makes this a locking read: a transaction whose binlog event we
+    already received may not be visible yet to a plain read (the binlog is sent before
+    the InnoDB commit completes); a locking read waits for it and sees its result."""
+    return (f"REPLACE INTO {qualified(database, target)} ({column_list(target_cols)}) "
+            f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
+            f"WHERE {where} LOCK IN SHARE MODE")
 
 
 def update_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
@@ -245,9 +251,8 @@ def update_keys(database: str, source: str, target: str, source_exprs: Sequence[
     sets = ", ".join(f"{tq}.{ident(t)} = {sq}.{e}"
                      for e, t in zip(source_exprs, target_cols, strict=True)
                      if t.lower() not in keyset)
-    join = " AND ".join(f"{tq}.{ident(t)} = {sq}.{ident(c)}"
-                        for c, t in zip(source_pk, target_pk, strict=True))
     where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)
+    join = _same_key(tq, sq, source_pk, target_pk)
     return f"UPDATE {tq} JOIN {sq} ON {join} SET {sets} WHERE {where}", params
 
 
@@ -258,16 +263,11 @@ def replace_missing(database: str, source: str, target: str, source_exprs: Seque
     reads the target into a temporary table first: it is also the statement's target).
     Not under LOCK TABLES, which would want the alias locked on its own."""
     tq, sq = qualified(database, target), qualified(database, source)
-    probe = " AND ".join(f"x.{ident(t)} = {sq}.{ident(c)}"
-                         for c, t in zip(source_pk, target_pk, strict=True))
     where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)
-    sql = (
-        f"REPLACE INTO {tq} ({column_list(target_cols)}) "
-        f"SELECT {', '.join(source_exprs)} FROM {sq} "
-        f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM {tq} AS x WHERE {probe}) "
-        "LOCK IN SHARE MODE"
-    )
-    return sql, params
+    probe = _same_key("x", sq, source_pk, target_pk)
+    absent = f"NOT EXISTS (SELECT 1 FROM {tq} AS x WHERE {probe})"
+    return _replace_select(database, source, target, source_exprs, target_cols,
+                           f"{where} AND {absent}"), params
 
 
 def checksum_chunk(
