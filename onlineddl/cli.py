@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--chunk-size-max", type=int, default=Tuning.chunk_rows_max)
     m.add_argument("--copy-workers", type=int, default=Tuning.copy_workers,
                    help="parallel chunk copiers (1 is gentlest on a busy server)")
+    m.add_argument("--nice-ratio", type=float, default=Tuning.nice_ratio, metavar="R",
+                   help="after each chunk, rest R times as long as it took (0: full speed; "
+                        "1: the copier works half the time); `ctl nice-ratio=R` changes it")
     m.add_argument("--wait-for-lock", type=float, default=0.0,
                    help="seconds to wait for another run on the same table")
     m.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
@@ -173,7 +176,7 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
     tuning = Tuning(chunk_time=args.chunk_time, chunk_rows_initial=args.chunk_size,
                     chunk_rows_min=min(Tuning.chunk_rows_min, args.chunk_size),
                     chunk_rows_max=max(args.chunk_size, args.chunk_size_max),
-                    copy_workers=args.copy_workers,
+                    copy_workers=args.copy_workers, nice_ratio=args.nice_ratio,
                     cutover_attempts=args.cutover_attempts,
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)

@@ -47,6 +47,9 @@ class Dsn:
         return f"{self.user}@{where}"
 
 
+MAX_NICE_RATIO = 100.0  # resting longer than this is a pause: `ctl pause`
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Knobs with defaults that suit a busy primary; each has a test that moves it."""
@@ -69,6 +72,7 @@ class Tuning:
     block_timeout: float = 5.0       # longest a drain may keep writes blocked
     checksum_chunk_rows: int = 10_000
     copy_workers: int = 1            # chunks copied side by side (2+ helps only with idle cores)
+    nice_ratio: float = 0.0          # after each chunk, rest this many times its copy time
     checksum_workers: int = 2        # parallel checksum readers (one snapshot each)
     repair_attempts: int = 3
 
@@ -83,6 +87,9 @@ class Tuning:
             raise UsageError("--lock-wait-timeout must be at least 1 second")
         if not 1 <= self.copy_workers <= 32:
             raise UsageError("--copy-workers must be between 1 and 32")
+        if not 0 <= self.nice_ratio <= MAX_NICE_RATIO:
+            raise UsageError(f"--nice-ratio must be between 0 and {MAX_NICE_RATIO:g} (0: full "
+                             "speed; 1: rest as long as each chunk took)")
         # Not flags, but a zero here would hang the run (a full delta map of size 0
         # never drains) or leave nobody to flush or compare.
         if self.max_backlog < 1 or self.flush_workers < 1 or self.checksum_workers < 1 \

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from onlineddl.config import MAX_NICE_RATIO
 from onlineddl.errors import ConnectionFailed, UsageError
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,13 @@ COMMANDS: dict[str, str] = {
     "no-throttle": "end `throttle`",
     "chunk-time=S": "target seconds per copy chunk from now on",
     "max-lag=S": "replica lag in seconds above which the copier waits",
+    "nice-ratio=R": "after each chunk the copier rests R times as long as it took (0: none)",
     "postpone": "hold the cutover (after the copy and checksum) until `unpostpone`",
     "unpostpone": "cut over as soon as possible, even while the postpone flag file exists",
     "abort": "stop the run cleanly; it stays resumable with --resume",
     "help": "list the commands",
 }
-VALUE_COMMANDS = {"chunk-time", "max-lag"}
+VALUE_COMMANDS = {"chunk-time", "max-lag", "nice-ratio"}
 TIMEOUT = 5.0  # seconds a client may take to send its line or read the reply
 
 
@@ -67,7 +69,11 @@ def parse_command(line: str) -> Command:
             value = float(arg)
         except ValueError:
             value = -1.0
-        if not value > 0:
+        if name == "nice-ratio":
+            if not 0 <= value <= MAX_NICE_RATIO:
+                raise UsageError(f"nice-ratio needs a number from 0 to {MAX_NICE_RATIO:g}, "
+                                 "e.g. nice-ratio=0.5 (0: no rest)")
+        elif not value > 0:
             raise UsageError(f"{name} needs a positive number of seconds, e.g. {name}=0.5")
         return Command(name, value)
     if name in COMMANDS and not arg:
@@ -85,14 +91,17 @@ class ControlState:
     abort_requested: bool
     chunk_time: float
     max_lag: float
+    nice_ratio: float = 0.0
 
 
 class Controls:
     """What the operator asked for; read by the run, changed by the socket (thread-safe)."""
 
-    def __init__(self, *, chunk_time: float, max_lag: float) -> None:
+    def __init__(self, *, chunk_time: float, max_lag: float, nice_ratio: float = 0.0
+                 ) -> None:
         self._lock = threading.Lock()
-        self._state = ControlState(False, False, False, False, False, chunk_time, max_lag)
+        self._state = ControlState(False, False, False, False, False, chunk_time, max_lag,
+                                   nice_ratio)
 
     def state(self) -> ControlState:
         with self._lock:
@@ -117,6 +126,7 @@ class Controls:
             "unpostpone": {"postponed": False, "unpostponed": True},
             "abort": {"abort_requested": True},
             "chunk-time": {"chunk_time": cmd.value}, "max-lag": {"max_lag": cmd.value},
+            "nice-ratio": {"nice_ratio": cmd.value},
         }
         return changes[cmd.name]
 
@@ -126,6 +136,8 @@ class Controls:
             return f"chunk time {before.chunk_time:g}s -> {cmd.value:g}s"
         if cmd.name == "max-lag":
             return f"max lag {before.max_lag:g}s -> {cmd.value:g}s"
+        if cmd.name == "nice-ratio":
+            return f"nice ratio {before.nice_ratio:g} -> {cmd.value:g}"
         return {
             "pause": "copier paused; `resume` continues",
             "resume": "copier resumed",

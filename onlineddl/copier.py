@@ -56,12 +56,12 @@ class Copier:
         self._sessions: list[Session] = []
         self._sessions_lock = threading.Lock()
 
-    def run(self, between_chunks: Callable[[], None]) -> None:
-        """Copy every chunk; `between_chunks` runs in this thread after each completed
-        chunk (progress, checkpoint, throttling, health checks)."""
+    def run(self, between_chunks: Callable[[float], None]) -> None:
+        """Copy every chunk; `between_chunks(seconds the chunk took)` runs in this thread
+        after each completed chunk (progress, checkpoint, throttling, pacing, health)."""
         faults.point("copy_start")
         workers = max(1, self.tuning.copy_workers)
-        pending: deque[tuple[Chunk, Future[None]]] = deque()
+        pending: deque[tuple[Chunk, Future[float]]] = deque()
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="copier") as pool:
                 while True:
@@ -73,15 +73,15 @@ class Copier:
                     wait([pending[0][1]], return_when=FIRST_COMPLETED)
                     while pending and pending[0][1].done():
                         chunk, future = pending.popleft()
-                        future.result()  # re-raises a worker's error here
+                        seconds = future.result()  # re-raises a worker's error here
                         self.watermark.completed(chunk)
                         faults.point("after_chunk")
-                        between_chunks()
+                        between_chunks(seconds)
         finally:
             for session in self._sessions:
                 session.close()
 
-    def _fill(self, pool: ThreadPoolExecutor, pending: deque[tuple[Chunk, Future[None]]],
+    def _fill(self, pool: ThreadPoolExecutor, pending: deque[tuple[Chunk, Future[float]]],
               depth: int) -> None:
         while len(pending) < depth:
             chunk = retry(self.chunker.next, what="finding the next chunk")
@@ -99,7 +99,8 @@ class Copier:
                 self._sessions.append(session)
         return session
 
-    def copy_chunk(self, chunk: Chunk) -> None:
+    def copy_chunk(self, chunk: Chunk) -> float:
+        """Copy one chunk; returns the seconds it took."""
         session = self._session()
         started = time.monotonic()
         text, params = sql.copy_range(
@@ -116,6 +117,7 @@ class Copier:
             self.stats.rows += rows
             self.stats.chunks += 1
             self.stats.seconds += elapsed
+        return elapsed
 
     def _check_unique_violations(self, session: Session) -> None:
         check_unique_violations(session, self.source, self.shadow, self.mapping,

@@ -48,6 +48,8 @@ GAUGES: dict[str, tuple[str, Callable[[Snapshot], float]]] = {
                             lambda s: 1.0 if s.throttle_reason else 0.0),
     "onlineddl_cutover_postponed": ("1 while the cutover is postponed",
                                     lambda s: 1.0 if s.postpone_reason else 0.0),
+    "onlineddl_copier_rested_seconds": ("Seconds the copier has rested (--nice-ratio)",
+                                        lambda s: s.rested_seconds),
     "onlineddl_chunk_size_rows": ("Rows in the copier's next chunk", lambda s: s.chunk_size),
     "onlineddl_cutover_attempts": ("Cutover attempts so far", lambda s: s.cutover_attempts),
     "onlineddl_cutover_lock_seconds": ("Seconds the cutover blocked writes",

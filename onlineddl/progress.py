@@ -57,6 +57,7 @@ class Snapshot:
     chunk_size: int              # rows in the copier's next chunk
     cutover_attempts: int
     write_block_seconds: float   # how long the cutover blocked writes
+    rested_seconds: float = 0.0  # the copier's rests so far (--nice-ratio)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +78,7 @@ class Progress:
     chunk_size: int = 0
     cutover_attempts: int = 0
     write_block_seconds: float = 0.0
+    rested_seconds: float = 0.0
     bar: TerminalBar | None = None
     started: float = field(default_factory=time.monotonic)
     copy_started: float | None = None
@@ -121,7 +123,8 @@ class Progress:
             throttle_reason=self.throttle_reason,
             postpone_reason=self.postpone_reason, chunk_size=self.chunk_size,
             cutover_attempts=self.cutover_attempts,
-            write_block_seconds=self.write_block_seconds)
+            write_block_seconds=self.write_block_seconds,
+            rested_seconds=round(self.rested_seconds, 3))
 
     def line(self) -> str:
         return status_line(self.snapshot())
@@ -141,6 +144,8 @@ def status_line(s: Snapshot) -> str:
     text = (f"{s.table}: phase={s.phase} copied={s.rows_copied}/~{s.rows_estimate} "
             f"({s.percent:.1f}%) rate={s.rate:.0f} rows/s eta={eta} backlog={s.backlog} "
             f"applied={s.applied} lag={lag} elapsed={s.elapsed_seconds:.1f}s")
+    if s.rested_seconds:
+        text += f" rested={s.rested_seconds:.1f}s"
     if s.throttle_reason:
         text += f" throttled=[{s.throttle_reason}]"
     if s.postpone_reason:

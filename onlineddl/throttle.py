@@ -223,9 +223,13 @@ def make_throttle(config: Throttling, dsn: Dsn, flavor: MySQL, controls: Control
 class CopyGate:
     """Holds the copier between chunks while the operator or the throttle says so."""
 
-    def __init__(self, controls: Controls, throttle: Throttle) -> None:
+    def __init__(self, controls: Controls, throttle: Throttle,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.controls = controls
         self.throttle = throttle
+        self._clock = clock
+        self._sleep = sleep
 
     def reason(self) -> Hold | None:
         state = self.controls.state()
@@ -234,6 +238,22 @@ class CopyGate:
         if state.throttled:
             return Hold("throttled", "`ctl throttle`; `ctl no-throttle` ends it")
         return self.throttle.hold()
+
+    def rest(self, chunk_seconds: float, tick: Callable[[], None], poll: float = 0.1
+             ) -> float:
+        """--nice-ratio: leave the server to the application for `nice_ratio` times the
+        time the last chunk took. The rest scales with the chunk's cost: a busier server
+        makes chunks slower and so the rests longer. The ratio is read at every poll, so
+        `ctl nice-ratio=0` ends a rest at once; `tick` keeps the run healthy meanwhile.
+        Returns the seconds rested."""
+        started = self._clock()
+        rested = 0.0
+        while (left := started + self.controls.state().nice_ratio * chunk_seconds
+               - self._clock()) > 0:
+            tick()
+            self._sleep(min(poll, left))
+            rested = self._clock() - started
+        return rested
 
     def wait(self, tick: Callable[[], None], show: Callable[[Hold | None], None],
              poll: float = 0.1) -> None:
@@ -247,7 +267,7 @@ class CopyGate:
         while hold is not None:
             show(hold)
             tick()
-            time.sleep(poll)
+            self._sleep(poll)
             current = self.reason()
             if current is not None and current.kind != hold.kind:
                 log.info("copier waits: %s", current)

@@ -297,6 +297,30 @@ def test_ctl_chunk_time_resizes_the_chunks(server: Dsn, db: str, conn: Any, sock
     assert "ctl chunk-time: chunk time 0.5s -> 0.0001s" in caplog.text
 
 
+def test_nice_ratio_rests_between_chunks_until_ctl_sets_it_to_0(
+        server: Dsn, db: str, conn: Any, sock: str, caplog: pytest.LogCaptureFixture) -> None:
+    rested: list[float] = []
+    holder: dict[str, Migration] = {}
+
+    def at_chunk() -> None:   # runs before the rest that follows this chunk
+        rested.append(holder["m"].progress.rested_seconds)
+        if len(rested) == 4:
+            assert status(sock)["nice_ratio"] == 2.0
+            control.send(sock, "nice-ratio=0")
+
+    faults.register("after_chunk", at_chunk)
+    tuning = Tuning(chunk_rows_initial=400, chunk_rows_min=400, chunk_rows_max=400,
+                    nice_ratio=2.0)
+    run = Run(config(server, db, sock, tuning=tuning))
+    holder["m"] = run.migration
+    run.join()
+    assert len(rested) >= 6
+    assert rested[0] == 0 and 0 < rested[1] < rested[2] < rested[3]
+    assert rested[3] == rested[-1] == run.migration.progress.rested_seconds
+    assert "ctl nice-ratio: nice ratio 2 -> 0" in caplog.text
+    assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
+
+
 # --- hooks ------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from helpers import connect
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
@@ -30,7 +31,8 @@ def config(server: Dsn, db: str, alter: str, **kw) -> MigrationConfig:  # type: 
                            tuning=kw.pop("tuning", SMALL_CHUNKS), **kw)
 
 
-def test_writers_during_whole_migration(server: Dsn, db: str) -> None:
+def test_writers_during_whole_migration(server: Dsn, db: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     rows = 6000
     model = IntModel(id_max=rows + 500)
     conn = connect(server, db)
@@ -65,6 +67,11 @@ def test_writers_during_whole_migration(server: Dsn, db: str) -> None:
         tables = {r[0] for r in cur.fetchall()}
     assert tables == {"t", "mirror", "_t_old"}
     assert result.rows_checked == n or result.rows_checked > 0
+    # Two workers on an AUTO_INCREMENT table: told when the server makes them take turns.
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.innodb_autoinc_lock_mode")
+        takes_turns = int(cur.fetchone()[0]) < 2
+    assert ("the extra workers only wait" in caplog.text) == takes_turns
 
 
 def test_dead_zone_burst_only(server: Dsn, db: str) -> None:

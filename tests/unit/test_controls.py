@@ -86,13 +86,17 @@ def test_config_validation_of_operator_options(kw: dict[str, Any]) -> None:
     ("no-throttle", control.Command("no-throttle")),
     ("unpostpone", control.Command("unpostpone")),
     ("abort", control.Command("abort")),
+    ("nice-ratio=0", control.Command("nice-ratio", 0.0)),
+    ("nice-ratio 2.5", control.Command("nice-ratio", 2.5)),
 ])
 def test_parse_command(line: str, expected: control.Command) -> None:
     assert parse_command(line) == expected
 
 
 @pytest.mark.parametrize("line", ["", "bogus", "pause now", "chunk-time", "chunk-time=0",
-                                  "chunk-time=-1", "max-lag=abc", "status xml"])
+                                  "chunk-time=-1", "max-lag=abc", "status xml",
+                                  "nice-ratio", "nice-ratio=-1", "nice-ratio=101",
+                                  "nice-ratio=nan"])
 def test_parse_command_refuses(line: str) -> None:
     with pytest.raises(UsageError):
         parse_command(line)
@@ -100,11 +104,12 @@ def test_parse_command_refuses(line: str) -> None:
 
 def test_every_command_changes_the_state_it_names() -> None:
     c = Controls(chunk_time=0.5, max_lag=1.5)
-    for line in ("pause", "throttle", "postpone", "chunk-time=0.2", "max-lag=9"):
+    for line in ("pause", "throttle", "postpone", "chunk-time=0.2", "max-lag=9",
+                 "nice-ratio=3"):
         c.apply(parse_command(line))
     s = c.state()
-    assert (s.paused, s.throttled, s.postponed, s.chunk_time, s.max_lag) == \
-        (True, True, True, 0.2, 9.0)
+    assert (s.paused, s.throttled, s.postponed, s.chunk_time, s.max_lag, s.nice_ratio) == \
+        (True, True, True, 0.2, 9.0, 3.0)
     for line in ("resume", "no-throttle", "unpostpone", "abort"):
         c.apply(parse_command(line))
     s = c.state()
@@ -244,6 +249,41 @@ def test_copy_gate_waits_for_every_reason_in_order() -> None:
     assert seen == ["paused", "throttled", "max-load", "-"]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_copy_gate_rests_nice_ratio_times_the_chunk_and_ticks_meanwhile() -> None:
+    controls = Controls(chunk_time=0.5, max_lag=1.5, nice_ratio=2.0)
+    clock = FakeClock()
+    gate = CopyGate(controls, FakeThrottle(), clock=lambda: clock.now, sleep=clock.sleep)
+    ticks: list[float] = []
+    rested = gate.rest(0.25, lambda: ticks.append(clock.now), poll=0.125)
+    assert rested == 0.5 and clock.slept == [0.125] * 4
+    assert len(ticks) == 4                          # the run stays healthy while resting
+    controls.apply(parse_command("nice-ratio=0"))
+    assert gate.rest(0.25, lambda: ticks.append(clock.now)) == 0.0
+    assert len(ticks) == 4                          # ratio 0: no rest, no extra tick
+
+
+def test_ctl_nice_ratio_0_ends_a_rest_at_once() -> None:
+    controls = Controls(chunk_time=0.5, max_lag=1.5, nice_ratio=50.0)
+    clock = FakeClock()
+    gate = CopyGate(controls, FakeThrottle(), clock=lambda: clock.now, sleep=clock.sleep)
+
+    def tick() -> None:     # the operator changes their mind before the third poll
+        if len(clock.slept) == 2:
+            controls.apply(parse_command("nice-ratio=0"))
+
+    assert gate.rest(1.0, tick, poll=0.125) == 0.375   # that poll ends, no other starts
+
+
 # --- hooks ----------------------------------------------------------------------------
 
 
@@ -326,6 +366,7 @@ def test_metric_names_and_families() -> None:
         "onlineddl_applier_applied_total", "onlineddl_applier_lag_seconds",
         "onlineddl_phase", "onlineddl_throttled", "onlineddl_throttle_reason",
         "onlineddl_cutover_postponed", "onlineddl_chunk_size_rows",
+        "onlineddl_copier_rested_seconds",
         "onlineddl_cutover_attempts", "onlineddl_cutover_lock_seconds"}
     assert "onlineddl_rows_copied" in names and "onlineddl_applier_lag_seconds" in names
     by_name = {f.name: f for f in families(snapshot(throttle_reason="paused: x"), "d", "t")}

@@ -153,6 +153,7 @@ def test_dsn_parse() -> None:
 @pytest.mark.parametrize("kw", [
     {"chunk_time": 0}, {"chunk_rows_min": 10, "chunk_rows_initial": 5},
     {"cutover_attempts": 0}, {"lock_wait_timeout": 0}, {"copy_workers": 0},
+    {"nice_ratio": -0.5}, {"nice_ratio": 101}, {"nice_ratio": float("nan")},
 ])
 def test_tuning_validation(kw: dict[str, float]) -> None:
     with pytest.raises(UsageError):
