@@ -79,12 +79,13 @@ def settle(dsn: Dsn, timeout: float = 60) -> None:
     conn.close()
 
 
-def onlineddl(dsn: Dsn, table: str, alter: str) -> tuple[float, float]:
+def onlineddl(dsn: Dsn, table: str, alter: str, options: tuple[str, ...] = ()
+              ) -> tuple[float, float]:
     """Run the CLI; return (seconds, peak RSS in MB of that process). Its log goes to
     <tmp>/onlineddl-bench-<table>.log, to see where the time went."""
     args = [sys.executable, "-m", "onlineddl", "migrate", "--host", dsn.host, "--port",
             str(dsn.port), "--user", dsn.user, "--database", "bench", "--table", table,
-            "--alter", alter, "--drop-old", "--progress-interval", "2"]
+            "--alter", alter, "--drop-old", "--progress-interval", "2", *options]
     log_path = os.path.join(tempfile.gettempdir(), f"onlineddl-bench-{table}.log")
     started = time.monotonic()
     with open(log_path, "w") as log_file:
@@ -191,7 +192,8 @@ def summarize(samples: list[tuple[float, float]], t0: float, t1: float) -> dict[
             "max_ms": 1000 * inside[-1]}
 
 
-def under_load(dsn: Dsn, rows: int, tool: str) -> dict[str, float]:
+def under_load(dsn: Dsn, rows: int, tool: str, options: tuple[str, ...] = ()
+               ) -> dict[str, float]:
     table = f"load_{tool.replace('-', '_')}"
     seed(dsn, table, rows)
     load = Load(dsn, table, rows)
@@ -201,7 +203,8 @@ def under_load(dsn: Dsn, rows: int, tool: str) -> dict[str, float]:
     time.sleep(4.0)                        # baseline window: no migration
     base1 = time.monotonic()
     alter = "ADD COLUMN extra INT NULL"
-    seconds = onlineddl(dsn, table, alter)[0] if tool == "onlineddl" else pt_osc(dsn, table, alter)
+    seconds = (onlineddl(dsn, table, alter, options)[0] if tool == "onlineddl"
+               else pt_osc(dsn, table, alter))
     mig1 = time.monotonic()
     samples = load.finish()
     base = summarize(samples, base0, base1)
@@ -284,7 +287,8 @@ def main() -> int:
     parser.add_argument("--load-rows", type=int, default=500_000)
     parser.add_argument("--scale", type=int, default=4, help="scale factor (x --rows)")
     parser.add_argument("--skip", default="",
-                        help="comma list: idle,load,applier,scale (sections), pt-osc")
+                        help="comma list: idle,load,applier,scale (sections), pt-osc, "
+                             "nice (the --nice-ratio run under load)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with LocalServer() as server:
@@ -326,17 +330,23 @@ def idle(dsn: Dsn, rows: int) -> list[str]:
     return lines
 
 
+# Under load: the default run, the same with the copier resting as long as it copies
+# (--nice-ratio 1, the knob that trades total time for the writers' share), then the peer.
+LOAD_RUNS = (("onlineddl", ()), ("onlineddl", ("--nice-ratio", "1")), ("pt-osc", ()))
+
+
 def loaded(dsn: Dsn, rows: int, skip: set[str]) -> list[str]:
     lines = []
-    for tool in ("onlineddl", "pt-osc"):
-        if tool in skip:
+    for tool, options in LOAD_RUNS:
+        if tool in skip or (options and "nice" in skip):
             continue
         if tool == "pt-osc" and not shutil.which("pt-online-schema-change"):
             lines.append("| under load: pt-online-schema-change | not installed |")
             continue
-        r = under_load(dsn, rows, tool)
+        r = under_load(dsn, rows, tool, options)
         lines.append(
-            f"| under load {rows:,} rows, 4 writers: {tool} | total {r['seconds']:.1f}s; "
+            f"| under load {rows:,} rows, 4 writers: {' '.join((tool, *options))} | "
+            f"total {r['seconds']:.1f}s; "
             f"writers kept {100 * r['share']:.0f}% of {r['base_tps']:,.0f} tx/s; p99 "
             f"{r['p99_ms']:.1f} ms (baseline {r['base_p99_ms']:.1f} ms, "
             f"{r['p99_ms'] / max(r['base_p99_ms'], 1e-9):.1f}x); longest stall "
