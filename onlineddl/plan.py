@@ -61,7 +61,8 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
     rate = sample.rows_per_second
     return Plan(config.database, config.table, config.alter, server, source, shadow,
                 mapping, instant, config.allow_instant, tuning, sample, chunks,
-                source.rows_estimate / rate if rate else None)
+                # --nice-ratio rests R times each chunk's copy time after it.
+                source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None)
 
 
 def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
@@ -145,7 +146,9 @@ def _estimate_lines(plan: Plan) -> list[str]:
     out = [f"  sample: copied {sample.rows} rows in {sample.seconds:.3f}s "
            f"({rate:.0f} rows/s on one connection, without concurrent load)"]
     if plan.copy_seconds is not None:
-        out.append(f"  copy: about {_duration(plan.copy_seconds)}, then catch-up, a "
+        rests = (f" (with the rests of --nice-ratio {plan.tuning.nice_ratio:g})"
+                 if plan.tuning.nice_ratio else "")
+        out.append(f"  copy: about {_duration(plan.copy_seconds)}{rests}, then catch-up, a "
                    "checksum pass over both tables, and the cutover")
     return out
 

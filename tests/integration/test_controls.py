@@ -444,9 +444,10 @@ def fingerprint(conn: Any) -> tuple[Any, ...]:
 def test_dry_run_prints_the_plan_and_changes_nothing(server: Dsn, db: str, conn: Any,
                                                      alter: str, instant: str) -> None:
     before = fingerprint(conn)
-    done = cli(server, db, "--dry-run", alter=alter)
+    done = cli(server, db, "--dry-run", "--nice-ratio", "1.5", alter=alter)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
+    assert "(with the rests of --nice-ratio 1.5)" in out
     assert "nothing was changed" in out
     assert "CREATE TABLE `_t_new`" in out
     assert "Column mapping (old -> new):" in out and "  id -> id" in out
