@@ -333,7 +333,8 @@ class Migration:
                 tick()
                 # Pause, throttling and rest hold only the copier: the applier has its
                 # own threads and keeps the shadow in sync meanwhile.
-                self.progress.rested_seconds += self.gate.rest(chunk_seconds, tick)
+                if not copier.chunker.done:  # no rest once no chunk is left to start
+                    self.progress.rested_seconds += self.gate.rest(chunk_seconds, tick)
                 self.gate.wait(tick, self._show_hold)
                 self._steer(copier.chunker)
 

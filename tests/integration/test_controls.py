@@ -417,7 +417,8 @@ def test_metrics_endpoint_parses_and_moves(server: Dsn, db: str, conn: Any) -> N
     assert second[("onlineddl_rows_copied", "")] > first[("onlineddl_rows_copied", "")] > 0
     assert first[("onlineddl_phase", "copy")] == 1.0
     assert first[("onlineddl_phase", "cutover")] == 0.0
-    assert first[("onlineddl_rows_estimate", "")] >= ROWS
+    # From the table's statistics, which InnoDB samples: near ROWS, not exactly (2999 seen).
+    assert ROWS / 2 <= first[("onlineddl_rows_estimate", "")] <= ROWS * 2
     for name in ("onlineddl_applier_backlog_keys", "onlineddl_applier_lag_seconds",
                  "onlineddl_throttled", "onlineddl_cutover_attempts",
                  "onlineddl_cutover_lock_seconds", "onlineddl_eta_seconds"):
