@@ -71,6 +71,7 @@ class Column:
     collation: str | None
     nullable: bool
     generated: bool       # stored/virtual generated columns are never written directly
+    auto_increment: bool = False
 
     @property
     def unsigned(self) -> bool:
@@ -133,7 +134,7 @@ def _load_columns(session: Session, database: str, table: str) -> tuple[Column, 
         # Not "GENERATED" alone: MySQL marks DEFAULT CURRENT_TIMESTAMP as DEFAULT_GENERATED.
         generated = bool(r[8]) or any(w in extra for w in ("VIRTUAL", "STORED", "PERSISTENT"))
         out.append(Column(str(r[0]), i, str(r[2]).lower(), str(r[3]).lower(),
-                          r[4], r[5], r[6] == "YES", generated))
+                          r[4], r[5], r[6] == "YES", generated, "AUTO_INCREMENT" in extra))
     return tuple(out)
 
 
