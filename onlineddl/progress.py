@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 from onlineddl.flavor import BinlogPosition
 
+log = logging.getLogger("onlineddl.progress")
+
 
 class Phase(enum.IntEnum):
     """The lifecycle's phases in order (migration.py runs them; metrics and the status
@@ -33,8 +35,6 @@ class Phase(enum.IntEnum):
     CUTOVER = 7
     CLEANUP = 8
     DONE = 9
-
-log = logging.getLogger("onlineddl.progress")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ class ColumnSpec:
     key: KeyKind | None = None
 
 
-# (keys in row order, did any update move a row to another key)
 def _latin1_undefined(err: UnicodeError) -> tuple[str, int]:
     """MySQL's latin1 is cp1252, except that the five bytes cp1252 leaves undefined (0x81,
     0x8D, 0x8F, 0x90, 0x9D) are the control characters of the same number."""
@@ -62,6 +61,7 @@ def _latin1_undefined(err: UnicodeError) -> tuple[str, int]:
 LATIN1_ERRORS = "onlineddl-latin1"
 codecs.register_error(LATIN1_ERRORS, _latin1_undefined)
 
+# (keys in row order, did any update move a row to another key)
 KeyParser = Callable[[bytes, int, int], tuple[list[tuple[Key, ...]], bool]]
 
 
