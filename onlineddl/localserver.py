@@ -80,6 +80,12 @@ class Layout:
         return self.root / "init.sql"
 
     @property
+    def tmpdir(self) -> Path:
+        # Its own: a starting mariadbd deletes the #sql* files in its tmpdir, which in a
+        # shared /tmp are other servers' live temporary tables.
+        return self.root / "tmp"
+
+    @property
     def state(self) -> Path:
         return self.root / "server.json"
 
@@ -378,6 +384,7 @@ class LocalServer:
 
     def _prepare(self, deadline: float) -> None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.tmpdir.mkdir(exist_ok=True)
         if len(str(self.layout.socket)) > MAX_SOCKET_PATH:
             raise LocalServerError(f"socket path too long: {self.layout.socket}",
                                    hint="use a shorter --datadir")
@@ -414,6 +421,7 @@ class LocalServer:
             str(self.flavor.server),
             "--no-defaults",  # must come first: never read /etc/mysql or ~/.my.cnf
             f"--datadir={lay.data}", f"--socket={lay.socket}", f"--pid-file={lay.pid_file}",
+            f"--tmpdir={lay.tmpdir}",
             f"--log-error={lay.error_log}", *_user_flag(),
             f"--port={self.port}", f"--bind-address={HOST}", "--skip-name-resolve",
             f"--server-id={self.server_id}", "--log-bin=binlog",
