@@ -77,7 +77,8 @@ class Cutover:
     def __init__(self, *, dsn: Dsn, flavor: MySQL, control: Session, database: str,
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
                  on_block: Callable[[BinlogPosition], None],
-                 is_owner: Callable[[], None]) -> None:
+                 is_owner: Callable[[], None],
+                 before_swap: Callable[[Session], None] = lambda session: None) -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -87,6 +88,9 @@ class Cutover:
         self.tuning = tuning
         self.on_block = on_block      # records cutover_started + drain position
         self.is_owner = is_owner      # raises if we lost the runner lock
+        # Runs after the drain under the write block, on a session that may change the
+        # shadow (the lock session where it holds the shadow, else the control session).
+        self.before_swap = before_swap
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -129,6 +133,7 @@ class Cutover:
         time.sleep(delay)
 
     def _attempt(self) -> None:
+        faults.point("cutover_attempt")
         if self.flavor.rename_under_lock:
             self._attempt_single()
         else:
@@ -146,6 +151,7 @@ class Cutover:
         faults.point("cutover_started")
         self.applier.drain(target, self.tuning.block_timeout, session=drain_via)
         self.drained_changes = self.applier.delta.received
+        self.before_swap(drain_via or self.control)
         faults.point("before_swap")
         return blocked_at
 

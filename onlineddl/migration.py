@@ -52,6 +52,7 @@ from onlineddl.table import (
     Artifacts,
     ColumnMapping,
     TableInfo,
+    auto_increment_counter,
     build_mapping,
     check_same_primary_key,
     integer_key,
@@ -434,10 +435,13 @@ class Migration:
     def cut_over(self) -> None:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
+        # Most of the counter is carried now; under the write block only what moved since.
+        self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
-                          is_owner=self.runner_lock.check)
+                          is_owner=self.runner_lock.check,
+                          before_swap=self._carry_auto_increment)
         try:
             cutover.run()
         finally:
@@ -560,6 +564,22 @@ class Migration:
         self._checkpoint().write(state)
         faults.point("after_checkpoint")
 
+    def _carry_auto_increment(self, session: Session) -> None:
+        """A plain ALTER keeps T's AUTO_INCREMENT counter, so ids of deleted or rolled
+        back rows are not handed out again; CREATE TABLE ... LIKE starts the shadow at 1
+        and the copy only takes it past the largest id. Raise the shadow's counter to
+        T's (never lower it). With AUTO_INCREMENT=N in the ALTER the shadow already has
+        what a plain ALTER gives: N, or past the largest id."""
+        shadow = self._shadow()
+        if self._plan().auto_increment is not None or \
+                not any(c.auto_increment for c in shadow.columns):
+            return
+        ours = auto_increment_counter(session, self.db, self.config.table)
+        theirs = auto_increment_counter(session, self.db, shadow.name) or 1
+        if ours is not None and ours > theirs:
+            session.execute(sql.set_auto_increment(self.db, shadow.name, ours))
+            log.info("AUTO_INCREMENT of %s carried over: %d", shadow.name, ours)
+
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
         state.cutover_started, state.drain, state.phase = True, drain, "cutover"
@@ -595,7 +615,20 @@ class Migration:
                                    hint="fix the ALTER; the original table is unchanged") \
                     from err
         self.shadow = load_table(control, self.db, self.names.shadow)
+        self._refuse_engine(self.shadow)
         check_same_primary_key(self._source(), self.shadow, self._mapping())
+
+    def _refuse_engine(self, shadow: TableInfo) -> None:
+        """Only InnoDB gives the consistent snapshots and transactional flushes the copy
+        and the checksum rely on. Checked before the instant path is chosen: MariaDB
+        takes ALGORITHM=INSTANT for an engine change on an empty table and would then
+        rebuild T itself under a lock."""
+        if shadow.engine.lower() != "innodb":
+            raise InvalidAlter(
+                f"the ALTER makes {self.config.table} a {shadow.engine} table; onlineddl "
+                "copies only into InnoDB (transactions and consistent snapshots)",
+                hint="change the engine with a plain ALTER TABLE outside onlineddl; the "
+                     "table is unchanged")
 
     def _alter_shadow_instantly(self) -> bool:
         """Can the server do the ALTER with ALGORITHM=INSTANT? Asked on the empty shadow

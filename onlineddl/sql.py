@@ -140,6 +140,11 @@ def alter_table(database: str, table: str, clauses: str, instant: bool = False) 
     return f"ALTER TABLE {qualified(database, table)} {clauses}{suffix}"
 
 
+def set_auto_increment(database: str, table: str, counter: int) -> str:
+    """Raise a table's AUTO_INCREMENT counter (InnoDB changes only metadata for this)."""
+    return f"ALTER TABLE {qualified(database, table)} AUTO_INCREMENT = {int(counter)}"
+
+
 def next_chunk_bound(
     database: str, table: str, cols: Sequence[str], lower: Key | None, rows: int
 ) -> tuple[str, Params]:

@@ -54,6 +54,9 @@ class AlterPlan:
     changes_primary_key: bool
     changes_charset: bool
     kinds: tuple[str, ...]
+    # AUTO_INCREMENT=N as a table option: a plain ALTER then sets the counter to N (or
+    # past the largest id) instead of keeping the table's own.
+    auto_increment: int | None = None
 
 
 def parse_alter(text: str, *, database: str, table: str) -> AlterPlan:
@@ -257,6 +260,7 @@ class _Builder:
     primary_key: bool = False
     charset: bool = False
     kinds: list[str] = field(default_factory=list)
+    auto_increment: int | None = None
 
     def build(self, clauses: str) -> AlterPlan:
         return AlterPlan(
@@ -264,7 +268,7 @@ class _Builder:
             dropped=frozenset(self.dropped), added=frozenset(self.added),
             modified=frozenset(self.modified), unique_keys_added=tuple(self.unique_keys),
             changes_primary_key=self.primary_key, changes_charset=self.charset,
-            kinds=tuple(self.kinds),
+            kinds=tuple(self.kinds), auto_increment=self.auto_increment,
         )
 
 
@@ -277,6 +281,7 @@ def _classify(c: _Clause, b: _Builder) -> None:
     elif first in _TABLE_OPTIONS or (first == "DEFAULT" and c.word(1) in _CHARSET_WORDS):
         b.kinds.append("table_option")
         b.charset |= _mentions_charset(_top_words(c.toks))
+        _auto_increment_option(c, b)
     else:
         raise c.refuse("unknown or unsupported ALTER clause", hint=_SUPPORTED)
 
@@ -284,6 +289,20 @@ def _classify(c: _Clause, b: _Builder) -> None:
 _SUPPORTED = ("supported: ADD/DROP/MODIFY/CHANGE [COLUMN], RENAME COLUMN/INDEX, ALTER COLUMN "
               "SET/DROP DEFAULT, ADD/DROP INDEX, ADD UNIQUE, ADD/DROP PRIMARY KEY, "
               "CONVERT TO CHARACTER SET, table options (ENGINE=, COMMENT=, ...), FORCE")
+
+
+def _auto_increment_option(c: _Clause, b: _Builder) -> None:
+    """`AUTO_INCREMENT [=] N` among a clause's table options (several may follow each
+    other without commas)."""
+    for i, tok in enumerate(c.toks):
+        if not tok.is_word("AUTO_INCREMENT"):
+            continue
+        at = i + 2 if i + 1 < len(c.toks) and c.toks[i + 1].is_punct("=") else i + 1
+        value = c.toks[at].text if at < len(c.toks) else ""
+        if not value.isdigit():
+            raise c.refuse("AUTO_INCREMENT needs a whole number",
+                           hint="write e.g. AUTO_INCREMENT=1000")
+        b.auto_increment = int(value)
 
 
 def _refuse_statement(c: _Clause) -> None:

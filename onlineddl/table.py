@@ -323,3 +323,19 @@ def unique_keys(session: Session, database: str, table: str) -> tuple[tuple[str,
     for index, column in rows:
         keys.setdefault(str(index), []).append(str(column))
     return tuple(tuple(v) for v in keys.values())
+
+
+_COUNTER = re.compile(r"\bAUTO_INCREMENT=(\d+)")
+
+
+def auto_increment_counter(session: Session, database: str, table: str) -> int | None:
+    """The table's next AUTO_INCREMENT value, or None without such a column. Read from
+    SHOW CREATE TABLE, which shows the live counter on both flavors (MySQL 8's
+    information_schema.TABLES caches it for information_schema_stats_expiry)."""
+    row = session.query_one(f"SHOW CREATE TABLE {ident(database)}.{ident(table)}")
+    text = str(row[1]) if row else ""
+    # Table options follow the column list's closing parenthesis; the counter comes
+    # before COMMENT=, so a comment cannot be mistaken for it.
+    options = text[text.rfind("\n)") + 2:]
+    match = _COUNTER.search(options)
+    return int(match.group(1)) if match else None

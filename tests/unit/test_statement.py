@@ -279,3 +279,19 @@ def test_semicolon_inside_strings_and_names_is_fine() -> None:
 def test_keywords_inside_strings_are_not_keywords() -> None:
     got = plan("ADD c VARCHAR(9) DEFAULT 'PARTITION' COMMENT 'FOREIGN KEY, LOCK, CHECK'")
     assert got.kinds == ("add_column",)
+
+
+@pytest.mark.parametrize(("alter", "counter"), [
+    ("ADD COLUMN c INT NULL", None),
+    ("ADD COLUMN id2 INT AUTO_INCREMENT UNIQUE", None),   # a column attribute, not the option
+    ("ENGINE=InnoDB AUTO_INCREMENT=5", 5),
+    ("AUTO_INCREMENT 77, ADD c INT", 77),
+    ("COMMENT='x' AUTO_INCREMENT = 9", 9),
+])
+def test_auto_increment_table_option(alter: str, counter: int | None) -> None:
+    assert parse_alter(alter, database="d", table="t").auto_increment == counter
+
+
+def test_auto_increment_needs_a_number() -> None:
+    with pytest.raises(InvalidAlter, match="whole number"):
+        parse_alter("AUTO_INCREMENT=x", database="d", table="t")
