@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from onlineddl import commands, control
+from onlineddl import __version__, commands, control
 from onlineddl.config import (
     Dsn,
     HookConfig,
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onlineddl", description="Online schema changes for MySQL and MariaDB.",
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+    parser.add_argument("--version", action="version", version=f"onlineddl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("migrate", help="ALTER a table online")

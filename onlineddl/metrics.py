@@ -6,8 +6,8 @@ Values are read from the run's snapshot at scrape time (a collector, not gauges 
 the run), so a scrape during the cutover or a long pause still sees current numbers.
 Every series carries `database` and `table` labels. The registry is private: nothing
 else a host process registers leaks into it, and two runs in one process do not clash.
-prometheus_client is an optional dependency (`pip install 'onlineddl[metrics]'`);
-without it only --metrics-port fails.
+prometheus_client is a regular dependency, imported only when --metrics-port asks for
+the endpoint.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class PrometheusMetrics:
             from prometheus_client import CollectorRegistry, start_http_server
         except ImportError as exc:
             raise UsageError("--metrics-port needs the prometheus_client package",
-                             hint="pip install 'onlineddl[metrics]'") from exc
+                             hint="pip install prometheus_client (an onlineddl "
+                                  "dependency)") from exc
 
         class RunCollector:
             def collect(self) -> Iterator[Any]:
