@@ -303,7 +303,9 @@ class LocalServer:
     """One throwaway server process, owned by this object (or by the CLI's server.json)."""
 
     def __init__(self, datadir: Path | None = None, port: int | None = None,
-                 server_id: int = 1) -> None:
+                 server_id: int = 1, extra_flags: tuple[str, ...] = ()) -> None:
+        """`extra_flags`: more server options, appended last (so they win), e.g.
+        ("--lower-case-table-names=1",) for a test of that setting."""
         self._owns_dir = datadir is None
         # resolve(): `stop` compares this path with the running server's command line.
         root = Path(tempfile.mkdtemp(prefix="onlineddl-server-")) if datadir is None \
@@ -312,6 +314,7 @@ class LocalServer:
         self._requested_port = port
         self.port: int | None = None
         self.server_id = server_id
+        self.extra_flags = extra_flags
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._flavor: Flavor | None = None
@@ -430,6 +433,7 @@ class LocalServer:
             # Throwaway data: durability costs fsyncs we do not need.
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
             "--max-connections=500", "--max-allowed-packet=64M",
+            *self.extra_flags,
         ]
 
     def _spawn(self, detach: bool) -> int:
