@@ -10,7 +10,6 @@ metrics.py) are consulted between units of work, in `tick()` and between copy ch
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import random
@@ -39,6 +38,7 @@ from onlineddl.errors import (
     InvalidAlter,
     OnlineDDLError,
     PreflightFailed,
+    ReplicationError,
     ResumeRefused,
     TableNotFound,
     TableVanished,
@@ -155,14 +155,14 @@ class Migration:
             self.cut_over()
             self.cleanup()
             return self.succeed(started)
-        except FINAL_ERRORS as err:
-            vanished = self._vanished(err)
-            self.discard_created()
-            self.events.fire("failure", vanished or err)
-            if vanished:
-                raise vanished from err
-            raise
         except OnlineDDLError as err:
+            vanished = self._vanished(err)
+            if vanished is not None or isinstance(err, FINAL_ERRORS):
+                self.discard_created()
+                self.events.fire("failure", vanished or err)
+                if vanished is not None:
+                    raise vanished from err
+                raise
             if self.phase >= Phase.COPY and self.phase < Phase.DONE:
                 note = "the run is resumable: run the same command with --resume"
                 err.hint = f"{err.hint}; {note}" if err.hint else note
@@ -200,8 +200,14 @@ class Migration:
         """From here on the run knows T by the server's stored names (with
         lower_case_table_names=1, `--table Orders` is `orders`): artifacts, the runner
         lock, messages and the binlog reader's table are all built from them."""
-        database, table = resolve_names(self._control(), self.config.database,
-                                        self.config.table)
+        try:
+            database, table = resolve_names(self._control(), self.config.database,
+                                            self.config.table)
+        except TableNotFound:
+            # A user without privileges on the database does not see it: say so.
+            check_privileges(self._control(), self._flavor(), self.config.database,
+                             Artifacts.for_table(self.config.table))
+            raise
         if (database, table) == (self.config.database, self.config.table):
             return
         log.info("the server stores %s.%s as %s.%s", self.config.database,
@@ -697,18 +703,23 @@ class Migration:
             log.warning("could not remove %s; use `onlineddl cleanup`", ", ".join(self.created))
 
     def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
-        """T not found after preflight found it: another session renamed or dropped it."""
-        if not isinstance(err, TableNotFound) or self.phase <= Phase.PREFLIGHT \
-                or self.phase >= Phase.CUTOVER or self.control is None:
+        """T gone after preflight found it (the copy's "no such table", or the applier's
+        DDL error, whichever comes first): another session renamed or dropped it.
+        Nothing can be resumed; the run's own tables are removed."""
+        if not isinstance(err, (TableNotFound, ReplicationError)) or self.control is None \
+                or not Phase.PREFLIGHT < self.phase < Phase.CUTOVER:
             return None
-        with contextlib.suppress(OnlineDDLError):
+        try:
             if self.names.table in present_artifacts(self.control, self.db, self.names):
                 return None
+        except OnlineDDLError:
+            return None   # cannot tell: report the error as it is
         return TableVanished(
             f"{self.db}.{self.config.table} disappeared during the run: another session "
             f"renamed or dropped it ({err.message})",
-            hint="no DDL on the table while onlineddl runs; the run's own tables were "
-                 "removed: once the table is back, start again")
+            hint="no DDL on the table while onlineddl runs; once the table is back under "
+                 "its name, start again (`onlineddl cleanup` removes anything of this run "
+                 "that is left)")
 
     def _describe_holder(self) -> str:
         try:
