@@ -77,6 +77,8 @@ BAD = [
         "does not exist", database="no_such`db"),
     Bad("database_name_with_trailing_space", "ADD COLUMN c INT NULL", TableNotFound,
         "does not exist", database="no_such_db "),
+    Bad("table_name_in_another_case", "ADD COLUMN c INT NULL", TableNotFound,
+        "did you mean --table t", table="T"),
     Bad("drop_primary_key_column", "DROP COLUMN id", InvalidAlter,
         "drops primary key column(s) id"),
     Bad("drop_primary_key", "DROP PRIMARY KEY", InvalidAlter, "changes the primary key"),

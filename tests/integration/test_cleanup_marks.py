@@ -19,7 +19,7 @@ import pytest
 from helpers import connect, tables
 
 from onlineddl import faults
-from onlineddl.commands import cleanup
+from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import (
     Aborted,
@@ -94,9 +94,26 @@ def test_user_tables_with_artifact_names_block_and_survive(server: Dsn, db: str,
     with pytest.raises(ResumeRefused) as resume:
         run(server, db, resume=True)
     assert "nothing to resume" in resume.value.message
+    assert "checkpoint: None" in status(server, db, "t"), "a user's _t_chkpnt is no checkpoint"
     assert tables(conn) == {"t", "_t_new", "_t_chkpnt"}
     assert rows(conn, "_t_new") == ((1, "mine"),)
     assert rows(conn, "_t_chkpnt") == ((2, "also mine"),)
+
+
+def test_names_differing_in_case_are_other_tables(server: Dsn, db: str, conn: Any) -> None:
+    """With lower_case_table_names=0, `T` and `_T_new` are not `t` nor its shadow."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@lower_case_table_names")
+        if cur.fetchone()[0] != 0:
+            pytest.skip("names are case-insensitive on this server")
+    execute(conn, "CREATE TABLE T (id INT PRIMARY KEY)", "CREATE TABLE _T_new (id INT PRIMARY KEY)",
+            "CREATE TABLE _T_old (id INT PRIMARY KEY)")
+    run(server, db, drop_old=True)
+    assert tables(conn) == {"t", "T", "_T_new", "_T_old"}
+    with pytest.raises(ArtifactsExist) as info:
+        migrate(MigrationConfig(dsn=server, database=db, table="T", alter=ALTER,
+                                repair=False, tuning=TUNING))
+    assert "_T_new" in info.value.message and "not made by onlineddl" in info.value.message
 
 
 def test_resume_does_not_adopt_a_users_shadow(server: Dsn, db: str, conn: Any) -> None:
@@ -201,3 +218,26 @@ def test_table_renamed_away_mid_copy(server: Dsn, db: str, conn: Any) -> None:
     assert f"{db}.t disappeared during the run" in info.value.message
     assert "--resume" not in str(info.value)
     assert tables(conn) == {"t_moved"}
+
+
+def test_resume_on_another_server_is_refused(server: Dsn, db: str, conn: Any) -> None:
+    """The checkpoint names the server it was written on; a failover's new primary (here:
+    the checkpoint rewritten to name another server) refuses the resume."""
+    die_at("after_chunk", 2)
+    with pytest.raises(Aborted):
+        run(server, db)
+    faults.clear()
+    with conn.cursor() as cur:
+        cur.execute("SELECT server_identity FROM _t_chkpnt")
+        recorded = cur.fetchone()[0]
+        assert recorded.startswith(("server_uuid=", "server_id="))
+        cur.execute("UPDATE _t_chkpnt SET server_identity = 'server_id=4242 gtid_domain_id=9'")
+    before = rows(conn, "_t_new")
+    with pytest.raises(ResumeRefused) as info:
+        run(server, db, resume=True)
+    assert "written on another server (server_id=4242 gtid_domain_id=9)" in info.value.message
+    assert "cleanup" in info.value.hint
+    assert rows(conn, "_t_new") == before, "a refused resume changes nothing"
+    with conn.cursor() as cur:
+        cur.execute("UPDATE _t_chkpnt SET server_identity = %s", (recorded,))
+    assert run(server, db, resume=True).resumed
