@@ -102,7 +102,10 @@ class Flavor:
     version: tuple[int, int, int]
     name = ""
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
+        """Create the data directory. `extra_flags`: the server's extra options, for
+        those the data directory must be created with."""
         raise NotImplementedError
 
     def init_sql(self) -> str:
@@ -119,7 +122,8 @@ class Flavor:
 class MariaDB(Flavor):
     name = "mariadb"
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
         install_db = _find_install_db(self.server)
         _run_init([
             str(install_db), "--no-defaults", f"--datadir={target}",
@@ -144,10 +148,13 @@ class MariaDB(Flavor):
 class MySQL(Flavor):
     name = "mysql"
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
+        # MySQL 8 fixes lower_case_table_names when the data dictionary is created.
+        case = tuple(f for f in extra_flags if f.startswith("--lower-case-table-names"))
         _run_init([
             str(self.server), "--no-defaults", "--initialize-insecure", f"--datadir={target}",
-            f"--init-file={layout.init_sql}", *_user_flag(),
+            f"--init-file={layout.init_sql}", *_user_flag(), *case,
         ], timeout)
 
     def flags(self) -> list[str]:
@@ -414,7 +421,7 @@ class LocalServer:
         shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(self.layout.data, ignore_errors=True)
         self.layout.init_sql.write_text(self.flavor.init_sql())
-        self.flavor.initialize(self.layout, target, timeout)
+        self.flavor.initialize(self.layout, target, timeout, self.extra_flags)
         target.rename(self.layout.data)
 
     def argv(self) -> list[str]:

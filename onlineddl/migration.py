@@ -251,9 +251,9 @@ class Migration:
     def _refuse_dropping_key_columns(self, source: TableInfo) -> None:
         """DROP COLUMN of a primary key column changes the primary key like DROP PRIMARY
         KEY does: the same refusal (exit 5), before anything is created."""
-        renamed = {k.lower() for k in self._plan().renames}
-        dropped = [c for c in source.pk if c.lower() in {d.lower() for d in
-                                                          self._plan().dropped} - renamed]
+        plan = self._plan()
+        gone = {d.lower() for d in plan.dropped} - {r.lower() for r in plan.renames}
+        dropped = [c for c in source.pk if c.lower() in gone]
         if dropped:
             raise InvalidAlter(f"the ALTER drops primary key column(s) {', '.join(dropped)}, "
                                "which changes the primary key; onlineddl does not support "
