@@ -97,14 +97,12 @@ def _left_by_setup(session: Session, database: str, names: Artifacts) -> bool:
     first row, i.e. while creating the shadow. A run creates the checkpoint first and
     refuses to start while a `_T_new` exists, so the shadow is that run's if it was
     created at or after the checkpoint and holds no row (nothing is lost either way)."""
-    times = dict(session.query(
+    times = {str(r[0]): r[1] for r in session.query(
         "SELECT TABLE_NAME, CREATE_TIME FROM information_schema.TABLES "
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN (%s, %s)",
-        (database, names.shadow, names.checkpoint)))
-    times = {str(k).lower(): v for k, v in times.items()}
-    shadow, checkpoint = times.get(names.shadow.lower()), times.get(names.checkpoint.lower())
-    if not isinstance(shadow, datetime.datetime) or not isinstance(checkpoint,
-                                                                   datetime.datetime):
+        (database, names.shadow, names.checkpoint))}
+    shadow, checkpoint = times.get(names.shadow), times.get(names.checkpoint)
+    if not (isinstance(shadow, datetime.datetime) and isinstance(checkpoint, datetime.datetime)):
         return False
     empty = session.query_one(f"SELECT 1 FROM {qualified(database, names.shadow)} LIMIT 1")
     return shadow >= checkpoint and empty is None
