@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
-from helpers import connect, tables
+from helpers import cli_env, connect, tables
 
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
@@ -241,3 +243,16 @@ def test_resume_on_another_server_is_refused(server: Dsn, db: str, conn: Any) ->
     with conn.cursor() as cur:
         cur.execute("UPDATE _t_chkpnt SET server_identity = %s", (recorded,))
     assert run(server, db, resume=True).resumed
+
+
+def test_cli_cleanup_drop_old_and_refusal_exit_codes(server: Dsn, db: str, conn: Any) -> None:
+    run(server, db)
+    base = [sys.executable, "-m", "onlineddl", "cleanup", "--host", server.host, "--port",
+            str(server.port), "--user", server.user, "--database", db, "--table", "t"]
+    execute(conn, *USER_TABLES[:2])
+    refused = subprocess.run([*base, "--drop-old"], env=cli_env(server), capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 14, refused.stderr
+    assert "left alone _t_new" in refused.stderr
+    assert "dropped " + db + "._t_old (--drop-old)" in refused.stderr
+    assert tables(conn) == {"t", "_t_new"}
