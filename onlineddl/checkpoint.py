@@ -3,6 +3,12 @@
 One row, replaced atomically in one statement. A binlog position is recorded only
 together with the watermark it is safe for (see applier.SafePoint). A checkpoint that
 cannot be written stops the run: carrying on would leave a resume point that lies.
+
+The table carries onlineddl's mark (its COMMENT, MARK): a table of the same name
+without it is someone else's, never read as a checkpoint nor dropped. The checkpoint
+also records what identifies the shadow this run created (leftovers.shadow_identity)
+and the server it ran on, so a resume adopts neither a user's `_T_new` nor another
+server's binlog position.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ from typing import Any
 
 from onlineddl import sql
 from onlineddl.db import Session, retry
-from onlineddl.errors import OnlineDDLError, ReplicationError
+from onlineddl.errors import DatabaseError, OnlineDDLError, ReplicationError, ResumeRefused
 from onlineddl.flavor import BinlogPosition
 from onlineddl.sql import Key
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
+ER_BAD_FIELD = 1054   # "Unknown column": a checkpoint of an older layout
+
+MARK = "onlineddl checkpoint"
+
+SCHEMA = """CREATE TABLE {table} (
   id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
   alter_text LONGTEXT NOT NULL,
   alter_hash CHAR(40) NOT NULL,
@@ -42,13 +52,15 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
   swapped TINYINT NOT NULL DEFAULT 0,
   runner VARCHAR(255) NOT NULL,
   started_at DATETIME(6) NOT NULL,
-  updated_at DATETIME(6) NOT NULL
-) ENGINE=InnoDB COMMENT='onlineddl checkpoint'"""
+  updated_at DATETIME(6) NOT NULL,
+  server_identity VARCHAR(255) NOT NULL DEFAULT '',
+  shadow_identity VARCHAR(255) NOT NULL DEFAULT ''
+) ENGINE=InnoDB COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
-           "started_at", "updated_at")
+           "started_at", "updated_at", "server_identity", "shadow_identity")
 
 
 def alter_hash(alter: str) -> str:
@@ -75,6 +87,8 @@ class State:
     started_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
     updated_at: datetime.datetime | None = None
+    server: str = ""     # the server the run started on (MySQL.server_identity)
+    shadow: str = ""     # the shadow this run created (leftovers.shadow_identity)
 
     @property
     def age_seconds(self) -> float:
@@ -93,9 +107,11 @@ class Checkpoint:
         self.session.execute(SCHEMA.format(table=self.qualified))
 
     def exists(self) -> bool:
-        return bool(self.session.scalar(
-            "SELECT COUNT(*) FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table)))
+        """Does our checkpoint exist (the table, carrying onlineddl's mark)?"""
+        rows = self.session.query(
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))
+        return any(r[1] == MARK for r in rows)
 
     def write(self, state: State) -> None:
         """Replace the one row; any failure stops the run."""
@@ -108,7 +124,7 @@ class Checkpoint:
             state.checksum_state, int(state.cutover_started),
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
-            state.started_at, now,
+            state.started_at, now, state.server, state.shadow,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
@@ -123,10 +139,21 @@ class Checkpoint:
         state.updated_at = now
 
     def read(self) -> State | None:
+        """The state, or None when there is no checkpoint of ours or it has no row yet
+        (the run died while setting up)."""
         if not self.exists():
             return None
-        rows = self.session.query_dicts(
-            f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+        try:
+            rows = self.session.query_dicts(
+                f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+        except DatabaseError as err:
+            if err.errno != ER_BAD_FIELD:
+                raise
+            raise ResumeRefused(
+                f"{self.table} was written by an older onlineddl version, which did not "
+                "record the server and the shadow table it created",
+                hint="finish or discard that run with the version that started it, or "
+                     "drop its tables by hand and start again") from err
         if not rows:
             return None
         r = rows[0]
@@ -140,7 +167,8 @@ class Checkpoint:
             copy_complete=bool(r["copy_complete"]), rows_copied=int(r["rows_copied"]),
             checksum_state=r["checksum_state"], cutover_started=bool(r["cutover_started"]),
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
-            started_at=r["started_at"], updated_at=r["updated_at"])
+            started_at=r["started_at"], updated_at=r["updated_at"],
+            server=r["server_identity"], shadow=r["shadow_identity"])
 
     def drop(self) -> None:
         self.session.execute(f"DROP TABLE IF EXISTS {self.qualified}")

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cleanup", help="remove artifacts of a dead run (never touches T)")
     _server_args(c)
+    c.add_argument("--drop-old", action="store_true",
+                   help="also drop _T_old, the original table an earlier successful run "
+                        "kept (only while T exists)")
 
     s = sub.add_parser("status", help="show the checkpoint and lock holder of a run")
     _server_args(s)
@@ -275,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ctl":
             run_ctl(args)
         elif args.command == "cleanup":
-            for line in commands.cleanup(dsn_from(args), args.database, args.table):
+            for line in commands.cleanup(dsn_from(args), args.database, args.table,
+                                         drop_old=args.drop_old):
                 log.info("%s", line)
         elif args.command == "status":
             print(commands.status(dsn_from(args), args.database, args.table, args.json))

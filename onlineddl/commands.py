@@ -5,58 +5,78 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from onlineddl import sql
+from onlineddl import leftovers, sql
 from onlineddl.checkpoint import Checkpoint
 from onlineddl.config import Dsn
-from onlineddl.cutover import SENTRY_COMMENT
 from onlineddl.db import Session
+from onlineddl.errors import ArtifactsExist
 from onlineddl.runlock import RunnerLock
-from onlineddl.table import Artifacts, present_artifacts
+from onlineddl.table import Artifacts, present_artifacts, resolve_names
 
 
-def cleanup(dsn: Dsn, database: str, table: str) -> list[str]:
-    """Remove the shadow, the checkpoint and a cutover sentry of a dead run.
+def cleanup(dsn: Dsn, database: str, table: str, *, drop_old: bool = False) -> list[str]:
+    """Remove what a dead run left: the shadow, the checkpoint and cutover guards, and
+    only those carrying onlineddl's mark (leftovers.py). Tables named like them that
+    are not onlineddl's are left alone and named (ArtifactsExist, exit 14).
 
-    Refuses while a runner holds the table. Never touches the table itself, nor a real
-    `_T_old` (after a swap that is the original data; drop it yourself when sure)."""
-    lock = RunnerLock(dsn, database, table)
-    lock.acquire(0)
-    names = Artifacts.for_table(table)
+    Refuses while a runner holds the table. Never touches the table itself; `_T_old`
+    (after a successful run: the original table) only with `drop_old`, and only while T
+    exists. Returns what it did, one line each."""
     session = Session(dsn, name="cleanup")
-    done: list[str] = []
     try:
-        present = _present(session, database, names)
-        for name in (names.shadow, names.checkpoint):
-            if name in present:
-                session.execute(f"DROP TABLE {sql.qualified(database, name)}")
-                done.append(f"dropped {database}.{name}")
-        for name in (names.sentry, names.swap):
-            if present.get(name) == SENTRY_COMMENT:
-                session.execute(f"DROP TABLE {sql.qualified(database, name)}")
-                done.append(f"dropped cutover guard {database}.{name}")
-        if names.old in present:
-            done.append(f"kept {database}.{names.old} (the original table of an earlier "
-                        "swap): drop it when you no longer need it")
-        if not done:
-            done.append(f"nothing to clean up for {database}.{table}")
+        database, table = resolve_names(session, database, table, must_exist=False)
+        lock = RunnerLock(dsn, database, table)
+        lock.acquire(0)
+        try:
+            return _cleanup(session, database, table, drop_old)
+        finally:
+            lock.release()
     finally:
         session.close()
-        lock.release()
-    return done
 
 
-def _present(session: Session, database: str, names: Artifacts) -> dict[str, str]:
-    found = present_artifacts(session, database, names)
-    found.pop(names.table, None)
-    return found
+def _cleanup(session: Session, database: str, table: str, drop_old: bool) -> list[str]:
+    names = Artifacts.for_table(table)
+    found = leftovers.survey(session, database, names)
+    done: list[str] = []
+    for name in found.ours:
+        session.execute(f"DROP TABLE {sql.qualified(database, name)}")
+        done.append(f"dropped {database}.{name}")
+    if found.old:
+        done.append(_old_table(session, database, names, drop_old))
+    elif drop_old:
+        done.append(f"--drop-old: there is no {database}.{names.old}")
+    if found.foreign:
+        raise ArtifactsExist(
+            f"left alone {', '.join(found.foreign)} in {database}: named like onlineddl's "
+            f"work tables for {table} but not made by onlineddl (no onlineddl mark; a "
+            "shadow table counts only with the checkpoint of the run that created it)"
+            + (f"; {'; '.join(done)}" if done else ""),
+            hint="if they are yours, keep them and rename them before migrating this "
+                 "table; otherwise drop them yourself once sure they hold nothing you need")
+    return done or [f"nothing to clean up for {database}.{table}"]
+
+
+def _old_table(session: Session, database: str, names: Artifacts, drop_old: bool) -> str:
+    old = f"{database}.{names.old}"
+    if not drop_old:
+        return (f"kept {old}: the original table of an earlier successful migration (or a "
+                "table of yours with that name); it blocks the next migration of "
+                f"{names.table}: drop it with --drop-old when you no longer need it")
+    if names.table not in present_artifacts(session, database, names):
+        raise ArtifactsExist(f"kept {old}: {database}.{names.table} does not exist, so "
+                             f"{names.old} may be the only copy of its data",
+                             hint=f"rename {names.old} back to {names.table} yourself")
+    session.execute(f"DROP TABLE {sql.qualified(database, names.old)}")
+    return f"dropped {old} (--drop-old)"
 
 
 def status(dsn: Dsn, database: str, table: str, as_json: bool = False) -> str:
     """The state of a running or dead run, read from the server."""
-    names = Artifacts.for_table(table)
     session = Session(dsn, name="status")
     try:
-        info = _status_info(session, database, table, names)
+        database, table = resolve_names(session, database, table, must_exist=False)
+        info = _status_info(session, database, table, Artifacts.for_table(table))
     finally:
         session.close()
     if as_json:
@@ -74,7 +94,8 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "running": holder is not None,
         "lock_holder_connection": holder,
         "lock_holder": _describe_connection(session, holder),
-        "artifacts": sorted(_present(session, database, names)),
+        "artifacts": sorted(n for n in present_artifacts(session, database, names)
+                            if n != names.table),
     }
     if state is None:
         info["checkpoint"] = None

@@ -25,6 +25,7 @@ from onlineddl.errors import (
     ConnectionFailed,
     DatabaseError,
     DataError,
+    MissingPrivilege,
     OnlineDDLError,
     ReplicationError,
     StreamReconnected,
@@ -46,6 +47,7 @@ ER_DUP_ENTRY = 1062
 ER_QUERY_INTERRUPTED = 1317
 ER_SPECIFIC_ACCESS_DENIED = 1227
 ER_TABLEACCESS_DENIED = 1142
+ER_COLUMNACCESS_DENIED = 1143
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
 CR_SERVER_GONE = 2006
@@ -59,8 +61,11 @@ LOST = {CR_SERVER_GONE, CR_SERVER_LOST, ER_CONN_KILLED, ER_SERVER_SHUTDOWN}
 DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140}
 
 
-def translate(exc: BaseException, dsn: Dsn | None = None) -> OnlineDDLError:
-    """Turn a pymysql exception into our error tree (the wall for pymysql errors)."""
+def translate(exc: BaseException, dsn: Dsn | None = None, *, login: bool = False
+              ) -> OnlineDDLError:
+    """Turn a pymysql exception into our error tree (the wall for pymysql errors).
+    `login`: the error came while connecting (a wrong password), not from a statement
+    (a missing privilege)."""
     if isinstance(exc, OnlineDDLError):
         return exc
     if isinstance(exc, pymysql.err.InterfaceError):  # used after the connection died
@@ -69,11 +74,12 @@ def translate(exc: BaseException, dsn: Dsn | None = None) -> OnlineDDLError:
     errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     where = dsn.describe() if dsn else "the server"
-    if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
+    if errno == ER_ACCESS_DENIED or (login and errno == ER_DBACCESS_DENIED):
         return ConnectionFailed(
             f"access denied for {where}: {text}",
             hint="check --user and the password (--password-file, ONLINEDDL_PASSWORD "
-                 "or --ask-password)")
+                 "or --ask-password)" if errno == ER_ACCESS_DENIED else
+                 "grant the user access to the database")
     if errno in (CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):
         return ConnectionFailed(
             f"cannot connect to {where}: {text}",
@@ -83,9 +89,12 @@ def translate(exc: BaseException, dsn: Dsn | None = None) -> OnlineDDLError:
     if errno in DATA_ERRORS:
         return DataError(f"the data does not fit the new schema: {text}",
                          hint="change the ALTER so every existing value fits, then run again")
-    if errno in (ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED):
-        return DatabaseError(f"missing privilege: {text}", errno=errno,
-                             hint="grant the privileges listed in the README to the user")
+    if errno in (ER_DBACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED,
+                 ER_COLUMNACCESS_DENIED):
+        return MissingPrivilege(
+            f"the server refused a statement for lack of a privilege: {text}",
+            hint="grant the user the privileges the README lists under \"Requirements "
+                 "on the server\"")
     return DatabaseError(f"server error {errno}: {text}", errno=errno,
                          retryable=errno in RETRYABLE)
 
@@ -224,7 +233,7 @@ def _connect(dsn: Dsn, database: str | None, read_timeout: float | None
     try:
         return connect(**connect_args(dsn, database, read_timeout))
     except pymysql.err.Error as exc:
-        raise translate(exc, dsn) from exc
+        raise translate(exc, dsn, login=True) from exc
 
 
 class Connection(pymysql.connections.Connection):

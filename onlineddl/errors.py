@@ -6,6 +6,7 @@
     +-- PreflightFailed            exit 4   server or table not suitable (binlog, PK, ...)
     |   +-- TableNotFound
     |   +-- UnsupportedTable
+    +-- MissingPrivilege           exit 4   the user lacks a privilege the run needs
     +-- InvalidAlter               exit 5   the ALTER does not parse or is refused
     +-- LockHeld                   exit 6   another runner owns the table
     +-- ChecksumMismatch           exit 7   the copy does not match the source
@@ -16,6 +17,7 @@
     +-- Aborted                    exit 11  stopped on request; resumable
     +-- WaitTimeout                exit 12  a bounded wait expired
     +-- ReplicationError           exit 13  the binlog stream failed or fell behind
+    |   +-- TableVanished                   T was renamed or dropped during the run
     +-- ArtifactsExist             exit 14  an earlier run left artifacts behind
     +-- DatabaseError              exit 15  an unexpected server error (retryable flag)
 
@@ -63,6 +65,14 @@ class UnsupportedTable(PreflightFailed):
     pass
 
 
+class MissingPrivilege(OnlineDDLError):
+    """Found up front by preflight, or when the server refuses a statement (1044, 1142,
+    1227) mid-run: not a PreflightFailed, because mid-run the work done so far is kept
+    (grant the privilege and resume)."""
+
+    exit_code = 4
+
+
 class InvalidAlter(OnlineDDLError):
     exit_code = 5
 
@@ -105,6 +115,11 @@ class ReplicationError(OnlineDDLError):
     exit_code = 13
 
 
+class TableVanished(ReplicationError):
+    """T was renamed or dropped by another session during the run: DDL on the table,
+    like a DDL event the applier reads in the binlog."""
+
+
 class StreamReconnected(ReplicationError):
     """The binlog connection dropped or went silent: the applier restarts the reader
     from its last commit (never from inside a transaction)."""
@@ -131,7 +146,7 @@ EXIT_CODES: dict[int, str] = {
     1: "internal error (a bug: please report it with the log)",
     2: "usage error: bad flags or configuration",
     3: "cannot connect or log in to the server",
-    4: "preflight refused: server settings or table not suitable",
+    4: "preflight refused: server settings, table or privileges not suitable",
     5: "the ALTER is invalid or not supported",
     6: "another onlineddl run holds the table",
     7: "checksum mismatch: the copy does not match the source",
@@ -140,7 +155,8 @@ EXIT_CODES: dict[int, str] = {
     10: "the data does not fit the new schema (e.g. duplicates for a new UNIQUE key)",
     11: "aborted on request; resumable",
     12: "a bounded wait expired",
-    13: "binlog replication failed",
-    14: "artifacts of an earlier run exist: use --resume or `onlineddl cleanup`",
+    13: "binlog replication failed, or DDL on the table during the run",
+    14: "tables in the way: an earlier run's (--resume or `onlineddl cleanup`), a kept "
+        "_T_old, or a user's table with an artifact's name",
     15: "unexpected database error",
 }

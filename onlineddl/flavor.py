@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from onlineddl.errors import PreflightFailed
+from onlineddl.grants import parse_roles
 
 
 class Queryable(Protocol):
@@ -93,6 +94,35 @@ class MySQL:
         """Is the binlog still on the server from `pos` on (not purged)?"""
         return pos.file in self.binlog_files(session)
 
+    # --- identity and privileges -----------------------------------------------------
+
+    def server_identity(self, session: Queryable) -> str:
+        """Which server this is, recorded in the checkpoint: a resume on another server
+        (after a failover) must not trust a binlog file:pos from this one. MySQL's
+        @@server_uuid is unique per server and survives restarts."""
+        return f"server_uuid={session.scalar('SELECT @@GLOBAL.server_uuid')}"
+
+    def grant_lines(self, session: Queryable) -> list[str]:
+        """SHOW GRANTS for the current user with its active roles expanded (MySQL 8
+        lists a role's privileges only with USING)."""
+        roles = parse_roles(str(session.scalar("SELECT CURRENT_ROLE()") or ""))
+        text, params = self.show_grants_sql(roles)
+        return [str(row[0]) for row in session.query(text, params)]
+
+    @staticmethod
+    def show_grants_sql(roles: list[tuple[str, str]]) -> tuple[str, list[str]]:
+        if not roles:
+            return "SHOW GRANTS FOR CURRENT_USER()", []
+        marks = ", ".join(["%s@%s"] * len(roles))
+        return (f"SHOW GRANTS FOR CURRENT_USER() USING {marks}",
+                [part for role in roles for part in role])
+
+    @property
+    def binlog_position_privileges(self) -> tuple[str, ...]:
+        """Any of these lets the user read the binlog position (SHOW MASTER STATUS,
+        SHOW BINARY LOGS); the first is the one to grant."""
+        return ("REPLICATION CLIENT", "SUPER")
+
     # --- capabilities ----------------------------------------------------------------
 
     @property
@@ -120,6 +150,23 @@ class MariaDB(MySQL):
 
     def master_status_sql(self) -> str:
         return "SHOW MASTER STATUS"
+
+    def server_identity(self, session: Queryable) -> str:
+        """MariaDB has no server UUID. @@server_id must differ between the servers of
+        one replication topology (a promoted replica has its own); the GTID domain tells
+        topologies apart that reuse server ids. A restart keeps both."""
+        row = session.query("SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_domain_id")[0]
+        return f"server_id={row[0]} gtid_domain_id={row[1]}"
+
+    def grant_lines(self, session: Queryable) -> list[str]:
+        """MariaDB's SHOW GRANTS includes the enabled (default) role's grants and those
+        of the roles granted to it."""
+        return [str(row[0]) for row in session.query("SHOW GRANTS")]
+
+    @property
+    def binlog_position_privileges(self) -> tuple[str, ...]:
+        # 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (the old name is an alias).
+        return ("BINLOG MONITOR", "REPLICATION CLIENT", "SUPER")
 
     def gtid_state(self, session: Queryable) -> str:
         return str(session.scalar("SELECT @@GLOBAL.gtid_binlog_pos") or "")

@@ -102,7 +102,10 @@ class Flavor:
     version: tuple[int, int, int]
     name = ""
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
+        """Create the data directory. `extra_flags`: the server's extra options, for
+        those the data directory must be created with."""
         raise NotImplementedError
 
     def init_sql(self) -> str:
@@ -119,7 +122,8 @@ class Flavor:
 class MariaDB(Flavor):
     name = "mariadb"
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
         install_db = _find_install_db(self.server)
         _run_init([
             str(install_db), "--no-defaults", f"--datadir={target}",
@@ -144,10 +148,13 @@ class MariaDB(Flavor):
 class MySQL(Flavor):
     name = "mysql"
 
-    def initialize(self, layout: Layout, target: Path, timeout: float) -> None:
+    def initialize(self, layout: Layout, target: Path, timeout: float,
+                   extra_flags: tuple[str, ...] = ()) -> None:
+        # MySQL 8 fixes lower_case_table_names when the data dictionary is created.
+        case = tuple(f for f in extra_flags if f.startswith("--lower-case-table-names"))
         _run_init([
             str(self.server), "--no-defaults", "--initialize-insecure", f"--datadir={target}",
-            f"--init-file={layout.init_sql}", *_user_flag(),
+            f"--init-file={layout.init_sql}", *_user_flag(), *case,
         ], timeout)
 
     def flags(self) -> list[str]:
@@ -303,7 +310,9 @@ class LocalServer:
     """One throwaway server process, owned by this object (or by the CLI's server.json)."""
 
     def __init__(self, datadir: Path | None = None, port: int | None = None,
-                 server_id: int = 1) -> None:
+                 server_id: int = 1, extra_flags: tuple[str, ...] = ()) -> None:
+        """`extra_flags`: more server options, appended last (so they win), e.g.
+        ("--lower-case-table-names=1",) for a test of that setting."""
         self._owns_dir = datadir is None
         # resolve(): `stop` compares this path with the running server's command line.
         root = Path(tempfile.mkdtemp(prefix="onlineddl-server-")) if datadir is None \
@@ -312,6 +321,7 @@ class LocalServer:
         self._requested_port = port
         self.port: int | None = None
         self.server_id = server_id
+        self.extra_flags = extra_flags
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._flavor: Flavor | None = None
@@ -411,7 +421,7 @@ class LocalServer:
         shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(self.layout.data, ignore_errors=True)
         self.layout.init_sql.write_text(self.flavor.init_sql())
-        self.flavor.initialize(self.layout, target, timeout)
+        self.flavor.initialize(self.layout, target, timeout, self.extra_flags)
         target.rename(self.layout.data)
 
     def argv(self) -> list[str]:
@@ -430,6 +440,7 @@ class LocalServer:
             # Throwaway data: durability costs fsyncs we do not need.
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
             "--max-connections=500", "--max-allowed-packet=64M",
+            *self.extra_flags,
         ]
 
     def _spawn(self, detach: bool) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, resume, sql
+from onlineddl import faults, leftovers, resume, sql
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
@@ -32,19 +32,22 @@ from onlineddl.cutover import Cutover, drop_guards
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
-    ArtifactsExist,
     CutoverFailed,
     DatabaseError,
     DataError,
     InvalidAlter,
     OnlineDDLError,
     PreflightFailed,
+    ReplicationError,
+    ResumeRefused,
+    TableNotFound,
+    TableVanished,
     WaitTimeout,
 )
 from onlineddl.flavor import BinlogPosition, MySQL, detect
 from onlineddl.hooks import Events
 from onlineddl.metrics import MetricsSink, NoMetrics, serve
-from onlineddl.preflight import check_server, check_table
+from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
 from onlineddl.runlock import RunnerLock
 from onlineddl.statement import AlterPlan, parse_alter
@@ -58,6 +61,7 @@ from onlineddl.table import (
     integer_key,
     load_table,
     present_artifacts,
+    resolve_names,
     unique_keys,
 )
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
@@ -152,11 +156,14 @@ class Migration:
             self.cut_over()
             self.cleanup()
             return self.succeed(started)
-        except FINAL_ERRORS as err:
-            self.discard_created()
-            self.events.fire("failure", err)
-            raise
         except OnlineDDLError as err:
+            vanished = self._vanished(err)
+            if vanished is not None or isinstance(err, FINAL_ERRORS):
+                self.discard_created()
+                self.events.fire("failure", vanished or err)
+                if vanished is not None:
+                    raise vanished from err
+                raise
             if self.phase >= Phase.COPY and self.phase < Phase.DONE:
                 note = "the run is resumable: run the same command with --resume"
                 err.hint = f"{err.hint}; {note}" if err.hint else note
@@ -187,7 +194,30 @@ class Migration:
         version = str(self.control.scalar("SELECT VERSION()"))
         self.flavor = detect(version)
         log.info("connected to %s (%s)", self.config.dsn.describe(), version)
+        self._use_stored_names()
         self.runner_lock.acquire(self.config.lock_wait, self._describe_holder)
+
+    def _use_stored_names(self) -> None:
+        """From here on the run knows T by the server's stored names (with
+        lower_case_table_names=1, `--table Orders` is `orders`): artifacts, the runner
+        lock, messages and the binlog reader's table are all built from them."""
+        try:
+            database, table = resolve_names(self._control(), self.config.database,
+                                            self.config.table)
+        except TableNotFound:
+            # A user without privileges on the database does not see it: say so.
+            check_privileges(self._control(), self._flavor(), self.config.database,
+                             Artifacts.for_table(self.config.table))
+            raise
+        if (database, table) == (self.config.database, self.config.table):
+            return
+        log.info("the server stores %s.%s as %s.%s", self.config.database,
+                 self.config.table, database, table)
+        self.config = dataclasses.replace(self.config, database=database, table=table)
+        self.events.config = self.config
+        self.db, self.names = database, Artifacts.for_table(table)
+        self.progress.table = f"{database}.{table}"
+        self.runner_lock = RunnerLock(self.config.dsn, database, table)
 
     def open_controls(self) -> None:
         """The control socket and the metrics endpoint (once we own the table, so a second
@@ -203,6 +233,7 @@ class Migration:
         self.set_phase(Phase.PREFLIGHT)
         control, flavor = self._control(), self._flavor()
         check_server(control, flavor)
+        check_privileges(control, flavor, self.db, self.names)
         self.alter_plan = parse_alter(self.config.alter, database=self.db,
                                       table=self.config.table)
         if self.alter_plan.changes_primary_key:
@@ -210,12 +241,24 @@ class Migration:
                                "support that yet",
                                hint="change the primary key with an offline ALTER")
         self.source = load_table(control, self.db, self.config.table)
+        self._refuse_dropping_key_columns(self.source)
         check_table(control, self.source)
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
                                       self.controls)
         self.gate = CopyGate(self.controls, self.throttle)
         self.throttle.check()
+
+    def _refuse_dropping_key_columns(self, source: TableInfo) -> None:
+        """DROP COLUMN of a primary key column changes the primary key like DROP PRIMARY
+        KEY does: the same refusal (exit 5), before anything is created."""
+        plan = self._plan()
+        gone = {d.lower() for d in plan.dropped} - {r.lower() for r in plan.renames}
+        dropped = [c for c in source.pk if c.lower() in gone]
+        if dropped:
+            raise InvalidAlter(f"the ALTER drops primary key column(s) {', '.join(dropped)}, "
+                               "which changes the primary key; onlineddl does not support "
+                               "that yet", hint="change the primary key with an offline ALTER")
 
     def startup_hook(self) -> None:
         if not self.events.fire("startup"):
@@ -270,23 +313,45 @@ class Migration:
         """Create (or, with --resume, find) the shadow table and the checkpoint.
         Returns False when a resumed run finds the swap already done."""
         self.set_phase(Phase.SETUP)
-        self.checkpoint = Checkpoint(self._control(), self.db, self.names.checkpoint)
+        control = self._control()
+        self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
         if self.config.resume:
-            state = self.checkpoint.read()
-            if state is not None:
-                return self._resume_from(state)
-            log.warning("--resume: no checkpoint found; removing what an earlier run left "
-                        "and starting from the beginning")
-            self.drop_artifacts()
+            found = leftovers.survey(control, self.db, self.names)
+            if found.state is not None:
+                return self._resume_from(found.state)
+            self._start_over(found)
         self._refuse_leftovers()
-        self._create_shadow()
-        faults.point("shadow_created")
-        position = self._flavor().current_position(self._control())
-        self.state = State(alter_text=self.config.alter, phase="copy", position=position)
+        # The checkpoint first: it marks the run as onlineddl's, and the shadow it
+        # records next is the only `_T_new` cleanup and --resume will take for ours.
         self.checkpoint.create()
         self.created.append(self.names.checkpoint)
+        self._create_shadow()
+        faults.point("shadow_created")
+        position = self._flavor().current_position(control)
+        self.state = State(alter_text=self.config.alter, phase="copy", position=position,
+                           server=self._flavor().server_identity(control),
+                           shadow=leftovers.shadow_identity(control, self.db,
+                                                            self.names.shadow))
         self.checkpoint.write(self.state)
         return True
+
+    def _start_over(self, found: leftovers.Survey) -> None:
+        """--resume without a checkpoint state: only a run that died while setting up
+        (its checkpoint, perhaps an empty shadow, nothing else) is removed and started
+        again; with nothing of ours to resume, refuse (exit 9)."""
+        if found.checkpoint and not found.foreign:
+            log.warning("--resume: the earlier run died while setting up (before its first "
+                        "checkpoint); removing %s and starting from the beginning",
+                        ", ".join(found.ours))
+            for name in found.ours:
+                self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
+            return
+        why = leftovers.refusal(found, self.db, self.config.table)
+        raise ResumeRefused(
+            f"nothing to resume: {self.db} has no onlineddl checkpoint for "
+            f"{self.config.table} ({self.names.checkpoint})"
+            + (f"; {why.message}" if why else ""),
+            hint=why.hint if why else "run the same command without --resume to start")
 
     def start_applier(self) -> None:
         """Start reading the binlog before the first chunk is read (DESIGN, section 2)."""
@@ -590,16 +655,10 @@ class Migration:
         self.progress.set_phase(phase.name.lower())
 
     def _refuse_leftovers(self) -> None:
-        found = self._existing_artifacts()
-        if found:
-            raise ArtifactsExist(
-                f"an earlier run left {', '.join(found)} in {self.db}",
-                hint="run again with --resume to continue it, or `onlineddl cleanup "
-                     f"--database {self.db} --table {self.config.table}` to discard it")
-
-    def _existing_artifacts(self) -> list[str]:
-        found = present_artifacts(self._control(), self.db, self.names)
-        return sorted(n for n in found if n != self.names.table)
+        found = leftovers.survey(self._control(), self.db, self.names)
+        refusal = leftovers.refusal(found, self.db, self.config.table)
+        if refusal is not None:
+            raise refusal
 
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
@@ -664,13 +723,6 @@ class Migration:
             self.shadow_unique = unique_keys(self._control(), self.db, self.names.shadow)
         return self.shadow_unique
 
-    def drop_artifacts(self) -> None:
-        """Drop the shadow, the checkpoint and a cutover sentry (never T or a real _T_old)."""
-        control = self._control()
-        for name in (self.names.shadow, self.names.checkpoint):
-            control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-        drop_guards(control, self.db, self.names)
-
     def discard_created(self) -> None:
         if not self.created or self.control is None:
             return
@@ -682,6 +734,25 @@ class Migration:
             log.info("removed %s", ", ".join(self.created))
         except OnlineDDLError:
             log.warning("could not remove %s; use `onlineddl cleanup`", ", ".join(self.created))
+
+    def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
+        """T gone after preflight found it (the copy's "no such table", or the applier's
+        DDL error, whichever comes first): another session renamed or dropped it.
+        Nothing can be resumed; the run's own tables are removed."""
+        if not isinstance(err, (TableNotFound, ReplicationError)) or self.control is None \
+                or not Phase.PREFLIGHT < self.phase < Phase.CUTOVER:
+            return None
+        try:
+            if self.names.table in present_artifacts(self.control, self.db, self.names):
+                return None
+        except OnlineDDLError:
+            return None   # cannot tell: report the error as it is
+        return TableVanished(
+            f"{self.db}.{self.config.table} disappeared during the run: another session "
+            f"renamed or dropped it ({err.message})",
+            hint="no DDL on the table while onlineddl runs; once the table is back under "
+                 "its name, start again (`onlineddl cleanup` removes anything of this run "
+                 "that is left)")
 
     def _describe_holder(self) -> str:
         try:

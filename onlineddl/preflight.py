@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 
+from onlineddl import grants, sql
 from onlineddl.db import Session
-from onlineddl.errors import PreflightFailed, UnsupportedTable
+from onlineddl.errors import MissingPrivilege, PreflightFailed, UnsupportedTable
 from onlineddl.flavor import MySQL
-from onlineddl.table import TableInfo, check_primary_key, triggers_and_foreign_keys
+from onlineddl.table import (
+    Artifacts,
+    TableInfo,
+    check_primary_key,
+    name_case,
+    triggers_and_foreign_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +22,6 @@ log = logging.getLogger(__name__)
 def check_server(session: Session, flavor: MySQL) -> None:
     _check_binlog(session, flavor)
     _check_primary(session, flavor)
-    _check_privileges(session, flavor)
 
 
 def _check_binlog(session: Session, flavor: MySQL) -> None:
@@ -36,8 +42,8 @@ def _check_binlog(session: Session, flavor: MySQL) -> None:
         raise PreflightFailed(
             f"binlog_row_image is {image}; onlineddl needs FULL",
             hint="SET GLOBAL binlog_row_image=FULL (and in the server config)")
-    # Events the reader would otherwise have to skip: compressed events (MariaDB) and
-    # partial JSON after-images (MySQL).
+    # Events the reader would otherwise have to skip: compressed events (MariaDB),
+    # partial JSON after-images and compressed transaction payloads (MySQL).
     if _has_var(session, "log_bin_compress") and \
             str(session.scalar("SELECT @@GLOBAL.log_bin_compress")).upper() in ("1", "ON"):
         raise PreflightFailed(
@@ -49,6 +55,13 @@ def _check_binlog(session: Session, flavor: MySQL) -> None:
             "binlog_row_value_options=PARTIAL_JSON: JSON updates are logged as partial "
             "row images, which onlineddl does not read",
             hint="SET GLOBAL binlog_row_value_options='' (and in the server config)")
+    if _has_var(session, "binlog_transaction_compression") and str(session.scalar(
+            "SELECT @@GLOBAL.binlog_transaction_compression")).upper() in ("1", "ON"):
+        raise PreflightFailed(
+            "binlog_transaction_compression is ON: the binlog holds compressed transaction "
+            "payloads, which onlineddl does not read",
+            hint="SET GLOBAL binlog_transaction_compression=OFF (and in the server config); "
+                 "sessions already connected keep their setting until they reconnect")
     meta = session.scalar("SELECT @@GLOBAL.binlog_row_metadata") if _has_var(
         session, "binlog_row_metadata") else "FULL"
     if str(meta).upper() != "FULL":
@@ -67,19 +80,58 @@ def _check_primary(session: Session, flavor: MySQL) -> None:
                  "replication")
 
 
-def _check_privileges(session: Session, flavor: MySQL) -> None:
-    grants = " ".join(str(r[0]).upper() for r in session.query("SHOW GRANTS"))
-    if "ALL PRIVILEGES ON *.*" in grants:
+# What a run does in the database: reads and copies T (SELECT), writes the shadow and
+# the checkpoint (INSERT, UPDATE, DELETE; REPLACE is INSERT plus DELETE), creates, alters
+# and drops them (CREATE, ALTER, DROP), renames T away and the shadow onto it (ALTER and
+# DROP on the old name, CREATE and INSERT on the new) and blocks writes for the checksum
+# snapshot and the cutover (LOCK TABLES, database-wide only).
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER")
+DATABASE_PRIVILEGES = ("LOCK TABLES",)
+REPLICA_PRIVILEGES = ("REPLICATION SLAVE", "REPLICATION REPLICA")
+
+
+def check_privileges(session: Session, flavor: MySQL, database: str, names: Artifacts) -> None:
+    """Refuse up front (exit 4) when the user lacks a privilege the run needs, naming
+    them and the GRANT statements to run: otherwise the cutover fails after the copy."""
+    held = grants.parse(flavor.grant_lines(session))
+    fold = name_case(session) != 0
+    missing_global, missing_db = missing_privileges(held, flavor, database, names, fold)
+    if not (missing_global or missing_db):
         return
-    missing = []
-    if "REPLICATION SLAVE" not in grants and "REPLICATION REPLICA" not in grants:
-        missing.append("REPLICATION SLAVE")
-    if not any(p in grants for p in ("REPLICATION CLIENT", "BINLOG MONITOR", "SUPER")):
-        missing.append("REPLICATION CLIENT" if not flavor.is_mariadb else "BINLOG MONITOR")
-    if missing:
-        raise PreflightFailed(
-            f"the user lacks {', '.join(missing)} (needed to read the binlog)",
-            hint=f"GRANT {', '.join(missing)} ON *.* TO the onlineddl user")
+    who = grants.account(str(session.scalar("SELECT CURRENT_USER()")))
+    statements = []
+    if missing_db:
+        statements.append(f"GRANT {', '.join(missing_db)} ON {sql.ident(database)}.* TO {who}")
+    if missing_global:
+        statements.append(f"GRANT {', '.join(missing_global)} ON *.* TO {who}")
+    raise MissingPrivilege(
+        f"the user {who} lacks {', '.join(missing_db + missing_global)} (needed on "
+        f"{database} to build and swap the new table, and on *.* to read the binlog)",
+        hint="; ".join(statements) + " (or grant them to a role the user has as its default "
+                                     "role)")
+
+
+def missing_privileges(held: list[grants.Grant], flavor: MySQL, database: str,
+                       names: Artifacts, fold: bool) -> tuple[list[str], list[str]]:
+    """(missing on *.*, missing on the database), each in a fixed order."""
+    missing_global = []
+    if not any(_global(held, p) for p in REPLICA_PRIVILEGES):
+        missing_global.append("REPLICATION SLAVE")
+    position = flavor.binlog_position_privileges
+    if not any(_global(held, p) for p in position):
+        missing_global.append(position[0])
+    tables = (names.table, *names.all())
+    missing_db = [p for p in TABLE_PRIVILEGES
+                  if not all(grants.holds(held, p, database, t, fold=fold) for t in tables)]
+    missing_db += [p for p in DATABASE_PRIVILEGES
+                   if not grants.holds(held, p, database, fold=fold)]
+    return missing_global, missing_db
+
+
+def _global(held: list[grants.Grant], privilege: str) -> bool:
+    """Replication privileges exist only on *.*."""
+    return any(not g.revoke and g.database == "*" and
+               (privilege in g.privileges or "ALL" in g.privileges) for g in held)
 
 
 def check_table(session: Session, info: TableInfo) -> None:

@@ -4,9 +4,10 @@
     cutover started, the server shows the swap
                                            -> confirm the drain from the binlog, finish
     otherwise                              -> continue: refuse if unsafe (different
-                                              ALTER, too old, shadow missing, binlog
-                                              purged), then trim the shadow above the
-                                              watermark and carry on from there
+                                              ALTER, too old, another server, shadow
+                                              missing or not the one this run created,
+                                              binlog purged), then trim the shadow above
+                                              the watermark and carry on from there
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from onlineddl.cutover import drop_guards, swap_state
 from onlineddl.db import Session
 from onlineddl.errors import ReplicationError, ResumeRefused
 from onlineddl.flavor import MySQL
+from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.table import Artifacts, load_table
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
            state: State) -> Decision:
     """Check the checkpoint against the server; raise ResumeRefused when unsafe."""
     _refuse_unsafe(config, state)
+    _refuse_other_server(session, flavor, state)
     if state.swapped:
         log.info("--resume: the checkpoint records the swap; finishing")
         return Decision(finish=True)
@@ -48,6 +51,13 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
     if names.shadow not in _tables(session, db):
         raise ResumeRefused(f"the shadow table {names.shadow} is missing",
                             hint="run `onlineddl cleanup`, then start again without --resume")
+    if not identity_matches(state.shadow, shadow_identity(session, db, names.shadow)):
+        raise ResumeRefused(
+            f"{db}.{names.shadow} is not the shadow table this run created (it was dropped "
+            "and another table took its name, or it was rebuilt): onlineddl will not "
+            "continue into it",
+            hint=f"rename or drop {names.shadow} yourself, run `onlineddl cleanup`, then "
+                 "start again without --resume")
     if not flavor.position_available(session, state.position):
         raise ResumeRefused(
             f"the binlog at the checkpoint ({state.position}) was purged from the server",
@@ -71,6 +81,20 @@ def _refuse_unsafe(config: MigrationConfig, state: State) -> None:
             f"--max-checkpoint-age ({config.max_checkpoint_age / 3600:.1f}h)",
             hint="run `onlineddl cleanup` and start again, or raise --max-checkpoint-age "
                  "if the binlogs since then are still on the server")
+
+
+def _refuse_other_server(session: Session, flavor: MySQL, state: State) -> None:
+    """A checkpoint's binlog position (file:pos, or a GTID list) means something only on
+    the server that wrote it; after a failover the new primary's binlog differs, and
+    its copies of the shadow and checkpoint came through replication. Always refused:
+    start again on the new primary."""
+    here = flavor.server_identity(session)
+    if state.server and state.server != here:
+        raise ResumeRefused(
+            f"the checkpoint was written on another server ({state.server}); this server "
+            f"is {here} (a failover, or a restored copy?): its binlog position means "
+            "nothing here", hint="run `onlineddl cleanup` on this server and start the "
+                                 "migration again")
 
 
 def _tables(session: Session, database: str) -> set[str]:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from onlineddl.db import Session
-from onlineddl.errors import PreflightFailed, TableNotFound, UnsupportedTable
+from onlineddl.errors import InvalidAlter, PreflightFailed, TableNotFound, UnsupportedTable
 from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import ident
 from onlineddl.statement import AlterPlan
@@ -106,13 +106,60 @@ class TableInfo:
         return tuple(self.column(n) for n in self.pk)
 
 
+def name_case(session: Session) -> int:
+    """@@lower_case_table_names: 0 names are case-sensitive; 1 stored in lower case and
+    compared so; 2 stored as given and compared in lower case."""
+    return int(session.scalar("SELECT @@lower_case_table_names") or 0)
+
+
+def same_name(a: str, b: str, case: int) -> bool:
+    """Do two names denote the same database or table on a server with this `case`?"""
+    return a == b if case == 0 else a.lower() == b.lower()
+
+
+def resolve_names(session: Session, database: str, table: str, *, must_exist: bool = True
+                  ) -> tuple[str, str]:
+    """The database and table as the server stores them, for the operator's spelling.
+
+    Everything a run builds from the names (artifacts, the runner lock, messages, the
+    binlog reader's table) uses these, so `--table Orders` and `--table orders` are one
+    table when @@lower_case_table_names is 1 or 2, and never T's own artifacts' clash.
+    With `must_exist` False (cleanup, status), a missing table keeps the operator's
+    spelling (lower-cased when the server stores names so)."""
+    case = name_case(session)
+    schemas = [str(r[0]) for r in session.query(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+        "WHERE LOWER(SCHEMA_NAME) = LOWER(%s)", (database,))]
+    stored_db = next((s for s in schemas if same_name(s, database, case)), None)
+    if stored_db is None:
+        raise TableNotFound(f"database {database} does not exist",
+                            hint=_spelling_hint(schemas, case, "--database"))
+    tables = [str(r[0]) for r in session.query(
+        "SELECT TABLE_NAME FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = %s AND LOWER(TABLE_NAME) = LOWER(%s)", (stored_db, table))]
+    stored = next((t for t in tables if same_name(t, table, case)), None)
+    if stored is not None:
+        return stored_db, stored
+    if must_exist:
+        raise TableNotFound(f"table {database}.{table} does not exist",
+                            hint=_spelling_hint(tables, case, "--table"))
+    return stored_db, table.lower() if case == 1 else table
+
+
+def _spelling_hint(near: list[str], case: int, flag: str) -> str:
+    if case == 0 and near:
+        return (f"names are case-sensitive on this server (lower_case_table_names=0): "
+                f"did you mean {flag} {near[0]}?")
+    return "check --database and --table"
+
+
 def load_table(session: Session, database: str, table: str) -> TableInfo:
     row = session.query_one(
         "SELECT ENGINE, TABLE_ROWS, TABLE_TYPE FROM information_schema.TABLES "
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
     if row is None:
         raise TableNotFound(f"table {database}.{table} does not exist",
-                            hint="check --database and --table (names are case-sensitive)")
+                            hint="check --database and --table")
     if row[2] != "BASE TABLE":
         raise UnsupportedTable(f"{database}.{table} is a {row[2]}, not a base table")
     columns = _load_columns(session, database, table)
@@ -291,7 +338,7 @@ def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMappin
     to_new = {s.lower(): t for s, t in zip(mapping.source, mapping.target, strict=True)}
     expected = tuple(to_new.get(c.lower(), "?") for c in old.pk)
     if tuple(c.lower() for c in new.pk) != tuple(c.lower() for c in expected):
-        raise UnsupportedTable(
+        raise InvalidAlter(
             f"the ALTER changes the primary key ({', '.join(old.pk)} -> "
             f"{', '.join(new.pk) or 'none'}); onlineddl does not support that yet",
             hint="change the primary key with a separate tool or an offline ALTER")
@@ -299,13 +346,22 @@ def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMappin
 
 def present_artifacts(session: Session, database: str, artifacts: Artifacts
                       ) -> dict[str, str]:
-    """Which of T's artifacts exist (and T itself), with their table comments."""
+    """Which of T's artifacts exist (and T itself), with their table comments, keyed by
+    the names in `artifacts` (built from T's stored name, see resolve_names). Matched
+    as the server matches names: exactly when lower_case_table_names is 0 (where
+    information_schema's own comparison may ignore case), in lower case otherwise."""
     names = (artifacts.table, *artifacts.all())
     marks = ", ".join(["%s"] * len(names))
     rows = session.query(
         "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "
         f"WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN ({marks})", (database, *names))
-    return {str(r[0]): str(r[1] or "") for r in rows}
+    case = name_case(session)
+    found: dict[str, str] = {}
+    for stored, comment in rows:
+        for name in names:
+            if same_name(str(stored), name, case):
+                found[name] = str(comment or "")
+    return found
 
 
 def integer_key(*tables: TableInfo) -> bool:
