@@ -55,7 +55,7 @@ SCHEMA = """CREATE TABLE {table} (
   updated_at DATETIME(6) NOT NULL,
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
   shadow_identity VARCHAR(255) NOT NULL DEFAULT ''
-) ENGINE=InnoDB COMMENT='""" + MARK + "'"
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
