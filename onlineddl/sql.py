@@ -21,6 +21,9 @@ Params = list[Any]
 SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
+NEXT_TRANSACTION_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
 def ident(name: str) -> str:
     """Quote one identifier for MySQL/MariaDB: backticks, with inner backticks doubled."""
     if "\x00" in name:

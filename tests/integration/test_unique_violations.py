@@ -467,3 +467,47 @@ def test_values_moving_between_rows_still_migrate(server: Dsn, db: str,
     assert_same_rows(conn, "t", "mirror", ["id", "email", "v"], ["id"])
     assert "UNIQUE KEY `uq_email`" in table_state(conn)[0]
     assert "stale holder" in caplog.text, "no value moved onto a row the shadow still had"
+
+
+# --- which keys need the guard ---------------------------------------------------------------
+
+BASE = ("CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, "
+        "email VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, "
+        "code VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, "
+        "ratio DOUBLE NULL, n INT NULL, UNIQUE KEY uq_code (code), UNIQUE KEY uq_pre "
+        "(email(8), n)) ENGINE=InnoDB")
+
+
+@pytest.mark.parametrize("alter, name, enforced, exact", [
+    ("ADD COLUMN c INT NULL", "uq_code", True, True),                  # kept as it was
+    ("ADD UNIQUE KEY k (id, ratio)", "k", True, False),                # over the primary key
+    ("ADD UNIQUE KEY k (code, n)", "k", True, True),                   # over uq_code
+    ("ADD UNIQUE KEY k (email, n)", "k", True, True),                  # over uq_pre's prefix
+    ("ADD UNIQUE KEY k (email(4), n)", "k", False, True),              # a shorter prefix
+    ("ADD UNIQUE KEY k (email)", "k", False, True),
+    ("MODIFY code VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL",
+     "uq_code", False, True),                                          # 'a' = 'A' now
+    ("MODIFY code VARCHAR(80) CHARACTER SET latin1 NULL", "uq_code", False, True),
+    ("MODIFY code VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
+     "uq_code", True, True),
+    ("MODIFY n BIGINT NULL", "uq_pre", False, True),
+    ("ADD UNIQUE KEY k (ratio)", "k", False, False),                  # DOUBLE: no round trip
+    ("ADD COLUMN c INT NULL, ADD UNIQUE KEY k (c)", "k", False, False),  # not from the source
+])
+def test_which_unique_keys_need_the_guard(server: Dsn, db: str, alter: str, name: str,
+                                          enforced: bool, exact: bool) -> None:
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute(BASE.format(t="t"))
+        cur.execute("CREATE TABLE _t_new LIKE t")
+        cur.execute(f"ALTER TABLE _t_new {alter}")
+    session = Session(server, name="test")
+    try:
+        source, shadow = load_table(session, db, "t"), load_table(session, db, "_t_new")
+        kept = [c.name for c in source.columns if shadow.has_column(c.name)]
+        mapping = ColumnMapping(tuple(kept), tuple(kept), (), (), ())
+        checks = {c.name: c for c in unique_checks(session, source, shadow, mapping)}
+    finally:
+        session.close()
+    assert (checks[name].enforced, checks[name].exact) == (enforced, exact), checks[name]
+    assert "PRIMARY" not in checks
