@@ -115,8 +115,9 @@ class FlushTarget:
     target_cols: tuple[str, ...]
     pk: tuple[str, ...]                 # the target's key columns
     source_pk: tuple[str, ...] = ()     # the source's, when a key column was renamed
-    # The target has a UNIQUE key besides the primary key: rows are then only ever
-    # written by REPLACE, which deletes a stale holder of a unique value (see sync_keys).
+    # The target has a UNIQUE key besides the primary key: rows are then never updated
+    # in place, but written by REPLACE, which deletes a stale holder of a unique value,
+    # or by write_guarded (see sync_keys).
     other_unique: bool = True
     # Both tables' key columns are integers, so a row found by the key holds exactly
     # the source's key. A text key can match in another letter case or with other
@@ -146,8 +147,9 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     unique value from one row to another can leave the target briefly holding the old
     owner; that owner is dirty too and is re-synced in turn. That holds only for UNIQUE
     keys the source enforces too; with one it does not (`t.guarded`), REPLACE could
-    delete a row that really holds the value, so write_guarded writes instead. Without
-    such a UNIQUE key,
+    delete a row that really holds the value, so write_guarded writes instead.
+
+    Without another UNIQUE key at all,
     rows the target has can be updated in place (`in_place`), which costs the server
     about a third less, and only a batch with rows the target lacks also runs the
     REPLACE (for those). Not while writes are blocked by LOCK TABLES, ours or another

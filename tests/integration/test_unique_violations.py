@@ -353,6 +353,35 @@ def test_sync_keys_never_deletes_a_real_holder_and_removes_a_stale_one(server: D
         session.close()
 
 
+def test_sync_keys_stops_rather_than_guess_on_a_key_it_cannot_compare(server: Dsn,
+                                                                       db: str) -> None:
+    """A DOUBLE key: its values do not round-trip exactly, so even a stale holder (row 2
+    moved on in t) is not proven stale. The write stops; nothing is deleted."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        for name in ("t", "_t_new"):
+            cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY, r DOUBLE NULL)")
+        cur.execute("ALTER TABLE _t_new ADD UNIQUE KEY uq_r (r)")
+        cur.execute("INSERT INTO t VALUES (1, 0.1), (2, 0.7)")
+        cur.execute("INSERT INTO _t_new VALUES (2, 0.1)")
+    session = Session(server, name="test", isolation="REPEATABLE READ")
+    try:
+        mapping = ColumnMapping(("id", "r"), ("id", "r"), (), (), ())
+        checks = unique_checks(session, load_table(session, db, "t"),
+                               load_table(session, db, "_t_new"), mapping)
+        assert [(c.enforced, c.exact) for c in checks] == [(False, False)]
+        target = FlushTarget(db, "t", "_t_new", ("`id`", "`r`"), ("id", "r"), ("id",),
+                             other_unique=True, integer_key=True, unique_checks=checks)
+        with pytest.raises(UniqueViolation) as info:
+            sync_keys(session, target, [(1,)], atomic=True, in_place=True)
+        assert "cannot tell" in info.value.message and "uq_r" in info.value.message
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, r FROM _t_new")
+            assert cur.fetchall() == ((2, 0.1),)
+    finally:
+        session.close()
+
+
 def select_all(conn: Conn, table: str) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT id, email, v FROM {q(table)} ORDER BY id")
