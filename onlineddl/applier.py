@@ -45,10 +45,17 @@ from onlineddl.binlog import (
 )
 from onlineddl.chunker import KeyOrder, Watermark, WatermarkState
 from onlineddl.config import Dsn, Tuning
-from onlineddl.db import Session, retry, rows_matched
-from onlineddl.errors import OnlineDDLError, ReplicationError, WaitTimeout
+from onlineddl.db import ER_DUP_ENTRY, Session, retry, rows_matched
+from onlineddl.errors import (
+    DatabaseError,
+    OnlineDDLError,
+    ReplicationError,
+    UniqueViolation,
+    WaitTimeout,
+)
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
+from onlineddl.uniques import UniqueCheck, guarded, violation_hint
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +115,26 @@ class FlushTarget:
     target_cols: tuple[str, ...]
     pk: tuple[str, ...]                 # the target's key columns
     source_pk: tuple[str, ...] = ()     # the source's, when a key column was renamed
-    # The target has a UNIQUE key besides the primary key: rows are then only ever
-    # written by REPLACE, which deletes a stale holder of a unique value (see sync_keys).
+    # The target has a UNIQUE key besides the primary key: rows are then never updated
+    # in place, but written by REPLACE, which deletes a stale holder of a unique value,
+    # or by write_guarded (see sync_keys).
     other_unique: bool = True
     # Both tables' key columns are integers, so a row found by the key holds exactly
     # the source's key. A text key can match in another letter case or with other
     # trailing spaces; rewriting it in place costs as much as REPLACE.
     integer_key: bool = False
+    # The target's UNIQUE keys (besides the primary key). When the source does not
+    # enforce one of them, rows are written without REPLACE (see write_guarded).
+    unique_checks: tuple[UniqueCheck, ...] = ()
 
     @property
     def updates_in_place(self) -> bool:
         return self.integer_key and not self.other_unique and \
             len(self.target_cols) > len(self.pk)
+
+    @property
+    def guarded(self) -> bool:
+        return guarded(self.unique_checks)
 
 
 def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool,
@@ -130,7 +145,11 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
 
     Rows are written by REPLACE (not INSERT) also because a transaction that moves a
     unique value from one row to another can leave the target briefly holding the old
-    owner; that owner is dirty too and is re-synced in turn. Without such a UNIQUE key,
+    owner; that owner is dirty too and is re-synced in turn. That holds only for UNIQUE
+    keys the source enforces too; with one it does not (`t.guarded`), REPLACE could
+    delete a row that really holds the value, so write_guarded writes instead.
+
+    Without another UNIQUE key at all,
     rows the target has can be updated in place (`in_place`), which costs the server
     about a third less, and only a batch with rows the target lacks also runs the
     REPLACE (for those). Not while writes are blocked by LOCK TABLES, ours or another
@@ -146,6 +165,8 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
             _, info = session.execute_info(*sql.update_keys(*args, src_pk, t.pk, keys))
             if rows_matched(info) < len(keys):
                 session.execute(*sql.replace_missing(*args, src_pk, t.pk, keys))
+        elif keys and t.guarded:
+            write_guarded(session, t, keys)
         elif keys:
             session.execute(*sql.replace_keys(*args, src_pk, keys))
         if gone:
@@ -155,8 +176,95 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     if not atomic:
         run()
         return
+    if keys and t.guarded:
+        # write_guarded deletes before it inserts: under REPEATABLE READ the delete of a
+        # key the target lacks locks the gap, and two flushers inserting new keys into
+        # one gap (rows appended at the end of the table) deadlock every time. Its reads
+        # are all locking reads, which see the latest rows at any isolation level.
+        session.execute(sql.NEXT_TRANSACTION_READ_COMMITTED)
     with session.transaction():
         run()
+
+
+SETTLE_ROUNDS = 4  # duplicate-key errors one write_guarded looks into before it gives up
+
+
+def write_guarded(session: Session, t: FlushTarget, keys: list[Key]) -> None:
+    """Write the source's current rows for `keys` to a target with a UNIQUE key the source
+    does not enforce: delete the target's rows for `keys`, then INSERT (never REPLACE)
+    the source's. A duplicate-key error is looked into (settle_duplicate) and the INSERT
+    tried again; what cannot be settled stops the run (UniqueViolation) and, in a
+    transaction, rolls the whole batch back. No row is ever deleted for a duplicate
+    unless it is proven stale."""
+    session.execute(*sql.delete_keys(t.database, t.target, t.pk, keys))
+    text, params = sql.insert_keys(t.database, t.source, t.target, t.source_exprs,
+                                   t.target_cols, t.source_pk or t.pk, keys)
+    message = ""
+    for _ in range(SETTLE_ROUNDS):
+        try:
+            session.execute(text, params)
+            return
+        except DatabaseError as err:
+            if err.errno != ER_DUP_ENTRY:
+                raise
+            message = err.message
+        settle_duplicate(session, t, keys)
+    raise UniqueViolation(
+        f"a row of {t.source} changed during the run meets a value another row holds under "
+        f"a UNIQUE key of the new table, and onlineddl cannot tell whether that row still "
+        f"holds it ({message})", hint=violation_hint(t.source))
+
+
+def settle_duplicate(session: Session, t: FlushTarget, keys: list[Key]) -> None:
+    """The INSERT of the rows for `keys` met a unique value another row of the target
+    holds. For each UNIQUE key compared exactly, with every row read under a shared lock
+    (none changes until the transaction ends): two rows among `keys` holding one value
+    are a duplicate; so is a holder whose own source row holds one of their values now.
+    A holder whose source row does not (or is gone) is stale, which proves a later
+    change of that row is still to be flushed: it is deleted, and that flush re-syncs
+    it (what REPLACE did, now only when proven). Keys not compared exactly are left
+    alone: write_guarded gives up on a duplicate nothing here settles."""
+    src_pk = t.source_pk or t.pk
+    for check in t.unique_checks:
+        if not check.exact:
+            continue
+        counts = session.query(*sql.key_values(t.database, t.source, check.values, src_pk,
+                                               keys))
+        for *value, rows in counts:
+            if rows > 1:
+                raise _violation(session, t, check, tuple(value), [], keys)
+        values = [tuple(r[:-1]) for r in counts]
+        if not values:
+            continue
+        found = session.query(*sql.rows_holding(t.database, t.target, check.stored, t.pk,
+                                                values))
+        holders = [tuple(r[:len(t.pk)]) for r in found]
+        if not holders:
+            continue
+        holding = session.query(*sql.rows_holding(t.database, t.source, check.values, src_pk,
+                                                  values, holders))
+        if holding:
+            first = holding[0]
+            raise _violation(session, t, check, tuple(first[len(src_pk):]),
+                             [tuple(first[:len(src_pk)])], keys)
+        removed = session.execute(*sql.delete_keys(t.database, t.target, t.pk, holders))
+        log.debug("%s: removed %d stale holder(s) of %s values", t.target, removed,
+                  check.name)
+
+
+def _violation(session: Session, t: FlushTarget, check: UniqueCheck, value: Key,
+               rows: list[Key], keys: list[Key]) -> UniqueViolation:
+    """The error naming the key, the value and the source rows holding it."""
+    src_pk = t.source_pk or t.pk
+    mates = session.query(*sql.rows_holding(t.database, t.source, check.values, src_pk,
+                                            [value], keys))
+    rows = rows + [tuple(m[:len(src_pk)]) for m in mates]
+    shown = ", ".join(repr(r[0] if len(r) == 1 else r) for r in rows[:10])
+    return UniqueViolation(
+        f"the new UNIQUE key {check.name} ({', '.join(check.columns)}) cannot hold the rows "
+        f"of {t.source}: the rows with {'/'.join(src_pk)} {shown} all hold "
+        f"{value[0] if len(value) == 1 else value!r} (a write made while onlineddl ran)",
+        hint=violation_hint(t.source))
 
 
 class Applier:

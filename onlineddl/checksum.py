@@ -27,7 +27,7 @@ from onlineddl.db import Session, retry
 from onlineddl.errors import ChecksumMismatch
 from onlineddl.flavor import MySQL
 from onlineddl.sql import Key
-from onlineddl.table import Column, ColumnMapping, TableInfo, unique_keys
+from onlineddl.table import Column, ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ class Checksum:
     def _explain_by_duplicates(self) -> None:
         """A difference caused by duplicates under a UNIQUE key of the new table is bad
         input, not a copy bug: say so (UniqueViolation) instead of "checksum mismatch"."""
-        keys = unique_keys(self.control, self.source.database, self.shadow.name)
-        check_unique_violations(self.control, self.source, self.shadow, self.mapping, keys)
+        check_unique_violations(self.control, self.source, self.target.unique_checks)
 
     def _repair(self, keys: list[Key]) -> None:
         with self.applier.paused():

@@ -27,7 +27,8 @@ from onlineddl.chunker import Chunk, Chunker, Watermark
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import Session, retry, skipped_rows
 from onlineddl.errors import UniqueViolation
-from onlineddl.table import Column, ColumnMapping, TableInfo
+from onlineddl.table import ColumnMapping, TableInfo
+from onlineddl.uniques import UniqueCheck, violation_hint
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class CopyStats:
 class Copier:
     def __init__(self, *, dsn: Dsn, tuning: Tuning, source: TableInfo, shadow: TableInfo,
                  mapping: ColumnMapping, chunker: Chunker, watermark: Watermark,
-                 unique_keys: tuple[tuple[str, ...], ...]) -> None:
+                 unique_checks: tuple[UniqueCheck, ...]) -> None:
         self.dsn = dsn
         self.tuning = tuning
         self.source = source
@@ -50,7 +51,7 @@ class Copier:
         self.mapping = mapping
         self.chunker = chunker
         self.watermark = watermark
-        self.unique_keys = unique_keys
+        self.unique_checks = unique_checks
         self.stats = CopyStats()
         self._local = threading.local()
         self._sessions: list[Session] = []
@@ -120,49 +121,38 @@ class Copier:
         return elapsed
 
     def _check_unique_violations(self, session: Session) -> None:
-        check_unique_violations(session, self.source, self.shadow, self.mapping,
-                                self.unique_keys)
+        check_unique_violations(session, self.source, self.unique_checks)
 
 
-def check_unique_violations(session: Session, source: TableInfo, shadow: TableInfo,
-                            mapping: ColumnMapping,
-                            unique_keys: tuple[tuple[str, ...], ...]) -> None:
+def check_unique_violations(session: Session, source: TableInfo,
+                            checks: tuple[UniqueCheck, ...]) -> None:
     """A row was skipped because a UNIQUE key of the new table already held its value.
     That is harmless when a concurrent update moved the value (the applier re-syncs both
     rows), but it is data loss if the source really has duplicates for a key the ALTER
-    makes unique: find out, and stop before cutover if so."""
-    for cols in unique_keys:
-        found = find_duplicates(session, source, shadow, mapping, cols)
+    makes unique: find out, and stop before cutover if so. Keys the old table enforces
+    itself cannot have duplicates and are not searched."""
+    for check in checks:
+        if check.enforced:
+            continue
+        found = find_duplicates(session, source, check)
         if found:
             raise UniqueViolation(
-                f"the new UNIQUE key ({', '.join(cols)}) would drop rows: the table has "
-                f"duplicate values, e.g. {found}",
-                hint="remove the duplicates first, or leave UNIQUE out of the ALTER; "
-                     "the original table is unchanged")
+                f"the new UNIQUE key {check.name} ({', '.join(check.columns)}) would drop "
+                f"rows: the table has duplicate values, e.g. {found}",
+                hint=violation_hint(source.name))
 
 
-def find_duplicates(session: Session, source: TableInfo, shadow: TableInfo,
-                    mapping: ColumnMapping, new_cols: tuple[str, ...], limit: int = 5
+def find_duplicates(session: Session, source: TableInfo, check: UniqueCheck, limit: int = 5
                     ) -> list[tuple[object, ...]]:
     """Duplicate value groups in the source for a unique key of the new table, compared
-    as the new key will compare them (its charset and collation: 'abc' and 'ABC' are one
-    value under a case-insensitive collation)."""
-    to_source = {t.lower(): s for s, t in zip(mapping.source, mapping.target, strict=True)}
-    if any(c.lower() not in to_source for c in new_cols):
+    as the new key will compare them (its charset, collation and prefix lengths: 'abc'
+    and 'ABC' are one value under a case-insensitive collation)."""
+    if not check.values:
         return []  # the key includes a new column: its values are defaults, not ours
-    exprs = [_as_new(source.column(to_source[c.lower()]), shadow.column(c)) for c in new_cols]
     # Rows with a NULL in the key never collide under a UNIQUE key.
-    not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
-    listed = ", ".join(exprs)
+    not_null = " AND ".join(f"{e} IS NOT NULL" for e in check.values)
+    listed = ", ".join(check.values)
     rows = session.query(
         f"SELECT {listed}, COUNT(*) FROM {sql.qualified(source.database, source.name)} "
         f"WHERE {not_null} GROUP BY {listed} HAVING COUNT(*) > 1 LIMIT {int(limit)}")
     return [tuple(r) for r in rows]
-
-
-def _as_new(old: Column, new: Column) -> str:
-    text = sql.ident(old.name)
-    if new.charset and new.collation and (old.charset, old.collation) != \
-            (new.charset, new.collation):
-        return f"CONVERT({text} USING {new.charset}) COLLATE {new.collation}"
-    return text

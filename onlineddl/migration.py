@@ -62,9 +62,9 @@ from onlineddl.table import (
     load_table,
     present_artifacts,
     resolve_names,
-    unique_keys,
 )
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
+from onlineddl.uniques import UniqueCheck, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Migration:
         self.source: TableInfo | None = None
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
-        self.shadow_unique: tuple[tuple[str, ...], ...] | None = None
+        self.shadow_unique: tuple[UniqueCheck, ...] | None = None
         self.applier: Applier | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
@@ -359,8 +359,9 @@ class Migration:
         mapping = self._mapping()
         target = FlushTarget(self.db, source.name, shadow.name,
                              tuple(mapping.source_exprs()), mapping.target, shadow.pk,
-                             source.pk, other_unique=bool(self._shadow_unique_keys()),
-                             integer_key=integer_key(source, shadow))
+                             source.pk, other_unique=bool(self._unique_checks()),
+                             integer_key=integer_key(source, shadow),
+                             unique_checks=self._unique_checks())
         shape = TableShape.of(source)
         server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
 
@@ -387,7 +388,7 @@ class Migration:
                               start=self.watermark.get().bound)
             copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=self._source(),
                             shadow=self._shadow(), mapping=self._mapping(), chunker=chunker,
-                            watermark=self.watermark, unique_keys=self._shadow_unique_keys())
+                            watermark=self.watermark, unique_checks=self._unique_checks())
             base = self.progress.rows_copied
 
             def tick() -> None:
@@ -717,10 +718,11 @@ class Migration:
             self.mapping = build_mapping(self._source(), self._shadow(), self._plan())
         return self.mapping
 
-    def _shadow_unique_keys(self) -> tuple[tuple[str, ...], ...]:
-        """Asked once: the applier and the copier both need them."""
+    def _unique_checks(self) -> tuple[UniqueCheck, ...]:
+        """The shadow's UNIQUE keys, asked once: the applier and the copier both need them."""
         if self.shadow_unique is None:
-            self.shadow_unique = unique_keys(self._control(), self.db, self.names.shadow)
+            self.shadow_unique = unique_checks(self._control(), self._source(),
+                                               self._shadow(), self._mapping())
         return self.shadow_unique
 
     def discard_created(self) -> None:

@@ -21,6 +21,9 @@ Params = list[Any]
 SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
+NEXT_TRANSACTION_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
 def ident(name: str) -> str:
     """Quote one identifier for MySQL/MariaDB: backticks, with inner backticks doubled."""
     if "\x00" in name:
@@ -229,13 +232,50 @@ def replace_keys(
 
 
 def _replace_select(database: str, source: str, target: str, source_exprs: Sequence[str],
-                    target_cols: Sequence[str], where: str) -> str:
+                    target_cols: Sequence[str], where: str, verb: str = "REPLACE") -> str:
     """LOCK IN SHARE MODE makes this a locking read: a transaction whose binlog event we
     already received may not be visible yet to a plain read (the binlog is sent before
     the InnoDB commit completes); a locking read waits for it and sees its result."""
-    return (f"REPLACE INTO {qualified(database, target)} ({column_list(target_cols)}) "
+    return (f"{verb} INTO {qualified(database, target)} ({column_list(target_cols)}) "
             f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
             f"WHERE {where} LOCK IN SHARE MODE")
+
+
+def insert_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
+                target_cols: Sequence[str], pk: Sequence[str], keys: Sequence[Key]
+                ) -> tuple[str, Params]:
+    """replace_keys without REPLACE: a row whose unique value another row of the target
+    holds fails the statement (duplicate-key error) instead of deleting that row. The
+    target must not have the rows for `keys` (delete_keys them first)."""
+    where, params = key_in(pk, keys)
+    return _replace_select(database, source, target, source_exprs, target_cols, where,
+                           verb="INSERT"), params
+
+
+def key_values(database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
+               keys: Sequence[Key]) -> tuple[str, Params]:
+    """The distinct values of a unique key's parts (`exprs`) among the rows for `keys`,
+    each with how many of those rows hold it, as the expressions compare them; rows with
+    a NULL part never collide and are left out. A locking read."""
+    where, params = key_in(pk, keys)
+    listed = ", ".join(exprs)
+    not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
+    return (f"SELECT {listed}, COUNT(*) FROM {qualified(database, table)} "
+            f"WHERE {where} AND {not_null} GROUP BY {listed} LOCK IN SHARE MODE"), params
+
+
+def rows_holding(database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
+                 values: Sequence[Key], among: Sequence[Key] | None = None
+                 ) -> tuple[str, Params]:
+    """The keys and key-part values of the rows whose unique key parts (`exprs`) equal one
+    of `values` (compared as the expressions compare), among the rows for `among` when
+    given. A locking read: the rows found keep their values until the transaction ends."""
+    where, params = key_in(exprs, values, quoted=True)
+    if among is not None:
+        more, extra = key_in(pk, among)
+        where, params = f"{where} AND {more}", [*params, *extra]
+    return (f"SELECT {column_list(pk)}, {', '.join(exprs)} FROM {qualified(database, table)} "
+            f"WHERE {where} LOCK IN SHARE MODE"), params
 
 
 def update_keys(database: str, source: str, target: str, source_exprs: Sequence[str],

@@ -369,18 +369,6 @@ def integer_key(*tables: TableInfo) -> bool:
     return all(t.column(c).data_type in INTEGER_BITS for t in tables for c in t.pk)
 
 
-def unique_keys(session: Session, database: str, table: str) -> tuple[tuple[str, ...], ...]:
-    """Column lists of the table's UNIQUE keys other than the primary key."""
-    rows = session.query(
-        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
-        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
-        "AND INDEX_NAME <> 'PRIMARY' ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, table))
-    keys: dict[str, list[str]] = {}
-    for index, column in rows:
-        keys.setdefault(str(index), []).append(str(column))
-    return tuple(tuple(v) for v in keys.values())
-
-
 _COUNTER = re.compile(r"\bAUTO_INCREMENT=(\d+)")
 
 

@@ -66,6 +66,31 @@ def test_replace_keys_is_a_locking_read() -> None:
     assert params == [1]
 
 
+def test_insert_keys_is_a_plain_insert_and_a_locking_read() -> None:
+    # Never REPLACE: a row holding the unique value elsewhere must fail the statement.
+    text, params = sql.insert_keys("d", "t", "_t_new", ["`a`"], ["a"], ["id"], [(1,), (5,)])
+    assert text == ("INSERT INTO `d`.`_t_new` (`a`) SELECT `a` FROM `d`.`t` "
+                    "WHERE `id` IN (%s, %s) LOCK IN SHARE MODE")
+    assert params == [1, 5]
+
+
+def test_key_values_groups_as_the_key_compares_and_skips_nulls() -> None:
+    part = "CONVERT(`e` USING utf8mb4) COLLATE utf8mb4_general_ci"
+    text, params = sql.key_values("d", "t", [part, "`n`"], ["id"], [(7,)])
+    assert text == (f"SELECT {part}, `n`, COUNT(*) FROM `d`.`t` WHERE `id` IN (%s) AND "
+                    f"{part} IS NOT NULL AND `n` IS NOT NULL GROUP BY {part}, `n` "
+                    "LOCK IN SHARE MODE")
+    assert params == [7]
+
+
+def test_rows_holding_values_among_keys() -> None:
+    text, params = sql.rows_holding("d", "t", ["LEFT(`e`, 4)", "`n`"], ["id"],
+                                    [("ab", 1), ("cd", 2)], among=[(3,)])
+    assert text == ("SELECT `id`, LEFT(`e`, 4), `n` FROM `d`.`t` WHERE (LEFT(`e`, 4), `n`) "
+                    "IN ((%s, %s), (%s, %s)) AND `id` IN (%s) LOCK IN SHARE MODE")
+    assert params == ["ab", 1, "cd", 2, 3]
+
+
 def test_update_keys_joins_on_the_key_and_leaves_it_alone() -> None:
     # A renamed key column (old_id -> id); only the other columns are set.
     text, params = sql.update_keys("d", "t", "_t_new", ["`old_id`", "`a`"], ["id", "b"],
