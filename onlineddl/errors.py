@@ -16,6 +16,7 @@
     +-- Aborted                    exit 11  stopped on request; resumable
     +-- WaitTimeout                exit 12  a bounded wait expired
     +-- ReplicationError           exit 13  the binlog stream failed or fell behind
+    |   +-- TableChanged                    another session's DDL on the table (not resumable)
     +-- ArtifactsExist             exit 14  an earlier run left artifacts behind
     +-- DatabaseError              exit 15  an unexpected server error (retryable flag)
 
@@ -103,6 +104,12 @@ class WaitTimeout(OnlineDDLError):
 
 class ReplicationError(OnlineDDLError):
     exit_code = 13
+
+
+class TableChanged(ReplicationError):
+    """Another session changed the table's definition during the run (e.g. an ALTER
+    queued behind the cutover's lock): the shadow no longer matches, so the run cannot
+    be resumed, only cleaned up and started again."""
 
 
 class StreamReconnected(ReplicationError):
