@@ -192,6 +192,7 @@ class Applier:
         # (set at its deadline or by interrupt_drain()).
         self._drain_sessions: list[Session] = []
         self._drain_cancel = threading.Event()
+        self._swapped = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -319,6 +320,8 @@ class Applier:
             if self._stop.is_set():
                 return
             with self._flush_lock:
+                if self._swapped:
+                    return   # the shadow is T now: nothing more to flush into it
                 assert self._session is not None
                 flushed = self._flush_round(self._session, atomic=True)
 
@@ -371,6 +374,12 @@ class Applier:
             self.delta.discard(batch)
             with self._pos_lock:
                 self.flushed_rows += len(batch)
+
+    def swapped(self) -> None:
+        """The cutover swapped the tables (call while paused): the background flusher
+        stops for good, so late changes stay counted in the delta map for the tripwire
+        instead of failing a flush into a table that is gone."""
+        self._swapped = True
 
     @contextmanager
     def paused(self) -> Iterator[None]:

@@ -265,6 +265,8 @@ class Cutover:
             except OnlineDDLError as err:
                 if self._swapped():
                     log.info("cutover: the swap happened despite %s", err.message)
+                    with self.applier.paused():
+                        self.applier.swapped()
                     break
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
@@ -367,10 +369,12 @@ class Cutover:
         lock = self._lock_session("cutover")
         try:
             with self.applier.paused():
+                faults.point("cutover_paused")
                 t, s = sql.ident(self.a.table), sql.ident(self.a.shadow)
                 blocked_at = self._block(lock, f"LOCK TABLES {t} WRITE, {s} WRITE")
                 self._drain(lock, None)
                 lock.execute(rename_sql(self.a, guard=False))
+                self.applier.swapped()
                 faults.point("after_swap")
                 lock.execute("UNLOCK TABLES")
                 self.block_seconds = time.monotonic() - blocked_at
@@ -398,6 +402,7 @@ class Cutover:
                 self.applier.thread_ids()
             before_t = self._names_before_table()
             with self.applier.paused():
+                faults.point("cutover_paused")
                 self._create_guards(lock)
                 self._check_names_free(lock)
                 watcher = Watcher(watch, self.database, self.a.table, ours,
@@ -434,12 +439,13 @@ class Cutover:
             released = True
             self.block_seconds = time.monotonic() - blocked_at
             thread.join(timeout=RENAME_JOIN)
+            self._rename_result(renamer, thread, outcome)
+            self.applier.swapped()
             faults.point("after_swap")
         finally:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
-        self._rename_result(renamer, thread, outcome)
 
     def _create_guards(self, lock: Session) -> None:
         for name in (self.a.sentry, self.a.swap):
