@@ -499,8 +499,7 @@ class Cutover:
                 raise CutoverFailed(
                     f"the RENAME was not seen waiting for {self.a.table} itself within "
                     f"{self._queue_wait():.1f}s (it waits for {', '.join(before_t)}: "
-                    "another session holds one of them); called off with the table "
-                    "unchanged",
+                    "another session holds one of them); the swap was called off",
                     hint=f"another session uses {self.a.shadow} (a transaction that read "
                          "it, a HANDLER, DDL): find it in information_schema.PROCESSLIST "
                          "and INNODB_TRX and end it")

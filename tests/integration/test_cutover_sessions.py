@@ -162,7 +162,7 @@ def test_a_transaction_holding_the_shadow_fails_attempts_before_writes_are_block
         thread.join(timeout=30)
         reader.close()
     assert result.cutover_attempts >= 2
-    assert stalls and max(stalls) < 1.0, max(stalls)
+    assert stalls and max(stalls) < 0.5, max(stalls)   # a called-off block: >= 1 s
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
