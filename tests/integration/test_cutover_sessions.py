@@ -31,12 +31,27 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import TableChanged
+from onlineddl.flavor import detect
 from onlineddl.migration import migrate
 from onlineddl.runlock import lock_name
 
 ROWS = 2000
 COLUMNS = ["id", "name", "v", "data", "note"]
 TUNING = Tuning(chunk_rows_initial=500, chunk_rows_max=1000, checkpoint_interval=0.3)
+
+
+@pytest.fixture
+def two_connections(server: Dsn) -> None:
+    """These tests interleave with MariaDB's two-connection protocol. MySQL renames
+    under its own LOCK TABLES (the shadow locked too), where the same interleavings
+    would wait on that lock instead; there a DDL queued meanwhile runs on the new T."""
+    conn = connect(server)
+    try:
+        flavor = detect(str(scalar(conn, "SELECT VERSION()")))
+    finally:
+        conn.close()
+    if flavor.rename_under_lock:
+        pytest.skip("the two-connection cutover is MariaDB's")
 
 
 @pytest.fixture
@@ -87,7 +102,7 @@ def in_thread(server: Dsn, db: str, statement: str, out: dict[str, Any]) -> thre
 # --- item: a metadata lock on _t_new held across the cutover ---------------------------
 
 def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
-        server: Dsn, db: str, setup: Any) -> None:
+        server: Dsn, db: str, setup: Any, two_connections: None) -> None:
     """Once T is blocked, another session opens a transaction that reads `_t_new` and
     holds it for 3 seconds, while 4 writers run. Before, the RENAME queued on `_t_new`,
     the lock went, and 553-574 writes landed in `_t_old`. Now each attempt is called off
@@ -171,7 +186,7 @@ def test_a_transaction_holding_the_shadow_fails_attempts_before_writes_are_block
 @pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD COLUMN z INT NULL",
                                  "DROP INDEX k_v ON t"], ids=["add_column", "drop_index"])
 def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
-        server: Dsn, db: str, setup: Any, ddl: str) -> None:
+        server: Dsn, db: str, setup: Any, ddl: str, two_connections: None) -> None:
     conn, _ = setup
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE t ADD INDEX k_v (v)")
@@ -210,8 +225,8 @@ def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any
-                                                        ) -> None:
+def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any,
+                                                        two_connections: None) -> None:
     """An ALTER arriving once the RENAME waits for T queues behind it: the run either
     completes (the ALTER then runs on the new T) or calls the swap off (it runs on the
     old T, which stays T). Either way the column ends up on T, never on `_t_old` alone."""
@@ -244,7 +259,7 @@ def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, se
 # --- item: bounded blocks and frozen tools ----------------------------------------------
 
 def test_a_drain_round_stuck_on_a_row_lock_releases_the_block_within_its_bound(
-        server: Dsn, db: str, setup: Any) -> None:
+        server: Dsn, db: str, setup: Any, two_connections: None) -> None:
     """A change is pending when T is blocked, and another transaction holds every row
     of `_t_new`: the flush would wait innodb_lock_wait_timeout (10 s here). The block
     must end within block_timeout; the run then retries and succeeds."""
