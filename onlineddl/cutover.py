@@ -150,7 +150,7 @@ def is_ddl_on(text: str, table: str) -> bool:
 
 def normalized_shape(create_sql: str) -> str:
     """SHOW CREATE TABLE text without the table's own name and AUTO_INCREMENT counter."""
-    body = create_sql.split("(", 1)[1] if "(" in create_sql else create_sql
+    body = create_sql.split("\n", 1)[1] if "\n" in create_sql else create_sql
     return re.sub(r"\s+AUTO_INCREMENT=\d+", "", body)
 
 
@@ -214,7 +214,7 @@ class Watcher:
             raise foreign_ddl(self.table, self.found, before_swap=True)
 
 
-def foreign_ddl(table: str, found: str, *, before_swap: bool) -> TableChanged:
+def foreign_ddl(table: str, found: str, *, before_swap: bool, old: str = "") -> TableChanged:
     if before_swap:
         return TableChanged(
             f"another session changed {table} during the cutover, so the swap was called "
@@ -226,10 +226,10 @@ def foreign_ddl(table: str, found: str, *, before_swap: bool) -> TableChanged:
     return TableChanged(
         f"another session changed the original {table} between the drain and the swap: "
         f"{found}. The swap happened: {table} is the new table WITHOUT that change, and "
-        "the original (with it) is kept as the old table",
-        hint=f"compare SHOW CREATE TABLE of {table} and of the old table, and apply that "
-             f"change to {table} again if it is still wanted; check the old table for rows "
-             "written after the drain")
+        f"the original (with it) is kept as {old}",
+        hint=f"compare SHOW CREATE TABLE of {table} and of {old}, and apply that change to "
+             f"{table} again if it is still wanted; check {old} for rows written after "
+             "the drain")
 
 
 class Cutover:
@@ -492,7 +492,8 @@ class Cutover:
             state = self.control.scalar(
                 "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = %s",
                 (renamer.thread_id,))
-            if state and "metadata lock" in str(state).lower() and \
+            # Exactly this state: not "schema metadata lock", nor the backup lock.
+            if state == "Waiting for table metadata lock" and \
                     self._rename_holds(probe, renamer, before_t):
                 return
             if time.monotonic() > deadline:
@@ -582,18 +583,23 @@ class Cutover:
         must have the shape T had under the block. Never passes when unsure."""
         ddl = self.applier.wait_for_ddl(timeout=self.tuning.drain_timeout)
         if ddl is None:
+            try:
+                self.applier.check()
+                why = f"did not reach the RENAME within {self.tuning.drain_timeout:.0f}s"
+            except OnlineDDLError as err:
+                why = f"stopped before the RENAME ({err.message})"
             raise ReplicationError(
                 f"the swap happened ({self.a.table} is the new table, the original is "
-                f"{self.a.old}), but the binlog reader did not reach the RENAME within "
-                f"{self.tuning.drain_timeout:.0f}s, so it is not confirmed that no write "
-                f"reached {self.a.old} after the drain position {self.drain_position}",
+                f"{self.a.old}), but the binlog reader {why}, so it is not confirmed that "
+                f"no write reached {self.a.old} after the drain position "
+                f"{self.drain_position}",
                 hint="run the same command with --resume: it reads the binlog from the "
                      "drain position to the RENAME and confirms (or names the keys). By "
                      f"hand: mysqlbinlog from {self.drain_position} must show no row event "
                      f"for {self.database}.{self.a.table} before the RENAME")
         if not is_our_rename(ddl, self.a):
             raise foreign_ddl(self.a.table, f"the binlog shows: {ddl[:300]}",
-                              before_swap=False)
+                              before_swap=False, old=self.a.old)
         late = self.applier.delta.received - self.drained_changes
         if late:
             keys = [k for k, _ in self.applier.delta.snapshot()][:20]
@@ -605,4 +611,4 @@ class Cutover:
         if self.shape_under_block and self._shape(self.a.old) != self.shape_under_block:
             raise foreign_ddl(self.a.table, f"SHOW CREATE TABLE {self.a.old} differs from "
                               f"{self.a.table}'s while writes were blocked",
-                              before_swap=False)
+                              before_swap=False, old=self.a.old)

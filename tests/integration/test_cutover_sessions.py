@@ -30,6 +30,7 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.cutover import Watcher
 from onlineddl.errors import TableChanged
 from onlineddl.flavor import detect
 from onlineddl.migration import migrate
@@ -225,6 +226,32 @@ def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
+def test_the_tripwire_reports_ddl_that_reached_the_old_table(
+        server: Dsn, db: str, setup: Any, two_connections: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the PROCESSLIST watch blinded, a queued ALTER runs on the old table right
+    after the unlock (nothing to drain, so the swap goes ahead): the binlog shows it
+    before our RENAME, and the run must fail saying so, never exit 0."""
+    conn, _ = setup
+    monkeypatch.setattr(Watcher, "look", lambda self: None)
+    out: dict[str, Any] = {}
+    threads: list[threading.Thread] = []
+    ddl = "ALTER TABLE t ADD COLUMN z INT NULL"
+
+    def queue_ddl() -> None:
+        if threads:
+            return
+        threads.append(in_thread(server, db, ddl, out))
+        wait_for_state(conn, ddl)
+
+    faults.register("cutover_started", queue_ddl)
+    with pytest.raises(TableChanged, match="between the drain and the swap") as caught:
+        migrate(config(server, db))
+    threads[0].join(timeout=30)
+    assert ddl in caught.value.message and "_t_old" in caught.value.hint
+    assert "z" in columns(conn, "_t_old") and "z" not in columns(conn, "t")
+
+
 def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any,
                                                         two_connections: None) -> None:
     """An ALTER arriving once the RENAME waits for T queues behind it: the run either
@@ -310,6 +337,7 @@ FROZEN_CHILD = textwrap.dedent("""
     import os, signal, sys
     from onlineddl import faults, runlock
     from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.cutover import Watcher
     from onlineddl.migration import migrate
     runlock.IDLE_LIMIT = 3
     host, port, user, db = sys.argv[1:5]
