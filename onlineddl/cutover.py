@@ -6,9 +6,10 @@ bounded number of attempts with backoff and jitter.
 
 Two protocols, chosen by the flavor:
 
-- MySQL 8.0.13+ renames under LOCK TABLES: lock T and the shadow on one connection,
-  drain through it, RENAME, UNLOCK. Writers queued on T open the new T afterwards, and
-  so does another session's DDL on T queued meanwhile.
+- MySQL 8.0.13+ renames under LOCK TABLES: check the shadow free (as in step 1
+  below), lock T and the shadow on one connection, drain through it, RENAME, UNLOCK.
+  Writers queued on T open the new T afterwards, and so does another session's DDL
+  on T queued meanwhile.
 
 - MariaDB refuses RENAME under LOCK TABLES (error 1192), so two connections are used.
   The queued RENAME must win the race against queued writers when the lock goes, and
@@ -370,6 +371,9 @@ class Cutover:
         try:
             with self.applier.paused():
                 faults.point("cutover_paused")
+                # The lock below waits for _T_new before T only where `_T_new` sorts
+                # first (lowercase names): check it free before T is blocked either way.
+                self._check_names_free(lock, (self.a.shadow,))
                 t, s = sql.ident(self.a.table), sql.ident(self.a.shadow)
                 blocked_at = self._block(lock, f"LOCK TABLES {t} WRITE, {s} WRITE")
                 self._drain(lock, None)
@@ -404,7 +408,7 @@ class Cutover:
             with self.applier.paused():
                 faults.point("cutover_paused")
                 self._create_guards(lock)
-                self._check_names_free(lock)
+                self._check_names_free(lock, (self.a.shadow, self.a.swap))
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
                 self._swap_under_lock(lock, renamer, probe, watcher, before_t)
@@ -452,15 +456,14 @@ class Cutover:
             lock.execute(f"CREATE TABLE {sql.ident(name)} (id INT PRIMARY KEY) "
                          f"COMMENT='{SENTRY_COMMENT}'")
 
-    def _check_names_free(self, guard: Session) -> None:
+    def _check_names_free(self, guard: Session, names: tuple[str, ...]) -> None:
         """Take the names the RENAME needs besides T, and let go, before T is blocked:
         another session holding `_T_new` (an open transaction that read it, a HANDLER)
         fails the attempt here, with writes never blocked. (LOCK TABLES WRITE waits for
         every lock but the shared ones that statements such as SHOW CREATE TABLE hold
         for a moment; the probe in _rename_holds covers those.)"""
-        s, w = sql.ident(self.a.shadow), sql.ident(self.a.swap)
         try:
-            guard.execute(f"LOCK TABLES {s} WRITE, {w} WRITE")
+            guard.execute("LOCK TABLES " + ", ".join(f"{sql.ident(n)} WRITE" for n in names))
         except DatabaseError as err:
             if err.errno != ER_LOCK_WAIT_TIMEOUT:
                 raise

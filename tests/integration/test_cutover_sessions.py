@@ -137,10 +137,15 @@ def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def test_a_transaction_holding_the_shadow_fails_attempts_before_writes_are_blocked(
-        server: Dsn, db: str, setup: Any) -> None:
-    """Held from before T is blocked: the guard (LOCK TABLES _t_new WRITE, then let go)
-    fails each attempt while writers never wait on T."""
+@pytest.mark.parametrize("hold, release", [
+    ("SELECT COUNT(*) FROM _t_new", "ROLLBACK"),
+    ("HANDLER _t_new OPEN", "HANDLER _t_new CLOSE"),
+], ids=["transaction", "handler"])
+def test_a_session_holding_the_shadow_fails_attempts_before_writes_are_blocked(
+        server: Dsn, db: str, setup: Any, hold: str, release: str) -> None:
+    """Held from before T is blocked (an open transaction that read `_t_new`, or a
+    HANDLER on it): the guard (LOCK TABLES _t_new WRITE, then let go) fails each
+    attempt while writers never wait on T."""
     conn, _ = setup
     reader = connect(server, db, autocommit=False)
     held: list[bool] = []
@@ -152,8 +157,12 @@ def test_a_transaction_holding_the_shadow_fails_attempts_before_writes_are_block
             return
         held.append(True)
         with reader.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM _t_new")
-        threading.Timer(4.0, reader.rollback).start()
+            cur.execute(hold)
+
+        def let_go() -> None:
+            with reader.cursor() as cur:
+                cur.execute(release)
+        threading.Timer(4.0, let_go).start()
 
     def write_all_along() -> None:
         writer = connect(server, db)
