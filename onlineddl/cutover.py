@@ -252,6 +252,7 @@ class Cutover:
         self.drained_changes = 0
         self.drain_position: BinlogPosition | None = None
         self.shape_under_block = ""   # SHOW CREATE TABLE of T while writes were blocked
+        self._locks_from: str | None = None   # see _lock_source
 
     # --- attempts --------------------------------------------------------------------
 
@@ -405,6 +406,7 @@ class Cutover:
             ours = {s.thread_id for s in sessions} | {self.control.thread_id} | \
                 self.applier.thread_ids()
             before_t = self._names_before_table()
+            self._locks_from = self._lock_source()
             with self.applier.paused():
                 faults.point("cutover_paused")
                 self._create_guards(lock)
@@ -523,7 +525,8 @@ class Cutover:
         without waiting (lock_wait_timeout 0): only a granted exclusive lock refuses
         it, a queued one does not. Whose lock it is, the probe cannot tell: no other
         session's statement may name these tables, and where the metadata_lock_info
-        plugin is loaded it must list them as the RENAME's."""
+        plugin is loaded, or performance_schema with its MDL instrument, they must list
+        them as the RENAME's (and T as the only lock it waits for, where shown)."""
         for name in names:
             try:
                 probe.execute(f"SHOW CREATE TABLE {sql.ident(name)}")
@@ -533,12 +536,16 @@ class Cutover:
             except DatabaseError as err:
                 if err.errno != ER_LOCK_WAIT_TIMEOUT:
                     raise
-        if not names:
-            return True
-        if self._others_name(names, renamer.thread_id):
+        if names and self._others_name(names, renamer.thread_id):
             return False
-        held = self._lock_info(renamer.thread_id)
-        return held is None or {n.lower() for n in names} <= held
+        locks = self._lock_info(renamer.thread_id)
+        if locks is None:
+            return True
+        granted = all(locks.get(n.lower()) == "GRANTED" for n in names)
+        pending = {n for n, status in locks.items() if status != "GRANTED"}
+        if self._locks_from == "performance_schema":  # it lists what the RENAME waits for
+            return granted and pending == {self.a.table.lower()}
+        return granted
 
     def _others_name(self, names: list[str], renamer_id: int) -> bool:
         rows = self.control.query(
@@ -546,17 +553,41 @@ class Cutover:
             "WHERE INFO IS NOT NULL AND ID NOT IN (%s, CONNECTION_ID())", (renamer_id,))
         return any(statement_names(str(info), set(names)) for _, info in rows)
 
-    def _lock_info(self, thread_id: int) -> set[str] | None:
-        """Tables the thread holds exclusively per information_schema.METADATA_LOCK_INFO
-        (the metadata_lock_info plugin); None where the plugin is not loaded."""
+    def _lock_source(self) -> str | None:
+        """Where the server lists metadata locks, if anywhere: the metadata_lock_info
+        plugin's table (granted locks), or performance_schema.metadata_locks (granted
+        and pending) when performance_schema runs with the MDL instrument on."""
         try:
-            rows = self.control.query(
-                "SELECT TABLE_NAME FROM information_schema.METADATA_LOCK_INFO "
-                "WHERE THREAD_ID = %s AND TABLE_SCHEMA = %s AND LOCK_MODE = 'MDL_EXCLUSIVE'",
-                (thread_id, self.database))
+            self.control.query("SELECT 1 FROM information_schema.METADATA_LOCK_INFO LIMIT 0")
+            return "plugin"
+        except DatabaseError:
+            pass
+        try:
+            on = self.control.scalar(
+                "SELECT ENABLED FROM performance_schema.setup_instruments "
+                "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND @@performance_schema = 1")
         except DatabaseError:
             return None
-        return {str(r[0]).lower() for r in rows}
+        return "performance_schema" if str(on or "").upper() == "YES" else None
+
+    def _lock_info(self, thread_id: int) -> dict[str, str] | None:
+        """The thread's exclusive table locks in our database: lowercased name ->
+        GRANTED or PENDING; None where the server does not list them."""
+        if self._locks_from == "plugin":
+            rows = self.control.query(
+                "SELECT TABLE_NAME, 'GRANTED' FROM information_schema.METADATA_LOCK_INFO "
+                "WHERE THREAD_ID = %s AND TABLE_SCHEMA = %s AND LOCK_MODE = 'MDL_EXCLUSIVE'",
+                (thread_id, self.database))
+        elif self._locks_from == "performance_schema":
+            rows = self.control.query(
+                "SELECT m.OBJECT_NAME, m.LOCK_STATUS FROM performance_schema.metadata_locks m "
+                "JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID "
+                "WHERE t.PROCESSLIST_ID = %s AND m.OBJECT_TYPE = 'TABLE' "
+                "AND m.OBJECT_SCHEMA = %s AND m.LOCK_TYPE = 'EXCLUSIVE'",
+                (thread_id, self.database))
+        else:
+            return None
+        return {str(name).lower(): str(status).upper() for name, status in rows}
 
     def _call_off(self, renamer: Session, thread: threading.Thread) -> None:
         """The swap is off: stop a RENAME still waiting, so it can never run later. (Even

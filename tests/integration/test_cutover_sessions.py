@@ -346,7 +346,6 @@ FROZEN_CHILD = textwrap.dedent("""
     import os, signal, sys
     from onlineddl import faults, runlock
     from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.cutover import Watcher
     from onlineddl.migration import migrate
     runlock.IDLE_LIMIT = 3
     host, port, user, db = sys.argv[1:5]
