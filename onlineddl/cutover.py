@@ -615,11 +615,13 @@ class Cutover:
         """The tripwire: read the binlog up to our RENAME. The first statement on T after
         the drain must be that RENAME, with no row change for T before it, and `_T_old`
         must have the shape T had under the block. Never passes when unsure."""
-        ddl = self.applier.wait_for_ddl(timeout=self.tuning.drain_timeout)
+        # As long as a RENAME may wait for its locks, and then some for the reader.
+        wait = max(self.tuning.drain_timeout, self._rename_wait() + 10.0)
+        ddl = self.applier.wait_for_ddl(timeout=wait)
         if ddl is None:
             try:
                 self.applier.check()
-                why = f"did not reach the RENAME within {self.tuning.drain_timeout:.0f}s"
+                why = f"did not reach the RENAME within {wait:.0f}s"
             except OnlineDDLError as err:
                 why = f"stopped before the RENAME ({err.message})"
             raise ReplicationError(
