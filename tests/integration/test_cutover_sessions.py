@@ -30,10 +30,10 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.cutover import Watcher
 from onlineddl.errors import TableChanged
 from onlineddl.flavor import detect
 from onlineddl.migration import migrate
+from onlineddl.othersessions import Watcher
 from onlineddl.runlock import lock_name
 
 ROWS = 2000

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from onlineddl.cutover import Cutover, is_ddl_on, is_our_rename, rename_sql
+from onlineddl.cutover import Cutover, is_our_rename, rename_sql
 from onlineddl.flavor import detect
+from onlineddl.othersessions import is_ddl_on
 from onlineddl.table import Artifacts
 
 
