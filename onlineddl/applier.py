@@ -296,6 +296,11 @@ class Applier:
         self._pool: ThreadPoolExecutor | None = None
         self.ddl: str | None = None
         self._ddl_seen = threading.Event()
+        # A drain under a write block: its sessions, and the event that cancels it
+        # (set at its deadline or by interrupt_drain()).
+        self._drain_sessions: list[Session] = []
+        self._drain_cancel = threading.Event()
+        self._swapped = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -323,6 +328,10 @@ class Applier:
             self._pool.shutdown(wait=True)
         for session in self._extra_sessions:
             session.close()
+
+    def thread_ids(self) -> set[int]:
+        """The server's ids of the applier's own connections (not the binlog stream's)."""
+        return {s.thread_id for s in self._extra_sessions}
 
     def check(self) -> None:
         """Raise in the caller's thread whatever stopped a background thread."""
@@ -419,6 +428,8 @@ class Applier:
             if self._stop.is_set():
                 return
             with self._flush_lock:
+                if self._swapped:
+                    return   # the shadow is T now: nothing more to flush into it
                 assert self._session is not None
                 flushed = self._flush_round(self._session, atomic=True)
 
@@ -465,10 +476,18 @@ class Applier:
                 sync_keys(session, self.target, keys, atomic=atomic, gone=gone,
                           in_place=not blocked)
 
-            retry(apply, what="applying binlog changes", attempts=8, stop=self._stop)
+            # Under a write block, retries end when the drain is cancelled.
+            stop = self._drain_cancel if blocked else self._stop
+            retry(apply, what="applying binlog changes", attempts=8, stop=stop)
             self.delta.discard(batch)
             with self._pos_lock:
                 self.flushed_rows += len(batch)
+
+    def swapped(self) -> None:
+        """The cutover swapped the tables (call while paused): the background flusher
+        stops for good, so late changes stay counted in the delta map for the tripwire
+        instead of failing a flush into a table that is gone."""
+        self._swapped = True
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -512,8 +531,30 @@ class Applier:
         The caller holds the write block and has paused the background flusher. With
         `session` (a connection holding LOCK TABLES) the flush runs through it, without
         BEGIN, which would release its table locks; else through the applier's own.
+
+        `timeout` bounds the whole drain, inside a flush statement too: at the deadline
+        a watchdog KILLs the drain's running statements (one waiting for a row lock, or
+        for a metadata lock behind another session's DDL) and the drain raises
+        WaitTimeout, so the caller releases the block with the table unchanged.
         """
         deadline = time.monotonic() + timeout
+        self._drain_sessions = [session] if session is not None else list(self._extra_sessions)
+        self._drain_cancel.clear()
+        timer = threading.Timer(timeout, self.interrupt_drain)
+        timer.daemon = True
+        timer.start()
+        try:
+            self._drain(target, timeout, deadline, session, label)
+        except OnlineDDLError as err:
+            if self._drain_cancel.is_set() and not isinstance(err, WaitTimeout):
+                raise self._drain_expired(target, timeout) from err
+            raise
+        finally:
+            timer.cancel()
+            self._drain_sessions = []
+
+    def _drain(self, target: BinlogPosition, timeout: float, deadline: float,
+               session: Session | None, label: str) -> None:
         flushed_once = False
         while True:
             reached = self.received_position().reached(target)
@@ -525,11 +566,8 @@ class Applier:
             if not reached:
                 self.wake_reader()
             self.check()
-            if time.monotonic() > deadline:
-                raise WaitTimeout(
-                    f"draining: not done within {timeout:.0f}s (reader at "
-                    f"{self.received_position()}, target {target}, {len(self.delta)} "
-                    "changes pending)", hint="retry at a quieter time")
+            if time.monotonic() > deadline or self._drain_cancel.is_set():
+                raise self._drain_expired(target, timeout)
             # Flushing while waiting also makes room for a reader held by backpressure.
             if len(self.delta):
                 if session is None:
@@ -539,6 +577,36 @@ class Applier:
                     self._flush_round(session, atomic=False, blocked=True)
             else:
                 time.sleep(0.002)
+
+    def _drain_expired(self, target: BinlogPosition, timeout: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"draining: not done within {timeout:.0f}s, so the write block was given up "
+            f"(reader at {self.received_position()}, target {target}, {len(self.delta)} "
+            "changes pending)",
+            hint="retry at a quieter time; a transaction holding row locks on the "
+                 "table or its shadow, or another session's DDL on it, also stalls the "
+                 "drain (see information_schema.INNODB_TRX and PROCESSLIST)")
+
+    def interrupt_drain(self) -> None:
+        """Cancel a drain under way from another thread: KILL QUERY its statements from
+        a connection of our own (each may be waiting inside the server)."""
+        self._drain_cancel.set()
+        victims = [s.thread_id for s in self._drain_sessions]
+        if not victims:
+            return
+        try:
+            killer = Session(self.dsn, name="drain-watchdog", read_timeout=10)
+        except OnlineDDLError as err:
+            log.warning("could not connect to stop the drain's statements: %s", err.message)
+            return
+        try:
+            for thread_id in victims:
+                try:
+                    killer.execute(f"KILL QUERY {int(thread_id)}")
+                except OnlineDDLError as err:  # it may have ended meanwhile
+                    log.debug("KILL QUERY %d: %s", thread_id, err.message)
+        finally:
+            killer.close()
 
     def wait_for_ddl(self, timeout: float) -> str | None:
         """Wait, bounded, until the reader reaches a DDL statement on the table (after a

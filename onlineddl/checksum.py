@@ -156,7 +156,9 @@ class Checksum:
         """Block writes, drain, open `count` snapshots of the same instant, unblock
         (bounded at every step). Several snapshots let chunks be compared side by side."""
         lock = Session(self.dsn, name="checksum-lock", database=self.source.database,
-                       lock_wait_timeout=self.tuning.cutover_lock_timeout)
+                       lock_wait_timeout=self.tuning.cutover_lock_timeout,
+                       read_timeout=self.tuning.cutover_lock_timeout + 10,
+                       idle_limit=int(self.tuning.block_timeout) + 2)
         snaps = [Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
                  for _ in range(count)]
         try:

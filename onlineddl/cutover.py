@@ -6,31 +6,58 @@ bounded number of attempts with backoff and jitter.
 
 Two protocols, chosen by the flavor:
 
-- MySQL 8.0.13+ renames under LOCK TABLES: lock T and the shadow on one connection,
-  drain through it, RENAME, UNLOCK. Writers queued on T open the new T afterwards.
+- MySQL 8.0.13+ renames under LOCK TABLES: check the shadow free (as in step 1
+  below), lock T and the shadow on one connection, drain through it, RENAME, UNLOCK.
+  Writers queued on T open the new T afterwards, and so does another session's DDL
+  on T queued meanwhile.
 
 - MariaDB refuses RENAME under LOCK TABLES (error 1192), so two connections are used.
   The queued RENAME must win the race against queued writers when the lock goes, and
   it only does if it is waiting for T itself: the server takes a statement's metadata
   locks one at a time in name order, so a RENAME stuck on an earlier name (for a
-  lowercase T, `_t_new` and `_t_old` sort before `t`) lets writers into the OLD table
-  first. We saw exactly that on MariaDB 10.11: writes landed in `_t_old` after the
-  drain. So the lock connection holds only T (READ: writers wait, the applier can still
-  read T) and a sentry whose name sorts AFTER T; the drain goes through the applier's
-  own connection; only then is `RENAME TABLE T TO _T_old, _T_new TO T, _T_swap TO
-  <sentry>` issued, which takes the free `_T_*` locks and queues on T. The lock side
-  drops the sentry and unlocks; the RENAME goes first. If the lock connection dies
-  before dropping the sentry, the RENAME fails on the existing sentry: T is untouched.
+  lowercase T, `_t_new`, `_t_old` and `_t_swap` sort before `t`) lets writers into the
+  OLD table first. We saw exactly that on MariaDB 10.11, twice: with the classic
+  protocol (our own lock on the shadow), and with another session's open transaction
+  that had read `_t_new`. So:
 
-After either protocol the binlog is read up to the RENAME itself: a row change for T
-between the drain position and the RENAME would be a write that reached the old
-table, and is reported as such instead of passing silently.
+  1. Before blocking anything, a guard connection takes `LOCK TABLES _T_new WRITE,
+     _T_swap WRITE` and lets go: another session holding those names (an open
+     transaction that read `_T_new`, a HANDLER) fails the attempt here, T unblocked.
+  2. The lock connection holds T (READ: writers wait, the applier can still read T)
+     and a sentry whose name sorts AFTER T; the drain goes through the applier's own
+     connections, bounded inside a statement too (applier.drain).
+  3. `RENAME TABLE T TO _T_old, _T_new TO T, _T_swap TO <sentry>` is issued from a
+     second connection. Before the lock goes, the RENAME must be seen holding the
+     exclusive lock on every name that sorts before T (a probe asks for a shared
+     high-priority lock on each without waiting: only a granted exclusive lock refuses
+     it; information_schema.METADATA_LOCK_INFO must agree where that plugin is
+     loaded), with no other session's statement naming those tables. Else the RENAME
+     is killed and the lock released: T unchanged, writes blocked at most
+     Tuning.block_timeout.
+  4. No other session may have DDL queued on T: a statement holding or waiting for T
+     before our RENAME queued would run on the OLD table right after the unlock. A
+     watcher polls PROCESSLIST while T is blocked; such a statement ends the attempt at
+     once (the drain's statements are killed) and the run with TableChanged: the DDL
+     then runs on T as its author meant, and the shadow is stale.
+  5. The lock side drops the sentry and unlocks; the RENAME goes first. If the lock
+     connection dies before dropping the sentry, the RENAME fails on the existing
+     sentry: T is untouched.
+
+Every lock session tells the server to drop it after a few idle seconds (db.Session
+idle_limit), so a frozen tool host cannot keep T blocked.
+
+After either protocol the binlog is read up to the RENAME itself, and the run only
+succeeds if that is confirmed: the first statement on T after the drain position must
+be our RENAME, with no row change for T before it (a write that reached the old table),
+and `_T_old` must have the shape T had under the block. Anything else, or no answer in
+time, fails the run with a message saying what to check.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -39,14 +66,31 @@ from dataclasses import dataclass
 from onlineddl import faults, sql
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
-from onlineddl.db import Session, retry
-from onlineddl.errors import CutoverFailed, OnlineDDLError, ReplicationError
+from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
+from onlineddl.errors import (
+    CutoverFailed,
+    DatabaseError,
+    DataError,
+    OnlineDDLError,
+    ReplicationError,
+    TableChanged,
+    TableNotFound,
+)
 from onlineddl.flavor import BinlogPosition, MySQL
+from onlineddl.othersessions import (
+    Watcher,
+    foreign_ddl,
+    lock_info,
+    lock_source,
+    mdl_key,
+    others_name,
+)
 from onlineddl.table import Artifacts, present_artifacts
 
 log = logging.getLogger(__name__)
 
 SENTRY_COMMENT = "onlineddl cutover sentry"
+RENAME_JOIN = 10.0       # seconds to wait for the RENAME once the lock is gone
 
 
 @dataclass(frozen=True)
@@ -73,6 +117,29 @@ def drop_guards(session: Session, database: str, artifacts: Artifacts) -> None:
             session.execute(f"DROP TABLE IF EXISTS {sql.qualified(database, name)}")
 
 
+def rename_sql(artifacts: Artifacts, guard: bool) -> str:
+    """The swap statement (`guard`: the MariaDB form that renames _T_swap onto the
+    sentry's name, so it fails while the sentry exists)."""
+    a = artifacts
+    t, s, o = sql.ident(a.table), sql.ident(a.shadow), sql.ident(a.old)
+    text = f"RENAME TABLE {t} TO {o}, {s} TO {t}"
+    if guard:
+        text += f", {sql.ident(a.swap)} TO {sql.ident(a.sentry)}"
+    return text
+
+
+def is_our_rename(statement: str, artifacts: Artifacts) -> bool:
+    """Is this binlogged statement one of our swap statements (either form)?"""
+    text = " ".join(statement.split()).rstrip(";")
+    return any(text == rename_sql(artifacts, guard) for guard in (False, True))
+
+
+def normalized_shape(create_sql: str) -> str:
+    """SHOW CREATE TABLE text without the table's own name and AUTO_INCREMENT counter."""
+    body = create_sql.split("\n", 1)[1] if "\n" in create_sql else create_sql
+    return re.sub(r"\s+AUTO_INCREMENT=\d+", "", body)
+
+
 class Cutover:
     def __init__(self, *, dsn: Dsn, flavor: MySQL, control: Session, database: str,
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
@@ -94,6 +161,11 @@ class Cutover:
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
+        self.drain_position: BinlogPosition | None = None
+        self.shape_under_block = ""   # SHOW CREATE TABLE of T while writes were blocked
+        self._locks_from: str | None = None   # see othersessions.lock_source
+
+    # --- attempts --------------------------------------------------------------------
 
     def run(self) -> None:
         last: OnlineDDLError | None = None
@@ -106,19 +178,36 @@ class Cutover:
             except OnlineDDLError as err:
                 if self._swapped():
                     log.info("cutover: the swap happened despite %s", err.message)
+                    with self.applier.paused():
+                        self.applier.swapped()
                     break
-                last = err
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
+                self._stop_if_final(err)
+                last = err
                 self._backoff(attempt, err)
         else:
             raise CutoverFailed(
                 f"cutover failed {self.tuning.cutover_attempts} times; last error: "
                 f"{last.message if last else 'unknown'}",
-                hint="the table is unchanged and the run is resumable with --resume. Long "
-                     "transactions on the table block the write lock: find them in "
-                     "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
-        self._verify_no_late_writes()
+                hint=(last.hint if last and last.hint else
+                      "long transactions on the table block the write lock: find them in "
+                      "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
+                + f"; {self.a.table} is unchanged and the run is resumable with --resume")
+        self._verify_swap()
+
+    def _stop_if_final(self, err: OnlineDDLError) -> None:
+        """Another session's DDL on T, a dead binlog stream, or data the new table cannot
+        hold (a duplicate for a new UNIQUE key drained under the block) end the run at
+        once: retrying cannot help (the applier stops on any DDL it reads for T)."""
+        if isinstance(err, TableChanged | DataError):
+            raise err
+        if isinstance(err, ReplicationError) or self.applier.ddl is not None:
+            ddl = self.applier.ddl
+            if ddl is not None:
+                raise foreign_ddl(self.a.table, f"the binlog shows: {ddl[:300]}",
+                                  before_swap=True) from err
+            raise err
 
     def _swapped(self) -> bool:
         """Ask the server, retrying: the control connection may be what just failed."""
@@ -139,112 +228,286 @@ class Cutover:
         else:
             self._attempt_two_connections()
 
-    def _session(self, name: str, lock_wait: int) -> Session:
-        return Session(self.dsn, name=name, database=self.database, lock_wait_timeout=lock_wait)
+    # --- sessions and bounds -----------------------------------------------------------
 
-    def _block_and_drain(self, lock: Session, lock_sql: str, drain_via: Session | None
-                         ) -> float:
+    def _queue_wait(self) -> float:
+        """Of the write block's bound, what seeing the RENAME queued may take."""
+        return min(1.0, self.tuning.block_timeout / 5)
+
+    def _drain_budget(self) -> float:
+        return max(0.5, self.tuning.block_timeout - self._queue_wait())
+
+    def _lock_session(self, name: str) -> Session:
+        """A session that blocks T: the server drops it (and its locks) once it has been
+        silent a little longer than the block may last."""
+        return Session(self.dsn, name=name, database=self.database,
+                       lock_wait_timeout=self.tuning.cutover_lock_timeout,
+                       read_timeout=self.tuning.cutover_lock_timeout + 10,
+                       idle_limit=int(self.tuning.block_timeout) + 2)
+
+    def _rename_wait(self) -> int:
+        return int(self.tuning.cutover_lock_timeout + self.tuning.block_timeout) + 5
+
+    def _block(self, lock: Session, lock_sql: str) -> float:
         lock.execute(lock_sql)
         blocked_at = time.monotonic()
+        faults.point("cutover_locked")
         target = self.flavor.current_position(self.control)
+        self.shape_under_block = self._shape(self.a.table)
+        self.drain_position = target
         self.on_block(target)
         faults.point("cutover_started")
-        self.applier.drain(target, self.tuning.block_timeout, session=drain_via)
+        return blocked_at
+
+    def _drain(self, drain_via: Session | None, watcher: Watcher | None) -> None:
+        try:
+            self.applier.drain(self._target(), self._drain_budget(), session=drain_via)
+        except OnlineDDLError:
+            if watcher is not None:
+                watcher.raise_if_found()
+            raise
         self.drained_changes = self.applier.delta.received
         self.before_swap(drain_via or self.control)
         faults.point("before_swap")
-        return blocked_at
 
-    def _rename_sql(self, guard: bool) -> str:
-        t, s, o = sql.ident(self.a.table), sql.ident(self.a.shadow), sql.ident(self.a.old)
-        text = f"RENAME TABLE {t} TO {o}, {s} TO {t}"
-        if guard:
-            text += f", {sql.ident(self.a.swap)} TO {sql.ident(self.a.sentry)}"
-        return text
+    def _target(self) -> BinlogPosition:
+        assert self.drain_position is not None
+        return self.drain_position
+
+    def _shape(self, table: str) -> str:
+        row = self.control.query_one(
+            f"SHOW CREATE TABLE {sql.qualified(self.database, table)}")
+        return normalized_shape(str(row[1])) if row else ""
+
+    # --- MySQL: one connection -----------------------------------------------------------
 
     def _attempt_single(self) -> None:
-        lock = self._session("cutover", self.tuning.cutover_lock_timeout)
+        lock = self._lock_session("cutover")
         try:
             with self.applier.paused():
+                faults.point("cutover_paused")
+                # The lock below waits for _T_new before T only where `_T_new` sorts
+                # first (lowercase names): check it free before T is blocked either way.
+                self._check_names_free(lock, (self.a.shadow,))
                 t, s = sql.ident(self.a.table), sql.ident(self.a.shadow)
-                blocked_at = self._block_and_drain(
-                    lock, f"LOCK TABLES {t} WRITE, {s} WRITE", drain_via=lock)
-                lock.execute(self._rename_sql(guard=False))
+                blocked_at = self._block(lock, f"LOCK TABLES {t} WRITE, {s} WRITE")
+                self._drain(lock, None)
+                lock.execute(rename_sql(self.a, guard=False))
+                self.applier.swapped()
                 faults.point("after_swap")
                 lock.execute("UNLOCK TABLES")
                 self.block_seconds = time.monotonic() - blocked_at
         finally:
             lock.close()
 
+    # --- MariaDB: two connections ----------------------------------------------------------
+
     def _attempt_two_connections(self) -> None:
-        lock = self._session("cutover-lock", self.tuning.cutover_lock_timeout)
-        wait = int(self.tuning.cutover_lock_timeout + self.tuning.block_timeout) + 5
-        renamer = self._session("cutover-rename", wait)
-        outcome: dict[str, BaseException | None] = {}
+        wait = self._rename_wait()
+        lock = self._lock_session("cutover-lock")
+        sessions = [lock]
         try:
+            # Holds locks only while its RENAME runs: no idle limit needed.
+            renamer = Session(self.dsn, name="cutover-rename", database=self.database,
+                              lock_wait_timeout=wait, read_timeout=wait + 10)
+            sessions.append(renamer)
+            # lock_wait_timeout 0: the probe never waits (MariaDB; see _rename_holds).
+            probe = Session(self.dsn, name="cutover-probe", database=self.database,
+                            lock_wait_timeout=0, read_timeout=30)
+            sessions.append(probe)
+            watch = Session(self.dsn, name="cutover-watch", read_timeout=30)
+            sessions.append(watch)
+            ours = {s.thread_id for s in sessions} | {self.control.thread_id} | \
+                self.applier.thread_ids()
+            before_t = self._names_before_table()
+            self._locks_from = lock_source(self.control)
             with self.applier.paused():
+                faults.point("cutover_paused")
                 self._create_guards(lock)
-                t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
-                blocked_at = self._block_and_drain(
-                    lock, f"LOCK TABLES {t} READ, {sentry} WRITE", drain_via=None)
-                thread = threading.Thread(target=self._rename, args=(renamer, outcome),
-                                          name="cutover-rename", daemon=True)
-                thread.start()
-                self._wait_rename_queued(renamer, outcome)
-                lock.execute(f"DROP TABLE {sentry}")
-                lock.execute("UNLOCK TABLES")
-                thread.join(timeout=wait + 5)
-                self.block_seconds = time.monotonic() - blocked_at
-                faults.point("after_swap")
-            self._rename_result(thread, outcome)
+                self._check_names_free(lock, (self.a.shadow, self.a.swap))
+                watcher = Watcher(watch, self.database, self.a.table, ours,
+                                  self.applier.interrupt_drain)
+                self._swap_under_lock(lock, renamer, probe, watcher, before_t)
             drop_guards(self.control, self.database, self.a)
         finally:
-            lock.close()
-            renamer.close()
+            for session in sessions:
+                session.close()
+
+    def _swap_under_lock(self, lock: Session, renamer: Session, probe: Session,
+                         watcher: Watcher, before_t: list[str]) -> None:
+        t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
+        outcome: dict[str, BaseException | None] = {}
+        thread = threading.Thread(target=self._rename, args=(renamer, outcome),
+                                  name="cutover-rename", daemon=True)
+        blocked_at = self._block(lock, f"LOCK TABLES {t} READ, {sentry} WRITE")
+        watcher.start()
+        released = False
+        try:
+            watcher.raise_if_found()
+            self._drain(None, watcher)
+            thread.start()
+            self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
+            faults.point("rename_queued")
+            watcher.stop()
+            # A last look, in this thread: DDL that arrives from now on queues behind
+            # the RENAME, which waits for T already.
+            found = watcher.look()
+            if found:
+                raise foreign_ddl(self.a.table, found, before_swap=True)
+            lock.execute(f"DROP TABLE {sentry}")
+            lock.execute("UNLOCK TABLES")
+            released = True
+            self.block_seconds = time.monotonic() - blocked_at
+            thread.join(timeout=RENAME_JOIN)
+            self._rename_result(renamer, thread, outcome)
+            self.applier.swapped()
+            faults.point("after_swap")
+        finally:
+            watcher.stop()
+            if not released:
+                self._call_off(renamer, thread)
 
     def _create_guards(self, lock: Session) -> None:
         for name in (self.a.sentry, self.a.swap):
             lock.execute(f"CREATE TABLE {sql.ident(name)} (id INT PRIMARY KEY) "
                          f"COMMENT='{SENTRY_COMMENT}'")
 
+    def _check_names_free(self, guard: Session, names: tuple[str, ...]) -> None:
+        """Take the names the RENAME needs besides T, and let go, before T is blocked:
+        another session holding `_T_new` (an open transaction that read it, a HANDLER)
+        fails the attempt here, with writes never blocked. (LOCK TABLES WRITE waits for
+        every lock but the shared ones that statements such as SHOW CREATE TABLE hold
+        for a moment; the probe in _rename_holds covers those.)"""
+        try:
+            guard.execute("LOCK TABLES " + ", ".join(f"{sql.ident(n)} WRITE" for n in names))
+        except DatabaseError as err:
+            if err.errno != ER_LOCK_WAIT_TIMEOUT:
+                raise
+            raise CutoverFailed(
+                f"another session holds a metadata lock on {self.a.shadow} (waited "
+                f"{self.tuning.cutover_lock_timeout}s); writes were not blocked",
+                hint=f"an open transaction that read {self.a.shadow}, a HANDLER or a GUI "
+                     f"browsing it: find it in information_schema.PROCESSLIST and "
+                     "INNODB_TRX and end it") from err
+        guard.execute("UNLOCK TABLES")
+
     def _rename(self, renamer: Session, outcome: dict[str, BaseException | None]) -> None:
         try:
-            renamer.execute(self._rename_sql(guard=True))
+            renamer.execute(rename_sql(self.a, guard=True))
             outcome["error"] = None
         except BaseException as exc:  # reported to the lock side through `outcome`
             outcome["error"] = exc
 
-    def _wait_rename_queued(self, renamer: Session, outcome: dict[str, BaseException | None]
-                            ) -> None:
-        """Only drop the sentry once the RENAME is seen waiting for a metadata lock."""
-        deadline = time.monotonic() + self.tuning.block_timeout
-        while time.monotonic() < deadline:
+    def _wait_rename_queued(self, renamer: Session, probe: Session,
+                            outcome: dict[str, BaseException | None], watcher: Watcher,
+                            before_t: list[str]) -> None:
+        """Return once the RENAME waits for T itself; raise (the caller calls the swap
+        off) if it is not seen there within the rest of the block's bound."""
+        deadline = time.monotonic() + self._queue_wait()
+        while True:
+            watcher.raise_if_found()
             if "error" in outcome:
                 raise CutoverFailed(f"the RENAME failed before the swap: {outcome['error']}")
             state = self.control.scalar(
                 "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = %s",
                 (renamer.thread_id,))
-            if state and "metadata lock" in str(state).lower():
+            # Exactly this state: not "schema metadata lock", nor the backup lock.
+            if state == "Waiting for table metadata lock" and \
+                    self._rename_holds(probe, renamer, before_t):
                 return
+            if time.monotonic() > deadline:
+                raise CutoverFailed(
+                    f"the RENAME was not seen waiting for {self.a.table} itself within "
+                    f"{self._queue_wait():.1f}s (it waits for {', '.join(before_t)}: "
+                    "another session holds one of them); the swap was called off",
+                    hint=f"another session uses {self.a.shadow} (a transaction that read "
+                         "it, a HANDLER, DDL): find it in information_schema.PROCESSLIST "
+                         "and INNODB_TRX and end it")
             time.sleep(0.002)
-        raise CutoverFailed("the RENAME was not seen waiting for the table lock in time")
 
-    def _rename_result(self, thread: threading.Thread,
+    def _names_before_table(self) -> list[str]:
+        """The RENAME's names the server locks before T (it takes them in name order)."""
+        lower = bool(int(self.control.scalar("SELECT @@lower_case_table_names") or 0))
+        key = mdl_key(self.a.table, lower)
+        return [n for n in (self.a.shadow, self.a.old, self.a.swap)
+                if mdl_key(n, lower) < key]
+
+    def _rename_holds(self, probe: Session, renamer: Session, names: list[str]) -> bool:
+        """Does the RENAME hold the exclusive lock on every one of `names`?
+
+        The probe asks for each name's shared high-priority lock (SHOW CREATE TABLE)
+        without waiting (lock_wait_timeout 0): only a granted exclusive lock refuses
+        it, a queued one does not. Whose lock it is, the probe cannot tell: no other
+        session's statement may name these tables, and where the metadata_lock_info
+        plugin is loaded, or performance_schema with its MDL instrument, they must list
+        them as the RENAME's (and T as the only lock it waits for, where shown)."""
+        for name in names:
+            try:
+                probe.execute(f"SHOW CREATE TABLE {sql.ident(name)}")
+                return False  # granted to us: nobody holds it exclusively
+            except TableNotFound:
+                return False  # a missing name (_T_old) not locked: the same
+            except DatabaseError as err:
+                if err.errno != ER_LOCK_WAIT_TIMEOUT:
+                    raise
+        if names and others_name(self.control, names, renamer.thread_id):
+            return False
+        locks = lock_info(self.control, self._locks_from, self.database, renamer.thread_id)
+        if locks is None:
+            return True
+        granted = all(locks.get(n.lower()) == "GRANTED" for n in names)
+        pending = {n for n, status in locks.items() if status != "GRANTED"}
+        if self._locks_from == "performance_schema":  # it lists what the RENAME waits for
+            return granted and pending == {self.a.table.lower()}
+        return granted
+
+    def _call_off(self, renamer: Session, thread: threading.Thread) -> None:
+        """The swap is off: stop a RENAME still waiting, so it can never run later. (Even
+        if this fails, the sentry still exists and a late RENAME fails on it.)"""
+        if not thread.is_alive():
+            return
+        try:
+            self.control.execute(f"KILL QUERY {int(renamer.thread_id)}")
+        except OnlineDDLError as err:
+            log.warning("could not stop the queued RENAME: %s", err.message)
+        thread.join(timeout=RENAME_JOIN)
+
+    def _rename_result(self, renamer: Session, thread: threading.Thread,
                        outcome: dict[str, BaseException | None]) -> None:
         if thread.is_alive():
+            self._call_off(renamer, thread)
             raise CutoverFailed("the RENAME did not finish in time")
         error = outcome.get("error")
         if error is not None:
             raise CutoverFailed(f"the RENAME failed: {error}")
 
-    def _verify_no_late_writes(self) -> None:
-        """Read the binlog up to our RENAME: no row change for T may sit between the
-        drain and the swap. This is a tripwire for the protocol, not a repair."""
-        ddl = self.applier.wait_for_ddl(timeout=self.tuning.drain_timeout)
+    # --- after the swap -----------------------------------------------------------------
+
+    def _verify_swap(self) -> None:
+        """The tripwire: read the binlog up to our RENAME. The first statement on T after
+        the drain must be that RENAME, with no row change for T before it, and `_T_old`
+        must have the shape T had under the block. Never passes when unsure."""
+        # As long as a RENAME may wait for its locks, and then some for the reader.
+        wait = max(self.tuning.drain_timeout, self._rename_wait() + 10.0)
+        ddl = self.applier.wait_for_ddl(timeout=wait)
         if ddl is None:
-            log.warning("cutover: could not confirm from the binlog that no write reached "
-                        "the old table after the drain (the RENAME was not seen in time)")
-            return
+            try:
+                self.applier.check()
+                why = f"did not reach the RENAME within {wait:.0f}s"
+            except OnlineDDLError as err:
+                why = f"stopped before the RENAME ({err.message})"
+            raise ReplicationError(
+                f"the swap happened ({self.a.table} is the new table, the original is "
+                f"{self.a.old}), but the binlog reader {why}, so it is not confirmed that "
+                f"no write reached {self.a.old} after the drain position "
+                f"{self.drain_position}",
+                hint="run the same command with --resume: it reads the binlog from the "
+                     "drain position to the RENAME and confirms (or names the keys). By "
+                     f"hand: mysqlbinlog from {self.drain_position} must show no row event "
+                     f"for {self.database}.{self.a.table} before the RENAME")
+        if not is_our_rename(ddl, self.a):
+            raise foreign_ddl(self.a.table, f"the binlog shows: {ddl[:300]}",
+                              before_swap=False, old=self.a.old)
         late = self.applier.delta.received - self.drained_changes
         if late:
             keys = [k for k, _ in self.applier.delta.snapshot()][:20]
@@ -253,3 +516,7 @@ class Cutover:
                 f"swap; they are missing from the new {self.a.table}. Keys: {keys}",
                 hint=f"copy those rows from {self.a.old} by hand after checking them; "
                      "please report this with the log")
+        if self.shape_under_block and self._shape(self.a.old) != self.shape_under_block:
+            raise foreign_ddl(self.a.table, f"SHOW CREATE TABLE {self.a.old} differs from "
+                              f"{self.a.table}'s while writes were blocked",
+                              before_swap=False, old=self.a.old)

@@ -103,24 +103,49 @@ def is_lost_connection(err: OnlineDDLError) -> bool:
     return isinstance(err, DatabaseError) and err.errno in LOST
 
 
+# Client-side bound on one statement's reply (pymysql read/write timeout) when the
+# caller sets none: a statement silent for an hour means a dead server or network, and
+# without a bound the tool would wait on the socket for ever.
+DEFAULT_READ_TIMEOUT = 3600.0
+
+
 class Session:
     """One pinned connection with the tool's session settings."""
 
     def __init__(self, dsn: Dsn, *, name: str, database: str | None = None,
                  isolation: str | None = None, lock_wait_timeout: int = 3,
-                 read_timeout: float | None = None, reconnect: bool = False) -> None:
+                 read_timeout: float | None = None, reconnect: bool = False,
+                 idle_limit: int | None = None) -> None:
         """`reconnect`: after a lost connection, connect again before reporting the
         (retryable) error, so the caller's retry runs on a live session. Only for
         sessions that keep no state the server would lose with the connection (never
-        for locks or snapshots)."""
+        for locks or snapshots).
+
+        `read_timeout`: seconds the client waits for a statement's reply (and to send
+        it) before it gives up on the connection (DEFAULT_READ_TIMEOUT when None).
+
+        `idle_limit`: for sessions that hold locks (LOCK TABLES, GET_LOCK). The server
+        closes the connection, releasing its locks, once it has been idle this many
+        seconds or a packet from the client stalls this long (wait_timeout and the
+        net timeouts): a frozen or cut-off tool cannot keep a table blocked for the
+        server's default of 8 hours."""
         self.dsn = dsn
         self.name = name
         self._args = (database, read_timeout)
         self._settings = (isolation, lock_wait_timeout)
+        self._idle_limit = idle_limit
         self._reconnect = reconnect
         self._conn = _connect(dsn, database, read_timeout)
         self.thread_id: int = self._conn.thread_id()
         self._setup(isolation, lock_wait_timeout)
+        self._bound_idle()
+
+    def _bound_idle(self) -> None:
+        if self._idle_limit is None:
+            return
+        limit = max(1, int(self._idle_limit))
+        self.execute("SET SESSION wait_timeout = %s, net_read_timeout = %s, "
+                     "net_write_timeout = %s", (limit, limit, limit))
 
     def _error(self, exc: pymysql.err.Error) -> OnlineDDLError:
         err = translate(exc, self.dsn)
@@ -130,6 +155,7 @@ class Session:
                 self._conn = _connect(self.dsn, *self._args)
                 self.thread_id = self._conn.thread_id()
                 self._setup(*self._settings)
+                self._bound_idle()
                 log.info("%s: reconnected after a lost connection", self.name)
             except OnlineDDLError as again:
                 log.warning("%s: reconnect failed: %s", self.name, again.message)
@@ -274,8 +300,9 @@ def connect_args(dsn: Dsn, database: str | None = None,
         args["unix_socket"] = dsn.unix_socket
     if database:
         args["database"] = database
-    if read_timeout:
-        args["read_timeout"] = read_timeout
+    # Every connection gets a client-side bound: pymysql waits for ever by default.
+    args["read_timeout"] = read_timeout or DEFAULT_READ_TIMEOUT
+    args["write_timeout"] = read_timeout or DEFAULT_READ_TIMEOUT
     return args
 
 

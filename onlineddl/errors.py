@@ -18,6 +18,7 @@
     +-- WaitTimeout                exit 12  a bounded wait expired
     +-- ReplicationError           exit 13  the binlog stream failed or fell behind
     |   +-- TableVanished                   T was renamed or dropped during the run
+    |   +-- TableChanged                    another session's DDL on the table (not resumable)
     +-- ArtifactsExist             exit 14  an earlier run left artifacts behind
     +-- DatabaseError              exit 15  an unexpected server error (retryable flag)
 
@@ -118,6 +119,12 @@ class ReplicationError(OnlineDDLError):
 class TableVanished(ReplicationError):
     """T was renamed or dropped by another session during the run: DDL on the table,
     like a DDL event the applier reads in the binlog."""
+
+
+class TableChanged(ReplicationError):
+    """Another session changed the table's definition during the run (e.g. an ALTER
+    queued behind the cutover's lock): the shadow no longer matches, so the run cannot
+    be resumed, only cleaned up and started again."""
 
 
 class StreamReconnected(ReplicationError):

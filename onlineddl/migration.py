@@ -40,6 +40,7 @@ from onlineddl.errors import (
     PreflightFailed,
     ReplicationError,
     ResumeRefused,
+    TableChanged,
     TableNotFound,
     TableVanished,
     WaitTimeout,
@@ -164,13 +165,21 @@ class Migration:
                 if vanished is not None:
                     raise vanished from err
                 raise
-            if self.phase >= Phase.COPY and self.phase < Phase.DONE:
+            if self.phase >= Phase.COPY and self.phase < Phase.DONE and self._resumable(err):
                 note = "the run is resumable: run the same command with --resume"
                 err.hint = f"{err.hint}; {note}" if err.hint else note
             self.events.fire("failure", err)
             raise
         finally:
             self.close()
+
+    def _resumable(self, err: OnlineDDLError) -> bool:
+        """May the failure note say "resumable"? Not after another session's DDL on the
+        table (the shadow is stale: --resume would refuse), nor when the error's own
+        advice already says how to go on."""
+        if isinstance(err, TableChanged) or (self.applier and self.applier.ddl):
+            return False
+        return "--resume" not in err.hint and "cleanup" not in err.hint
 
     def plan(self) -> dry_run.Plan:
         """--dry-run: every check, the new table as the server builds it, the column

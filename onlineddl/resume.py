@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from dataclasses import dataclass
 
 from onlineddl import sql
-from onlineddl.binlog import TableShape, late_writes, open_reader
+from onlineddl.binlog import BinlogReader, Keys, SchemaChange, TableShape, open_reader
 from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
-from onlineddl.cutover import drop_guards, swap_state
+from onlineddl.cutover import drop_guards, is_our_rename, swap_state
 from onlineddl.db import Session
-from onlineddl.errors import ReplicationError, ResumeRefused
+from onlineddl.errors import ReplicationError, ResumeRefused, TableChanged
 from onlineddl.flavor import MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.table import Artifacts, load_table
@@ -117,8 +118,9 @@ def trim_shadow(session: Session, database: str, names: Artifacts, state: State)
 def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, names: Artifacts,
                   state: State) -> None:
     """The swap only happens after the drain completed (see cutover.py); confirm from
-    the binlog that no change to T sits between the drain position and the RENAME,
-    i.e. every write before the swap reached the new table."""
+    the binlog that the first statement on T after the drain position is our RENAME,
+    with no change to T before it, i.e. every write before the swap reached the new
+    table. Anything else, or no answer, stops the run: never finish unconfirmed."""
     if state.drain is None:
         raise ResumeRefused("the checkpoint says cutover started but has no drain position",
                             hint="inspect the tables by hand; please report this")
@@ -127,17 +129,50 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
     reader = open_reader(config.dsn, flavor, shape, state.drain, server_id)
     try:
-        late = late_writes(reader, timeout=config.tuning.drain_timeout)
+        found = first_statement(reader, timeout=config.tuning.drain_timeout)
     finally:
         reader.close()
-    if late is None:
-        log.warning("--resume: could not find the RENAME in the binlog after %s to confirm "
-                    "the drain", state.drain)
-    elif late:
+    where = (f"mysqlbinlog from {state.drain} must show no row event for "
+             f"{config.database}.{config.table} before the RENAME")
+    if found is None:
+        raise ReplicationError(
+            f"--resume: the swap happened, but the RENAME was not found in the binlog "
+            f"after the drain position {state.drain} within "
+            f"{config.tuning.drain_timeout:.0f}s, so it is not confirmed that every write "
+            f"before the swap reached the new {config.table}",
+            hint=f"run --resume again (the binlog may be slow to read), or check by hand: "
+                 f"{where}; then `onlineddl cleanup`")
+    late, ddl = found
+    if not is_our_rename(ddl, names):
+        raise TableChanged(
+            f"another session changed the original {config.table} between the drain "
+            f"and the swap: the binlog shows {ddl[:300]!r} before our RENAME. "
+            f"{config.table} is the new table without that change; the original, with "
+            f"it, is {names.old}",
+            hint=f"compare SHOW CREATE TABLE of {config.table} and {names.old}, apply that "
+                 f"change to {config.table} again if still wanted; {where}")
+    if late:
         raise ReplicationError(
             f"{late} change(s) to {config.table} were written after the drain position "
             f"{state.drain} and before the swap; they are in {names.old}",
             hint="copy those rows by hand; please report this with the log")
-    else:
-        log.info("--resume: confirmed from the binlog: every change before the swap was "
-                 "drained (drain position %s)", state.drain)
+    log.info("--resume: confirmed from the binlog: every change before the swap was "
+             "drained (drain position %s)", state.drain)
+
+
+def first_statement(reader: BinlogReader, timeout: float) -> tuple[int, str] | None:
+    """Row changes to the table before the first statement naming it, and that
+    statement; None when none shows up within `timeout` seconds."""
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.start()
+    count = 0
+    try:
+        for item in reader.items(stop):
+            if isinstance(item, Keys):
+                count += len(item.keys)
+            elif isinstance(item, SchemaChange):
+                return count, item.query
+    finally:
+        timer.cancel()
+    return None

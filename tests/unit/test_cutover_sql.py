@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from onlineddl.cutover import Cutover
+from onlineddl.cutover import Cutover, is_our_rename, rename_sql
 from onlineddl.flavor import detect
+from onlineddl.othersessions import is_ddl_on
 from onlineddl.table import Artifacts
 
 
@@ -17,14 +18,14 @@ def cutover_for(version: str, table: str = "users") -> Cutover:
 def test_mysql_renames_under_its_lock_without_guard() -> None:
     cut = cutover_for("8.0.36")
     assert cut.flavor.rename_under_lock
-    assert cut._rename_sql(guard=False) == \
+    assert rename_sql(cut.a, guard=False) == \
         "RENAME TABLE `users` TO `_users_old`, `_users_new` TO `users`"
 
 
 def test_mariadb_swap_renames_the_guard_onto_the_sentry() -> None:
     cut = cutover_for("10.11.6-MariaDB")
     assert not cut.flavor.rename_under_lock
-    assert cut._rename_sql(guard=True) == (
+    assert rename_sql(cut.a, guard=True) == (
         "RENAME TABLE `users` TO `_users_old`, `_users_new` TO `users`, "
         "`_users_swap` TO `users_cutover`")
 
@@ -34,3 +35,22 @@ def test_sentry_sorts_after_the_table_for_any_case() -> None:
     for table in ("users", "Users", "USERS", "_x", "z" * 64):
         a = Artifacts.for_table(table)
         assert a.sentry.encode() > table.encode()
+
+
+def test_the_tripwire_knows_our_rename_from_anyone_elses() -> None:
+    a = Artifacts.for_table("t")
+    assert is_our_rename("RENAME TABLE `t` TO `_t_old`, `_t_new` TO `t`, `_t_swap` TO "
+                         "`t_cutover`", a)
+    assert is_our_rename("RENAME TABLE `t` TO `_t_old`,\n `_t_new` TO `t`", a)
+    assert not is_our_rename("ALTER TABLE t ADD COLUMN z INT", a)
+    assert not is_our_rename("RENAME TABLE `t` TO `t2`", a)
+
+
+def test_foreign_ddl_on_the_table_is_told_from_writes() -> None:
+    assert is_ddl_on("ALTER TABLE t ADD COLUMN z INT", "t")
+    assert is_ddl_on("alter online table `db`.`T` drop index k", "t")
+    assert is_ddl_on("DROP INDEX k ON t", "t")
+    assert is_ddl_on("TRUNCATE TABLE t", "t")
+    assert not is_ddl_on("INSERT INTO t VALUES (1)", "t")
+    assert not is_ddl_on("UPDATE t SET v = 1", "t")
+    assert not is_ddl_on("ALTER TABLE t2 ADD COLUMN z INT", "t")
