@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onlineddl import faults
 from onlineddl.errors import ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.rowkeys import Key
@@ -170,6 +171,7 @@ class Tracker:
             self.commit(log_pos)
             return
         if control == "inside":
+            faults.point("binlog_savepoint")   # tests cut the stream inside a transaction
             return
         if ddl_names_table(text, self.table, database=self.database, default_db=database,
                            fold_case=self.fold_case):
