@@ -25,7 +25,7 @@ from helpers import connect, scalar, tables
 from workload import IntModel, Writers, assert_same_rows, q
 
 from onlineddl import faults
-from onlineddl.binlog import Commit, Item, Keys, TableShape, open_reader
+from onlineddl.binlog import UPSERT, Commit, Item, Keys, SchemaChange, TableShape, open_reader
 from onlineddl.binlogwire import WireReader
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
@@ -388,3 +388,31 @@ def byte_by_byte(reader: WireReader) -> None:
     reopen = reader._reopen
     assert reopen is not None
     reader._reopen = lambda pos, crc: (lambda c: (small(c[0]), c[1]))(reopen(pos, crc))
+
+
+@pytest.mark.parametrize("reader", ["wire", "library"])
+def test_both_readers_report_the_swap_rename_by_the_default_database(
+        server: Dsn, db: str, conn: Any, reader: str) -> None:
+    """The cutover's tripwire waits for the RENAME of the table, which the tool runs
+    unqualified in the table's database; another database's RENAME is not it."""
+    run(conn, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "CREATE TABLE n LIKE t")
+    control = Session(server, name="test", database=db)
+    flavor = detect(str(control.scalar("SELECT VERSION()")))
+    shape = TableShape.of(load_table(control, db, "t"))
+    if reader == "library":
+        shape = dataclasses.replace(shape, key_kinds=None)
+    start = flavor.current_position(control)
+    run(conn, f"CREATE DATABASE IF NOT EXISTS `{db[:40]}_x`")
+    elsewhere = connect(server, f"{db[:40]}_x")
+    try:
+        run(elsewhere, "CREATE TABLE t (id INT PRIMARY KEY)", "RENAME TABLE t TO t2")
+        run(conn, "INSERT INTO t VALUES (1, 1)", "RENAME TABLE t TO t_old, n TO t")
+        end = flavor.current_position(control)
+        items = read_until(server, flavor, shape, start, end)
+    finally:
+        run(elsewhere, f"DROP DATABASE `{db[:40]}_x`")
+        elsewhere.close()
+        control.close()
+    changes = [i for i in items if isinstance(i, SchemaChange)]
+    assert changes == [SchemaChange("RENAME TABLE t TO t_old, n TO t")]
+    assert Keys([(1,)], UPSERT) in items or Keys(((1,),), UPSERT) in items
