@@ -19,17 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants.BINLOG import TABLE_MAP_EVENT
 from pymysqlreplication.event import (
+    ExecuteLoadQueryEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    NotImplementedEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
 from pymysqlreplication.packet import BinLogPacketWrapper
@@ -43,6 +47,7 @@ from pymysqlreplication.row_event import (
 from onlineddl.binlogitems import (
     GONE,
     MOVED,
+    TRANSACTION_PAYLOAD,
     UPSERT,
     Commit,
     Item,
@@ -50,10 +55,11 @@ from onlineddl.binlogitems import (
     SchemaChange,
     Tracker,
     ddl_names_table,
+    refuse_transaction_payload,
 )
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlogwire import COMPRESSED, MARIADB_GTID_STANDALONE, WireReader
 from onlineddl.config import Dsn
-from onlineddl.db import LOST, binlog_connect_args, connect
+from onlineddl.db import LOST, Session, binlog_connect_args, connect
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
@@ -105,10 +111,28 @@ BinLogPacketWrapper._BinLogPacketWrapper__event_map[TABLE_MAP_EVENT] = CachedTab
 
 def open_reader(dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
                 server_id: int) -> BinlogReader:
-    """The wire reader when it can read this table, else the library's."""
+    """The wire reader when it can read this table, else the library's. Names in the
+    binlog are compared as the server compares them (lower_case_table_names)."""
+    shape = replace(shape, fold_case=names_fold_case(dsn))
     if shape.key_kinds is not None:
         return WireReader.open(dsn, flavor, shape, start, server_id, HEARTBEAT_SECONDS)
     return LibraryReader(dsn, flavor, shape, start, server_id)
+
+
+def names_fold_case(dsn: Dsn) -> bool:
+    """Does the server compare table names without case (lower_case_table_names 1 or 2)?"""
+    session = Session(dsn, name="binlog-names")
+    try:
+        return int(session.scalar("SELECT @@lower_case_table_names") or 0) != 0
+    finally:
+        session.close()
+
+
+class _FoldedNames(list[str]):
+    """A name list whose `in` ignores case: the library filters table maps with `in`."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(name.lower() == n.lower() for n in self)
 
 
 class LibraryReader:
@@ -117,9 +141,11 @@ class LibraryReader:
     def __init__(self, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
                  server_id: int) -> None:
         self.shape = shape
-        self.txn = Tracker(flavor, shape.table, start)
+        self.txn = Tracker(flavor, start, database=shape.database, table=shape.table,
+                           fold_case=shape.fold_case)
         self._stream_connects = 0
         args = binlog_connect_args(dsn, HEARTBEAT_SECONDS)
+        names = _FoldedNames if shape.fold_case else list
         self._stream = BinLogStreamReader(
             connection_settings=args,
             server_id=server_id,
@@ -127,9 +153,13 @@ class LibraryReader:
             slave_heartbeat=HEARTBEAT_SECONDS,
             only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent,
                          QueryEvent, RotateEvent, HeartbeatLogEvent, GtidEvent,
-                         MariadbGtidEvent, CachedTableMapEvent],
-            only_tables=[shape.table],
-            only_schemas=[shape.database],
+                         MariadbGtidEvent, CachedTableMapEvent, XAPrepareEvent,
+                         ExecuteLoadQueryEvent, NotImplementedEvent],
+            # Unknown event types arrive as NotImplementedEvent, so that those holding
+            # changes the reader cannot see (compressed ones) stop the run.
+            filter_non_implemented_events=False,
+            only_tables=names([shape.table]),
+            only_schemas=names([shape.database]),
             pymysql_wrapper=self._connect,
             enable_logging=False,
             # The general decoder runs only for tables the wire reader cannot read, and
@@ -171,17 +201,36 @@ class LibraryReader:
     def _handle(self, event: Any, out: list[Item]) -> None:
         if isinstance(event, RotateEvent):
             self.txn.file = event.next_binlog
-        elif isinstance(event, (GtidEvent, MariadbGtidEvent)):
-            self.txn.begin(str(event.gtid))
+        elif isinstance(event, MariadbGtidEvent):
+            self.txn.begin(str(event.gtid),
+                           opens=not event.flags & MARIADB_GTID_STANDALONE)
+        elif isinstance(event, GtidEvent):
+            self.txn.begin(str(event.gtid), opens=False)
         elif isinstance(event, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
             self.txn.keys(self._keys(event))
-        elif isinstance(event, XidEvent):
+        elif isinstance(event, (XidEvent, XAPrepareEvent)):
             self.txn.commit(event.packet.log_pos)
         elif isinstance(event, QueryEvent):
             text = event.query if isinstance(event.query, str) else str(event.query)
-            self.txn.query(text, event.packet.log_pos, out)
+            self.txn.query(text, event.packet.log_pos, out, _text(event.schema))
+        elif isinstance(event, ExecuteLoadQueryEvent):
+            text, database = _load_query(event)
+            self.txn.query(text, event.packet.log_pos, out, database)
         elif isinstance(event, HeartbeatLogEvent):
             self.txn.heartbeat(event.packet.log_pos, out)
+        elif isinstance(event, NotImplementedEvent):
+            self._unknown(event.event_type)
+
+    @staticmethod
+    def _unknown(event_type: int) -> None:
+        if event_type == TRANSACTION_PAYLOAD:
+            refuse_transaction_payload()
+        if event_type in COMPRESSED:
+            raise ReplicationError(
+                "the server writes compressed binlog events (log_bin_compress=ON), "
+                "which onlineddl does not read",
+                hint="SET GLOBAL log_bin_compress=OFF, then run `onlineddl cleanup` and "
+                     "start again: --resume would read the same event")
 
     def _keys(self, event: Any) -> Keys:
         out: list[Key] = []
@@ -218,6 +267,21 @@ class LibraryReader:
             self._stream.close()
         except Exception:  # closing a broken stream must not mask the real error
             log.debug("closing the binlog stream failed", exc_info=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _load_query(event: Any) -> tuple[str, str]:
+    """(statement, default database) of a statement-logged LOAD DATA: the library reads
+    only the fixed fields; the status vars, database and statement follow."""
+    packet = event.packet
+    packet.read(event.status_vars_length)
+    database = _text(packet.read(event.schema_length))
+    packet.read(1)
+    rest = event.event_size - 26 - event.status_vars_length - event.schema_length - 1
+    return _text(packet.read(max(0, rest))), database
 
 
 def late_writes(reader: BinlogReader, timeout: float) -> int | None:

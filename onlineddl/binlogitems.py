@@ -5,11 +5,13 @@ statement that changes the table outside row events."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from onlineddl import faults
+from onlineddl.errors import ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.rowkeys import Key
+from onlineddl.statement import statement_changes_table
 
 # What a row event did to its keys' rows, as the flush operations it needs (bits):
 # re-copy the row (it exists), delete the row if the source has none (it was deleted),
@@ -43,41 +45,73 @@ class SchemaChange:
 
 Item = Keys | Commit | SchemaChange
 
-_IDENT = re.compile(r"`((?:[^`]|``)+)`|([^\s`.,;()=]+)")
-_DDL = ("alter", "rename", "drop", "truncate", "create")
-_DML = ("insert", "update", "delete", "replace", "load")
+
+def ddl_names_table(text: str, table: str, *, database: str | None = None,
+                    default_db: str = "", fold_case: bool = False) -> bool:
+    """Does this statement change `table` outside row events? DDL on it, or DML writing
+    it logged as a statement (a session with binlog_format=STATEMENT), which the applier
+    cannot see as rows. `database` None: a table of that name in any database."""
+    return statement_changes_table(text, database=database, table=table,
+                                   default_db=default_db, fold_case=fold_case)
 
 
-def ddl_names_table(text: str, table: str) -> bool:
-    """Does this statement change `table` outside row events? DDL, or DML logged as a
-    statement (a session with binlog_format=STATEMENT), which the applier cannot see
-    as rows. Errs on the side of yes: a false yes stops the run safely."""
-    names = [(q.replace("``", "`") if q else bare) for q, bare in _IDENT.findall(text)]
-    if not names or names[0].lower() not in _DDL + _DML:
-        return False
-    if names[0].lower() == "alter":
-        # ALTER [ONLINE] [IGNORE] TABLE [db.]name ...: only the altered table counts.
-        words = [n.lower() for n in names]
-        if "table" not in words:
-            return False
-        after = names[words.index("table") + 1:words.index("table") + 3]
-        return any(n.lower() == table.lower() for n in after)
-    return any(n.lower() == table.lower() for n in names[1:])
+# MySQL's binlog_transaction_compression=ON writes each transaction's row events inside
+# one TRANSACTION_PAYLOAD event (type 40), which the readers do not unpack.
+TRANSACTION_PAYLOAD = 40
+
+
+def refuse_transaction_payload() -> None:
+    """Reading past a compressed transaction would miss its row changes: stop."""
+    raise ReplicationError(
+        "the server writes compressed transactions to the binlog "
+        "(binlog_transaction_compression=ON), which onlineddl does not read",
+        hint="SET GLOBAL binlog_transaction_compression=OFF (and SESSION ... = OFF in "
+             "sessions that turned it on), then run `onlineddl cleanup` and start again: "
+             "--resume would read the same event")
+
+
+def transaction_control(text: str) -> str:
+    """What a Query event does to the transaction around it: "begin", "end", "inside"
+    (a savepoint: neither), or "" for any other statement. The server writes these
+    texts itself (BEGIN, COMMIT, ROLLBACK, SAVEPOINT `s`, ROLLBACK TO `s`, XA ...)."""
+    words = text.upper().split(None, 2)
+    if not words:
+        return ""
+    first, second = words[0], words[1] if len(words) > 1 else ""
+    if first in ("BEGIN", "START") or (first == "XA" and second in ("START", "BEGIN")):
+        return "begin"
+    if first == "COMMIT" or (first == "ROLLBACK" and second != "TO") or (
+            first == "XA" and second in ("COMMIT", "ROLLBACK")):
+        return "end"
+    if first in ("SAVEPOINT", "RELEASE", "ROLLBACK", "XA"):
+        return "inside"   # ROLLBACK TO [SAVEPOINT] s, XA END, XA PREPARE
+    return ""
 
 
 class Tracker:
     """Transaction boundaries and positions, for either reader. Row events are held
     until their transaction commits; `take` then hands out the keys of every complete
     transaction and one `Commit` with the position after the last of them. A position
-    is only ever taken at a commit (or an idle heartbeat), never mid-transaction.
+    is only ever taken at a commit (or an idle heartbeat), never mid-transaction: a
+    reader that reconnects from it must not skip the rest of a transaction whose GTID
+    it already counted.
+
+    A transaction ends at an XID event, a COMMIT or ROLLBACK Query event, XA COMMIT or
+    XA ROLLBACK, or the XA PREPARE event that ends the binlog group of a prepared XA
+    transaction. A statement outside a transaction (DDL: MariaDB flags its GTID event
+    standalone, MySQL writes no BEGIN) is one by itself. SAVEPOINT, ROLLBACK TO and
+    statement-logged DML inside a transaction are not boundaries.
 
     The wire reader takes once per socket read rather than once per transaction: with
     small transactions, a position and a Commit per transaction cost as much as the
     rest of the reading."""
 
-    def __init__(self, flavor: MySQL, table: str, start: BinlogPosition) -> None:
+    def __init__(self, flavor: MySQL, start: BinlogPosition, *, database: str, table: str,
+                 fold_case: bool = False) -> None:
         self.flavor = flavor
+        self.database = database
         self.table = table
+        self.fold_case = fold_case          # lower_case_table_names != 0
         self.position = start
         self.file = start.file
         self._gtid_state = start.gtid
@@ -87,8 +121,11 @@ class Tracker:
         self._done: list[Keys] = []       # of complete transactions, not handed out
         self._end: tuple[str, int] | None = None   # (file, pos) after the last commit
 
-    def begin(self, gtid: str = "") -> None:
-        self._in_txn = True
+    def begin(self, gtid: str = "", *, opens: bool = True) -> None:
+        """A GTID event. `opens`: a transaction follows (a MariaDB GTID event not
+        flagged standalone); MySQL's GTID event is followed by a BEGIN or one DDL."""
+        if opens:
+            self._in_txn = True
         if gtid:
             self._pending_gtid = gtid
 
@@ -118,21 +155,34 @@ class Tracker:
         self.position = BinlogPosition(file, pos, self._gtid_state)
         out.append(Commit(self.position))
 
-    def query(self, text: str, log_pos: int, out: list[Item]) -> None:
-        text = text.strip()
-        upper = text.upper()
-        if upper == "BEGIN":
+    def query(self, text: str, log_pos: int, out: list[Item], database: str = "") -> None:
+        """A Query event; `database` is the default database it ran in."""
+        if text == "BEGIN":                # the common cases first, as the server writes them
             self._in_txn = True
             return
-        if upper != "COMMIT" and ddl_names_table(text, self.table):
+        if text == "COMMIT":
+            self.commit(log_pos)
+            return
+        control = transaction_control(text.strip())
+        if control == "begin":
+            self._in_txn = True
+            return
+        if control == "end":
+            self.commit(log_pos)
+            return
+        if control == "inside":
+            faults.point("binlog_savepoint")   # tests cut the stream inside a transaction
+            return
+        if ddl_names_table(text, self.table, database=self.database, default_db=database,
+                           fold_case=self.fold_case):
             self.take(out)                 # everything before the statement comes first
             out.append(SchemaChange(text))
-        # COMMIT of a non-XA transaction, or a DDL statement: a transaction boundary.
-        self.commit(log_pos)
+        if not self._in_txn:               # DDL: a transaction by itself
+            self.commit(log_pos)
 
     def heartbeat(self, log_pos: int, out: list[Item]) -> None:
         """Idle: the server's position, so waiters see the stream is at the head."""
-        if self._in_txn:
+        if self._in_txn or self._pending_gtid:
             return
         self.take(out)
         # Never backwards: a dump started by GTID reports the file's start first.

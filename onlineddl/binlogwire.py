@@ -34,7 +34,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from onlineddl.binlogitems import GONE, MOVED, UPSERT, Item, Keys, Tracker
+from onlineddl.binlogitems import (
+    GONE,
+    MOVED,
+    TRANSACTION_PAYLOAD,
+    UPSERT,
+    Item,
+    Keys,
+    Tracker,
+    refuse_transaction_payload,
+)
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
@@ -44,8 +53,10 @@ from onlineddl.tablemap import TableShape, key_specs, packed_int, parse_table_ma
 
 # Event types (the header's type byte).
 QUERY, ROTATE, FORMAT_DESCRIPTION, XID, TABLE_MAP, HEARTBEAT = 2, 4, 15, 16, 19, 27
+EXECUTE_LOAD_QUERY, XA_PREPARE = 18, 38
 MYSQL_GTID, HEARTBEAT_V2, PARTIAL_UPDATE_ROWS = 33, 41, 39
 MARIADB_GTID = 162
+MARIADB_GTID_STANDALONE = 1           # GTID flag: one statement (DDL), no BEGIN/COMMIT
 WRITE_V1, UPDATE_V1, DELETE_V1, WRITE_V2, UPDATE_V2, DELETE_V2 = 23, 24, 25, 30, 31, 32
 ROWS_V1 = (WRITE_V1, UPDATE_V1, DELETE_V1)
 ROWS = frozenset((*ROWS_V1, WRITE_V2, UPDATE_V2, DELETE_V2))
@@ -54,6 +65,10 @@ DELETES = frozenset((DELETE_V1, DELETE_V2))
 # MariaDB's log_bin_compress writes these instead of QUERY and ROWS: reading past one
 # would miss a change, so the reader stops instead.
 COMPRESSED = frozenset(range(165, 172))
+# The Query post-header (13 bytes); EXECUTE_LOAD_QUERY (statement-logged LOAD DATA) adds
+# file id, the file name's start and end, and the duplicate handling (13 more).
+QUERY_POST_HEADER = 13
+LOAD_QUERY_POST_HEADER = 26
 
 HEADER = struct.Struct("<IBIIIH")   # timestamp, type, server_id, size, log_pos, flags
 HEADER_LEN = 19
@@ -75,7 +90,8 @@ class WireReader:
                  conn: DumpConnection | None = None, crc: int = 0,
                  reopen: Reopen | None = None) -> None:
         self.shape = shape
-        self.txn = Tracker(flavor, shape.table, start)
+        self.txn = Tracker(flavor, start, database=shape.database, table=shape.table,
+                           fold_case=shape.fold_case)
         self._conn = conn
         self._crc = crc                      # checksum bytes at the end of each event
         self._reopen = reopen                # the next dump; None: one stream, no polling
@@ -255,15 +271,19 @@ class WireReader:
                 txn.keys(self._row_keys(data, body, etype, parsers, body_end))
         elif etype == TABLE_MAP:
             self._table_map(data[body:body_end])
-        elif etype == XID:
+        elif etype in (XID, XA_PREPARE):
             txn.commit(log_pos)
         elif etype == MARIADB_GTID:
-            seq, domain = struct.unpack_from("<QI", data, body)
-            txn.begin(f"{domain}-{server_id}-{seq}")
+            seq, domain, flags = struct.unpack_from("<QIB", data, body)
+            txn.begin(f"{domain}-{server_id}-{seq}",
+                      opens=not flags & MARIADB_GTID_STANDALONE)
         elif etype == MYSQL_GTID:
-            txn.begin(self._mysql_gtid(data[body:body_end]))
-        elif etype == QUERY:
-            txn.query(self._query_text(data[body:body_end]), log_pos, out)
+            txn.begin(self._mysql_gtid(data[body:body_end]), opens=False)
+        elif etype in (QUERY, EXECUTE_LOAD_QUERY):
+            text, database = self._query(
+                data[body:body_end],
+                QUERY_POST_HEADER if etype == QUERY else LOAD_QUERY_POST_HEADER)
+            txn.query(text, log_pos, out, database)
         elif etype in (HEARTBEAT, HEARTBEAT_V2):
             txn.heartbeat(log_pos if etype == HEARTBEAT else 0, out)
         elif etype == ROTATE:
@@ -276,7 +296,10 @@ class WireReader:
             raise ReplicationError(
                 "the server writes compressed binlog events (log_bin_compress=ON), "
                 "which onlineddl does not read",
-                hint="SET GLOBAL log_bin_compress=OFF and run again with --resume")
+                hint="SET GLOBAL log_bin_compress=OFF, then run `onlineddl cleanup` and start "
+                     "again: --resume would read the same event")
+        elif etype == TRANSACTION_PAYLOAD:
+            refuse_transaction_payload()
         elif etype == PARTIAL_UPDATE_ROWS:
             raise ReplicationError(
                 "the server logs partial JSON updates (binlog_row_value_options=PARTIAL_JSON)",
@@ -290,12 +313,15 @@ class WireReader:
         return f"{name}:{int.from_bytes(body[17:25], 'little')}"
 
     @staticmethod
-    def _query_text(body: bytes) -> str:
+    def _query(body: bytes, post_header: int) -> tuple[str, str]:
+        """(statement, the default database it ran in)."""
         # thread id (4), exec time (4), db length (1), error code (2), status vars length (2)
-        # then the status vars, the database name and a NUL, then the statement.
+        # (and for LOAD DATA more fixed fields), then the status vars, the database name
+        # and a NUL, then the statement.
         db_len = body[8]
-        status_len = int.from_bytes(body[11:13], "little")
-        return body[13 + status_len + db_len + 1:].decode("utf-8", "replace")
+        at = post_header + int.from_bytes(body[11:13], "little")
+        return (body[at + db_len + 1:].decode("utf-8", "replace"),
+                body[at:at + db_len].decode("utf-8", "replace"))
 
     def _table_map(self, body: bytes) -> None:
         """Remember our table's id and layout; forget an id another table now uses."""
@@ -303,7 +329,7 @@ class WireReader:
         if hit is None:
             tmap = parse_table_map(body)
             parsers = None
-            if tmap.database == self.shape.database and tmap.table == self.shape.table:
+            if self.shape.is_table(tmap.database, tmap.table):
                 specs = key_specs(self.shape, tmap.types, tmap.meta)
                 keys = self.shape.key_ordinals
                 parsers = (compile_parser(specs, keys, 1), compile_parser(specs, keys, 2))

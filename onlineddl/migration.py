@@ -487,6 +487,7 @@ class Migration:
         self._state().checksum_state = "passed"
         self.tick(force_checkpoint=True)
         log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
+        faults.point("after_checksum")
 
     def wait_while_postponed(self, tick: Callable[[], None] | None = None) -> None:
         """Hold the cutover while the operator wants it held (the flag file, `ctl

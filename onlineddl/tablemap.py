@@ -38,15 +38,27 @@ class TableShape:
     # python-mysql-replication's general decoder reads it (binlog.py).
     key_kinds: tuple[KeyKind, ...] | None = None
     unsigned_bits: tuple[int, ...] = ()   # per key column: width if UNSIGNED int, else 0
+    # lower_case_table_names != 0: the server compares table and database names without
+    # case, so the binlog's names (table maps, statements) are compared that way too.
+    fold_case: bool = False
+
+    def is_table(self, database: str, table: str) -> bool:
+        """Do a binlog table map's names mean this table, as the server compares names?"""
+        if self.fold_case:
+            return (database.lower() == self.database.lower()
+                    and table.lower() == self.table.lower())
+        return database == self.database and table == self.table
 
     @classmethod
-    def of(cls, info: TableInfo, name: str | None = None) -> TableShape:
+    def of(cls, info: TableInfo, name: str | None = None, *, fold_case: bool = False
+           ) -> TableShape:
         kinds = [key_kind(c) for c in info.pk_columns]
         wire = all(kinds) and all(wire_sized(c) for c in info.columns)
         bits = tuple(INTEGER_BITS.get(c.data_type, 0) if c.unsigned else 0
                      for c in info.pk_columns)
         return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
-                   tuple(k for k in kinds if k is not None) if wire else None, bits)
+                   tuple(k for k in kinds if k is not None) if wire else None, bits,
+                   fold_case)
 
 
 def packed_int(data: bytes, pos: int) -> tuple[int, int]:
