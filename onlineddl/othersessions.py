@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from onlineddl.db import Session
-from onlineddl.errors import DatabaseError, OnlineDDLError, TableChanged
+from onlineddl.errors import DatabaseError, MissingPrivilege, OnlineDDLError, TableChanged
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +135,18 @@ def others_name(session: Session, names: list[str], exclude: int) -> bool:
 def lock_source(session: Session) -> str | None:
     """Where the server lists metadata locks, if anywhere: the metadata_lock_info
     plugin's table (granted locks), or performance_schema.metadata_locks (granted
-    and pending) when performance_schema runs with the MDL instrument on."""
+    and pending) when performance_schema runs with the MDL instrument on. Either is
+    optional: a missing table or a user without SELECT on it means neither."""
     try:
         session.query("SELECT 1 FROM information_schema.METADATA_LOCK_INFO LIMIT 0")
         return "plugin"
-    except DatabaseError:
+    except (DatabaseError, MissingPrivilege):
         pass
     try:
         on = session.scalar(
             "SELECT ENABLED FROM performance_schema.setup_instruments "
             "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND @@performance_schema = 1")
-    except DatabaseError:
+    except (DatabaseError, MissingPrivilege):
         return None
     return "performance_schema" if str(on or "").upper() == "YES" else None
 
