@@ -72,8 +72,8 @@ def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
                                         tuning.chunk_rows_initial)
     row = session.query_one(text, params)
     text, params = sql.copy_range(source.database, source.name, shadow.name,
-                                  mapping.source_exprs(), mapping.target, source.pk,
-                                  None, tuple(row) if row else None)
+                                  mapping.source_exprs(), mapping.target_cols(), source.pk,
+                                  None, tuple(row) if row else None, target_pk=shadow.pk)
     started = time.monotonic()
     rows = session.execute(text, params)
     return Sample(rows, time.monotonic() - started)

@@ -60,6 +60,13 @@ def test_copy_range_is_not_insert_ignore() -> None:
     assert "ON DUPLICATE KEY UPDATE `d`.`_t_new`.`id` = `d`.`_t_new`.`id`" in text
 
 
+def test_copy_range_names_the_targets_key_when_renamed() -> None:
+    text, _ = sql.copy_range("d", "t", "_t_new", ["`id`"], ["id2"], ["id"], None, (9,),
+                             target_pk=["id2"])
+    assert "ON DUPLICATE KEY UPDATE `d`.`_t_new`.`id2` = `d`.`_t_new`.`id2`" in text
+    assert "WHERE ((`id` <= %s))" in text
+
+
 def test_replace_keys_is_a_locking_read() -> None:
     text, params = sql.replace_keys("d", "t", "_t_new", ["`a`"], ["a"], ["id"], [(1,)])
     assert text.endswith("LOCK IN SHARE MODE")
@@ -68,7 +75,8 @@ def test_replace_keys_is_a_locking_read() -> None:
 
 def test_update_keys_joins_on_the_key_and_leaves_it_alone() -> None:
     # A renamed key column (old_id -> id); only the other columns are set.
-    text, params = sql.update_keys("d", "t", "_t_new", ["`old_id`", "`a`"], ["id", "b"],
+    text, params = sql.update_keys("d", "t", "_t_new", ["`d`.`t`.`old_id`", "`d`.`t`.`a`"],
+                                   ["id", "b"],
                                    ["old_id"], ["id"], [(1,), (2,)])
     assert text == ("UPDATE `d`.`_t_new` JOIN `d`.`t` ON `d`.`_t_new`.`id` = `d`.`t`.`old_id` "
                     "SET `d`.`_t_new`.`b` = `d`.`t`.`a` WHERE `d`.`t`.`old_id` IN (%s, %s)")
