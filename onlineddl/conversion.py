@@ -114,12 +114,17 @@ def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
     if new.data_type == "year" and old.data_type != "year":
         value = _two_digit_years(f"CAST({value} AS SIGNED)")
     if old.data_type == "timestamp" and new.data_type != "timestamp":
-        value = f"CONVERT_TZ({value}, '+00:00', {GLOBAL_ZONE})"
+        value = _convert_tz(value, "'+00:00'", GLOBAL_ZONE)
     elif new.data_type == "timestamp" and old.data_type != "timestamp":
-        value = f"CONVERT_TZ({value}, {GLOBAL_ZONE}, '+00:00')"
+        value = _convert_tz(value, GLOBAL_ZONE, "'+00:00'")
     if new.data_type in ("enum", "set"):
         return _member_pair(old, new, value, dst)
     return normalize(new, value), normalize(new, dst)
+
+
+def _convert_tz(value: str, source: str, target: str) -> str:
+    """CONVERT_TZ, keeping a zero date (which CONVERT_TZ turns into NULL) as it is."""
+    return f"COALESCE(CONVERT_TZ({value}, {source}, {target}), {value})"
 
 
 def _two_digit_years(number: str) -> str:
@@ -136,8 +141,9 @@ def _member_pair(old: Column, new: Column, value: str, dst: str) -> tuple[str, s
         return f"CAST({value} AS UNSIGNED)", f"({dst} + 0)"
     text = f"CONVERT({value} USING {new.charset}) COLLATE {new.collation}"
     members = members_of(new.column_type)
-    if new.data_type == "enum":
-        return f"FIELD({text}, {', '.join(members)})", f"({dst} + 0)"
+    if new.data_type == "enum":  # FIELD(NULL, ...) is 0, not NULL
+        return (f"IF({value} IS NULL, NULL, FIELD({text}, {', '.join(members)}))",
+                f"({dst} + 0)")
     bits = " + ".join(f"((FIND_IN_SET({m}, {text}) > 0) << {i})"
                       for i, m in enumerate(members))
     return f"({bits or '0'})", f"({dst} + 0)"

@@ -174,5 +174,8 @@ def mapping_lines(source: TableInfo, shadow: TableInfo, mapping: ColumnMapping) 
             notes.append(f"{a} -> {b}")
         lines.append(f"  {old} -> {new}" + (f"  ({', '.join(notes)})" if notes else ""))
     lines += [f"  {name} -> (dropped)" for name in mapping.dropped]
-    lines += [f"  (new) -> {name}  (takes its default)" for name in mapping.added]
+    filled = dict(mapping.fills)
+    lines += [f"  (new) -> {name}  (takes the implicit value {filled[name]}, as ALTER does)"
+              if name in filled else f"  (new) -> {name}  (takes its default)"
+              for name in mapping.added]
     return lines
