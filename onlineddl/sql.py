@@ -21,14 +21,15 @@ Params = list[Any]
 SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 
 # Global sql_mode flags the tool's sessions leave out: they change how the tool's own
-# SQL reads (NO_BACKSLASH_ESCAPES breaks the driver's escaping of values, ANSI_QUOTES
-# and the compound modes the quoting and the parser), pad CHAR values on read (a CHAR ->
-# VARCHAR copy would keep the padding ALTER drops), or only change SHOW CREATE output.
+# SQL reads (ANSI_QUOTES and the compound modes: the quoting and the parser), pad CHAR
+# values on read (a CHAR -> VARCHAR copy would keep the padding ALTER drops), or only
+# change SHOW CREATE output. NO_BACKSLASH_ESCAPES stays: the operator's ALTER text is
+# read as the server reads it ('C:\temp' keeps its backslash), and the driver escapes
+# values for it (text by doubling quotes, bytes as hex literals).
 FOREIGN_SQL_MODES = frozenset({
-    "NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI", "ORACLE", "MSSQL",
-    "DB2", "POSTGRESQL", "MAXDB", "MYSQL323", "MYSQL40", "TRADITIONAL",
-    "PAD_CHAR_TO_FULL_LENGTH", "NO_FIELD_OPTIONS", "NO_KEY_OPTIONS", "NO_TABLE_OPTIONS",
-    "EMPTY_STRING_IS_NULL"})
+    "ANSI_QUOTES", "ANSI", "ORACLE", "MSSQL", "DB2", "POSTGRESQL", "MAXDB", "MYSQL323",
+    "MYSQL40", "TRADITIONAL", "PAD_CHAR_TO_FULL_LENGTH", "NO_FIELD_OPTIONS",
+    "NO_KEY_OPTIONS", "NO_TABLE_OPTIONS", "EMPTY_STRING_IS_NULL"})
 
 
 def session_sql_mode(global_mode: str) -> str:

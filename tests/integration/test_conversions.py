@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 import pymysql.connections
@@ -49,12 +50,13 @@ def zone(server: Dsn) -> Iterator[str]:
             cur.execute("SET GLOBAL time_zone = %s", (before,))
 
 
-@pytest.fixture
-def zero_dates_refused(server: Dsn) -> Iterator[None]:
+@contextmanager
+def global_sql_mode(server: Dsn, extra: str) -> Iterator[None]:
+    """The server's global sql_mode with `extra` modes added, restored afterwards."""
     with connect(server) as admin, admin.cursor() as cur:
         cur.execute("SELECT @@GLOBAL.sql_mode")
         before = cur.fetchone()[0]
-        cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_ZERO_DATE')")
+        cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',', %s)", (extra,))
     try:
         yield
     finally:
@@ -214,16 +216,40 @@ def test_added_json_not_null_without_default_is_refused(server: Dsn, db: str) ->
     conn.close()
 
 
-def test_zero_date_fails_as_alter_does_under_no_zero_date(server: Dsn, db: str,
-                                                        zero_dates_refused: None) -> None:
+def test_zero_date_fails_as_alter_does_under_no_zero_date(server: Dsn, db: str) -> None:
+    with global_sql_mode(server, "NO_ZERO_DATE"):
+        conn = connect(server, db)
+        make(conn, "id INT PRIMARY KEY, v INT NULL", [(1, 1), (2, 2)])
+        with pytest.raises(pymysql.err.MySQLError), conn.cursor() as cur:
+            cur.execute("ALTER TABLE mirror ADD COLUMN d DATE NOT NULL")
+        with pytest.raises(DataError):
+            run(server, db, "ADD COLUMN d DATE NOT NULL")
+        assert tables(conn) == {"t", "mirror"}
+        assert rows(conn, "t") == rows(conn, "mirror")
+        conn.close()
+
+
+def test_server_sql_mode_rules_apply(server: Dsn, db: str) -> None:
+    """TIME_ROUND_FRACTIONAL (MariaDB only) rounds DATETIME(6) -> DATETIME in a plain
+    ALTER, so the copy must round too. Under NO_BACKSLASH_ESCAPES the ALTER's 'C:\\temp'
+    keeps its backslash, and keys with quotes and backslashes (text and bytes) still
+    reach the server intact through the driver's escaping."""
     conn = connect(server, db)
-    make(conn, "id INT PRIMARY KEY, v INT NULL", [(1, 1), (2, 2)])
-    with pytest.raises(pymysql.err.MySQLError), conn.cursor() as cur:
-        cur.execute("ALTER TABLE mirror ADD COLUMN d DATE NOT NULL")
-    with pytest.raises(DataError):
-        run(server, db, "ADD COLUMN d DATE NOT NULL")
-    assert tables(conn) == {"t", "mirror"}
-    assert rows(conn, "t") == rows(conn, "mirror")
+    if "mariadb" not in str(conn.get_server_info()).lower():
+        pytest.skip("TIME_ROUND_FRACTIONAL is a MariaDB sql_mode")
+    make(conn, "k VARBINARY(20) PRIMARY KEY, dt DATETIME(6) NOT NULL",
+         [(b"a\\b'%d" % i, f"2024-01-01 10:00:0{i}.{i}99999") for i in range(10)])
+    writer(conn, [("UPDATE {t} SET dt = '2024-06-06 06:06:06.6' WHERE k = %s",
+                   (b"a\\b'3",)),
+                  ("DELETE FROM {t} WHERE k = %s", (b"a\\b'8",))])
+    alter = "MODIFY dt DATETIME NOT NULL, ADD COLUMN p VARCHAR(10) NOT NULL DEFAULT 'C:\\temp'"
+    with global_sql_mode(server, "TIME_ROUND_FRACTIONAL,NO_BACKSLASH_ESCAPES"):
+        run(server, db, alter)
+        with connect(server, db) as native:  # a session in the server's modes
+            assert_like_alter(native, alter)
+            with native.cursor() as cur:
+                cur.execute("SELECT dt, p FROM t WHERE k LIKE '%5'")  # was 10:00:05.599999
+                assert cur.fetchone() == (datetime.datetime(2024, 1, 1, 10, 0, 6), "C:\\temp")
     conn.close()
 
 

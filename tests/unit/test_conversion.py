@@ -161,7 +161,7 @@ def test_session_sql_mode_keeps_the_servers_rules_and_drops_what_breaks_ours() -
         "STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_BACKSLASH_ESCAPES,ANSI_QUOTES,"
         "TIME_ROUND_FRACTIONAL,PAD_CHAR_TO_FULL_LENGTH")
     assert mode == ("STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,"
-                    "NO_ZERO_DATE,TIME_ROUND_FRACTIONAL")
+                    "NO_ZERO_DATE,NO_BACKSLASH_ESCAPES,TIME_ROUND_FRACTIONAL")
     assert sql.session_sql_mode("") == sql.SESSION_SQL_MODE
 
 
