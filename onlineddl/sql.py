@@ -10,6 +10,7 @@ constructor comparisons and would scan the whole table for every chunk.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -255,6 +256,9 @@ def _replace_select(database: str, source: str, target: str, source_exprs: Seque
             f"WHERE {where} LOCK IN SHARE MODE")
 
 
+_BARE = re.compile(r"`(?:[^`]|``)*`")
+
+
 def update_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
                 target_cols: Sequence[str], source_pk: Sequence[str],
                 target_pk: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
@@ -267,12 +271,14 @@ def update_keys(database: str, source: str, target: str, source_exprs: Sequence[
     no failed insert first, no row written when nothing differs). It only updates, and
     not the key columns (setting them makes the server buffer the whole update in a
     temporary table): for integer keys only, where a matching key is the same key.
-    Rows missing from the target are left to replace_missing. `source_exprs` must name
-    the source's columns qualified (ColumnMapping.source_exprs(table)): both tables
-    are in scope."""
+    Rows missing from the target are left to replace_missing. Both tables are in scope:
+    a bare quoted column in `source_exprs` is qualified with the source here (unqualified,
+    the server would read the target's own column and change nothing); a converted
+    column must come qualified (ColumnMapping.source_exprs(table))."""
     tq, sq = qualified(database, target), qualified(database, source)
     keyset = {c.lower() for c in target_pk}
-    sets = ", ".join(f"{tq}.{ident(t)} = {e}"
+    sets = ", ".join(f"{tq}.{ident(t)} = {sq}.{e}" if _BARE.fullmatch(e) else
+                     f"{tq}.{ident(t)} = {e}"
                      for e, t in zip(source_exprs, target_cols, strict=True)
                      if t.lower() not in keyset)
     where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)

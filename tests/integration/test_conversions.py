@@ -349,3 +349,19 @@ def test_renamed_key_column_resumes(server: Dsn, db: str) -> None:
     run(server, db, PK_RENAME, resume=True)
     assert_like_alter(conn, PK_RENAME)
     conn.close()
+
+
+def test_repair_writes_converted_values_in_place(server: Dsn, db: str) -> None:
+    """The checksum repair updates rows in place (a join UPDATE naming both tables): the
+    converted and filled columns must read the source's columns there too."""
+    conn = connect(server, db)
+    make(conn, "id INT PRIMARY KEY, f FLOAT NOT NULL", [(i, 1.1 * i) for i in range(1, 20)])
+    # A stale shadow row behind the applier's back: only the repair can fix it.
+    writer(conn, [("UPDATE {t} SET f = f WHERE id = 1", ()),
+                  ("UPDATE `_t_new` SET f = 'stale', z = 5 WHERE id = 2", ())])
+    alter = "MODIFY f VARCHAR(30) NOT NULL, ADD COLUMN z INT NOT NULL"
+    migrate(MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=True,
+                            tuning=TUNING))
+    faults.clear()
+    assert_like_alter(conn, alter)
+    conn.close()

@@ -75,12 +75,17 @@ def test_replace_keys_is_a_locking_read() -> None:
 
 def test_update_keys_joins_on_the_key_and_leaves_it_alone() -> None:
     # A renamed key column (old_id -> id); only the other columns are set.
-    text, params = sql.update_keys("d", "t", "_t_new", ["`d`.`t`.`old_id`", "`d`.`t`.`a`"],
-                                   ["id", "b"],
+    text, params = sql.update_keys("d", "t", "_t_new", ["`old_id`", "`a`"], ["id", "b"],
                                    ["old_id"], ["id"], [(1,), (2,)])
     assert text == ("UPDATE `d`.`_t_new` JOIN `d`.`t` ON `d`.`_t_new`.`id` = `d`.`t`.`old_id` "
                     "SET `d`.`_t_new`.`b` = `d`.`t`.`a` WHERE `d`.`t`.`old_id` IN (%s, %s)")
     assert params == [1, 2]
+
+
+def test_update_keys_takes_converted_columns_qualified() -> None:
+    text, _ = sql.update_keys("d", "t", "_t_new", ["`d`.`t`.`id`", "CONCAT(`d`.`t`.`f`)", "0"],
+                              ["id", "f", "z"], ["id"], ["id"], [(1,)])
+    assert "SET `d`.`_t_new`.`f` = CONCAT(`d`.`t`.`f`), `d`.`_t_new`.`z` = 0 WHERE" in text
 
 
 def test_replace_missing_skips_rows_the_target_has_and_locks() -> None:
