@@ -37,7 +37,7 @@ TEMPORAL = {"date", "datetime", "timestamp", "time", "year"}
 NUMBERS = INTEGERS | FLOATS | {"decimal", "year", "bit"}
 
 # What ALTER TABLE ... ADD COLUMN c <type> NOT NULL (no DEFAULT) writes into existing
-# rows (MariaDB 10.11 and MySQL 8, measured): numbers 0, text and binary '' (BINARY(n)
+# rows (measured on MariaDB 10.11): numbers 0, text and binary '' (BINARY(n)
 # pads it with zero bytes), zero dates, ENUM its first member (index 1), SET and BIT 0.
 _ZERO = {**dict.fromkeys(INTEGERS | FLOATS | {"decimal", "year", "bit", "set"}, "0"),
          **dict.fromkeys(STRINGS | BINARIES, "''"),
@@ -134,19 +134,28 @@ def _two_digit_years(number: str) -> str:
 
 
 def _member_pair(old: Column, new: Column, value: str, dst: str) -> tuple[str, str]:
-    """ENUM and SET values compare by the new column's member numbers: ALTER maps old
-    text to the member equal under the new collation (its spelling and order), and
-    numbers by index (ENUM) or bitmask (SET)."""
+    """ENUM and SET values: ALTER maps old text to the member equal under the new
+    collation (its spelling and order), and numbers by index (ENUM) or bitmask (SET).
+    A SET compares by the new member bits (FIND_IN_SET over the members); a SET member
+    with a 4-byte character, which information_schema spells '?', then shows as a
+    mismatch (a stop, never a silent pass)."""
     if old.data_type in NUMBERS:
         return f"CAST({value} AS UNSIGNED)", f"({dst} + 0)"
+    if new.data_type == "enum":
+        # The member ALTER picks is equal to the old text under the new collation
+        # (trailing spaces aside): compare the collation's weights. Not FIELD() over the
+        # members: information_schema spells a 4-byte character of a member as '?'.
+        return _weight(new, value), _weight(new, dst)
     text = f"CONVERT({value} USING {new.charset}) COLLATE {new.collation}"
     members = members_of(new.column_type)
-    if new.data_type == "enum":  # FIELD(NULL, ...) is 0, not NULL
-        return (f"IF({value} IS NULL, NULL, FIELD({text}, {', '.join(members)}))",
-                f"({dst} + 0)")
     bits = " + ".join(f"((FIND_IN_SET({m}, {text}) > 0) << {i})"
                       for i, m in enumerate(members))
     return f"({bits or '0'})", f"({dst} + 0)"
+
+
+def _weight(col: Column, expr: str) -> str:
+    trimmed = f"TRIM(TRAILING ' ' FROM {expr})"
+    return f"WEIGHT_STRING(CONVERT({trimmed} USING {col.charset}) COLLATE {col.collation})"
 
 
 def members_of(column_type: str) -> list[str]:
@@ -183,5 +192,9 @@ def normalize(col: Column, expr: str) -> str:
     if t in BINARIES or not col.charset:
         return f"CAST({expr} AS BINARY)"
     text = f"CONVERT({expr} USING {col.charset})"
+    if t in ("char", "varchar") and width:
+        # Spaces past the length are cut on store (a note, not an error, even in strict
+        # mode); any other excess fails the copy as it fails ALTER.
+        text = f"LEFT({text}, {width.group(1)})"
     # CHAR drops trailing spaces on store (and reads them back without).
     return f"TRIM(TRAILING ' ' FROM {text})" if t == "char" else text
