@@ -43,7 +43,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
   runner VARCHAR(255) NOT NULL,
   started_at DATETIME(6) NOT NULL,
   updated_at DATETIME(6) NOT NULL
-) ENGINE=InnoDB COMMENT='onlineddl checkpoint'"""
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='onlineddl checkpoint'"""
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",

@@ -365,3 +365,15 @@ def test_repair_writes_converted_values_in_place(server: Dsn, db: str) -> None:
     faults.clear()
     assert_like_alter(conn, alter)
     conn.close()
+
+
+def test_checkpoint_holds_any_alter_text_and_key(server: Dsn, db: str) -> None:
+    """The checkpoint keeps the ALTER's text and the watermark's key: in utf8mb4 whatever
+    the database's default character set (latin1 here) is."""
+    conn = connect(server, db)
+    make(conn, "k VARCHAR(20) PRIMARY KEY, v INT NULL",
+         [(f"\U0001F600 {i:02d}", i) for i in range(12)])
+    alter = "COMMENT = 'parity \u2713 \U0001F600'"
+    run(server, db, alter)
+    assert_like_alter(conn, alter)
+    conn.close()
