@@ -5,6 +5,7 @@ measurements behind them are in tests/integration/test_conversions.py."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from onlineddl import conversion, sql
 from onlineddl.errors import UnsupportedTable
 from onlineddl.statement import parse_alter
 from onlineddl.table import Column, TableInfo, build_mapping
-from onlineddl.zones import KeyShift
+from onlineddl.zones import PROBES, KeyShift, key_shift
 
 
 def col(name: str, column_type: str, data_type: str | None = None, *,
@@ -170,3 +171,39 @@ def test_key_shift_moves_only_timestamp_columns() -> None:
     utc = datetime.datetime(2024, 1, 1, 10, 0)
     assert shift.key((utc, utc, 3)) == (utc, datetime.datetime(2024, 1, 1, 15, 30), 3)
     assert shift.keys([(1, None)]) == [(1, None)]
+
+
+class Offsets:
+    """Answers key_shift's one query: the zone's name and its offset at each probe."""
+
+    def __init__(self, name: str, *offsets: int | None) -> None:
+        self.row = (name, *offsets)
+
+    def query_one(self, text: str, params: object) -> tuple[object, ...]:
+        return self.row
+
+
+def ts_keyed() -> TableInfo:
+    return info("t", col("ts", "timestamp", nullable=False), col("v", "int(11)"))
+
+
+def test_key_shift_takes_a_fixed_offset() -> None:
+    session: Any = Offsets("+05:30", *[19800] * len(PROBES))
+    shift = key_shift(session, ts_keyed())
+    assert shift == KeyShift((0,), datetime.timedelta(seconds=19800))
+    session = Offsets("SYSTEM", *[0] * len(PROBES))
+    assert key_shift(session, ts_keyed()) is None  # UTC: nothing to move
+
+
+@pytest.mark.parametrize("offsets", [(3600, 3600, 7200, 3600, 7200, 7200),
+                                     (None,) * len(PROBES)])
+def test_key_shift_refuses_a_zone_without_one_offset(offsets: tuple[int | None, ...]) -> None:
+    # Daylight saving time, or a named zone the server cannot convert (no zone tables).
+    session: Any = Offsets("Europe/Berlin", *offsets)
+    with pytest.raises(UnsupportedTable, match="daylight saving"):
+        key_shift(session, ts_keyed())
+
+
+def test_key_shift_asks_nothing_without_a_timestamp_key() -> None:
+    session: Any = None  # never used
+    assert key_shift(session, info("t", col("id", "int(11)", nullable=False))) is None
