@@ -187,6 +187,8 @@ def normalize(col: Column, expr: str) -> str:
         return f"CAST({expr} AS TIME({width.group(1) if width else 0}))"
     if t == "date":
         return f"CAST({expr} AS DATE)"
+    if t == "json":  # MySQL's JSON stores a normalized document
+        return f"CAST({expr} AS JSON)"
     if t == "binary":
         return f"CAST({expr} AS BINARY({width.group(1) if width else 1}))"
     if t in BINARIES or not col.charset:

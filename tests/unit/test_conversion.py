@@ -77,6 +77,11 @@ def test_checksum_compares_in_the_new_type() -> None:
         == "CAST(`x` AS DECIMAL(10,1))"
 
 
+def test_mysql_json_compares_as_json() -> None:
+    assert conversion.checksum_pair(col("j", "text", **UTF8), col("j", "json")) == \
+        ("CAST(`j` AS JSON)", "CAST(`j` AS JSON)")
+
+
 def test_enum_and_set_compare_by_the_new_members() -> None:
     old = col("e", "enum('a','B')", **UTF8)
     new = col("e", "enum('A','b')", **UTF8)
