@@ -218,6 +218,29 @@ def test_added_not_null_columns_get_the_implicit_value(server: Dsn, db: str) -> 
     conn.close()
 
 
+def test_added_timestamp_with_an_automatic_default(server: Dsn, db: str) -> None:
+    """With explicit_defaults_for_timestamp off, the first TIMESTAMP NOT NULL gets
+    DEFAULT CURRENT_TIMESTAMP: existing rows get the clock, not a zero date."""
+    with connect(server) as admin, admin.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.explicit_defaults_for_timestamp")
+        before = cur.fetchone()[0]
+        cur.execute("SET GLOBAL explicit_defaults_for_timestamp = OFF")
+    try:
+        conn = connect(server, db)
+        make(conn, "id INT PRIMARY KEY, v INT NULL", [(i, i) for i in range(10)])
+        alter = "ADD COLUMN e TIMESTAMP NOT NULL"
+        run(server, db, alter)
+        assert_like_alter(conn, alter, skip=["e"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT MAX(ABS(TIMESTAMPDIFF(SECOND, t.e, m.e))) "
+                        "FROM t JOIN mirror m USING (id)")
+            assert cur.fetchone()[0] < 120
+        conn.close()
+    finally:
+        with connect(server) as admin, admin.cursor() as cur:
+            cur.execute("SET GLOBAL explicit_defaults_for_timestamp = %s", (before,))
+
+
 def test_added_json_not_null_without_default_is_refused(server: Dsn, db: str) -> None:
     conn = connect(server, db)
     make(conn, "id INT PRIMARY KEY, v INT NULL", [(1, 1)])
