@@ -3,7 +3,7 @@
 Briefly block writes to the source, drain every pending change into the shadow, open a
 consistent-snapshot transaction, release the block: from then on the snapshot shows
 both tables at the same instant while writers carry on. Each chunk compares a row
-count and a BIT_XOR of per-row CRC32s; a differing chunk is compared row by row to
+count and a SUM of per-row CRC32s; a differing chunk is compared row by row to
 name the keys. Repair (on by default) re-syncs those keys and verifies again from
 scratch; it is a safety net, never what makes the copy correct.
 """
@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from onlineddl import faults, sql
+from onlineddl import conversion, faults, sql, zones
 from onlineddl.applier import Applier, FlushTarget, sync_keys
 from onlineddl.chunker import Chunk
 from onlineddl.config import Dsn, Tuning
 from onlineddl.copier import check_unique_violations
-from onlineddl.db import Session, retry
+from onlineddl.db import Session, UtcSession, retry
 from onlineddl.errors import ChecksumMismatch
 from onlineddl.flavor import MySQL
 from onlineddl.sql import Key
-from onlineddl.table import Column, ColumnMapping, TableInfo
+from onlineddl.table import ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,46 +38,16 @@ class ChecksumResult:
     differing: list[Key] | None = None
 
 
-def cast_target(col: Column) -> str:
-    """A CAST target that renders old and new values of a changed column alike."""
-    t = col.data_type
-    fsp = re.search(r"\((\d+)\)", col.column_type)
-    if t in ("tinyint", "smallint", "mediumint", "int", "bigint"):
-        return "UNSIGNED" if col.unsigned else "SIGNED"
-    if t == "year":
-        return "SIGNED"
-    if t == "decimal":
-        args = re.search(r"\(([\d, ]+)\)", col.column_type)
-        return f"DECIMAL({args.group(1)})" if args else "DECIMAL(65,30)"
-    if t in ("float", "double"):
-        return "DOUBLE"
-    if t in ("datetime", "timestamp"):
-        return f"DATETIME({fsp.group(1) if fsp else 0})"
-    if t == "time":
-        return f"TIME({fsp.group(1) if fsp else 0})"
-    if t == "date":
-        return "DATE"
-    if t in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"):
-        return "BINARY"
-    if col.charset:
-        return f"CHAR CHARACTER SET {col.charset}"
-    return "CHAR"
-
-
 def compare_exprs(source: TableInfo, shadow: TableInfo, mapping: ColumnMapping
                   ) -> tuple[list[str], list[str]]:
+    """Per mapped column, what the source side and the shadow side hash: the same bare
+    columns where the type is unchanged, else the server's conversion spelled out
+    (conversion.checksum_pair). For sessions in '+00:00' (UtcSession)."""
     src_exprs, dst_exprs = [], []
     for s_name, t_name in zip(mapping.source, mapping.target, strict=True):
-        s_col, t_col = source.column(s_name), shadow.column(t_name)
-        same = (s_col.column_type, s_col.charset, s_col.collation) == \
-            (t_col.column_type, t_col.charset, t_col.collation)
-        if same:
-            src_exprs.append(sql.ident(s_name))
-            dst_exprs.append(sql.ident(t_name))
-        else:
-            target = cast_target(t_col)
-            src_exprs.append(f"CAST({sql.ident(s_name)} AS {target})")
-            dst_exprs.append(f"CAST({sql.ident(t_name)} AS {target})")
+        src, dst = conversion.checksum_pair(source.column(s_name), shadow.column(t_name))
+        src_exprs.append(src)
+        dst_exprs.append(dst)
     return src_exprs, dst_exprs
 
 
@@ -127,6 +96,9 @@ class Checksum:
         check_unique_violations(self.control, self.source, self.target.unique_checks)
 
     def _repair(self, keys: list[Key]) -> None:
+        # Keys read in '+00:00'; the repair session runs in the server's zone.
+        shift = zones.key_shift(self.control, self.source)
+        keys = shift.keys(keys) if shift else keys
         with self.applier.paused():
             session = Session(self.dsn, name="repair", isolation="REPEATABLE READ")
             try:
@@ -159,8 +131,9 @@ class Checksum:
                        lock_wait_timeout=self.tuning.cutover_lock_timeout,
                        read_timeout=self.tuning.cutover_lock_timeout + 10,
                        idle_limit=int(self.tuning.block_timeout) + 2)
-        snaps = [Session(self.dsn, name="checksum", isolation="REPEATABLE READ")
-                 for _ in range(count)]
+        snaps: list[Session] = [
+            UtcSession(self.dsn, name="checksum", isolation="REPEATABLE READ")
+            for _ in range(count)]
         try:
             with self.applier.paused():
                 # READ: writers wait, while the applier can still read T to drain.

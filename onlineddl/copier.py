@@ -106,8 +106,8 @@ class Copier:
         started = time.monotonic()
         text, params = sql.copy_range(
             self.source.database, self.source.name, self.shadow.name,
-            self.mapping.source_exprs(), self.mapping.target, self.source.pk,
-            chunk.lower, chunk.upper)
+            self.mapping.source_exprs(), self.mapping.target_cols(), self.source.pk,
+            chunk.lower, chunk.upper, target_pk=self.shadow.pk)
         rows, info = retry(lambda: session.execute_info(text, params),
                            what="copying a chunk", attempts=6)
         if skipped_rows(info, rows):

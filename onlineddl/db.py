@@ -31,7 +31,7 @@ from onlineddl.errors import (
     StreamReconnected,
     TableNotFound,
 )
-from onlineddl.sql import SESSION_SQL_MODE
+from onlineddl.sql import session_sql_mode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +112,9 @@ DEFAULT_READ_TIMEOUT = 3600.0
 class Session:
     """One pinned connection with the tool's session settings."""
 
+    # None: the server's global time_zone, the zone a plain ALTER converts in.
+    time_zone: ClassVar[str | None] = None
+
     def __init__(self, dsn: Dsn, *, name: str, database: str | None = None,
                  isolation: str | None = None, lock_wait_timeout: int = 3,
                  read_timeout: float | None = None, reconnect: bool = False,
@@ -164,8 +167,14 @@ class Session:
         return err
 
     def _setup(self, isolation: str | None, lock_wait_timeout: int) -> None:
-        self.execute("SET SESSION sql_mode = %s", (SESSION_SQL_MODE,))
-        self.execute("SET SESSION time_zone = '+00:00'")
+        # The global sql_mode and time_zone are what a plain ALTER on this server runs
+        # under: its date rules, and the zone TIMESTAMP values convert in.
+        modes = self.scalar("SELECT @@GLOBAL.sql_mode")
+        self.execute("SET SESSION sql_mode = %s", (session_sql_mode(str(modes or "")),))
+        if self.time_zone is None:
+            self.execute("SET SESSION time_zone = @@GLOBAL.time_zone")
+        else:
+            self.execute("SET SESSION time_zone = %s", (self.time_zone,))
         self.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout,))
         self.execute("SET SESSION innodb_lock_wait_timeout = %s", (lock_wait_timeout,))
         if isolation:
@@ -252,6 +261,14 @@ class Session:
             pass
         except Exception:  # already closed: nothing to do
             pass
+
+
+class UtcSession(Session):
+    """A session in '+00:00' whatever the server's zone: the checksum's, whose source
+    side converts TIMESTAMP values to the server's zone explicitly, so a copy made in
+    another zone differs (conversion.checksum_pair)."""
+
+    time_zone = "+00:00"
 
 
 def _connect(dsn: Dsn, database: str | None, read_timeout: float | None

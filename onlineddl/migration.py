@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, leftovers, resume, sql
+from onlineddl import faults, leftovers, resume, sql, zones
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
@@ -252,6 +252,7 @@ class Migration:
         self.source = load_table(control, self.db, self.config.table)
         self._refuse_dropping_key_columns(self.source)
         check_table(control, self.source)
+        zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
                                       self.controls)
@@ -366,16 +367,21 @@ class Migration:
         """Start reading the binlog before the first chunk is read (DESIGN, section 2)."""
         source, shadow, state = self._source(), self._shadow(), self._state()
         mapping = self._mapping()
-        target = FlushTarget(self.db, source.name, shadow.name,
-                             tuple(mapping.source_exprs()), mapping.target, shadow.pk,
+        # Qualified: the in-place flush joins the two tables.
+        exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
+        target = FlushTarget(self.db, source.name, shadow.name, exprs,
+                             mapping.target_cols(), shadow.pk,
                              source.pk, other_unique=bool(self._unique_checks()),
                              integer_key=integer_key(source, shadow),
                              unique_checks=self._unique_checks())
         shape = TableShape.of(source)
         server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
 
+        shift = zones.key_shift(self._control(), source)
+
         def reader(start: BinlogPosition) -> BinlogReader:
-            return open_reader(self.config.dsn, self._flavor(), shape, start, server_id)
+            opened = open_reader(self.config.dsn, self._flavor(), shape, start, server_id)
+            return zones.ShiftedReader(opened, shift) if shift else opened
 
         self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
                                reader_factory=reader, target=target,

@@ -72,8 +72,8 @@ def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
                                         tuning.chunk_rows_initial)
     row = session.query_one(text, params)
     text, params = sql.copy_range(source.database, source.name, shadow.name,
-                                  mapping.source_exprs(), mapping.target, source.pk,
-                                  None, tuple(row) if row else None)
+                                  mapping.source_exprs(), mapping.target_cols(), source.pk,
+                                  None, tuple(row) if row else None, target_pk=shadow.pk)
     started = time.monotonic()
     rows = session.execute(text, params)
     return Sample(rows, time.monotonic() - started)
@@ -174,5 +174,8 @@ def mapping_lines(source: TableInfo, shadow: TableInfo, mapping: ColumnMapping) 
             notes.append(f"{a} -> {b}")
         lines.append(f"  {old} -> {new}" + (f"  ({', '.join(notes)})" if notes else ""))
     lines += [f"  {name} -> (dropped)" for name in mapping.dropped]
-    lines += [f"  (new) -> {name}  (takes its default)" for name in mapping.added]
+    filled = dict(mapping.fills)
+    lines += [f"  (new) -> {name}  (takes the implicit value {filled[name]}, as ALTER does)"
+              if name in filled else f"  (new) -> {name}  (takes its default)"
+              for name in mapping.added]
     return lines

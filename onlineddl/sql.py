@@ -10,6 +10,7 @@ constructor comparisons and would scan the whole table for every chunk.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,26 @@ Params = list[Any]
 # Strict, so a value that does not fit the new column is an error (never silently
 # truncated); NO_AUTO_VALUE_ON_ZERO, so a copied 0 in an AUTO_INCREMENT column stays 0.
 SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+
+# Global sql_mode flags the tool's sessions leave out: they change how the tool's own
+# SQL reads (ANSI_QUOTES and the compound modes: the quoting and the parser), pad CHAR
+# values on read (a CHAR -> VARCHAR copy would keep the padding ALTER drops), or only
+# change SHOW CREATE output. NO_BACKSLASH_ESCAPES stays: the operator's ALTER text is
+# read as the server reads it ('C:\temp' keeps its backslash), and the driver escapes
+# values for it (text by doubling quotes, bytes as hex literals).
+FOREIGN_SQL_MODES = frozenset({
+    "ANSI_QUOTES", "ANSI", "ORACLE", "MSSQL", "DB2", "POSTGRESQL", "MAXDB", "MYSQL323",
+    "MYSQL40", "TRADITIONAL", "PAD_CHAR_TO_FULL_LENGTH", "NO_FIELD_OPTIONS",
+    "NO_KEY_OPTIONS", "NO_TABLE_OPTIONS", "EMPTY_STRING_IS_NULL"})
+
+
+def session_sql_mode(global_mode: str) -> str:
+    """The server's global sql_mode (the rules a plain ALTER follows: NO_ZERO_DATE,
+    TIME_ROUND_FRACTIONAL, ...) without FOREIGN_SQL_MODES, plus SESSION_SQL_MODE."""
+    kept = [m for m in global_mode.upper().split(",")
+            if m and m not in FOREIGN_SQL_MODES and m != "STRICT_TRANS_TABLES"]
+    wanted = SESSION_SQL_MODE.split(",")
+    return ",".join(wanted + [m for m in kept if m not in wanted])
 
 
 NEXT_TRANSACTION_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
@@ -169,12 +190,14 @@ def copy_range(
     pk: Sequence[str],
     lower: Key | None,
     upper: Key | None,
+    target_pk: Sequence[str] | None = None,
 ) -> tuple[str, Params]:
     """Copy one chunk. A duplicate on a UNIQUE key is not inserted (and is counted in the
-    server's "Duplicates:" info, which the copier inspects); any other data error fails."""
+    server's "Duplicates:" info, which the copier inspects); any other data error fails.
+    `pk` is the source's key; `target_pk` the target's, when the ALTER renames it."""
     where, params = key_range(pk, lower, upper)
     # Qualified: an unqualified name is ambiguous between the two tables.
-    first = f"{qualified(database, target)}.{ident(pk[0])}"
+    first = f"{qualified(database, target)}.{ident((target_pk or pk)[0])}"
     sql = (
         f"INSERT INTO {qualified(database, target)} ({column_list(target_cols)}) "
         f"SELECT {', '.join(source_exprs)} FROM {qualified(database, source)} "
@@ -278,6 +301,9 @@ def rows_holding(database: str, table: str, exprs: Sequence[str], pk: Sequence[s
             f"WHERE {where} LOCK IN SHARE MODE"), params
 
 
+_BARE = re.compile(r"`(?:[^`]|``)*`")
+
+
 def update_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
                 target_cols: Sequence[str], source_pk: Sequence[str],
                 target_pk: Sequence[str], keys: Sequence[Key]) -> tuple[str, Params]:
@@ -290,10 +316,14 @@ def update_keys(database: str, source: str, target: str, source_exprs: Sequence[
     no failed insert first, no row written when nothing differs). It only updates, and
     not the key columns (setting them makes the server buffer the whole update in a
     temporary table): for integer keys only, where a matching key is the same key.
-    Rows missing from the target are left to replace_missing."""
+    Rows missing from the target are left to replace_missing. Both tables are in scope:
+    a bare quoted column in `source_exprs` is qualified with the source here (unqualified,
+    the server would read the target's own column and change nothing); a converted
+    column must come qualified (ColumnMapping.source_exprs(table))."""
     tq, sq = qualified(database, target), qualified(database, source)
     keyset = {c.lower() for c in target_pk}
-    sets = ", ".join(f"{tq}.{ident(t)} = {sq}.{e}"
+    sets = ", ".join(f"{tq}.{ident(t)} = {sq}.{e}" if _BARE.fullmatch(e) else
+                     f"{tq}.{ident(t)} = {e}"
                      for e, t in zip(source_exprs, target_cols, strict=True)
                      if t.lower() not in keyset)
     where, params = key_in([f"{sq}.{ident(c)}" for c in source_pk], keys, quoted=True)
@@ -319,10 +349,13 @@ def checksum_chunk(
     database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
     lower: Key | None, upper: Key | None,
 ) -> tuple[str, Params]:
+    """Row count and the SUM of per-row CRC32s. Not BIT_XOR: CRC32 is linear over XOR,
+    so the same change to every row of a chunk (a time zone shift of one column) XORs
+    each row's hash with one constant, which an even number of rows cancels out."""
     where, params = key_range(pk, lower, upper)
     row = row_hash(exprs)
     sql = (
-        f"SELECT COUNT(*), COALESCE(BIT_XOR({row}), 0) "
+        f"SELECT COUNT(*), COALESCE(SUM({row}), 0) "
         f"FROM {qualified(database, table)} WHERE {where}"
     )
     return sql, params

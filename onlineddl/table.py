@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from onlineddl import conversion
 from onlineddl.db import Session
 from onlineddl.errors import InvalidAlter, PreflightFailed, TableNotFound, UnsupportedTable
 from onlineddl.rowkeys import KeyKind
@@ -66,12 +67,15 @@ class Column:
     name: str
     ordinal: int          # 0-based position in the table
     data_type: str        # e.g. "int", "varchar"
-    column_type: str      # e.g. "int(10) unsigned", "varchar(64)"
+    column_type: str      # e.g. "int(10) unsigned", "enum('a','B')": as the server wrote it
     charset: str | None
     collation: str | None
     nullable: bool
     generated: bool       # stored/virtual generated columns are never written directly
     auto_increment: bool = False
+    # NOT NULL without a DEFAULT (nor AUTO_INCREMENT or generated): ALTER TABLE gives
+    # existing rows the type's implicit value (conversion.implicit_default).
+    no_default: bool = False
 
     @property
     def unsigned(self) -> bool:
@@ -172,7 +176,7 @@ def load_table(session: Session, database: str, table: str) -> TableInfo:
 def _load_columns(session: Session, database: str, table: str) -> tuple[Column, ...]:
     rows = session.query(
         "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, "
-        "COLLATION_NAME, IS_NULLABLE, EXTRA, GENERATION_EXPRESSION "
+        "COLLATION_NAME, IS_NULLABLE, EXTRA, GENERATION_EXPRESSION, COLUMN_DEFAULT "
         "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
         "ORDER BY ORDINAL_POSITION", (database, table))
     out = []
@@ -180,8 +184,13 @@ def _load_columns(session: Session, database: str, table: str) -> tuple[Column, 
         extra = str(r[7] or "").upper()
         # Not "GENERATED" alone: MySQL marks DEFAULT CURRENT_TIMESTAMP as DEFAULT_GENERATED.
         generated = bool(r[8]) or any(w in extra for w in ("VIRTUAL", "STORED", "PERSISTENT"))
-        out.append(Column(str(r[0]), i, str(r[2]).lower(), str(r[3]).lower(),
-                          r[4], r[5], r[6] == "YES", generated, "AUTO_INCREMENT" in extra))
+        auto = "AUTO_INCREMENT" in extra
+        # MariaDB writes a DEFAULT NULL as 'NULL' and no default as NULL; MySQL writes
+        # NULL for both, but a NOT NULL column cannot default to NULL.
+        no_default = r[9] is None and r[6] != "YES" and not auto and not generated
+        # COLUMN_TYPE keeps its case: ENUM/SET members are case-sensitive text.
+        out.append(Column(str(r[0]), i, str(r[2]).lower(), str(r[3]),
+                          r[4], r[5], r[6] == "YES", generated, auto, no_default))
     return tuple(out)
 
 
@@ -289,16 +298,29 @@ def key_kind(col: Column) -> KeyKind | None:
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """Which old column feeds which new column. Added columns take their defaults."""
+    """Which old column feeds which new column. Added columns take their defaults, or,
+    NOT NULL without one, the implicit value ALTER TABLE writes (`fills`)."""
 
     source: tuple[str, ...]   # old column names
     target: tuple[str, ...]   # new column names, same order
     dropped: tuple[str, ...]
     added: tuple[str, ...]
     renamed: tuple[tuple[str, str], ...]
+    # Per source column, the copy expression with `{}` where the old column's reference
+    # goes (conversion.copy_expr); empty: the bare column for every one.
+    converts: tuple[str, ...] = ()
+    fills: tuple[tuple[str, str], ...] = ()  # (added column, implicit value as SQL)
 
-    def source_exprs(self) -> list[str]:
-        return [ident(c) for c in self.source]
+    def source_exprs(self, table: str | None = None) -> list[str]:
+        """What the copy and the flushes SELECT, in target_cols() order; `table` (a
+        quoted, qualified name) qualifies the old columns, for statements that join."""
+        refs = [f"{table}.{ident(c)}" if table else ident(c) for c in self.source]
+        exprs = [c.format(r) for c, r in zip(self.converts, refs, strict=True)] \
+            if self.converts else refs
+        return exprs + [value for _, value in self.fills]
+
+    def target_cols(self) -> tuple[str, ...]:
+        return self.target + tuple(name for name, _ in self.fills)
 
 
 def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapping:
@@ -306,13 +328,13 @@ def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapp
 
     The server applied the ALTER, so the new schema is the truth; the parsed ALTER only
     tells renames apart from a drop plus an add (which the schemas alone cannot).
+    A generated old column that becomes a regular column is copied (ALTER keeps its
+    values); one that stays generated, or a column that becomes one, the server computes.
     """
     renames = {k.lower(): v for k, v in plan.renames.items()}
     dropped_lc = {d.lower() for d in plan.dropped}
-    source, target, renamed, dropped = [], [], [], []
+    source, target, renamed, dropped, converts = [], [], [], [], []
     for col in old.columns:
-        if col.generated:
-            continue
         new_name = renames.get(col.name.lower(), col.name)
         if col.name.lower() in dropped_lc and col.name.lower() not in renames:
             dropped.append(col.name)
@@ -322,16 +344,26 @@ def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapp
                 f"column {col.name} is missing from the new table but the ALTER neither "
                 "drops nor renames it", hint="write the ALTER with explicit DROP/CHANGE")
         if new.column(new_name).generated:
-            dropped.append(col.name)  # became generated: the server computes it
+            if not col.generated:
+                dropped.append(col.name)  # became generated: the server computes it
             continue
         source.append(col.name)
         target.append(new.column(new_name).name)
+        converts.append(conversion.copy_expr(col, new.column(new_name), "{}"))
         if new_name.lower() != col.name.lower():
             renamed.append((col.name, new.column(new_name).name))
     mapped = {t.lower() for t in target}
     added = [c.name for c in new.columns if c.name.lower() not in mapped and not c.generated]
+    fills = tuple((c.name, conversion.implicit_default(c, _json_checked(new, c.name)))
+                  for c in new.columns if c.name in added and c.no_default)
+    plain = all(c == "{}" for c in converts)
     return ColumnMapping(tuple(source), tuple(target), tuple(dropped), tuple(added),
-                         tuple(renamed))
+                         tuple(renamed), () if plain else tuple(converts), fills)
+
+
+def _json_checked(info: TableInfo, column: str) -> bool:
+    """MariaDB's JSON: a LONGTEXT with a json_valid() CHECK on the column."""
+    return f"json_valid({ident(column)})" in info.create_sql.lower()
 
 
 def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMapping) -> None:

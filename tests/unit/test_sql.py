@@ -60,6 +60,13 @@ def test_copy_range_is_not_insert_ignore() -> None:
     assert "ON DUPLICATE KEY UPDATE `d`.`_t_new`.`id` = `d`.`_t_new`.`id`" in text
 
 
+def test_copy_range_names_the_targets_key_when_renamed() -> None:
+    text, _ = sql.copy_range("d", "t", "_t_new", ["`id`"], ["id2"], ["id"], None, (9,),
+                             target_pk=["id2"])
+    assert "ON DUPLICATE KEY UPDATE `d`.`_t_new`.`id2` = `d`.`_t_new`.`id2`" in text
+    assert "WHERE ((`id` <= %s))" in text
+
+
 def test_replace_keys_is_a_locking_read() -> None:
     text, params = sql.replace_keys("d", "t", "_t_new", ["`a`"], ["a"], ["id"], [(1,)])
     assert text.endswith("LOCK IN SHARE MODE")
@@ -98,6 +105,12 @@ def test_update_keys_joins_on_the_key_and_leaves_it_alone() -> None:
     assert text == ("UPDATE `d`.`_t_new` JOIN `d`.`t` ON `d`.`_t_new`.`id` = `d`.`t`.`old_id` "
                     "SET `d`.`_t_new`.`b` = `d`.`t`.`a` WHERE `d`.`t`.`old_id` IN (%s, %s)")
     assert params == [1, 2]
+
+
+def test_update_keys_takes_converted_columns_qualified() -> None:
+    text, _ = sql.update_keys("d", "t", "_t_new", ["`d`.`t`.`id`", "CONCAT(`d`.`t`.`f`)", "0"],
+                              ["id", "f", "z"], ["id"], ["id"], [(1,)])
+    assert "SET `d`.`_t_new`.`f` = CONCAT(`d`.`t`.`f`), `d`.`_t_new`.`z` = 0 WHERE" in text
 
 
 def test_replace_missing_skips_rows_the_target_has_and_locks() -> None:

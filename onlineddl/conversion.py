@@ -1,0 +1,202 @@
+"""How each old column's values reach the new column, the way the server's ALTER does it.
+
+One place decides, for an old and a new column:
+- the copy expression the copier's INSERT ... SELECT and every flush statement read
+  (`copy_expr`): the bare column where the server's store conversion already matches
+  what ALTER TABLE writes;
+- the implicit default an added NOT NULL column without a DEFAULT gets (`implicit_default`):
+  ALTER TABLE fills it in, an INSERT that leaves the column out fails in strict mode;
+- the pair of checksum expressions (`checksum_pair`): the source side spells out the
+  server's conversion of the old value, the shadow side reads the new column, both
+  normalized to one form, so a lossy but legal conversion (DOUBLE -> FLOAT, VARCHAR ->
+  CHAR, a reordered SET) compares equal and a stale or shifted value does not.
+
+Time zones: the copy, flush and repair sessions run in the server's global time_zone
+(the zone a plain ALTER converts in); checksum sessions run in '+00:00' and convert
+explicitly, so a copy made in the wrong zone shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from onlineddl.errors import UnsupportedTable
+from onlineddl.sql import ident
+
+if TYPE_CHECKING:
+    from onlineddl.table import Column
+
+GLOBAL_ZONE = "@@GLOBAL.time_zone"
+
+INTEGERS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
+FLOATS = {"float", "double"}
+STRINGS = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
+BINARIES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+TEMPORAL = {"date", "datetime", "timestamp", "time", "year"}
+NUMBERS = INTEGERS | FLOATS | {"decimal", "year", "bit"}
+
+# What ALTER TABLE ... ADD COLUMN c <type> NOT NULL (no DEFAULT) writes into existing
+# rows (measured on MariaDB 10.11): numbers 0, text and binary '' (BINARY(n)
+# pads it with zero bytes), zero dates, ENUM its first member (index 1), SET and BIT 0.
+_ZERO = {**dict.fromkeys(INTEGERS | FLOATS | {"decimal", "year", "bit", "set"}, "0"),
+         **dict.fromkeys(STRINGS | BINARIES, "''"),
+         "enum": "1", "date": "'0000-00-00'", "time": "'00:00:00'",
+         "datetime": "'0000-00-00 00:00:00'", "timestamp": "'0000-00-00 00:00:00'"}
+
+
+def same_type(old: Column, new: Column) -> bool:
+    return (old.column_type, old.charset, old.collation) == \
+        (new.column_type, new.charset, new.collation)
+
+
+def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
+    """What the copy and the flushes SELECT for `new` from `old`; `ref` is how the old
+    column is referenced (e.g. qualified by its table), by default its quoted name."""
+    ref = ref or ident(old.name)
+    if same_type(old, new):
+        return ref
+    check_convertible(old, new)
+    if old.data_type in FLOATS and (new.data_type in STRINGS or new.data_type in BINARIES):
+        # A FLOAT read as a number into a string is its double expansion
+        # ('1.100000023841858'); ALTER writes the FLOAT's own text ('1.1', '1.100' for
+        # FLOAT(7,3)), which is what CONCAT() renders.
+        return f"CONCAT({ref})"
+    return ref
+
+
+def check_convertible(old: Column, new: Column) -> None:
+    """Refuse conversions where an INSERT ... SELECT and ALTER TABLE disagree in ways
+    no expression here reproduces (MariaDB 10.11: to BIT from text, temporal or FLOAT
+    values one succeeds where the other fails or writes other bits; FLOAT(M,D) to TIME
+    rounds differently)."""
+    numeric = INTEGERS | {"bit", "decimal", "year", "enum", "set"}
+    if (new.data_type == "bit" and old.data_type not in numeric) or \
+            (old.data_type == "float" and new.data_type == "time"):
+        raise UnsupportedTable(
+            f"onlineddl cannot convert column {old.name} from {old.column_type} to "
+            f"{new.column_type} the way ALTER TABLE does",
+            hint="convert it to an integer type first, or run this ALTER without onlineddl")
+
+
+def implicit_default(new: Column, json_checked: bool = False) -> str:
+    """The value ALTER TABLE gives existing rows in an added NOT NULL column without a
+    DEFAULT, as SQL text. Under a sql_mode with NO_ZERO_DATE the zero date then fails
+    the copy, as it fails a plain ALTER. `json_checked`: MariaDB's JSON (LONGTEXT with
+    a json_valid CHECK)."""
+    if json_checked or new.data_type == "json":
+        # MariaDB's ALTER writes '' that its own CHECK (json_valid) then rejects on any
+        # INSERT; MySQL's differs again. Neither can be copied faithfully.
+        raise _no_implicit(new)
+    value = _ZERO.get(new.data_type)
+    if value is None:
+        raise _no_implicit(new)
+    return value
+
+
+def _no_implicit(new: Column) -> UnsupportedTable:
+    return UnsupportedTable(
+        f"the ALTER adds column {new.name} {new.column_type} NOT NULL without a DEFAULT; "
+        "onlineddl cannot write the implicit value ALTER TABLE gives existing rows for "
+        "this type", hint=f"give {new.name} an explicit DEFAULT, or add it as NULL")
+
+
+def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
+    """(source side, shadow side) checksum expressions for one mapped column, for
+    sessions in '+00:00'. Equal text for an unchanged column."""
+    src, dst = ident(old.name), ident(new.name)
+    if same_type(old, new):
+        return src, dst
+    value = copy_expr(old, new, src)
+    if (old.data_type == "bit" and new.data_type != "bit") or \
+            (old.data_type in ("enum", "set") and new.data_type in NUMBERS):
+        value = f"({value} + 0)"  # ALTER converts these by their number
+    if new.data_type == "year" and old.data_type != "year":
+        value = _two_digit_years(f"CAST({value} AS SIGNED)")
+    if old.data_type == "timestamp" and new.data_type != "timestamp":
+        value = _convert_tz(value, "'+00:00'", GLOBAL_ZONE)
+    elif new.data_type == "timestamp" and old.data_type != "timestamp":
+        value = _convert_tz(value, GLOBAL_ZONE, "'+00:00'")
+    if new.data_type in ("enum", "set"):
+        return _member_pair(old, new, value, dst)
+    return normalize(new, value), normalize(new, dst)
+
+
+def _convert_tz(value: str, source: str, target: str) -> str:
+    """CONVERT_TZ, keeping a zero date (which CONVERT_TZ turns into NULL) as it is."""
+    return f"COALESCE(CONVERT_TZ({value}, {source}, {target}), {value})"
+
+
+def _two_digit_years(number: str) -> str:
+    """A number as YEAR stores it: 1-69 are 2001-2069, 70-99 are 1970-1999."""
+    return (f"(CASE WHEN {number} BETWEEN 1 AND 69 THEN {number} + 2000 "
+            f"WHEN {number} BETWEEN 70 AND 99 THEN {number} + 1900 ELSE {number} END)")
+
+
+def _member_pair(old: Column, new: Column, value: str, dst: str) -> tuple[str, str]:
+    """ENUM and SET values: ALTER maps old text to the member equal under the new
+    collation (its spelling and order), and numbers by index (ENUM) or bitmask (SET).
+    A SET compares by the new member bits (FIND_IN_SET over the members); a SET member
+    with a 4-byte character, which information_schema spells '?', then shows as a
+    mismatch (a stop, never a silent pass)."""
+    if old.data_type in NUMBERS:
+        return f"CAST({value} AS UNSIGNED)", f"({dst} + 0)"
+    if new.data_type == "enum":
+        # The member ALTER picks is equal to the old text under the new collation
+        # (trailing spaces aside): compare the collation's weights. Not FIELD() over the
+        # members: information_schema spells a 4-byte character of a member as '?'.
+        return _weight(new, value), _weight(new, dst)
+    text = f"CONVERT({value} USING {new.charset}) COLLATE {new.collation}"
+    members = members_of(new.column_type)
+    bits = " + ".join(f"((FIND_IN_SET({m}, {text}) > 0) << {i})"
+                      for i, m in enumerate(members))
+    return f"({bits or '0'})", f"({dst} + 0)"
+
+
+def _weight(col: Column, expr: str) -> str:
+    trimmed = f"TRIM(TRAILING ' ' FROM {expr})"
+    return f"WEIGHT_STRING(CONVERT({trimmed} USING {col.charset}) COLLATE {col.collation})"
+
+
+def members_of(column_type: str) -> list[str]:
+    """The quoted member literals of an ENUM/SET column type, as the server wrote them."""
+    inner = column_type[column_type.index("(") + 1:column_type.rindex(")")]
+    return re.findall(r"'(?:[^']|'')*'", inner)
+
+
+def normalize(col: Column, expr: str) -> str:
+    """`expr` in the form `col`'s type stores it, for hashing."""
+    t = col.data_type
+    width = re.search(r"\((\d+)(?:,(\d+))?\)", col.column_type)
+    if t in INTEGERS or t == "bit":
+        return f"CAST({expr} AS {'UNSIGNED' if col.unsigned or t == 'bit' else 'SIGNED'})"
+    if t == "year":
+        return f"CAST({expr} AS SIGNED)"
+    if t == "decimal":
+        args = f"{width.group(1)},{width.group(2) or 0}" if width else "10,0"
+        return f"CAST({expr} AS DECIMAL({args}))"
+    if t == "float":
+        if width and width.group(2):
+            return f"ROUND(CAST({expr} AS FLOAT), {width.group(2)})"
+        return f"CAST({expr} AS FLOAT)"
+    if t == "double":
+        return f"CAST({expr} AS DOUBLE)"
+    if t in ("datetime", "timestamp"):
+        return f"CAST({expr} AS DATETIME({width.group(1) if width else 0}))"
+    if t == "time":
+        return f"CAST({expr} AS TIME({width.group(1) if width else 0}))"
+    if t == "date":
+        return f"CAST({expr} AS DATE)"
+    if t == "json":  # MySQL's JSON stores a normalized document
+        return f"CAST({expr} AS JSON)"
+    if t == "binary":
+        return f"CAST({expr} AS BINARY({width.group(1) if width else 1}))"
+    if t in BINARIES or not col.charset:
+        return f"CAST({expr} AS BINARY)"
+    text = f"CONVERT({expr} USING {col.charset})"
+    if t in ("char", "varchar") and width:
+        # Spaces past the length are cut on store (a note, not an error, even in strict
+        # mode); any other excess fails the copy as it fails ALTER.
+        text = f"LEFT({text}, {width.group(1)})"
+    # CHAR drops trailing spaces on store (and reads them back without).
+    return f"TRIM(TRAILING ' ' FROM {text})" if t == "char" else text
