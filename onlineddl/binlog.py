@@ -284,9 +284,9 @@ def _load_query(event: Any) -> tuple[str, str]:
     return _text(packet.read(max(0, rest))), database
 
 
-def late_writes(reader: BinlogReader, timeout: float) -> int | None:
-    """Count row changes to the table before the next DDL naming it (our RENAME).
-    None when no such DDL shows up within `timeout` seconds."""
+def first_statement(reader: BinlogReader, timeout: float) -> tuple[int, str] | None:
+    """Row changes to the table before the first statement naming it, and that
+    statement; None when none shows up within `timeout` seconds."""
     stop = threading.Event()
     timer = threading.Timer(timeout, stop.set)
     timer.start()
@@ -296,7 +296,7 @@ def late_writes(reader: BinlogReader, timeout: float) -> int | None:
             if isinstance(item, Keys):
                 count += len(item.keys)
             elif isinstance(item, SchemaChange):
-                return count
+                return count, item.query
     finally:
         timer.cancel()
     return None

@@ -183,7 +183,7 @@ class WireReader:
                 used, need = self.parse(data, out)
             except ReplicationError:
                 # Items before the bad event first: the caller may stop at one of them
-                # (late_writes stops at our RENAME; the new table's rows follow it).
+                # (first_statement stops at our RENAME; the new table's rows follow it).
                 self.txn.take(out)
                 yield from out
                 raise

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from dataclasses import dataclass
 
 from onlineddl import sql
-from onlineddl.binlog import BinlogReader, Keys, SchemaChange, TableShape, open_reader
+from onlineddl.binlog import TableShape, first_statement, open_reader
 from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
 from onlineddl.cutover import drop_guards, is_our_rename, swap_state
@@ -159,20 +158,3 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     log.info("--resume: confirmed from the binlog: every change before the swap was "
              "drained (drain position %s)", state.drain)
 
-
-def first_statement(reader: BinlogReader, timeout: float) -> tuple[int, str] | None:
-    """Row changes to the table before the first statement naming it, and that
-    statement; None when none shows up within `timeout` seconds."""
-    stop = threading.Event()
-    timer = threading.Timer(timeout, stop.set)
-    timer.start()
-    count = 0
-    try:
-        for item in reader.items(stop):
-            if isinstance(item, Keys):
-                count += len(item.keys)
-            elif isinstance(item, SchemaChange):
-                return count, item.query
-    finally:
-        timer.cancel()
-    return None
