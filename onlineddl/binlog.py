@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
-import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants.BINLOG import TABLE_MAP_EVENT
 from pymysqlreplication.event import (
@@ -59,7 +58,7 @@ from onlineddl.binlogitems import (
 )
 from onlineddl.binlogwire import COMPRESSED, MARIADB_GTID_STANDALONE, WireReader
 from onlineddl.config import Dsn
-from onlineddl.db import LOST, Session, binlog_connect_args, connect
+from onlineddl.db import Connection, Session, binlog_connect_args, binlog_stream_error, connect
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
@@ -169,7 +168,7 @@ class LibraryReader:
             **flavor.reader_start_args(start),
         )
 
-    def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+    def _connect(self, **kwargs: Any) -> Connection:
         """Refuse the library's silent reconnect: it can resume mid-transaction, after
         the table map it needs, and drop rows. The applier restarts us from a commit."""
         if kwargs.get("db") != "information_schema":
@@ -190,13 +189,8 @@ class LibraryReader:
                 yield from out
         except OnlineDDLError:
             raise
-        except pymysql.err.Error as exc:
-            if exc.args and exc.args[0] in LOST:  # killed or dropped: resume from a commit
-                raise StreamReconnected(f"the binlog connection was lost: {exc}") from exc
-            raise ReplicationError(f"binlog stream failed: {exc}") from exc
-        except Exception as exc:  # the library raises bare exceptions on decode errors
-            raise ReplicationError(f"binlog stream failed: {type(exc).__name__}: {exc}",
-                                   hint="the run is resumable with --resume") from exc
+        except Exception as exc:  # the driver's errors, and the library's bare ones
+            raise binlog_stream_error(exc) from exc
 
     def _handle(self, event: Any, out: list[Item]) -> None:
         if isinstance(event, RotateEvent):

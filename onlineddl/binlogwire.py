@@ -47,7 +47,7 @@ from onlineddl.binlogitems import (
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
-from onlineddl.flavor import BinlogPosition, MariaDB, MySQL
+from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.rowkeys import KeyParser, compile_parser
 from onlineddl.tablemap import TableShape, key_specs, packed_int, parse_table_map
 
@@ -107,15 +107,16 @@ class WireReader:
     def open(cls, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
              server_id: int, heartbeat: float) -> WireReader:
         """Connect and ask the server for the binlog from `start`: the first dump by
-        GTID on MariaDB, the polls after it by file and position (found by the first,
-        on the same server: a GTID start scans the binlog file from its beginning)."""
+        GTID where the flavor dumps by GTID (MariaDB), the polls after it by file and
+        position (found by the first, on the same server: a GTID start scans the binlog
+        file from its beginning)."""
         def dump(pos: BinlogPosition, by_gtid: bool, crc: int | None
                  ) -> tuple[DumpConnection, int]:
             return open_dump_connection(
                 dsn, *cls._dump_request(flavor, pos, server_id, by_gtid),
                 heartbeat=heartbeat, crc=crc)
 
-        conn, crc = dump(start, isinstance(flavor, MariaDB), None)
+        conn, crc = dump(start, True, None)
         # A poll goes on with the checksum length of the last format description read.
         return cls(flavor, shape, start, conn, crc,
                    reopen=lambda pos, crc: dump(pos, False, crc))
@@ -127,10 +128,9 @@ class WireReader:
         settings: list[tuple[str, tuple[Any, ...]]] = [
             # 4 = understands GTID events; lower makes MariaDB rewrite them.
             ("@mariadb_slave_capability = 4", ())]
-        if by_gtid and isinstance(flavor, MariaDB):
-            settings += [("@slave_connect_state = %s", (flavor.start_gtid(start),)),
-                         ("@slave_gtid_strict_mode = 1", ()),
-                         ("@slave_gtid_ignore_duplicates = 0", ())]
+        gtid_settings = flavor.gtid_dump_settings(start) if by_gtid else None
+        if gtid_settings is not None:
+            settings += gtid_settings
             pos, name = 4, b""                # the server starts from the GTID state
         else:
             pos, name = start.pos, start.file.encode()

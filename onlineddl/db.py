@@ -279,6 +279,25 @@ def _connect(dsn: Dsn, database: str | None, read_timeout: float | None
         raise translate(exc, dsn, login=True) from exc
 
 
+def login_probe(dsn: Dsn, sql: str, *, read_timeout: float) -> Any:
+    """The first value `sql` returns on a bare connection (no session settings), or
+    None while the server does not take the login yet (not listening, still starting
+    up). For a server being started: a refused login is final, so it raises
+    ConnectionFailed; other errors raise as `translate` turns them."""
+    try:
+        conn = connect(**connect_args(dsn, read_timeout=read_timeout))
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+    except pymysql.err.OperationalError as exc:
+        if exc.args and exc.args[0] == ER_ACCESS_DENIED:
+            raise translate(exc, dsn, login=True) from exc
+        return None
+    except pymysql.err.Error as exc:
+        raise translate(exc, dsn, login=True) from exc
+    return row[0] if row else None
+
+
 class Connection(pymysql.connections.Connection):
     """pymysql's connection with one shared TLS context for its default "preferred" TLS
     mode. pymysql builds a fresh context per connection, loading the system's CA bundle
@@ -410,6 +429,19 @@ class DumpConnection:
     def close(self) -> None:
         with suppress(Exception):
             self._conn.close()
+
+
+def binlog_stream_error(exc: Exception) -> OnlineDDLError:
+    """What a failure inside the binlog library's stream means. A killed or dropped
+    connection is resumed from the last commit (StreamReconnected); another server
+    error, or the library's own (it raises bare exceptions on decode errors), stops
+    the run (ReplicationError)."""
+    if isinstance(exc, pymysql.err.Error):
+        if exc.args and exc.args[0] in LOST:
+            return StreamReconnected(f"the binlog connection was lost: {exc}")
+        return ReplicationError(f"binlog stream failed: {exc}")
+    return ReplicationError(f"binlog stream failed: {type(exc).__name__}: {exc}",
+                            hint="the run is resumable with --resume")
 
 
 def binlog_connect_args(dsn: Dsn, heartbeat: float) -> dict[str, Any]:

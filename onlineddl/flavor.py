@@ -1,7 +1,10 @@
 """Every difference between MySQL and MariaDB, chosen once from the version string.
 
 `MySQL` is the base; `MariaDB(MySQL)` overrides only what differs (as alembic does with
-its dialect implementations). Nothing else in the engine branches on the flavor.
+its dialect implementations). Nothing else in the engine branches on the flavor: other
+modules call a method or property here and never test the flavor's type
+(tests/unit/test_walls.py fails on an `isinstance(..., MariaDB)` or `.is_mariadb`
+outside this module).
 """
 
 from __future__ import annotations
@@ -52,7 +55,6 @@ def binlog_file_number(name: str) -> int:
 
 class MySQL:
     name = "mysql"
-    is_mariadb = False
 
     def __init__(self, version: tuple[int, int, int], version_string: str) -> None:
         self.version = version
@@ -86,6 +88,14 @@ class MySQL:
     def reader_start_args(self, start: BinlogPosition) -> dict[str, Any]:
         """BinLogStreamReader arguments to start reading exactly at `start`."""
         return {"log_file": start.file, "log_pos": start.pos, "resume_stream": True}
+
+    def gtid_dump_settings(self, start: BinlogPosition
+                           ) -> list[tuple[str, tuple[Any, ...]]] | None:
+        """User variable assignments (SQL, parameters) that make a COM_BINLOG_DUMP start
+        from `start`'s GTID state; None where the dump starts from file:pos. MySQL starts
+        a GTID dump with another command (COM_BINLOG_DUMP_GTID), so the wire reader's
+        MySQL dumps always go by file:pos."""
+        return None
 
     def binlog_files(self, session: Queryable) -> list[str]:
         return [str(row[0]) for row in session.query("SHOW BINARY LOGS")]
@@ -146,7 +156,6 @@ class MySQL:
 
 class MariaDB(MySQL):
     name = "mariadb"
-    is_mariadb = True
 
     def master_status_sql(self) -> str:
         return "SHOW MASTER STATUS"
@@ -182,6 +191,14 @@ class MariaDB(MySQL):
 
     def reader_start_args(self, start: BinlogPosition) -> dict[str, Any]:
         return {"is_mariadb": True, "auto_position": self.start_gtid(start)}
+
+    def gtid_dump_settings(self, start: BinlogPosition
+                           ) -> list[tuple[str, tuple[Any, ...]]] | None:
+        """MariaDB starts a dump from the GTID list in @slave_connect_state. Strict mode:
+        a GTID the binlog does not hold is an error, never a silent jump past it."""
+        return [("@slave_connect_state = %s", (self.start_gtid(start),)),
+                ("@slave_gtid_strict_mode = 1", ()),
+                ("@slave_gtid_ignore_duplicates = 0", ())]
 
     @staticmethod
     def start_gtid(start: BinlogPosition) -> str:

@@ -37,15 +37,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import pymysql
-
 from onlineddl.config import MAX_SOCKET_PATH, Dsn
-from onlineddl.errors import OnlineDDLError
+from onlineddl.db import login_probe
+from onlineddl.errors import ConnectionFailed, OnlineDDLError
 
 HOST = "127.0.0.1"
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 INSTALL_HINT = "apt-get install -y mariadb-server-core (or put mariadbd/mysqld on PATH)"
-ACCESS_DENIED = 1045
 PORT_ATTEMPTS = 3
 
 
@@ -471,19 +469,16 @@ class LocalServer:
 
     def _ping(self) -> bool:
         """True once root can log in over TCP to *this* server (not whoever has the port)."""
+        dsn = Dsn(host=HOST, port=self.port or 0, user="root", password="",
+                  connect_timeout=1)
         try:
-            conn = pymysql.connect(host=HOST, port=self.port or 0, user="root", password="",
-                                   connect_timeout=1, read_timeout=5)
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT @@socket")
-                row = cur.fetchone()
-        except pymysql.err.OperationalError as exc:
-            if exc.args and exc.args[0] == ACCESS_DENIED:
-                raise LocalServerError(f"root cannot log in over TCP to {HOST}:{self.port}",
-                                       hint=f"delete {self.layout.root} to re-initialise"
-                                       ) from exc
-            return False  # not listening yet (2003) or still starting up
-        return row is not None and row[0] == str(self.layout.socket)
+            answer = login_probe(dsn, "SELECT @@socket", read_timeout=5)
+        except ConnectionFailed as exc:  # root's login refused
+            raise LocalServerError(f"root cannot log in over TCP to {HOST}:{self.port}",
+                                   hint=f"delete {self.layout.root} to re-initialise"
+                                   ) from exc
+        # None: not listening yet (2003) or still starting up
+        return answer is not None and answer == str(self.layout.socket)
 
     def _log_since(self, offset: int) -> str:
         try:

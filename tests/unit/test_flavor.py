@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import pytest
 
+from onlineddl.binlogwire import WireReader
 from onlineddl.errors import PreflightFailed
 from onlineddl.flavor import (
     BinlogPosition,
@@ -112,3 +114,30 @@ def test_positions_order_across_files() -> None:
     assert b.reached(a) and not a.reached(b)
     assert a.reached(a)
     assert binlog_file_number("mysql-bin.001234") == 1234
+
+
+def test_the_first_wire_dump_starts_by_gtid_on_mariadb_and_by_file_pos_on_mysql() -> None:
+    start = BinlogPosition("bin.000003", 1234, "0-1-42")
+    assert detect("8.0.36").gtid_dump_settings(start) is None
+    assert detect("10.11.6-MariaDB").gtid_dump_settings(start) == [
+        ("@slave_connect_state = %s", ("0-1-42",)),
+        ("@slave_gtid_strict_mode = 1", ()),
+        ("@slave_gtid_ignore_duplicates = 0", ())]
+    with pytest.raises(PreflightFailed, match="GTID"):
+        detect("10.11.6-MariaDB").gtid_dump_settings(BinlogPosition("bin.000001", 4, ""))
+
+
+@pytest.mark.parametrize("version, gtid_state, pos, name", [
+    ("8.0.36", False, 1234, b"bin.000003"),
+    ("10.11.6-MariaDB", True, 4, b""),
+])
+def test_wire_dump_request_follows_the_flavor(version: str, gtid_state: bool, pos: int,
+                                              name: bytes) -> None:
+    start = BinlogPosition("bin.000003", 1234, "0-1-42")
+    settings, payload = WireReader._dump_request(detect(version), start, 7, True)
+    assert any("slave_connect_state" in s for s, _ in settings) == gtid_state
+    assert struct.unpack("<BIHI", payload[:11])[1] == pos and payload[11:] == name
+    # The polls after the first dump go by file:pos on both flavors.
+    settings, payload = WireReader._dump_request(detect(version), start, 7, False)
+    assert [s for s, _ in settings] == ["@mariadb_slave_capability = 4"]
+    assert struct.unpack("<BIHI", payload[:11])[1] == 1234 and payload[11:] == b"bin.000003"
