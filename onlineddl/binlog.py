@@ -6,9 +6,10 @@ ever reported at transaction boundaries, so a position the applier records can a
 be resumed from without splitting a transaction.
 
 Most tables are read by binlogwire.py, which decodes only keys straight off the socket.
-This module is the only one that imports pymysqlreplication: tables whose key the wire
-reader does not decode (DECIMAL, temporal) or that have a column type it cannot step
-over are read through the library's general row decoder.
+This module is the only one that imports pymysqlreplication (ruff's TID251 bans it
+elsewhere): tables whose key the wire reader does not decode (DECIMAL, temporal) or that
+have a column type it cannot step over are read through the library's general row
+decoder. The library's connections and errors go through db.py.
 
 Row values are mapped to columns by ordinal position, not by name: names are only in
 the binlog when `binlog_row_metadata=FULL`, and ordinals work either way.

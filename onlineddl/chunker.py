@@ -4,7 +4,9 @@ A chunk is the key range lower < key <= upper (upper None: to the end of the tab
 The low watermark is the upper bound of the contiguous prefix of completed chunks: a
 key at or below it has been copied and will never be copied again, so a binlog change
 for it can be applied at once. Before the first chunk completes there is NO watermark:
-"the copier has not started" must never read as "every key is above it" (seed 000).
+"the copier has not started" must never read as "every key is above it" (a watermark
+filter that did so dropped the writes committed after the first chunk's snapshot and
+before the copier moved: runs of fresh auto-increment keys lost).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""The only module that imports pymysql: sessions, error translation, retries.
+"""The only module that imports pymysql (ruff's TID251 bans it elsewhere): sessions,
+error translation (pymysql's exceptions never leave this module), retries, and the
+binlog readers' connections.
 
 Every session is one pinned connection (never pooled): session-level state such as
 LOCK TABLES, GET_LOCK and an open snapshot lives on a connection, and a pool would
-silently hand that state to someone else (seed 001).
+silently hand that state to someone else (a GET_LOCK taken through a pool guards
+nothing).
 """
 
 from __future__ import annotations
@@ -344,7 +347,8 @@ def connect_args(dsn: Dsn, database: str | None = None,
 
 def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.2,
           max_delay: float = 5.0, stop: threading.Event | None = None) -> T:
-    """Run `fn`, retrying retryable errors with backoff and jitter (seed 004).
+    """Run `fn`, retrying retryable errors with exponential backoff and jitter (the
+    jitter keeps workers that failed together from retrying in lockstep).
 
     Log level rises as retries go on, so a flapping run is visible without turning
     every transient deadlock into a warning.

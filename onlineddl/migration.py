@@ -364,7 +364,9 @@ class Migration:
             hint=why.hint if why else "run the same command without --resume to start")
 
     def start_applier(self) -> None:
-        """Start reading the binlog before the first chunk is read (DESIGN, section 2)."""
+        """Start reading the binlog before the first chunk is read: the stream then
+        starts before every chunk's snapshot, so a change a chunk's read missed is
+        always in it."""
         source, shadow, state = self._source(), self._shadow(), self._state()
         mapping = self._mapping()
         # Qualified: the in-place flush joins the two tables.

@@ -1,7 +1,8 @@
 """One runner per table: a GET_LOCK held on one dedicated connection for the whole run.
 
-The lock lives on a session, so it must be a pinned connection of its own (a pooled or
-shared one makes it a no-op, seed 001). If that connection is lost, so is the lock: the
+The lock lives on a session, so it must be a pinned connection of its own (through a
+pooled or shared one, whoever gets the connection next holds the lock too, and it no
+longer keeps a second runner out). If that connection is lost, so is the lock: the
 run must stop before cutover because it no longer owns the table.
 
 The lock must also end when the tool does. A frozen or cut-off tool host leaves its

@@ -3,7 +3,7 @@
 Writes are injected at exact moments with named fault points (no sleeps):
 - `copy_start`: after the binlog applier started, before the first chunk is read, the
   window where a watermark filter that reads "not started" as "everything is above me"
-  dropped writes in another tool (seed 000);
+  dropped writes in another tool;
 - `after_chunk`: at every chunk boundary, just after the watermark moved.
 Background writers run the whole time, across the cutover.
 """
