@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from helpers import connect, needs_local_server
 
 from onlineddl.config import Dsn
+from onlineddl.db import login_probe
+from onlineddl.errors import ConnectionFailed
 from onlineddl.localserver import LocalServer, find_flavor, pid_alive
 
 
@@ -103,3 +107,18 @@ def test_cli_server_outlives_its_command(tmp_path: Path) -> None:
     assert not pid_alive(state["pid"])
     assert cli("status").returncode == 3
     shutil.rmtree(datadir, ignore_errors=True)
+
+
+def test_login_probe_tells_a_refused_login_from_a_server_not_up_yet(server: Dsn) -> None:
+    """LocalServer's readiness check (db.login_probe): a login answers the query, a
+    closed port is "not up yet" (None, so the caller polls on), and a refused login is
+    final (ConnectionFailed, which LocalServer reports as "root cannot log in")."""
+    assert login_probe(server, "SELECT 1", read_timeout=5) == 1
+    nobody = dataclasses.replace(server, user="onlineddl_no_such_user", password="x")
+    with pytest.raises(ConnectionFailed, match="access denied"):
+        login_probe(nobody, "SELECT 1", read_timeout=5)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed = Dsn(host="127.0.0.1", port=port, connect_timeout=1)
+    assert login_probe(closed, "SELECT 1", read_timeout=5) is None

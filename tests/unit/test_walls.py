@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from onlineddl.db import binlog_stream_error
+from onlineddl.errors import ReplicationError, StreamReconnected
+
 PACKAGE = Path(__file__).resolve().parents[2] / "onlineddl"
 
 # library -> the one module (path under onlineddl/) allowed to import it
@@ -94,3 +97,18 @@ def test_the_scans_find_what_they_look_for() -> None:
     assert wall_breaches([("db.py", ast.parse("import pymysql"))]) == []
     assert len(flavor_branches([("cutover.py", bad)])) == 4
     assert flavor_branches([("flavor.py", bad)]) == []
+
+
+def test_the_binlog_librarys_driver_errors_become_ours() -> None:
+    """binlog.py catches whatever the library raises; db.py says what it means."""
+    import pymysql.err  # tests are clients: they may build the driver's errors
+
+    lost = binlog_stream_error(pymysql.err.OperationalError(2013, "Lost connection"))
+    assert isinstance(lost, StreamReconnected)
+    killed = binlog_stream_error(pymysql.err.OperationalError(1927, "Connection was killed"))
+    assert isinstance(killed, StreamReconnected)
+    refused = binlog_stream_error(pymysql.err.OperationalError(1236, "purged binlog"))
+    assert isinstance(refused, ReplicationError) and not isinstance(refused, StreamReconnected)
+    decode = binlog_stream_error(ValueError("bad packet"))
+    assert type(decode) is ReplicationError and "ValueError: bad packet" in decode.message
+    assert "--resume" in decode.hint
