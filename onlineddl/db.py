@@ -414,7 +414,7 @@ def skipped_rows(info: str, affected: int) -> int:
 class DumpConnection:
     """A connection switched to the replication protocol: after COM_BINLOG_DUMP the
     server only streams packets, and they are read here in large chunks for
-    binlogwire.py to frame (pymysql's per-packet reads cost more than the parsing)."""
+    binlog/wire.py to frame (pymysql's per-packet reads cost more than the parsing)."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn

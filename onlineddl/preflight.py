@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 
 from onlineddl import grants, sql
+from onlineddl.binlog.tablemap import key_kind
 from onlineddl.db import Session
 from onlineddl.errors import MissingPrivilege, PreflightFailed, UnsupportedTable
 from onlineddl.flavor import MySQL
 from onlineddl.table import (
+    KEY_CODECS,
+    SUPPORTED_PK_TYPES,
+    UTF8,
     Artifacts,
     TableInfo,
-    check_primary_key,
     name_case,
     triggers_and_foreign_keys,
+    wire_sized,
 )
 
 log = logging.getLogger(__name__)
@@ -146,3 +150,35 @@ def check_table(session: Session, info: TableInfo) -> None:
             f"{info.database}.{info.name} has {', '.join(found)}; onlineddl does not carry "
             "triggers or foreign keys over yet",
             hint="drop them for the migration and recreate them after, or use an offline ALTER")
+
+
+def check_primary_key(info: TableInfo) -> None:
+    if not info.pk:
+        raise UnsupportedTable(
+            f"{info.database}.{info.name} has no PRIMARY KEY",
+            hint="add a primary key first; onlineddl walks and applies changes by it")
+    for col in info.pk_columns:
+        if col.data_type not in SUPPORTED_PK_TYPES:
+            raise UnsupportedTable(
+                f"primary key column {col.name} has type {col.column_type}, which onlineddl "
+                "cannot order safely", hint="supported key types: integers, DECIMAL, "
+                "CHAR/VARCHAR/BINARY/VARBINARY, DATE/TIME/DATETIME/TIMESTAMP, YEAR")
+        if col.data_type in ("char", "varchar") and col.charset not in KEY_CODECS:
+            raise UnsupportedTable(
+                f"primary key column {col.name} uses character set {col.charset}, whose "
+                "binlog values onlineddl cannot read back exactly",
+                hint=f"supported key character sets: {', '.join(sorted(KEY_CODECS))}")
+    # The wire reader decodes integer, text and binary keys of tables whose every column
+    # it can step over; the rest go through the library's general decoder, which cannot
+    # read latin1 text or binary keys back exactly (composite keys included).
+    general = [c.name for c in info.columns if not wire_sized(c)] + \
+        [c.name for c in info.pk_columns if key_kind(c) is None]
+    unreadable = [c.name for c in info.pk_columns if c.data_type in ("binary", "varbinary")
+                  or (c.data_type in ("char", "varchar") and c.charset not in UTF8)]
+    if general and unreadable:
+        raise UnsupportedTable(
+            f"{info.database}.{info.name} has column(s) {', '.join(general)} that "
+            f"onlineddl reads only through its general binlog decoder, and key column(s) "
+            f"{', '.join(unreadable)} that decoder cannot read back exactly",
+            hint="use a utf8mb4 text or integer key, or convert the listed columns to "
+                 "standard types first")

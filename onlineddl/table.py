@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from onlineddl import conversion
 from onlineddl.db import Session
 from onlineddl.errors import InvalidAlter, PreflightFailed, TableNotFound, UnsupportedTable
-from onlineddl.rowkeys import KeyKind
 from onlineddl.sql import ident
 from onlineddl.statement import AlterPlan
 
@@ -230,9 +229,10 @@ KEY_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1":
               "utf32": "utf-32-be"}
 
 
-# Column types whose binlog values binlogwire.py can step over. Tables with others
-# (MariaDB's INET6/UUID, compressed columns, types newer than this list) are read by
-# the library's general decoder, which gets latin1 text and binary keys wrong.
+# Column types whose binlog values the wire reader (binlog/wire.py) can step over.
+# Tables with others (MariaDB's INET6/UUID, compressed columns, types newer than this
+# list) are read by the library's general decoder, which gets latin1 text and binary
+# keys wrong.
 WIRE_TYPES = {
     "tinyint", "smallint", "mediumint", "int", "bigint", "float", "double", "decimal",
     "date", "time", "datetime", "timestamp", "year", "char", "varchar", "binary",
@@ -247,53 +247,7 @@ def wire_sized(col: Column) -> bool:
     return col.data_type in WIRE_TYPES and "compressed" not in col.column_type.lower()
 
 
-def check_primary_key(info: TableInfo) -> None:
-    if not info.pk:
-        raise UnsupportedTable(
-            f"{info.database}.{info.name} has no PRIMARY KEY",
-            hint="add a primary key first; onlineddl walks and applies changes by it")
-    for col in info.pk_columns:
-        if col.data_type not in SUPPORTED_PK_TYPES:
-            raise UnsupportedTable(
-                f"primary key column {col.name} has type {col.column_type}, which onlineddl "
-                "cannot order safely", hint="supported key types: integers, DECIMAL, "
-                "CHAR/VARCHAR/BINARY/VARBINARY, DATE/TIME/DATETIME/TIMESTAMP, YEAR")
-        if col.data_type in ("char", "varchar") and col.charset not in KEY_CODECS:
-            raise UnsupportedTable(
-                f"primary key column {col.name} uses character set {col.charset}, whose "
-                "binlog values onlineddl cannot read back exactly",
-                hint=f"supported key character sets: {', '.join(sorted(KEY_CODECS))}")
-    # The wire reader decodes integer, text and binary keys of tables whose every column
-    # it can step over; the rest go through the library's general decoder, which cannot
-    # read latin1 text or binary keys back exactly (composite keys included).
-    general = [c.name for c in info.columns if not wire_sized(c)] + \
-        [c.name for c in info.pk_columns if key_kind(c) is None]
-    unreadable = [c.name for c in info.pk_columns if c.data_type in ("binary", "varbinary")
-                  or (c.data_type in ("char", "varchar") and c.charset not in UTF8)]
-    if general and unreadable:
-        raise UnsupportedTable(
-            f"{info.database}.{info.name} has column(s) {', '.join(general)} that "
-            f"onlineddl reads only through its general binlog decoder, and key column(s) "
-            f"{', '.join(unreadable)} that decoder cannot read back exactly",
-            hint="use a utf8mb4 text or integer key, or convert the listed columns to "
-                 "standard types first")
-
-
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
-
-
-def key_kind(col: Column) -> KeyKind | None:
-    """How the wire reader decodes this key column; None when it does not."""
-    if col.data_type in INTEGER_BITS:
-        return KeyKind("int", signed=not col.unsigned)
-    if col.data_type in ("char", "varchar") and col.charset in KEY_CODECS:
-        return KeyKind("str", codec=KEY_CODECS[col.charset])
-    if col.data_type == "binary":
-        width = re.search(r"\((\d+)\)", col.column_type)
-        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
-    if col.data_type == "varbinary":
-        return KeyKind("bytes")
-    return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from onlineddl.binlog import BinlogReader
-from onlineddl.binlogitems import Item, Keys
+from onlineddl.binlog.items import Item, Keys
 from onlineddl.db import Session
 from onlineddl.errors import UnsupportedTable
 from onlineddl.sql import Key

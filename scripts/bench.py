@@ -24,7 +24,7 @@ from typing import Any
 import pymysql
 
 from onlineddl.config import Dsn, Tuning
-from onlineddl.localserver import LocalServer
+from onlineddl.testing.localserver import LocalServer
 
 TABLE = ("CREATE TABLE {t} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
          "name VARCHAR(64) NOT NULL, v INT NOT NULL, created DATETIME NOT NULL, "

@@ -18,7 +18,7 @@ import pymysql
 
 from onlineddl import Dsn, MigrationConfig, Tuning, migrate
 from onlineddl.cli import configure_logging
-from onlineddl.localserver import LocalServer
+from onlineddl.testing.localserver import LocalServer
 
 log = logging.getLogger("demo")
 ALTER = "ADD COLUMN note VARCHAR(64) NULL DEFAULT 'migrated', ADD INDEX idx_score (score)"

@@ -4,7 +4,7 @@
 needs no database. Where the server comes from, first match wins:
 
   1. ONLINEDDL_TEST_DSN=mysql://user:pw@host:port  (e.g. docker-compose.yml's services)
-  2. a throwaway local MariaDB/MySQL (onlineddl.localserver), one per test run
+  2. a throwaway local MariaDB/MySQL (onlineddl.testing.localserver), one per test run
   3. a MySQL 8.4 container via testcontainers, when a docker engine answers
   4. otherwise the run FAILS: a missing server must never turn into skipped tests.
 """
@@ -22,7 +22,7 @@ from helpers import connect
 
 from onlineddl import faults
 from onlineddl.config import Dsn
-from onlineddl.localserver import LocalServer, find_flavor
+from onlineddl.testing.localserver import LocalServer, find_flavor
 
 DSN_ENV = "ONLINEDDL_TEST_DSN"
 CONTAINER_IMAGE = "mysql:8.4"

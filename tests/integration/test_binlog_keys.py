@@ -13,7 +13,7 @@ import pytest
 from helpers import connect
 
 from onlineddl.binlog import GONE, MOVED, UPSERT, Commit, Keys, TableShape, open_reader
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlog.wire import WireReader
 from onlineddl.config import Dsn
 from onlineddl.db import Session
 from onlineddl.flavor import detect

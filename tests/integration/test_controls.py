@@ -496,7 +496,7 @@ def test_allow_instant_waits_for_the_postpone_flag(server: Dsn, db: str, conn: A
 @pytest.fixture
 def replica(server: Dsn) -> Iterator[Any]:
     """A second local MariaDB replicating from the test server, not started yet."""
-    from onlineddl.localserver import LocalServer, MariaDB, find_flavor
+    from onlineddl.testing.localserver import LocalServer, MariaDB, find_flavor
 
     if not isinstance(find_flavor(), MariaDB):
         needs_local_server("the replica set-up uses a local MariaDB server")

@@ -26,7 +26,7 @@ from workload import IntModel, Writers, assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.binlog import UPSERT, Commit, Item, Keys, SchemaChange, TableShape, open_reader
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlog.wire import WireReader
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import ReplicationError

@@ -18,7 +18,7 @@ from helpers import connect, needs_local_server
 from onlineddl.config import Dsn
 from onlineddl.db import login_probe
 from onlineddl.errors import ConnectionFailed
-from onlineddl.localserver import LocalServer, find_flavor, pid_alive
+from onlineddl.testing.localserver import LocalServer, find_flavor, pid_alive
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_cli_server_outlives_its_command(tmp_path: Path) -> None:
     datadir = tmp_path / "cli"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "onlineddl.localserver", *args,
+        return subprocess.run([sys.executable, "-m", "onlineddl.testing.localserver", *args,
                                "--datadir", str(datadir)],
                               capture_output=True, text=True, timeout=120, check=False)
 

@@ -21,8 +21,8 @@ from onlineddl.commands import cleanup
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import Aborted, LockHeld, MissingPrivilege, OnlineDDLError
-from onlineddl.localserver import LocalServer, find_flavor
 from onlineddl.migration import Result, migrate
+from onlineddl.testing.localserver import LocalServer, find_flavor
 
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80)
 ROWS = 400

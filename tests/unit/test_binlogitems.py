@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from onlineddl.binlogitems import (
+from onlineddl.binlog.items import (
     GONE,
     UPSERT,
     Commit,
@@ -25,12 +25,12 @@ from onlineddl.binlogitems import (
     ddl_names_table,
     transaction_control,
 )
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlog.rowkeys import KeyKind
+from onlineddl.binlog.tablemap import TableShape
+from onlineddl.binlog.wire import WireReader
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, detect
-from onlineddl.rowkeys import KeyKind
 from onlineddl.statement import statement_changes_table
-from onlineddl.tablemap import TableShape
 
 from .test_binlogwire import (
     FILE,

@@ -12,12 +12,12 @@ import zlib
 
 import pytest
 
-from onlineddl.binlogitems import GONE, MOVED, UPSERT, Commit, Item, Keys, SchemaChange
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlog.items import GONE, MOVED, UPSERT, Commit, Item, Keys, SchemaChange
+from onlineddl.binlog.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind
+from onlineddl.binlog.tablemap import TableShape, column_specs
+from onlineddl.binlog.wire import WireReader
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, detect
-from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind
-from onlineddl.tablemap import TableShape, column_specs
 
 SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
 FILE = "binlog.000007"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from onlineddl.binlogwire import WireReader
+from onlineddl.binlog.wire import WireReader
 from onlineddl.errors import PreflightFailed
 from onlineddl.flavor import (
     BinlogPosition,

@@ -15,13 +15,13 @@ from onlineddl.checkpoint import alter_hash, decode_key, encode_key
 from onlineddl.chunker import Chunk, KeyOrder, Watermark
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import EXIT_CODES, OnlineDDLError, UnsupportedTable, UsageError
+from onlineddl.preflight import check_primary_key
 from onlineddl.runlock import lock_name
 from onlineddl.table import (
     Artifacts,
     Column,
     TableInfo,
     artifact_name,
-    check_primary_key,
     sentry_name,
 )
 

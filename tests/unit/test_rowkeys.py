@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from onlineddl.rowkeys import (
+from onlineddl.binlog.rowkeys import (
     FIXED,
     PREFIXED,
     ColumnSpec,

@@ -20,7 +20,7 @@ WALLS = {
     "pymysql": "db.py",
     "sqlglot": "statement.py",
     "prometheus_client": "metrics.py",
-    "pymysqlreplication": "binlog.py",
+    "pymysqlreplication": "binlog/reader.py",
 }
 FLAVOR_CLASSES = {"MySQL", "MariaDB"}
 FLAVOR_MODULE = "flavor.py"

@@ -11,7 +11,7 @@ Everything lives under one directory (the `datadir` argument):
 The server is configured like a production primary as far as the engine cares (ROW
 binlog, FULL images and metadata, GTIDs) and like a scratch box otherwise (no fsync).
 It is stopped by its own pid only, never by process name: other people's servers may be
-running on the same machine. CLI: `python -m onlineddl.localserver start|stop|status`.
+running on the same machine. CLI: `python -m onlineddl.testing.localserver start|stop|status`.
 """
 
 from __future__ import annotations
@@ -406,7 +406,8 @@ class LocalServer:
             if pid is not None and _serves(pid, self.layout):
                 raise LocalServerError(f"a server is already running on {self.layout.root} "
                                        f"(pid {pid})", hint="stop it first: python -m "
-                                       f"onlineddl.localserver stop --datadir {self.layout.root}")
+                                       "onlineddl.testing.localserver stop --datadir "
+                                       f"{self.layout.root}")
         sock = self.layout.socket
         for stale in (self.layout.pid_file, sock, sock.with_name(sock.name + ".lock"),
                       self.layout.state):
@@ -623,7 +624,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m onlineddl.localserver",
+    parser = argparse.ArgumentParser(prog="python -m onlineddl.testing.localserver",
                                      description="A throwaway local MariaDB/MySQL server.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("start", _cmd_start), ("stop", _cmd_stop), ("status", _cmd_status)):

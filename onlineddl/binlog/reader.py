@@ -5,7 +5,7 @@ then a `Commit` carrying the position just after that transaction. Positions are
 ever reported at transaction boundaries, so a position the applier records can always
 be resumed from without splitting a transaction.
 
-Most tables are read by binlogwire.py, which decodes only keys straight off the socket.
+Most tables are read by wire.py, which decodes only keys straight off the socket.
 This module is the only one that imports pymysqlreplication (ruff's TID251 bans it
 elsewhere): tables whose key the wire reader does not decode (DECIMAL, temporal) or that
 have a column type it cannot step over are read through the library's general row
@@ -44,29 +44,24 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from onlineddl.binlogitems import (
+from onlineddl.binlog.items import (
     GONE,
     MOVED,
     TRANSACTION_PAYLOAD,
     UPSERT,
-    Commit,
     Item,
     Keys,
     SchemaChange,
     Tracker,
-    ddl_names_table,
     refuse_transaction_payload,
 )
-from onlineddl.binlogwire import COMPRESSED, MARIADB_GTID_STANDALONE, WireReader
+from onlineddl.binlog.tablemap import TableShape
+from onlineddl.binlog.wire import COMPRESSED, MARIADB_GTID_STANDALONE, WireReader
 from onlineddl.config import Dsn
 from onlineddl.db import Connection, Session, binlog_connect_args, binlog_stream_error, connect
 from onlineddl.errors import OnlineDDLError, ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
-from onlineddl.tablemap import TableShape
-
-__all__ = ["GONE", "MOVED", "UPSERT", "Commit", "Item", "Keys", "SchemaChange",
-           "StreamReconnected", "TableShape", "ddl_names_table"]
 
 log = logging.getLogger(__name__)
 

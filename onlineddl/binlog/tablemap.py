@@ -9,11 +9,12 @@ metadata for that column. This module turns a TABLE_MAP event into that layout
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from onlineddl.binlog.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size
 from onlineddl.errors import ReplicationError
-from onlineddl.rowkeys import FIXED, PREFIXED, ColumnSpec, KeyKind, decimal_size
-from onlineddl.table import INTEGER_BITS, TableInfo, key_kind, wire_sized
+from onlineddl.table import INTEGER_BITS, KEY_CODECS, Column, TableInfo, wire_sized
 
 # Column types (the table map's type bytes) and how their values are laid out.
 _FIXED = {1: 1, 2: 2, 9: 3, 3: 4, 8: 8, 6: 0, 7: 4, 10: 3, 14: 3, 11: 3, 12: 8, 13: 1}
@@ -164,3 +165,17 @@ def parse_table_map(body: bytes) -> TableMap:
     types = body[pos:pos + count]
     meta_len, pos = packed_int(body, pos + count)
     return TableMap(table_id, database, table, types, body[pos:pos + meta_len])
+
+
+def key_kind(col: Column) -> KeyKind | None:
+    """How the wire reader decodes this key column; None when it does not."""
+    if col.data_type in INTEGER_BITS:
+        return KeyKind("int", signed=not col.unsigned)
+    if col.data_type in ("char", "varchar") and col.charset in KEY_CODECS:
+        return KeyKind("str", codec=KEY_CODECS[col.charset])
+    if col.data_type == "binary":
+        width = re.search(r"\((\d+)\)", col.column_type)
+        return KeyKind("bytes", pad=int(width.group(1)) if width else 0)
+    if col.data_type == "varbinary":
+        return KeyKind("bytes")
+    return None

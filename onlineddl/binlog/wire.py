@@ -7,7 +7,7 @@ applier fell behind four writers. This reader frames packets out of large socket
 reads, looks at each event's 19-byte header, and decodes only what the applier needs:
 transaction boundaries and positions, DDL text, our table's map, and the primary key
 of our table's row images (tablemap.py for the layout, rowkeys.py for the keys).
-Events of other tables are skipped unread; the items are those of binlogitems.py.
+Events of other tables are skipped unread; the items are those of items.py.
 
 binlog.py picks this reader when every column of the table has a wire size this
 module knows and the key is an integer, text or binary; otherwise the library reads
@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from onlineddl.binlogitems import (
+from onlineddl.binlog.items import (
     GONE,
     MOVED,
     TRANSACTION_PAYLOAD,
@@ -44,12 +44,12 @@ from onlineddl.binlogitems import (
     Tracker,
     refuse_transaction_payload,
 )
+from onlineddl.binlog.rowkeys import KeyParser, compile_parser
+from onlineddl.binlog.tablemap import TableShape, key_specs, packed_int, parse_table_map
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, DumpConnection, open_dump_connection
 from onlineddl.errors import ReplicationError, StreamReconnected
 from onlineddl.flavor import BinlogPosition, MySQL
-from onlineddl.rowkeys import KeyParser, compile_parser
-from onlineddl.tablemap import TableShape, key_specs, packed_int, parse_table_map
 
 # Event types (the header's type byte).
 QUERY, ROTATE, FORMAT_DESCRIPTION, XID, TABLE_MAP, HEARTBEAT = 2, 4, 15, 16, 19, 27
