@@ -8,21 +8,26 @@
                                               missing or not the one this run created,
                                               binlog purged), then trim the shadow above
                                               the watermark and carry on from there
+
+With --resume=auto a run without a checkpoint also asks `finished_before`: did an
+earlier run of this very ALTER already finish on this table (then there is nothing to
+do and the re-run exits 0, as a scheduler retrying blindly needs)?
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 
 from onlineddl import sql
 from onlineddl.binlog import TableShape, first_statement, open_reader
 from onlineddl.checkpoint import State, alter_hash
-from onlineddl.config import MigrationConfig
+from onlineddl.config import Dsn, MigrationConfig
 from onlineddl.cutover import drop_guards, is_our_rename, swap_state
 from onlineddl.db import Session
-from onlineddl.errors import ReplicationError, ResumeRefused, TableChanged
+from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
 from onlineddl.flavor import MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.table import Artifacts, load_table
@@ -72,9 +77,13 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
 
 def _refuse_unsafe(config: MigrationConfig, state: State) -> None:
     if alter_hash(state.alter_text) != alter_hash(config.alter):
+        cleanup = f"onlineddl cleanup --database {config.database} --table {config.table}"
         raise ResumeRefused(
-            f"the ALTER differs from the one the checkpoint was made for: {state.alter_text!r}",
-            hint="resume with the same --alter, or run `onlineddl cleanup` first")
+            f"the ALTER differs from the one the checkpoint was made for: {state.alter_text!r} "
+            f"(an unfinished run of that ALTER owns {config.table}'s checkpoint)",
+            hint="finish that run (the same command with its --alter and --resume), or "
+                 f"discard it with `{cleanup}`; then run this ALTER. Retrying this "
+                 "command does not help")
     if state.age_seconds > config.max_checkpoint_age:
         raise ResumeRefused(
             f"the checkpoint is {state.age_seconds / 3600:.1f}h old, older than "
@@ -158,3 +167,44 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     log.info("--resume: confirmed from the binlog: every change before the swap was "
              "drained (drain position %s)", state.drain)
 
+
+
+# SHOW CREATE TABLE's first line names the table (and says TEMPORARY for the probe); the
+# AUTO_INCREMENT=N table option is the counter, not the schema.
+_HEADER = re.compile(r"^CREATE (?:TEMPORARY )?TABLE `(?:[^`]|``)+`")
+_COUNTER = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def finished_before(dsn: Dsn, database: str, names: Artifacts, clauses: str) -> bool:
+    """Did an earlier run of this ALTER finish on T? True exactly when `_T_old` exists
+    and T's definition is what the ALTER gives `_T_old`'s, which is how the run built
+    its shadow (CREATE TABLE ... LIKE T, then the ALTER): the server applies the
+    ALTER to a temporary copy of `_T_old`'s definition, and SHOW CREATE TABLE of both
+    is compared, table name and AUTO_INCREMENT counter aside. The temporary table
+    lives in a session of its own, so nothing is left behind. When the server cannot
+    answer (the ALTER fails there, no CREATE TEMPORARY TABLES privilege) the answer is
+    False: the caller then refuses as for any `_T_old` in the way."""
+    probe = Session(dsn, name="done-probe")
+    try:
+        probe.execute(f"CREATE TEMPORARY TABLE {sql.qualified(database, names.shadow)} "
+                      f"LIKE {sql.qualified(database, names.old)}")
+        probe.execute(sql.alter_table(database, names.shadow, clauses))
+        wanted = _schema(probe, database, names.shadow)
+        current = _schema(probe, database, names.table)
+    except OnlineDDLError as err:
+        log.warning("--resume=auto: cannot tell whether %s was already migrated by this "
+                    "ALTER (applying it to a temporary copy of %s's definition failed: %s)",
+                    names.table, names.old, err.message)
+        return False
+    finally:
+        probe.close()
+    if wanted != current:
+        log.info("--resume=auto: %s exists, but %s does not have the schema this ALTER "
+                 "gives it: not a finished run of this ALTER", names.old, names.table)
+    return wanted == current
+
+
+def _schema(session: Session, database: str, table: str) -> str:
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    assert row is not None
+    return _COUNTER.sub("", _HEADER.sub("CREATE TABLE", str(row[1]), count=1))
