@@ -359,7 +359,7 @@ class Migration:
         --resume=auto, which starts (setup refuses what is in the way, exit 14)."""
         if found.checkpoint and not found.foreign:
             log.warning("--resume: the earlier run died while setting up (before its first "
-                        "checkpoint); removing %s and starting from the beginning",
+                        "checkpoint); removing %s (nothing was copied yet)",
                         ", ".join(found.ours))
             for name in found.ours:
                 self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
@@ -581,10 +581,12 @@ class Migration:
         if not self.config.resume_auto:
             return False
         found = leftovers.survey(self._control(), self.db, self.names)
+        if found.checkpoint and found.state is None and not found.foreign:
+            self._start_over(found)   # a run, or this question, killed while setting up
+            found = leftovers.survey(self._control(), self.db, self.names)
         if not found.old or found.checkpoint or found.ours or found.foreign:
             return False
-        if not resume.finished_before(self.config.dsn, self.db, self.names,
-                                      self._plan().clauses):
+        if not self._ask_done_before():
             return False
         self.already_done = True
         self.set_phase(Phase.DONE)
@@ -592,6 +594,25 @@ class Migration:
                  "(the original an earlier run of it kept); nothing to do", self.db,
                  self.config.table, self.names.old)
         return True
+
+    def _ask_done_before(self) -> bool:
+        """The question is asked of an empty `_T_new` made from `_T_old` the way setup()
+        makes the shadow from T, under a checkpoint created first: killed midway, this
+        leaves what the next run (or `cleanup`) removes as a run that died while
+        setting up. Both tables are dropped again."""
+        control, names = self._control(), self.names
+        Checkpoint(control, self.db, names.checkpoint).create()
+        self.created.append(names.checkpoint)
+        try:
+            control.execute(f"CREATE TABLE {sql.qualified(self.db, names.shadow)} "
+                            f"LIKE {sql.qualified(self.db, names.old)}")
+            self.created.append(names.shadow)
+            faults.point("done_probe")
+            return resume.done_before(control, self.db, names, self._plan().clauses)
+        finally:
+            for name in (names.shadow, names.checkpoint):
+                if name in self.created:
+                    self._drop_created(name)
 
     def finish_after_swap(self) -> None:
         state = self._state()

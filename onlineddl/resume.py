@@ -9,9 +9,9 @@
                                               binlog purged), then trim the shadow above
                                               the watermark and carry on from there
 
-With --resume=auto a run without a checkpoint also asks `finished_before`: did an
-earlier run of this very ALTER already finish on this table (then there is nothing to
-do and the re-run exits 0, as a scheduler retrying blindly needs)?
+With --resume=auto a run without a checkpoint also asks `done_before`: did an earlier
+run of this very ALTER already finish on this table (then there is nothing to do and
+the re-run exits 0, as a scheduler retrying blindly needs)?
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from onlineddl import sql
 from onlineddl.binlog import TableShape, first_statement, open_reader
 from onlineddl.checkpoint import State, alter_hash
-from onlineddl.config import Dsn, MigrationConfig
+from onlineddl.config import MigrationConfig
 from onlineddl.cutover import drop_guards, is_our_rename, swap_state
 from onlineddl.db import Session
 from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
@@ -169,39 +169,31 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
 
 
 
-# SHOW CREATE TABLE's first line names the table (and says TEMPORARY for the probe); the
-# AUTO_INCREMENT=N table option is the counter, not the schema.
-_HEADER = re.compile(r"^CREATE (?:TEMPORARY )?TABLE `(?:[^`]|``)+`")
+# SHOW CREATE TABLE's first line names the table; the AUTO_INCREMENT=N table option is
+# the counter, not the schema.
+_HEADER = re.compile(r"^CREATE TABLE `(?:[^`]|``)+`")
 _COUNTER = re.compile(r" AUTO_INCREMENT=\d+")
 
 
-def finished_before(dsn: Dsn, database: str, names: Artifacts, clauses: str) -> bool:
-    """Did an earlier run of this ALTER finish on T? True exactly when `_T_old` exists
-    and T's definition is what the ALTER gives `_T_old`'s, which is how the run built
-    its shadow (CREATE TABLE ... LIKE T, then the ALTER): the server applies the
-    ALTER to a temporary copy of `_T_old`'s definition, and SHOW CREATE TABLE of both
-    is compared, table name and AUTO_INCREMENT counter aside. The temporary table
-    lives in a session of its own, so nothing is left behind. When the server cannot
-    answer (the ALTER fails there, no CREATE TEMPORARY TABLES privilege) the answer is
-    False: the caller then refuses as for any `_T_old` in the way."""
-    probe = Session(dsn, name="done-probe")
+def done_before(session: Session, database: str, names: Artifacts, clauses: str) -> bool:
+    """Did an earlier run of this ALTER finish on T? `names.shadow` is an empty copy of
+    `_T_old`'s definition (CREATE TABLE ... LIKE, as a run builds its shadow from T):
+    apply the ALTER to it and compare SHOW CREATE TABLE with T's, table name and
+    AUTO_INCREMENT counter aside. Equal: T has exactly the schema this ALTER gives the
+    original the earlier run kept. When the server refuses the ALTER there, it cannot
+    tell: False (the caller refuses as for any `_T_old` in the way)."""
     try:
-        probe.execute(f"CREATE TEMPORARY TABLE {sql.qualified(database, names.shadow)} "
-                      f"LIKE {sql.qualified(database, names.old)}")
-        probe.execute(sql.alter_table(database, names.shadow, clauses))
-        wanted = _schema(probe, database, names.shadow)
-        current = _schema(probe, database, names.table)
+        session.execute(sql.alter_table(database, names.shadow, clauses))
     except OnlineDDLError as err:
         log.warning("--resume=auto: cannot tell whether %s was already migrated by this "
-                    "ALTER (applying it to a temporary copy of %s's definition failed: %s)",
+                    "ALTER: the server refused it on a copy of %s's definition (%s)",
                     names.table, names.old, err.message)
         return False
-    finally:
-        probe.close()
-    if wanted != current:
+    same = _schema(session, database, names.shadow) == _schema(session, database, names.table)
+    if not same:
         log.info("--resume=auto: %s exists, but %s does not have the schema this ALTER "
                  "gives it: not a finished run of this ALTER", names.old, names.table)
-    return wanted == current
+    return same
 
 
 def _schema(session: Session, database: str, table: str) -> str:

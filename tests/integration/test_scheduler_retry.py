@@ -129,6 +129,21 @@ def test_fresh_start_then_rerun_after_success(server: Dsn, db: str, table: Any) 
     assert_migrated_once(conn)
 
 
+def test_killed_while_asking_whether_done(server: Dsn, db: str, table: Any) -> None:
+    """The "already done?" question builds an empty `_T_new` under a checkpoint; killed
+    right then, the next run removes both and still answers: done."""
+    conn, _ = table
+    assert run_cli(server, db).returncode == 0
+    crashed = run_cli(server, db, "done_probe")
+    assert crashed.returncode == 137
+    assert {"_t_new", "_t_chkpnt"} <= tables(conn)
+    again = run_cli(server, db)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already done" in again.stderr
+    assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
+    assert_migrated_once(conn)
+
+
 def test_a_death_before_the_first_checkpoint_is_started_over(server: Dsn, db: str,
                                                              table: Any) -> None:
     conn, _ = table
@@ -194,3 +209,24 @@ def test_plain_resume_still_refuses_when_there_is_nothing(server: Dsn, db: str,
     assert refused.returncode == 9, refused.stderr[-2000:]
     assert "nothing to resume" in refused.stderr
     assert tables(conn) == {"t", "mirror"}
+
+
+def test_rerun_after_success_on_a_partitioned_table(server: Dsn, db: str) -> None:
+    """The "already done?" copy is a plain table like the shadow, so it works where a
+    temporary table could not be made (a temporary table cannot be partitioned)."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE p (id INT NOT NULL PRIMARY KEY, v VARCHAR(20)) "
+                    "ENGINE=InnoDB PARTITION BY HASH(id) PARTITIONS 3")
+        cur.executemany("INSERT INTO p VALUES (%s, %s)", [(i, f"v{i}") for i in range(50)])
+    args = migrate_command(server, db, "ADD COLUMN w INT NULL", "--resume=auto", table="p")
+    first = subprocess.run(args, env=cli_env(server), capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(args, env=cli_env(server), capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already done" in again.stderr
+    assert tables(conn) == {"p", "_p_old"}
+    assert scalar(conn, "SELECT COUNT(*) FROM p") == 50
+    conn.close()
