@@ -335,7 +335,7 @@ class Migration:
             found = leftovers.survey(control, self.db, self.names)
             if found.state is not None:
                 return self._resume_from(found.state)
-            if self.config.resume or found.checkpoint:
+            if self.config.resume:   # (--resume=auto: finished_before() removed a dead setup)
                 self._start_over(found)
         self._refuse_leftovers()
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
@@ -355,16 +355,13 @@ class Migration:
     def _start_over(self, found: leftovers.Survey) -> None:
         """--resume without a checkpoint state: only a run that died while setting up
         (its checkpoint, perhaps an empty shadow, nothing else) is removed and started
-        again; with nothing of ours to resume, refuse (exit 9), except with
-        --resume=auto, which starts (setup refuses what is in the way, exit 14)."""
+        again; with nothing of ours to resume, refuse (exit 9)."""
         if found.checkpoint and not found.foreign:
             log.warning("--resume: the earlier run died while setting up (before its first "
                         "checkpoint); removing %s (nothing was copied yet)",
                         ", ".join(found.ours))
             for name in found.ours:
                 self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
-            return
-        if self.config.resume_auto:
             return
         why = leftovers.refusal(found, self.db, self.config.table)
         raise ResumeRefused(
@@ -582,7 +579,8 @@ class Migration:
             return False
         found = leftovers.survey(self._control(), self.db, self.names)
         if found.checkpoint and found.state is None and not found.foreign:
-            self._start_over(found)   # a run, or this question, killed while setting up
+            # A run (or this question) killed while setting up: removed, as --resume does.
+            self._start_over(found)
             found = leftovers.survey(self._control(), self.db, self.names)
         if not found.old or found.checkpoint or found.ours or found.foreign:
             return False
