@@ -64,3 +64,12 @@ def test_retry_advice() -> None:
     # exit 13, but another session's DDL: a person must look.
     assert not should_retry(TableChanged("ddl"))
     assert not should_retry(TableVanished("gone"))
+
+
+def test_retry_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from onlineddl.cli import advise_retry
+
+    advise_retry(True, "text")
+    advise_retry(False, "text")
+    assert capsys.readouterr().err.splitlines() == ["onlineddl: retry=yes",
+                                                    "onlineddl: retry=no"]
