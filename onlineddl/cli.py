@@ -22,7 +22,13 @@ from onlineddl.config import (
     parse_replica,
     password_from_env,
 )
-from onlineddl.errors import EXIT_CODES, OnlineDDLError, UsageError
+from onlineddl.errors import (
+    EXIT_CODES,
+    OnlineDDLError,
+    TableChanged,
+    TableVanished,
+    UsageError,
+)
 from onlineddl.hooks import EVENTS
 from onlineddl.migration import Migration
 from onlineddl.plan import render
@@ -64,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(m)
     m.add_argument("--alter", required=True,
                    help='the ALTER clauses, e.g. "ADD COLUMN c INT NULL, ADD INDEX (c)"')
-    m.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    m.add_argument("--resume", nargs="?", const="required", default=None,
+                   choices=("required", "auto"), metavar="auto",
+                   help="continue an interrupted run (refused when there is none); "
+                        "--resume=auto: continue one, or start when there is none, or exit "
+                        "0 when this ALTER already finished (for schedulers that retry "
+                        "the same command)")
     m.add_argument("--repair", dest="repair", action="store_true", default=True,
                    help="re-copy rows the checksum finds different (default)")
     m.add_argument("--no-repair", dest="repair", action="store_false",
@@ -198,7 +209,8 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
         args.control_socket or control.default_socket_path(args.database, args.table))
     return MigrationConfig(dsn=dsn, database=args.database, table=args.table,
                            alter=args.alter, repair=args.repair, drop_old=args.drop_old,
-                           resume=args.resume, server_id=args.server_id,
+                           resume=args.resume == "required",
+                           resume_auto=args.resume == "auto", server_id=args.server_id,
                            lock_wait=args.wait_for_lock,
                            max_checkpoint_age=args.max_checkpoint_age * 3600,
                            postpone_flag_file=args.postpone_cutover_flag_file, tuning=tuning,
@@ -247,6 +259,9 @@ def run_migrate(args: argparse.Namespace, bar: TerminalBar | None) -> None:
     finally:
         if bar is not None:
             bar.finish()
+    if result.already_done:
+        log.info("success: already done by an earlier run of this ALTER; nothing changed")
+        return
     if result.instant:
         log.info("success: applied in place with ALGORITHM=INSTANT, %.1fs", result.seconds)
         return
@@ -268,6 +283,32 @@ def run_ctl(args: argparse.Namespace) -> None:
     print(control.send(path, line))
 
 
+# Exit codes after which running the identical command again can succeed without a
+# person doing anything (a scheduler may retry, with a backoff), and those after which it
+# cannot (a scheduler must stop and tell a person). 137 (killed) is a retry too.
+RETRY_EXIT_CODES = frozenset({3, 6, 8, 11, 12, 13, 15})
+FINAL_EXIT_CODES = frozenset({1, 2, 4, 5, 7, 9, 10, 14})
+
+
+def should_retry(err: OnlineDDLError) -> bool:
+    """Does running the same command again have a chance? By the exit code, except for
+    another session's DDL on the table (exit 13 like a binlog failure, but the shadow no
+    longer matches T: a person must look)."""
+    if isinstance(err, (TableChanged, TableVanished)):
+        return False
+    return err.exit_code in RETRY_EXIT_CODES
+
+
+def advise_retry(retry: bool, log_format: str) -> None:
+    """The scheduler's signal, one line on stderr after the error: `onlineddl:
+    retry=yes|no` (with --log-format json, the message of a JSON log line)."""
+    line = f"onlineddl: retry={'yes' if retry else 'no'}"
+    if log_format == "json":
+        log.info("%s", line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bar = progress_bar(args)
@@ -286,9 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OnlineDDLError as err:
         log.error("%s (exit %d)", err, err.exit_code)
+        if args.command == "migrate":
+            advise_retry(should_retry(err), args.log_format)
         return err.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; the run is resumable with --resume")
+        if args.command == "migrate":
+            advise_retry(True, args.log_format)
         return 11
 
 

@@ -193,7 +193,8 @@ class MigrationConfig:
     alter: str
     repair: bool = True
     drop_old: bool = False
-    resume: bool = False
+    resume: bool = False             # --resume: continue a run; refuse when there is none
+    resume_auto: bool = False        # --resume=auto: continue, start, or report it done
     server_id: int = 0               # 0: derive a unique one at run time
     lock_wait: float = 0.0           # seconds to wait for another runner (--wait-for-lock)
     max_checkpoint_age: float = 3 * 86400.0  # --resume refuses older checkpoints
@@ -218,6 +219,7 @@ class MigrationConfig:
                 raise UsageError(f"identifier longer than 64 characters: {name[:20]}...")
             if "\x00" in name:
                 raise UsageError("identifiers may not contain NUL bytes")
+        self._validate_resume()
         self.tuning.validate()
         self.throttling.validate()
         self.hooks.validate()
@@ -228,6 +230,28 @@ class MigrationConfig:
                              "bytes", hint="pick a shorter path")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError("--metrics-port must be between 0 and 65535")
+
+    def _validate_resume(self) -> None:
+        """--resume=auto recognises a finished run by the `_T_old` it kept (see
+        resume.finished_before): options that leave no `_T_old` would make a re-run
+        after success start a second migration of the migrated table."""
+        if not self.resume_auto:
+            return
+        if self.resume:
+            raise UsageError("--resume and --resume=auto are one option; give it once")
+        refused = (("--drop-old", self.drop_old,
+                    "drop --drop-old, and drop _T_old in a later step once the migration "
+                    "succeeded (`onlineddl cleanup --drop-old`)"),
+                   ("--allow-instant", self.allow_instant,
+                    "drop --allow-instant (the run then copies online and keeps _T_old), "
+                    "or run an instant ALTER outside the scheduler"))
+        for flag, given, hint in refused:
+            if given:
+                raise UsageError(
+                    f"--resume=auto cannot be combined with {flag}: a re-run after success "
+                    "recognises the finished migration by the _T_old it kept, and "
+                    f"{flag} leaves none, so a retry would migrate the table again",
+                    hint=hint)
 
 
 def password_from_env() -> str | None:

@@ -81,6 +81,7 @@ class Result:
     write_block_seconds: float
     resumed: bool
     instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
+    already_done: bool = False  # --resume=auto: an earlier run of this ALTER finished
 
 
 CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
@@ -133,6 +134,7 @@ class Migration:
         self.head_lag = HeadLag()
         self.instant = False             # the server can do the ALTER with ALGORITHM=INSTANT
         self.applied_instantly = False   # ... and did, on T itself (--allow-instant)
+        self.already_done = False        # --resume=auto found this ALTER already done
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class Migration:
             self.preflight()
             self.startup_hook()
             if self.apply_instantly():     # --allow-instant, and the server can: no copy
+                return self.succeed(started)
+            if self.finished_before():     # --resume=auto: this ALTER is already done
                 return self.succeed(started)
             if not self.setup():           # False: a resumed run found the swap done
                 self.finish_after_swap()
@@ -166,7 +170,9 @@ class Migration:
                     raise vanished from err
                 raise
             if self.phase >= Phase.COPY and self.phase < Phase.DONE and self._resumable(err):
-                note = "the run is resumable: run the same command with --resume"
+                note = ("the run is resumable: run the same command again (--resume=auto "
+                        "continues it)" if self.config.resume_auto else
+                        "the run is resumable: run the same command with --resume")
                 err.hint = f"{err.hint}; {note}" if err.hint else note
             self.events.fire("failure", err)
             raise
@@ -325,11 +331,12 @@ class Migration:
         self.set_phase(Phase.SETUP)
         control = self._control()
         self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
-        if self.config.resume:
+        if self.config.resume or self.config.resume_auto:
             found = leftovers.survey(control, self.db, self.names)
             if found.state is not None:
                 return self._resume_from(found.state)
-            self._start_over(found)
+            if self.config.resume:   # (--resume=auto: finished_before() removed a dead setup)
+                self._start_over(found)
         self._refuse_leftovers()
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
@@ -351,7 +358,7 @@ class Migration:
         again; with nothing of ours to resume, refuse (exit 9)."""
         if found.checkpoint and not found.foreign:
             log.warning("--resume: the earlier run died while setting up (before its first "
-                        "checkpoint); removing %s and starting from the beginning",
+                        "checkpoint); removing %s (nothing was copied yet)",
                         ", ".join(found.ours))
             for name in found.ours:
                 self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
@@ -564,6 +571,48 @@ class Migration:
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
         return True
+
+    def finished_before(self) -> bool:
+        """--resume=auto with no run to continue: did an earlier run of this ALTER finish
+        (T has the schema the ALTER gives the `_T_old` it kept)? Then there is nothing
+        to do: a scheduler's retry after the process died just after success exits 0
+        instead of starting a second migration or stopping at `_T_old` (exit 14)."""
+        if not self.config.resume_auto:
+            return False
+        found = leftovers.survey(self._control(), self.db, self.names)
+        if found.checkpoint and found.state is None and not found.foreign:
+            # A run (or this question) killed while setting up: removed, as --resume does.
+            self._start_over(found)
+            found = leftovers.survey(self._control(), self.db, self.names)
+        if not found.old or found.checkpoint or found.ours or found.foreign:
+            return False
+        if not self._ask_done_before():
+            return False
+        self.already_done = True
+        self.set_phase(Phase.DONE)
+        log.info("--resume=auto: already done: %s.%s has the schema this ALTER gives %s "
+                 "(the original an earlier run of it kept); nothing to do", self.db,
+                 self.config.table, self.names.old)
+        return True
+
+    def _ask_done_before(self) -> bool:
+        """The question is asked of an empty `_T_new` made from `_T_old` the way setup()
+        makes the shadow from T, under a checkpoint created first: killed midway, this
+        leaves what the next run (or `cleanup`) removes as a run that died while
+        setting up. Both tables are dropped again."""
+        control, names = self._control(), self.names
+        Checkpoint(control, self.db, names.checkpoint).create()
+        self.created.append(names.checkpoint)
+        try:
+            control.execute(f"CREATE TABLE {sql.qualified(self.db, names.shadow)} "
+                            f"LIKE {sql.qualified(self.db, names.old)}")
+            self.created.append(names.shadow)
+            faults.point("done_probe")
+            return resume.done_before(control, self.db, names, self._plan().clauses)
+        finally:
+            for name in (names.shadow, names.checkpoint):
+                if name in self.created:
+                    self._drop_created(name)
 
     def finish_after_swap(self) -> None:
         state = self._state()
@@ -788,7 +837,8 @@ class Migration:
         self.events.fire("success")
         return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
                       time.monotonic() - started, self.cutover_attempts, self.block_seconds,
-                      self.resumed, instant=self.applied_instantly)
+                      self.resumed, instant=self.applied_instantly,
+                      already_done=self.already_done)
 
     def close(self) -> None:
         if self.applier:

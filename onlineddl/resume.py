@@ -8,12 +8,17 @@
                                               missing or not the one this run created,
                                               binlog purged), then trim the shadow above
                                               the watermark and carry on from there
+
+With --resume=auto a run without a checkpoint also asks `done_before`: did an earlier
+run of this very ALTER already finish on this table (then there is nothing to do and
+the re-run exits 0, as a scheduler retrying blindly needs)?
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 
 from onlineddl import sql
@@ -22,7 +27,7 @@ from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
 from onlineddl.cutover import drop_guards, is_our_rename, swap_state
 from onlineddl.db import Session
-from onlineddl.errors import ReplicationError, ResumeRefused, TableChanged
+from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
 from onlineddl.flavor import MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.table import Artifacts, load_table
@@ -72,9 +77,13 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
 
 def _refuse_unsafe(config: MigrationConfig, state: State) -> None:
     if alter_hash(state.alter_text) != alter_hash(config.alter):
+        cleanup = f"onlineddl cleanup --database {config.database} --table {config.table}"
         raise ResumeRefused(
-            f"the ALTER differs from the one the checkpoint was made for: {state.alter_text!r}",
-            hint="resume with the same --alter, or run `onlineddl cleanup` first")
+            f"the ALTER differs from the one the checkpoint was made for: {state.alter_text!r} "
+            f"(an unfinished run of that ALTER owns {config.table}'s checkpoint)",
+            hint="finish that run (the same command with its --alter and --resume), or "
+                 f"discard it with `{cleanup}`; then run this ALTER. Retrying this "
+                 "command does not help")
     if state.age_seconds > config.max_checkpoint_age:
         raise ResumeRefused(
             f"the checkpoint is {state.age_seconds / 3600:.1f}h old, older than "
@@ -158,3 +167,36 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     log.info("--resume: confirmed from the binlog: every change before the swap was "
              "drained (drain position %s)", state.drain)
 
+
+
+# SHOW CREATE TABLE's first line names the table; the AUTO_INCREMENT=N table option is
+# the counter, not the schema.
+_HEADER = re.compile(r"^CREATE TABLE `(?:[^`]|``)+`")
+_COUNTER = re.compile(r" AUTO_INCREMENT=\d+")
+
+
+def done_before(session: Session, database: str, names: Artifacts, clauses: str) -> bool:
+    """Did an earlier run of this ALTER finish on T? `names.shadow` is an empty copy of
+    `_T_old`'s definition (CREATE TABLE ... LIKE, as a run builds its shadow from T):
+    apply the ALTER to it and compare SHOW CREATE TABLE with T's, table name and
+    AUTO_INCREMENT counter aside. Equal: T has exactly the schema this ALTER gives the
+    original the earlier run kept. When the server refuses the ALTER there, it cannot
+    tell: False (the caller refuses as for any `_T_old` in the way)."""
+    try:
+        session.execute(sql.alter_table(database, names.shadow, clauses))
+    except OnlineDDLError as err:
+        log.warning("--resume=auto: cannot tell whether %s was already migrated by this "
+                    "ALTER: the server refused it on a copy of %s's definition (%s)",
+                    names.table, names.old, err.message)
+        return False
+    same = _schema(session, database, names.shadow) == _schema(session, database, names.table)
+    if not same:
+        log.info("--resume=auto: %s exists, but %s does not have the schema this ALTER "
+                 "gives it: not a finished run of this ALTER", names.old, names.table)
+    return same
+
+
+def _schema(session: Session, database: str, table: str) -> str:
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    assert row is not None
+    return _COUNTER.sub("", _HEADER.sub("CREATE TABLE", str(row[1]), count=1))
