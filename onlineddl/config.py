@@ -193,6 +193,7 @@ class MigrationConfig:
     alter: str
     repair: bool = True
     drop_old: bool = False
+    keep_old_for: float | None = None        # seconds; drop older old tables (None: keep)
     resume: bool = False
     server_id: int = 0               # 0: derive a unique one at run time
     lock_wait: float = 0.0           # seconds to wait for another runner (--wait-for-lock)
@@ -218,6 +219,8 @@ class MigrationConfig:
                 raise UsageError(f"identifier longer than 64 characters: {name[:20]}...")
             if "\x00" in name:
                 raise UsageError("identifiers may not contain NUL bytes")
+        if self.keep_old_for is not None and self.keep_old_for < 0:
+            raise UsageError("--keep-old-for must not be negative")
         self.tuning.validate()
         self.throttling.validate()
         self.hooks.validate()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, leftovers, resume, sql, zones
+from onlineddl import faults, leftovers, oldtables, resume, sql, zones
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
@@ -81,6 +81,7 @@ class Result:
     write_block_seconds: float
     resumed: bool
     instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
+    old_table: str = ""     # where the original is kept ("" with --drop-old or instant)
 
 
 CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
@@ -325,12 +326,16 @@ class Migration:
         self.set_phase(Phase.SETUP)
         control = self._control()
         self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
+        oldtables.apply_retention(control, self.db, self.config.table,
+                                  self.config.keep_old_for)
         if self.config.resume:
             found = leftovers.survey(control, self.db, self.names)
             if found.state is not None:
                 return self._resume_from(found.state)
             self._start_over(found)
         self._refuse_leftovers()
+        self.names = self.names.with_old(oldtables.choose_name(control, self.db,
+                                                               self.config.table))
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
         self.checkpoint.create()
@@ -341,7 +346,8 @@ class Migration:
         self.state = State(alter_text=self.config.alter, phase="copy", position=position,
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,
-                                                            self.names.shadow))
+                                                            self.names.shadow),
+                           old_table=self.names.old)
         self.checkpoint.write(self.state)
         return True
 
@@ -541,9 +547,17 @@ class Migration:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
         drop_guards(control, self.db, self.names)
+        # Recorded (or dropped) before the checkpoint goes: a crash in between is
+        # finished by --resume, which does it again.
         if self.config.drop_old:
             control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+        else:
+            oldtables.register(control, self.db, self.names, self._state().alter_text)
         self._checkpoint().drop()
+        if self.config.drop_old:
+            oldtables.forget(control, self.db, self.names.old)
+        oldtables.apply_retention(control, self.db, self.config.table,
+                                  self.config.keep_old_for)
         self.set_phase(Phase.DONE)
         log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
                  "" if self.config.drop_old else f"; the original is kept as {self.names.old}")
@@ -553,6 +567,7 @@ class Migration:
     def _resume_from(self, state: State) -> bool:
         self.resumed = True
         self.state = state
+        self.names = self.names.with_old(state.old_table)
         decision = resume.decide(self._control(), self._flavor(), self.config, self.names,
                                  state)
         if decision.finish:
@@ -786,7 +801,13 @@ class Migration:
         self.events.fire("success")
         return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
                       time.monotonic() - started, self.cutover_attempts, self.block_seconds,
-                      self.resumed, instant=self.applied_instantly)
+                      self.resumed, instant=self.applied_instantly,
+                      old_table=self._kept_old())
+
+    def _kept_old(self) -> str:
+        if self.applied_instantly or self.config.drop_old or self.phase != Phase.DONE:
+            return ""
+        return self.names.old
 
     def close(self) -> None:
         if self.applier:
