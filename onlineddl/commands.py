@@ -33,18 +33,16 @@ def cleanup(dsn: Dsn, database: str, table: str, *, drop_old: bool = False,
         lock = RunnerLock(dsn, database, table)
         lock.acquire(0)
         try:
-            done = _cleanup(session, database, table, drop_old)
-            if old or drop_old:
-                done += oldtables.drop_expired(session, database, table, older_than) or \
-                    [f"no recorded old tables of {database}.{table} to drop"]
-            return done
+            return _cleanup(session, database, table, drop_old, old or drop_old,
+                            older_than)
         finally:
             lock.release()
     finally:
         session.close()
 
 
-def _cleanup(session: Session, database: str, table: str, drop_old: bool) -> list[str]:
+def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: bool,
+             older_than: float | None) -> list[str]:
     names = Artifacts.for_table(table)
     found = leftovers.survey(session, database, names)
     done: list[str] = []
@@ -53,6 +51,9 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool) -> lis
         done.append(f"dropped {database}.{name}")
     if found.legacy_old:
         done.append(_legacy_old_table(session, database, names, drop_old))
+    if old:
+        done += oldtables.drop_expired(session, database, table, older_than) or \
+            [f"no recorded old tables of {database}.{table} to drop"]
     if found.foreign:
         raise ArtifactsExist(
             f"left alone {', '.join(found.foreign)} in {database}: named like onlineddl's "
