@@ -131,6 +131,8 @@ def rename_sql(artifacts: Artifacts, guard: bool) -> str:
     """The swap statement (`guard`: the MariaDB form that renames _T_swap onto the
     sentry's name, so it fails while the sentry exists)."""
     a = artifacts
+    if not a.old:
+        raise ValueError("the swap needs the run's old-table name")
     t, s, o = sql.ident(a.table), sql.ident(a.shadow), sql.ident(a.old)
     text = f"RENAME TABLE {t} TO {o}, {s} TO {t}"
     if guard:

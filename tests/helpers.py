@@ -57,6 +57,16 @@ def old_tables(conn: Any, table: str = "t") -> list[str]:
     return sorted(n for n in tables(conn) if pattern.fullmatch(n))
 
 
+def recorded_old_tables(conn: Any, table: str = "t") -> list[str]:
+    """The old tables onlineddl's record holds for `table`, oldest first."""
+    if "_onlineddl_old_tables" not in tables(conn):
+        return []
+    with conn.cursor() as cur:
+        cur.execute("SELECT old_name FROM _onlineddl_old_tables WHERE table_name = %s "
+                    "ORDER BY swapped_at, old_name", (table,))
+        return [r[0] for r in cur.fetchall()]
+
+
 def columns(conn: Any, table: str = "t") -> list[str]:
     """A table's column names in order."""
     with conn.cursor() as cur:
