@@ -144,6 +144,7 @@ class Migration:
             self.open_controls()
             self.preflight()
             self.startup_hook()
+            self.drop_expired_old_tables()
             if self.apply_instantly():     # --allow-instant, and the server can: no copy
                 return self.succeed(started)
             if not self.setup():           # False: a resumed run found the swap done
@@ -276,6 +277,12 @@ class Migration:
             raise Aborted("the startup hook failed, so the run did not start; nothing was "
                           "changed", hint="see the hook's output above")
 
+    def drop_expired_old_tables(self) -> None:
+        """--keep-old-for, at the start: T's old tables swapped longer ago than that (this
+        run holds T's runner lock, so no other run is finishing one of them)."""
+        oldtables.apply_retention(self._control(), self.db, self.config.table,
+                                  self.config.keep_old_for)
+
     def apply_instantly(self) -> bool:
         """--allow-instant: when the server can do the ALTER in place (ALGORITHM=INSTANT),
         do that instead of copying, once nothing postpones it (the flag file, `ctl
@@ -326,8 +333,6 @@ class Migration:
         self.set_phase(Phase.SETUP)
         control = self._control()
         self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
-        oldtables.apply_retention(control, self.db, self.config.table,
-                                  self.config.keep_old_for)
         if self.config.resume:
             found = leftovers.survey(control, self.db, self.names)
             if found.state is not None:
@@ -559,8 +564,9 @@ class Migration:
         oldtables.apply_retention(control, self.db, self.config.table,
                                   self.config.keep_old_for)
         self.set_phase(Phase.DONE)
+        kept = self._kept_old()
         log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
-                 "" if self.config.drop_old else f"; the original is kept as {self.names.old}")
+                 f"; the original is kept as {kept}" if kept else "")
 
     # --- resume ----------------------------------------------------------------------
 
@@ -805,7 +811,10 @@ class Migration:
                       old_table=self._kept_old())
 
     def _kept_old(self) -> str:
-        if self.applied_instantly or self.config.drop_old or self.phase != Phase.DONE:
+        """This run's old table, unless dropped at its end (--drop-old, or
+        --keep-old-for 0: the retention then drops it too)."""
+        dropped = self.config.drop_old or self.config.keep_old_for == 0
+        if self.applied_instantly or dropped or self.phase != Phase.DONE:
             return ""
         return self.names.old
 
