@@ -32,6 +32,7 @@ from onlineddl.cutover import Cutover, drop_guards
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
+    ArtifactsExist,
     CutoverFailed,
     DatabaseError,
     DataError,
@@ -528,6 +529,7 @@ class Migration:
     def cut_over(self) -> None:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
+        self._refuse_taken_old_name()
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
@@ -691,6 +693,15 @@ class Migration:
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
         self.progress.set_phase(phase.name.lower())
+
+    def _refuse_taken_old_name(self) -> None:
+        """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
+        if self.names.old in present_artifacts(self._control(), self.db, self.names):
+            raise ArtifactsExist(
+                f"{self.db}.{self.names.old} exists: that is the name this run's swap gives "
+                f"the original {self.config.table}, and another table took it during the run",
+                hint=f"rename or drop {self.names.old} yourself (check first what it holds), "
+                     "then run the same command with --resume")
 
     def _refuse_leftovers(self) -> None:
         found = leftovers.survey(self._control(), self.db, self.names)

@@ -34,6 +34,7 @@ from helpers import (
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.errors import ArtifactsExist, ResumeRefused
 from onlineddl.migration import Result, migrate
 
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80)
@@ -223,3 +224,36 @@ def test_cli_keep_old_for_and_cleanup_old(server: Dsn, db: str, conn: Any) -> No
                           env=cli_env(server), capture_output=True, text=True, timeout=60)
     assert gone.returncode == 0, gone.stderr
     assert old_tables(conn) == [] and REGISTRY in tables(conn)
+
+
+def checkpoint_old_name(conn: Any) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT old_table FROM _t_chkpnt")
+        return str(cur.fetchone()[0])
+
+
+def test_an_old_table_name_taken_during_the_run_stops_it_before_the_swap(
+        server: Dsn, db: str, conn: Any) -> None:
+    """Someone creates a table under the name the checkpoint fixed for this run's old
+    table: the run stops before blocking writes (T unchanged, exit 14, resumable once it
+    is gone), and --resume refuses while it is there."""
+    def take() -> None:
+        execute(conn, f"CREATE TABLE IF NOT EXISTS `{checkpoint_old_name(conn)}` (x INT)")
+
+    faults.register("after_chunk", take)
+    try:
+        with pytest.raises(ArtifactsExist) as info:
+            run(server, db, ALTERS[0])
+    finally:
+        faults.clear()
+    taken = checkpoint_old_name(conn)
+    assert f"{taken} exists: that is the name this run's swap gives" in info.value.message
+    assert "--resume" in info.value.hint
+    assert columns(conn, "t") == ["id", "v"] and columns(conn, taken) == ["x"]
+    with pytest.raises(ResumeRefused) as refused:
+        run(server, db, ALTERS[0], resume=True)
+    assert "another table took it" in refused.value.message
+    assert columns(conn, taken) == ["x"]
+    execute(conn, f"DROP TABLE `{taken}`")
+    result = run(server, db, ALTERS[0], resume=True)
+    assert result.old_table == taken and rows(conn, taken) == rows(conn, "mirror")
