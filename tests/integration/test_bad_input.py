@@ -1,6 +1,6 @@
 """Bad input: each refusal raises the documented error class with a useful message, leaves
 the table exactly as it was (same SHOW CREATE TABLE, same rows, same CHECKSUM TABLE) and
-leaves nothing behind (no `_t_new`, `_t_chkpnt`, `_t_old`, cutover sentry or swap table,
+leaves nothing behind (no `_t_new`, `_t_chkpnt`, old table, cutover sentry or swap table,
 no runner lock). The CLI turns the same errors into the documented exit codes and never
 prints a password.
 """

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import pytest
 from helpers import connect, kept_tables, needs_local_server, tables
 
 from onlineddl import faults
-from onlineddl.commands import cleanup
+from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import Aborted, LockHeld, MissingPrivilege, OnlineDDLError
@@ -91,6 +92,17 @@ def test_mixed_case_spelling_migrates_the_stored_table(folding: Dsn, shop: str) 
         assert kept_tables(conn) == {"orders", "_orders_old_*"}
         cur.execute("SELECT COUNT(*), COUNT(c) FROM orders")
         assert cur.fetchone() == (ROWS, 0)
+    # Its old table is found and removed in any spelling, and so is the next run's.
+    assert result.old_table.startswith("_orders_old_")
+    info = json.loads(status(folding, shop.upper(), "ORDERS", as_json=True))
+    assert [o["name"] for o in info["old_tables"]] == [result.old_table]
+    second = run(folding, shop, "ORDERS", "ADD COLUMN d INT NULL")
+    assert second.old_table != result.old_table
+    done = cleanup(folding, shop, "Orders", old=True)
+    assert [line.split(" (")[0] for line in done] == \
+        [f"dropped {shop.lower()}.{n}" for n in (result.old_table, second.old_table)]
+    with connect(folding, shop.lower()) as conn:
+        assert kept_tables(conn) == {"orders"}
 
 
 def test_resume_and_cleanup_in_another_spelling(folding: Dsn, shop: str) -> None:
