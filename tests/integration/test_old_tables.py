@@ -34,7 +34,7 @@ from helpers import (
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import ArtifactsExist, ResumeRefused
+from onlineddl.errors import ArtifactsExist, ResumeRefused, UsageError
 from onlineddl.migration import Result, migrate
 
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80)
@@ -182,6 +182,8 @@ def test_old_tables_are_kept_while_t_is_missing(server: Dsn, db: str, conn: Any)
     done = cleanup(server, db, "t", old=True)
     assert "t does not exist, so they may be the only copy" in done[-1]
     assert old_tables(conn) == [old] and recorded_old_tables(conn) == [old]
+    with pytest.raises(UsageError, match="--older-than goes with --old"):
+        cleanup(server, db, "t", older_than=60.0)
 
 
 def test_a_run_killed_after_its_swap_records_its_old_table_on_resume(
