@@ -54,13 +54,14 @@ SCHEMA = """CREATE TABLE {table} (
   started_at DATETIME(6) NOT NULL,
   updated_at DATETIME(6) NOT NULL,
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
-  shadow_identity VARCHAR(255) NOT NULL DEFAULT ''
+  shadow_identity VARCHAR(255) NOT NULL DEFAULT '',
+  old_table VARCHAR(64) NOT NULL DEFAULT ''
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
-           "started_at", "updated_at", "server_identity", "shadow_identity")
+           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table")
 
 
 def alter_hash(alter: str) -> str:
@@ -89,6 +90,9 @@ class State:
     updated_at: datetime.datetime | None = None
     server: str = ""     # the server the run started on (MySQL.server_identity)
     shadow: str = ""     # the shadow this run created (leftovers.shadow_identity)
+    # The name the swap gives the original (table.old_table_name), chosen before the
+    # copy: resume and swap_state decide whether the swap happened from it.
+    old_table: str = ""
 
     @property
     def age_seconds(self) -> float:
@@ -124,7 +128,7 @@ class Checkpoint:
             state.checksum_state, int(state.cutover_started),
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
-            state.started_at, now, state.server, state.shadow,
+            state.started_at, now, state.server, state.shadow, state.old_table,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
@@ -151,7 +155,7 @@ class Checkpoint:
                 raise
             raise ResumeRefused(
                 f"{self.table} was written by an older onlineddl version, which did not "
-                "record the server and the shadow table it created",
+                "record the server, the shadow table it created and its old table's name",
                 hint="finish or discard that run with the version that started it, or "
                      "drop its tables by hand and start again") from err
         if not rows:
@@ -168,7 +172,8 @@ class Checkpoint:
             checksum_state=r["checksum_state"], cutover_started=bool(r["cutover_started"]),
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
             started_at=r["started_at"], updated_at=r["updated_at"],
-            server=r["server_identity"], shadow=r["shadow_identity"])
+            server=r["server_identity"], shadow=r["shadow_identity"],
+            old_table=r["old_table"])
 
     def drop(self) -> None:
         self.session.execute(f"DROP TABLE IF EXISTS {self.qualified}")

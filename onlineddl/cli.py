@@ -31,6 +31,7 @@ from onlineddl.errors import (
 )
 from onlineddl.hooks import EVENTS
 from onlineddl.migration import Migration
+from onlineddl.oldtables import parse_duration
 from onlineddl.plan import render
 from onlineddl.progress import TerminalBar
 
@@ -80,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-copy rows the checksum finds different (default)")
     m.add_argument("--no-repair", dest="repair", action="store_false",
                    help="stop with an error on any checksum difference")
-    m.add_argument("--drop-old", action="store_true", help="drop _T_old after the swap")
+    m.add_argument("--drop-old", action="store_true",
+                   help="drop this run's old table (the original) after the swap")
+    m.add_argument("--keep-old-for", default=None, metavar="DURATION",
+                   help="drop this table's old tables swapped longer ago than DURATION "
+                        "(7d, 12h, 30m) at the start and end of this run (default: keep)")
     m.add_argument("--chunk-time", type=float, default=Tuning.chunk_time,
                    help="target seconds per chunk; the chunk size adapts to it")
     m.add_argument("--chunk-size", type=int, default=Tuning.chunk_rows_initial,
@@ -112,11 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cleanup", help="remove artifacts of a dead run (never touches T)")
     _server_args(c)
+    c.add_argument("--old", action="store_true",
+                   help="also drop the old tables (originals) earlier successful runs kept "
+                        "and recorded (only while T exists)")
+    c.add_argument("--older-than", default=None, metavar="DURATION",
+                   help="with --old: only those swapped longer ago than DURATION (7d, 12h)")
     c.add_argument("--drop-old", action="store_true",
-                   help="also drop _T_old, the original table an earlier successful run "
-                        "kept (only while T exists)")
+                   help="--old, and also _T_old, kept by onlineddl versions before "
+                        "per-run old tables")
 
-    s = sub.add_parser("status", help="show the checkpoint and lock holder of a run")
+    s = sub.add_parser("status", help="show the checkpoint and lock holder of a run, and "
+                                      "the old tables kept")
     _server_args(s)
     s.add_argument("--json", action="store_true")
 
@@ -209,6 +220,8 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
         args.control_socket or control.default_socket_path(args.database, args.table))
     return MigrationConfig(dsn=dsn, database=args.database, table=args.table,
                            alter=args.alter, repair=args.repair, drop_old=args.drop_old,
+                           keep_old_for=None if args.keep_old_for is None else
+                           parse_duration(args.keep_old_for, "--keep-old-for"),
                            resume=args.resume == "required",
                            resume_auto=args.resume == "auto", server_id=args.server_id,
                            lock_wait=args.wait_for_lock,
@@ -319,8 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ctl":
             run_ctl(args)
         elif args.command == "cleanup":
+            older = None if args.older_than is None else \
+                parse_duration(args.older_than, "--older-than")
             for line in commands.cleanup(dsn_from(args), args.database, args.table,
-                                         drop_old=args.drop_old):
+                                         drop_old=args.drop_old, old=args.old,
+                                         older_than=older):
                 log.info("%s", line)
         elif args.command == "status":
             print(commands.status(dsn_from(args), args.database, args.table, args.json))

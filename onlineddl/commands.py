@@ -5,47 +5,55 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from onlineddl import leftovers, sql
+from onlineddl import leftovers, oldtables, sql
 from onlineddl.checkpoint import Checkpoint
 from onlineddl.config import Dsn
 from onlineddl.db import Session
-from onlineddl.errors import ArtifactsExist
+from onlineddl.errors import ArtifactsExist, UsageError
 from onlineddl.runlock import RunnerLock
 from onlineddl.table import Artifacts, present_artifacts, resolve_names
 
 
-def cleanup(dsn: Dsn, database: str, table: str, *, drop_old: bool = False) -> list[str]:
+def cleanup(dsn: Dsn, database: str, table: str, *, drop_old: bool = False,
+            old: bool = False, older_than: float | None = None) -> list[str]:
     """Remove what a dead run left: the shadow, the checkpoint and cutover guards, and
     only those carrying onlineddl's mark (leftovers.py). Tables named like them that
     are not onlineddl's are left alone and named (ArtifactsExist, exit 14).
 
-    Refuses while a runner holds the table. Never touches the table itself; `_T_old`
-    (after a successful run: the original table) only with `drop_old`, and only while T
-    exists. Returns what it did, one line each."""
+    Refuses while a runner holds the table. Never touches the table itself. With `old`
+    (or `drop_old`), also the old tables successful runs kept and recorded
+    (oldtables.py; only those swapped more than `older_than` seconds ago when given),
+    and only while T exists; with `drop_old` also `_T_old`, where versions before
+    per-run old tables kept the original. Returns what it did, one line each."""
+    if older_than is not None and not (old or drop_old):
+        raise UsageError("--older-than goes with --old", hint="add --old")
     session = Session(dsn, name="cleanup")
     try:
         database, table = resolve_names(session, database, table, must_exist=False)
         lock = RunnerLock(dsn, database, table)
         lock.acquire(0)
         try:
-            return _cleanup(session, database, table, drop_old)
+            return _cleanup(session, database, table, drop_old, old or drop_old,
+                            older_than)
         finally:
             lock.release()
     finally:
         session.close()
 
 
-def _cleanup(session: Session, database: str, table: str, drop_old: bool) -> list[str]:
+def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: bool,
+             older_than: float | None) -> list[str]:
     names = Artifacts.for_table(table)
     found = leftovers.survey(session, database, names)
     done: list[str] = []
     for name in found.ours:
         session.execute(f"DROP TABLE {sql.qualified(database, name)}")
         done.append(f"dropped {database}.{name}")
-    if found.old:
-        done.append(_old_table(session, database, names, drop_old))
-    elif drop_old:
-        done.append(f"--drop-old: there is no {database}.{names.old}")
+    if found.legacy_old:
+        done.append(_legacy_old_table(session, database, names, drop_old))
+    if old:
+        done += oldtables.drop_expired(session, database, table, older_than) or \
+            [f"no recorded old tables of {database}.{table} to drop"]
     if found.foreign:
         raise ArtifactsExist(
             f"left alone {', '.join(found.foreign)} in {database}: named like onlineddl's "
@@ -57,17 +65,19 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool) -> lis
     return done or [f"nothing to clean up for {database}.{table}"]
 
 
-def _old_table(session: Session, database: str, names: Artifacts, drop_old: bool) -> str:
-    old = f"{database}.{names.old}"
+def _legacy_old_table(session: Session, database: str, names: Artifacts,
+                      drop_old: bool) -> str:
+    legacy = names.legacy_old
+    old = f"{database}.{legacy}"
     if not drop_old:
-        return (f"kept {old}: the original table of an earlier successful migration (or a "
-                "table of yours with that name); it blocks the next migration of "
-                f"{names.table}: drop it with --drop-old when you no longer need it")
+        return (f"kept {old}: the original table kept by an onlineddl version before "
+                "per-run old tables (or a table of yours with that name); it does not "
+                "block migrations: drop it with --drop-old when you no longer need it")
     if names.table not in present_artifacts(session, database, names):
         raise ArtifactsExist(f"kept {old}: {database}.{names.table} does not exist, so "
-                             f"{names.old} may be the only copy of its data",
-                             hint=f"rename {names.old} back to {names.table} yourself")
-    session.execute(f"DROP TABLE {sql.qualified(database, names.old)}")
+                             f"{legacy} may be the only copy of its data",
+                             hint=f"rename {legacy} back to {names.table} yourself")
+    session.execute(f"DROP TABLE {sql.qualified(database, legacy)}")
     return f"dropped {old} (--drop-old)"
 
 
@@ -79,9 +89,13 @@ def status(dsn: Dsn, database: str, table: str, as_json: bool = False) -> str:
         info = _status_info(session, database, table, Artifacts.for_table(table))
     finally:
         session.close()
+    text = info.pop("old_tables_text")
     if as_json:
         return json.dumps(info, default=str, indent=2)
-    return "\n".join(f"{k}: {v}" for k, v in info.items())
+    lines = [f"{k}: {v}" for k, v in info.items() if k != "old_tables"]
+    lines.append(f"old_tables: {len(text)}")
+    lines += [f"  {line}" for line in text]
+    return "\n".join(lines)
 
 
 def _status_info(session: Session, database: str, table: str, names: Artifacts
@@ -97,6 +111,12 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "artifacts": sorted(n for n in present_artifacts(session, database, names)
                             if n != names.table),
     }
+    olds = oldtables.recorded(session, database, table)
+    info["old_tables"] = [
+        {"name": o.name, "swapped_at": o.swapped_at, "alter": o.alter,
+         "size_bytes": o.size_bytes, "exists": o.exists, "recorded_table": o.ours}
+        for o in olds]
+    info["old_tables_text"] = [oldtables.describe(o) for o in olds]
     if state is None:
         info["checkpoint"] = None
         return info
@@ -106,7 +126,8 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "low_watermark": state.low_watermark, "binlog_position": str(state.position),
         "checksum": state.checksum_state or "-", "cutover_started": state.cutover_started,
         "drain_position": str(state.drain) if state.drain else None,
-        "swapped": state.swapped, "started_at": state.started_at,
+        "swapped": state.swapped, "old_table": state.old_table,
+        "started_at": state.started_at,
         "updated_at": state.updated_at,
         "checkpoint_age_seconds": round(state.age_seconds, 1),
     })

@@ -193,6 +193,7 @@ class MigrationConfig:
     alter: str
     repair: bool = True
     drop_old: bool = False
+    keep_old_for: float | None = None        # seconds; drop older old tables (None: keep)
     resume: bool = False             # --resume: continue a run; refuse when there is none
     resume_auto: bool = False        # --resume=auto: continue, start, or report it done
     server_id: int = 0               # 0: derive a unique one at run time
@@ -220,6 +221,8 @@ class MigrationConfig:
             if "\x00" in name:
                 raise UsageError("identifiers may not contain NUL bytes")
         self._validate_resume()
+        if self.keep_old_for is not None and self.keep_old_for < 0:
+            raise UsageError("--keep-old-for must not be negative")
         self.tuning.validate()
         self.throttling.validate()
         self.hooks.validate()
@@ -232,24 +235,26 @@ class MigrationConfig:
             raise UsageError("--metrics-port must be between 0 and 65535")
 
     def _validate_resume(self) -> None:
-        """--resume=auto recognises a finished run by the `_T_old` it kept (see
-        resume.finished_before): options that leave no `_T_old` would make a re-run
-        after success start a second migration of the migrated table."""
+        """--resume=auto recognises a finished run by the old table it kept
+        (`_T_old_<stamp>`, see Migration.finished_before): options that leave none
+        would make a re-run after success start a second migration of the table.
+        (--keep-old-for drops only tables older than it asks; a retry comes sooner.)"""
         if not self.resume_auto:
             return
         if self.resume:
             raise UsageError("--resume and --resume=auto are one option; give it once")
         refused = (("--drop-old", self.drop_old,
-                    "drop --drop-old, and drop _T_old in a later step once the migration "
-                    "succeeded (`onlineddl cleanup --drop-old`)"),
+                    "drop --drop-old, and drop the old table (_T_old_<stamp>) in a later "
+                    "step once the migration succeeded (`onlineddl cleanup --old`)"),
                    ("--allow-instant", self.allow_instant,
-                    "drop --allow-instant (the run then copies online and keeps _T_old), "
+                    "drop --allow-instant (the run then copies online and keeps _T_old_<stamp>), "
                     "or run an instant ALTER outside the scheduler"))
         for flag, given, hint in refused:
             if given:
                 raise UsageError(
                     f"--resume=auto cannot be combined with {flag}: a re-run after success "
-                    "recognises the finished migration by the _T_old it kept, and "
+                    "recognises the finished migration by the old table (_T_old_<stamp>) it kept, "
+                    "and "
                     f"{flag} leaves none, so a retry would migrate the table again",
                     hint=hint)
 

@@ -15,7 +15,7 @@ Two protocols, chosen by the flavor:
   The queued RENAME must win the race against queued writers when the lock goes, and
   it only does if it is waiting for T itself: the server takes a statement's metadata
   locks one at a time in name order, so a RENAME stuck on an earlier name (for a
-  lowercase T, `_t_new`, `_t_old` and `_t_swap` sort before `t`) lets writers into the
+  lowercase T, `_t_new`, `_t_old_<stamp>` and `_t_swap` sort before `t`) lets writers into the
   OLD table first. We saw exactly that on MariaDB 10.11, twice: with the classic
   protocol (our own lock on the shadow), and with another session's open transaction
   that had read `_t_new`. So:
@@ -26,7 +26,7 @@ Two protocols, chosen by the flavor:
   2. The lock connection holds T (READ: writers wait, the applier can still read T)
      and a sentry whose name sorts AFTER T; the drain goes through the applier's own
      connections, bounded inside a statement too (applier.drain).
-  3. `RENAME TABLE T TO _T_old, _T_new TO T, _T_swap TO <sentry>` is issued from a
+  3. `RENAME TABLE T TO _T_old_<stamp>, _T_new TO T, _T_swap TO <sentry>` is issued from a
      second connection. Before the lock goes, the RENAME must be seen holding the
      exclusive lock on every name that sorts before T (a probe asks for a shared
      high-priority lock on each without waiting: only a granted exclusive lock refuses
@@ -49,8 +49,14 @@ idle_limit), so a frozen tool host cannot keep T blocked.
 After either protocol the binlog is read up to the RENAME itself, and the run only
 succeeds if that is confirmed: the first statement on T after the drain position must
 be our RENAME, with no row change for T before it (a write that reached the old table),
-and `_T_old` must have the shape T had under the block. Anything else, or no answer in
-time, fails the run with a message saying what to check.
+and the old table must have the shape T had under the block. Anything else, or no answer
+in time, fails the run with a message saying what to check.
+
+The old table's name `_T_old_<stamp>` is the run's own (Artifacts.old, recorded in the
+checkpoint before the copy): it does not exist before the swap, so no session can hold
+it and the pre-lock of step 1 has nothing to take there; where it sorts before T the
+probe of step 3 still requires the RENAME's exclusive lock on it (a missing name the
+RENAME does not hold answers "no such table", which calls the attempt off).
 """
 
 from __future__ import annotations
@@ -95,13 +101,17 @@ RENAME_JOIN = 10.0       # seconds to wait for the RENAME once the lock is gone
 
 @dataclass(frozen=True)
 class SwapState:
-    swapped: bool      # T is the former shadow; _T_old is the original
+    swapped: bool      # T is the former shadow; the run's old table is the original
     shadow_exists: bool
     old_exists: bool
 
 
 def swap_state(session: Session, database: str, artifacts: Artifacts) -> SwapState:
-    """Ask the server whether the swap happened (never guess, never blindly retry)."""
+    """Ask the server whether the swap happened (never guess, never blindly retry),
+    from the run's own old-table name (the checkpoint's): another run's old table of T
+    says nothing about this one."""
+    if not artifacts.old:
+        raise ValueError("swap_state needs the run's old-table name")
     names = present_artifacts(session, database, artifacts)
     shadow = artifacts.shadow in names
     old = artifacts.old in names
@@ -121,6 +131,8 @@ def rename_sql(artifacts: Artifacts, guard: bool) -> str:
     """The swap statement (`guard`: the MariaDB form that renames _T_swap onto the
     sentry's name, so it fails while the sentry exists)."""
     a = artifacts
+    if not a.old:
+        raise ValueError("the swap needs the run's old-table name")
     t, s, o = sql.ident(a.table), sql.ident(a.shadow), sql.ident(a.old)
     text = f"RENAME TABLE {t} TO {o}, {s} TO {t}"
     if guard:
@@ -150,6 +162,8 @@ class Cutover:
         self.flavor = flavor
         self.control = control
         self.database = database
+        if not artifacts.old:
+            raise ValueError("the cutover needs the run's old-table name")
         self.a = artifacts
         self.applier = applier
         self.tuning = tuning
@@ -446,7 +460,7 @@ class Cutover:
                 probe.execute(f"SHOW CREATE TABLE {sql.ident(name)}")
                 return False  # granted to us: nobody holds it exclusively
             except TableNotFound:
-                return False  # a missing name (_T_old) not locked: the same
+                return False  # a missing name (the old table) not locked: the same
             except DatabaseError as err:
                 if err.errno != ER_LOCK_WAIT_TIMEOUT:
                     raise
@@ -485,8 +499,8 @@ class Cutover:
 
     def _verify_swap(self) -> None:
         """The tripwire: read the binlog up to our RENAME. The first statement on T after
-        the drain must be that RENAME, with no row change for T before it, and `_T_old`
-        must have the shape T had under the block. Never passes when unsure."""
+        the drain must be that RENAME, with no row change for T before it, and the old
+        table must have the shape T had under the block. Never passes when unsure."""
         # As long as a RENAME may wait for its locks, and then some for the reader.
         wait = max(self.tuning.drain_timeout, self._rename_wait() + 10.0)
         ddl = self.applier.wait_for_ddl(timeout=wait)

@@ -163,7 +163,7 @@ EXIT_CODES: dict[int, str] = {
     11: "aborted on request; resumable",
     12: "a bounded wait expired",
     13: "binlog replication failed, or DDL on the table during the run",
-    14: "tables in the way: an earlier run's (--resume or `onlineddl cleanup`), a kept "
-        "_T_old, or a user's table with an artifact's name",
+    14: "tables in the way: an earlier run's (--resume or `onlineddl cleanup`), or a "
+        "user's table with an artifact's name",
     15: "unexpected database error",
 }

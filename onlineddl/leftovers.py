@@ -8,8 +8,10 @@ those names is a user's table and is never dropped, adopted or resumed from:
 - the shadow `_T_new`: it cannot carry a comment (it becomes T, and a plain ALTER would
   not have left one), so our checkpoint records what identifies it (shadow_identity)
   and a shadow without a matching checkpoint is not ours;
-- `_T_old` carries no mark: after a successful run it is the original table, kept on
-  purpose. It is dropped only when the operator asks (`cleanup --drop-old`).
+- old tables (`_T_old_<stamp>`, the originals successful runs keep) are not leftovers:
+  they never block a run; oldtables.py records and recognises them. `_T_old`, where
+  earlier versions kept the original, carries no mark either; it no longer blocks a run
+  and is dropped only when the operator asks (`cleanup --drop-old`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def identity_matches(recorded: str, current: str) -> bool:
 class Survey:
     ours: tuple[str, ...]      # onlineddl's artifacts (drop order: shadow, guards, checkpoint)
     foreign: tuple[str, ...]   # named like an artifact, without onlineddl's mark
-    old: bool                  # `_T_old` exists
+    legacy_old: bool           # `_T_old` (kept by an earlier onlineddl version) exists
     checkpoint: bool           # our checkpoint exists
     state: State | None        # its state (None: none, or the run died while setting up)
 
@@ -81,7 +83,7 @@ def survey(session: Session, database: str, names: Artifacts) -> Survey:
             (ours if present[guard] == SENTRY_COMMENT else foreign).append(guard)
     if names.checkpoint in present:
         (ours if checkpoint else foreign).append(names.checkpoint)
-    return Survey(tuple(ours), tuple(foreign), names.old in present, checkpoint, state)
+    return Survey(tuple(ours), tuple(foreign), names.legacy_old in present, checkpoint, state)
 
 
 def _shadow_is_ours(session: Session, database: str, names: Artifacts,
@@ -111,9 +113,8 @@ def _left_by_setup(session: Session, database: str, names: Artifacts) -> bool:
 def refusal(found: Survey, database: str, table: str) -> ArtifactsExist | None:
     """Why a fresh run cannot start here, and what to do; None when it can."""
     cleanup = f"onlineddl cleanup --database {database} --table {table}"
-    old = Artifacts.for_table(table).old
     if found.checkpoint:
-        left = ", ".join(found.ours + ((old,) if found.old else ()))
+        left = ", ".join(found.ours)
         return ArtifactsExist(
             f"an earlier run on {database}.{table} left {left}{_foreign_note(found)}",
             hint=f"run again with --resume to continue it, or `{cleanup}` to discard it")
@@ -128,13 +129,6 @@ def refusal(found: Survey, database: str, table: str) -> ArtifactsExist | None:
         return ArtifactsExist(
             f"an earlier run on {database}.{table} left {', '.join(found.ours)}",
             hint=f"`{cleanup}` removes them")
-    if found.old:
-        return ArtifactsExist(
-            f"{database}.{old} exists: the original table that an earlier successful "
-            f"migration of {table} kept (or a table of yours with that name); onlineddl "
-            "will not overwrite it",
-            hint=f"once you no longer need it, drop it (`{cleanup} --drop-old`, or DROP "
-                 f"TABLE), or rename it, then run again")
     return None
 
 

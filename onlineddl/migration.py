@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, leftovers, resume, sql, zones
+from onlineddl import faults, leftovers, oldtables, resume, sql, zones
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
-from onlineddl.checkpoint import Checkpoint, State
+from onlineddl.checkpoint import Checkpoint, State, alter_hash
 from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
@@ -32,6 +32,7 @@ from onlineddl.cutover import Cutover, drop_guards
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
+    ArtifactsExist,
     CutoverFailed,
     DatabaseError,
     DataError,
@@ -82,6 +83,7 @@ class Result:
     resumed: bool
     instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
     already_done: bool = False  # --resume=auto: an earlier run of this ALTER finished
+    old_table: str = ""     # where the original is kept ("" with --drop-old or instant)
 
 
 CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
@@ -145,6 +147,7 @@ class Migration:
             self.open_controls()
             self.preflight()
             self.startup_hook()
+            self.drop_expired_old_tables()
             if self.apply_instantly():     # --allow-instant, and the server can: no copy
                 return self.succeed(started)
             if self.finished_before():     # --resume=auto: this ALTER is already done
@@ -281,6 +284,12 @@ class Migration:
             raise Aborted("the startup hook failed, so the run did not start; nothing was "
                           "changed", hint="see the hook's output above")
 
+    def drop_expired_old_tables(self) -> None:
+        """--keep-old-for, at the start: T's old tables swapped longer ago than that (this
+        run holds T's runner lock, so no other run is finishing one of them)."""
+        oldtables.apply_retention(self._control(), self.db, self.config.table,
+                                  self.config.keep_old_for)
+
     def apply_instantly(self) -> bool:
         """--allow-instant: when the server can do the ALTER in place (ALGORITHM=INSTANT),
         do that instead of copying, once nothing postpones it (the flag file, `ctl
@@ -338,6 +347,8 @@ class Migration:
             if self.config.resume:   # (--resume=auto: finished_before() removed a dead setup)
                 self._start_over(found)
         self._refuse_leftovers()
+        self.names = self.names.with_old(oldtables.choose_name(control, self.db,
+                                                               self.config.table))
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
         self.checkpoint.create()
@@ -348,7 +359,8 @@ class Migration:
         self.state = State(alter_text=self.config.alter, phase="copy", position=position,
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,
-                                                            self.names.shadow))
+                                                            self.names.shadow),
+                           old_table=self.names.old)
         self.checkpoint.write(self.state)
         return True
 
@@ -526,6 +538,7 @@ class Migration:
     def cut_over(self) -> None:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
+        self._refuse_taken_old_name()
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
@@ -550,18 +563,28 @@ class Migration:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
         drop_guards(control, self.db, self.names)
+        # Recorded (or dropped) before the checkpoint goes: a crash in between is
+        # finished by --resume, which does it again.
         if self.config.drop_old:
             control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+        else:
+            oldtables.register(control, self.db, self.names, self._state().alter_text)
         self._checkpoint().drop()
+        if self.config.drop_old:
+            oldtables.forget(control, self.db, self.names.old)
+        oldtables.apply_retention(control, self.db, self.config.table,
+                                  self.config.keep_old_for)
         self.set_phase(Phase.DONE)
+        kept = self._kept_old()
         log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
-                 "" if self.config.drop_old else f"; the original is kept as {self.names.old}")
+                 f"; the original is kept as {kept}" if kept else "")
 
     # --- resume ----------------------------------------------------------------------
 
     def _resume_from(self, state: State) -> bool:
         self.resumed = True
         self.state = state
+        self.names = self.names.with_old(state.old_table)
         decision = resume.decide(self._control(), self._flavor(), self.config, self.names,
                                  state)
         if decision.finish:
@@ -574,9 +597,9 @@ class Migration:
 
     def finished_before(self) -> bool:
         """--resume=auto with no run to continue: did an earlier run of this ALTER finish
-        (T has the schema the ALTER gives the `_T_old` it kept)? Then there is nothing
-        to do: a scheduler's retry after the process died just after success exits 0
-        instead of starting a second migration or stopping at `_T_old` (exit 14)."""
+        (T has the schema the ALTER gives the old table that run kept)? Then there is
+        nothing to do: a scheduler's retry after the process died just after success
+        exits 0 instead of starting a second migration of the migrated table."""
         if not self.config.resume_auto:
             return False
         found = leftovers.survey(self._control(), self.db, self.names)
@@ -584,23 +607,34 @@ class Migration:
             # A run (or this question) killed while setting up: removed, as --resume does.
             self._start_over(found)
             found = leftovers.survey(self._control(), self.db, self.names)
-        if not found.old or found.checkpoint or found.ours or found.foreign:
+        if found.checkpoint or found.ours or found.foreign:
             return False
-        if not self._ask_done_before():
+        old = self._kept_by_this_alter(found.legacy_old)
+        if old is None or not self._ask_done_before(old):
             return False
         self.already_done = True
         self.set_phase(Phase.DONE)
         log.info("--resume=auto: already done: %s.%s has the schema this ALTER gives %s "
                  "(the original an earlier run of it kept); nothing to do", self.db,
-                 self.config.table, self.names.old)
+                 self.config.table, old)
         return True
 
-    def _ask_done_before(self) -> bool:
-        """The question is asked of an empty `_T_new` made from `_T_old` the way setup()
+    def _kept_by_this_alter(self, legacy_old: bool) -> str | None:
+        """The old table the newest finished run of this ALTER kept (recorded, and still
+        the recorded table), or an earlier version's `_T_old`; None when there is none."""
+        mine = alter_hash(self.config.alter)
+        runs = [o for o in oldtables.recorded(self._control(), self.db, self.config.table)
+                if o.ours and alter_hash(o.alter) == mine]
+        if runs:
+            return runs[-1].name
+        return self.names.legacy_old if legacy_old else None
+
+    def _ask_done_before(self, old: str) -> bool:
+        """The question is asked of an empty `_T_new` made from `old` the way setup()
         makes the shadow from T, under a checkpoint created first: killed midway, this
         leaves what the next run (or `cleanup`) removes as a run that died while
         setting up. Both tables are dropped again."""
-        control, names = self._control(), self.names
+        control, names = self._control(), self.names.with_old(old)
         Checkpoint(control, self.db, names.checkpoint).create()
         self.created.append(names.checkpoint)
         try:
@@ -722,6 +756,15 @@ class Migration:
         self.phase = phase
         self.progress.set_phase(phase.name.lower())
 
+    def _refuse_taken_old_name(self) -> None:
+        """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
+        if self.names.old in present_artifacts(self._control(), self.db, self.names):
+            raise ArtifactsExist(
+                f"{self.db}.{self.names.old} exists: that is the name this run's swap gives "
+                f"the original {self.config.table}, and another table took it during the run",
+                hint=f"rename or drop {self.names.old} yourself (check first what it holds), "
+                     "then run the same command with --resume")
+
     def _refuse_leftovers(self) -> None:
         found = leftovers.survey(self._control(), self.db, self.names)
         refusal = leftovers.refusal(found, self.db, self.config.table)
@@ -838,7 +881,16 @@ class Migration:
         return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
                       time.monotonic() - started, self.cutover_attempts, self.block_seconds,
                       self.resumed, instant=self.applied_instantly,
-                      already_done=self.already_done)
+                      already_done=self.already_done, old_table=self._kept_old())
+
+    def _kept_old(self) -> str:
+        """This run's old table, unless dropped at its end (--drop-old, or
+        --keep-old-for 0: the retention then drops it too)."""
+        dropped = self.config.drop_old or self.config.keep_old_for == 0
+        if self.applied_instantly or self.already_done or dropped or \
+                self.phase != Phase.DONE:
+            return ""
+        return self.names.old
 
     def close(self) -> None:
         if self.applier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from onlineddl import grants, sql
@@ -16,6 +17,7 @@ from onlineddl.table import (
     Artifacts,
     TableInfo,
     name_case,
+    old_table_name,
     triggers_and_foreign_keys,
     wire_sized,
 )
@@ -124,7 +126,11 @@ def missing_privileges(held: list[grants.Grant], flavor: MySQL, database: str,
     position = flavor.binlog_position_privileges
     if not any(_global(held, p) for p in position):
         missing_global.append(position[0])
-    tables = (names.table, *names.all())
+    # The old table's name carries the run's time stamp (table.old_table_name): no
+    # table-level grant can name it in advance, so the RENAME needs database-level grants.
+    stamped = () if names.old else (
+        old_table_name(names.table, datetime.datetime.now(datetime.UTC)),)
+    tables = (names.table, *names.all(), *stamped)
     missing_db = [p for p in TABLE_PRIVILEGES
                   if not all(grants.holds(held, p, database, t, fold=fold) for t in tables)]
     missing_db += [p for p in DATABASE_PRIVILEGES

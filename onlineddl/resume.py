@@ -49,11 +49,21 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
         log.info("--resume: the checkpoint records the swap; finishing")
         return Decision(finish=True)
     db = config.database
+    if not names.old:
+        raise ResumeRefused("the checkpoint does not name the run's old table",
+                            hint="run `onlineddl cleanup`, then start again without --resume")
     if state.cutover_started and swap_state(session, db, names).swapped:
         log.info("--resume: the swap happened (the checkpoint had not recorded it yet)")
         confirm_drain(session, flavor, config, names, state)
         return Decision(finish=True)
-    if names.shadow not in _tables(session, db):
+    tables = _tables(session, db)
+    if names.old in tables:
+        raise ResumeRefused(
+            f"{db}.{names.old} exists, but this run's swap has not happened: that is the "
+            "name the swap gives the original table, and another table took it",
+            hint=f"rename or drop {names.old} yourself (check first what it holds), then "
+                 "run again with --resume")
+    if names.shadow not in tables:
         raise ResumeRefused(f"the shadow table {names.shadow} is missing",
                             hint="run `onlineddl cleanup`, then start again without --resume")
     if not identity_matches(state.shadow, shadow_identity(session, db, names.shadow)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import hashlib
 import re
 from dataclasses import dataclass
@@ -17,23 +19,37 @@ MAX_IDENT = 64
 
 @dataclass(frozen=True)
 class Artifacts:
-    """The fixed names of everything a run creates on the server, in one place."""
+    """The names of everything a run creates on the server, in one place.
+
+    All are fixed by T's name except `old`, the name the swap gives the original table:
+    each run picks its own (old_table_name) and records it in its checkpoint before the
+    cutover, so old tables of several runs coexist; "" until a run has picked it."""
 
     table: str
     shadow: str      # _T_new: the table being built
-    old: str         # _T_old: the original after the swap
+    old: str         # _T_old_<stamp>: the original after this run's swap ("" unknown)
     checkpoint: str  # _T_chkpnt
     sentry: str      # cutover guard; its name sorts after T (see cutover.py)
     swap: str        # _T_swap: renamed onto the sentry's name by the swap itself
 
     @classmethod
-    def for_table(cls, table: str) -> Artifacts:
-        return cls(table, artifact_name(table, "new"), artifact_name(table, "old"),
+    def for_table(cls, table: str, old: str = "") -> Artifacts:
+        return cls(table, artifact_name(table, "new"), old,
                    artifact_name(table, "chkpnt"), sentry_name(table),
                    artifact_name(table, "swap"))
 
+    def with_old(self, old: str) -> Artifacts:
+        return dataclasses.replace(self, old=old)
+
+    @property
+    def legacy_old(self) -> str:
+        """`_T_old`: where onlineddl before per-run old tables kept the original. Never
+        created any more; cleanup --drop-old still removes it on request."""
+        return artifact_name(self.table, "old")
+
     def all(self) -> tuple[str, ...]:
-        return (self.shadow, self.old, self.checkpoint, self.sentry, self.swap)
+        return tuple(n for n in (self.shadow, self.old, self.checkpoint, self.sentry,
+                                 self.swap) if n)
 
 
 def artifact_name(table: str, suffix: str) -> str:
@@ -44,6 +60,12 @@ def artifact_name(table: str, suffix: str) -> str:
     digest = hashlib.sha1(table.encode("utf-8")).hexdigest()[:8]
     keep = MAX_IDENT - len(suffix) - len(digest) - 3
     return f"_{table[:keep]}_{digest}_{suffix}"
+
+
+def old_table_name(table: str, when: datetime.datetime) -> str:
+    """`_T_old_<YYYYMMDD>_<HHMMSS>` (UTC), shortened like artifact_name: the name a run's
+    swap gives the original table. The stamp keeps names of successive runs apart."""
+    return artifact_name(table, f"old_{when:%Y%m%d_%H%M%S}")
 
 
 def sentry_name(table: str) -> str:
@@ -336,7 +358,7 @@ def present_artifacts(session: Session, database: str, artifacts: Artifacts
     the names in `artifacts` (built from T's stored name, see resolve_names). Matched
     as the server matches names: exactly when lower_case_table_names is 0 (where
     information_schema's own comparison may ignore case), in lower case otherwise."""
-    names = (artifacts.table, *artifacts.all())
+    names = (artifacts.table, *artifacts.all(), artifacts.legacy_old)
     marks = ", ".join(["%s"] * len(names))
     rows = session.query(
         "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES "

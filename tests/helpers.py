@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -37,6 +38,33 @@ def tables(conn: Any) -> set[str]:
     with conn.cursor() as cur:
         cur.execute("SHOW TABLES")
         return {r[0] for r in cur.fetchall()}
+
+
+def kept_tables(conn: Any) -> set[str]:
+    """tables(), with every old table a run kept (`_T_old_<YYYYMMDD>_<HHMMSS>`) shown as
+    `_T_old_*` and onlineddl's record of old tables left out."""
+    out = set()
+    for name in tables(conn):
+        if name == "_onlineddl_old_tables":
+            continue
+        out.add(re.sub(r"_old_\d{8}_\d{6}$", "_old_*", name))
+    return out
+
+
+def old_tables(conn: Any, table: str = "t") -> list[str]:
+    """The old tables named for `table`, oldest first."""
+    pattern = re.compile(rf"_{re.escape(table)}_old_\d{{8}}_\d{{6}}")
+    return sorted(n for n in tables(conn) if pattern.fullmatch(n))
+
+
+def recorded_old_tables(conn: Any, table: str = "t") -> list[str]:
+    """The old tables onlineddl's record holds for `table`, oldest first."""
+    if "_onlineddl_old_tables" not in tables(conn):
+        return []
+    with conn.cursor() as cur:
+        cur.execute("SELECT old_name FROM _onlineddl_old_tables WHERE table_name = %s "
+                    "ORDER BY swapped_at, old_name", (table,))
+        return [r[0] for r in cur.fetchall()]
 
 
 def columns(conn: Any, table: str = "t") -> list[str]:

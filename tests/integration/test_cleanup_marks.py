@@ -5,8 +5,9 @@
   adopted by `--resume`.
 - A dead run's own shadow and checkpoint are removed by `cleanup`, also a run that died
   while setting up (checkpoint without state, empty shadow).
-- The `_T_old` a successful run keeps: the next run says what it is and how to drop it;
-  `cleanup` keeps it; `cleanup --drop-old` drops it, and only while T exists.
+- `_T_old`, where versions before per-run old tables kept the original: it no longer
+  blocks a run; `cleanup` keeps it and says what it is; `cleanup --drop-old` drops it,
+  and only while T exists. (Per-run old tables: test_old_tables.py.)
 - `--resume` with nothing to resume refuses (exit 9); T renamed away mid-copy is reported
   as such (exit 13) and the run's tables are removed.
 """
@@ -18,7 +19,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import cli_env, connect, tables
+from helpers import cli_env, connect, kept_tables, tables
 
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
@@ -166,26 +167,22 @@ def test_a_run_that_died_setting_up_is_ours(server: Dsn, db: str, conn: Any) -> 
     assert tables(conn) == {"t"}
 
 
-def test_kept_old_table_is_explained_and_dropped_on_request(server: Dsn, db: str,
-                                                            conn: Any) -> None:
-    run(server, db)
-    assert tables(conn) == {"t", "_t_old"}
-    execute(conn, "ALTER TABLE t DROP COLUMN c")   # so the same ALTER applies again
-    with pytest.raises(ArtifactsExist) as info:
-        run(server, db)
-    assert "_t_old exists: the original table that an earlier successful migration" \
-        in info.value.message
-    assert "--drop-old" in info.value.hint
+def test_legacy_old_table_is_explained_and_dropped_on_request(server: Dsn, db: str,
+                                                              conn: Any) -> None:
+    execute(conn, "CREATE TABLE _t_old LIKE t", "INSERT INTO _t_old SELECT * FROM t")
+    result = run(server, db)                        # not blocked by it
+    assert kept_tables(conn) == {"t", "_t_old", "_t_old_*"}
     with pytest.raises(ResumeRefused) as resume:
         run(server, db, resume=True)
     assert resume.value.exit_code == 9
-    assert "_t_old exists" in resume.value.message
     kept = cleanup(server, db, "t")
-    assert len(kept) == 1 and kept[0].startswith(f"kept {db}._t_old")
-    assert tables(conn) == {"t", "_t_old"}
-    assert cleanup(server, db, "t", drop_old=True) == [f"dropped {db}._t_old (--drop-old)"]
-    run(server, db)
-    assert tables(conn) == {"t", "_t_old"}
+    assert len(kept) == 1 and kept[0].startswith(f"kept {db}._t_old: the original table "
+                                                 "kept by an onlineddl version before")
+    assert kept_tables(conn) == {"t", "_t_old", "_t_old_*"}
+    done = cleanup(server, db, "t", drop_old=True)
+    assert done[0] == f"dropped {db}._t_old (--drop-old)"
+    assert done[1].startswith(f"dropped {db}.{result.old_table} (the original before")
+    assert tables(conn) == {"t", "_onlineddl_old_tables"}
 
 
 def test_drop_old_refused_while_t_is_missing(server: Dsn, db: str, conn: Any) -> None:
@@ -254,5 +251,5 @@ def test_cli_cleanup_drop_old_and_refusal_exit_codes(server: Dsn, db: str, conn:
                              text=True, timeout=120)
     assert refused.returncode == 14, refused.stderr
     assert "left alone _t_new" in refused.stderr
-    assert "dropped " + db + "._t_old (--drop-old)" in refused.stderr
-    assert tables(conn) == {"t", "_t_new"}
+    assert "dropped " + db + "._t_old_" in refused.stderr
+    assert tables(conn) == {"t", "_t_new", "_onlineddl_old_tables"}

@@ -6,7 +6,7 @@
   fails the row comparison with the mirror.
 - Another session's ALTER (ADD COLUMN, DROP INDEX) queued while the cutover holds T:
   the run stops at once with exit 13 (TableChanged), the ALTER lands on T, nothing of
-  it vanishes into `_t_old`.
+  it vanishes into the old table.
 - A drain round stuck on a row lock while T is blocked: the block ends within its bound.
 - A tool process frozen (SIGSTOP) while it holds the cutover's lock and the runner lock:
   the server drops both within their idle limits.
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import columns, connect, scalar, tables
+from helpers import columns, connect, old_tables, scalar, tables
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
@@ -106,7 +106,7 @@ def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
         server: Dsn, db: str, setup: Any, two_connections: None) -> None:
     """Once T is blocked, another session opens a transaction that reads `_t_new` and
     holds it for 3 seconds, while 4 writers run. Before, the RENAME queued on `_t_new`,
-    the lock went, and 553-574 writes landed in `_t_old`. Now each attempt is called off
+    the lock went, and 553-574 writes landed in the old table. Now each attempt is called off
     (T unchanged) until the reader ends, then the swap happens with every write."""
     conn, model = setup
     writers = Writers(server, db, "t", "mirror", model, threads=4, pause=0.001)
@@ -222,7 +222,7 @@ def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
     assert "cleanup" in err.hint and "resumable" not in err.hint
     assert took < 20          # not 7 lock-wait retries of the drain
     names = tables(conn)
-    assert "_t_old" not in names and "t_cutover" not in names and "_t_swap" not in names
+    assert old_tables(conn) == [] and "t_cutover" not in names and "_t_swap" not in names
     cols = columns(conn, "t")
     assert "added" not in cols                 # the swap was called off
     with conn.cursor() as cur:
@@ -257,15 +257,16 @@ def test_the_tripwire_reports_ddl_that_reached_the_old_table(
     with pytest.raises(TableChanged, match="between the drain and the swap") as caught:
         migrate(config(server, db))
     threads[0].join(timeout=30)
-    assert ddl in caught.value.message and "_t_old" in caught.value.hint
-    assert "z" in columns(conn, "_t_old") and "z" not in columns(conn, "t")
+    (old,) = old_tables(conn)
+    assert ddl in caught.value.message and old in caught.value.hint
+    assert "z" in columns(conn, old) and "z" not in columns(conn, "t")
 
 
 def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any,
                                                         two_connections: None) -> None:
     """An ALTER arriving once the RENAME waits for T queues behind it: the run either
     completes (the ALTER then runs on the new T) or calls the swap off (it runs on the
-    old T, which stays T). Either way the column ends up on T, never on `_t_old` alone."""
+    old T, which stays T). Either way the column ends up on T, never on the old table alone."""
     conn, _ = setup
     out: dict[str, Any] = {}
     threads: list[threading.Thread] = []
@@ -288,8 +289,8 @@ def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, se
     cols = columns(conn, "t")
     assert "z" in cols
     assert ("added" in cols) == swapped
-    if "_t_old" in tables(conn):
-        assert "z" not in columns(conn, "_t_old")
+    for old in old_tables(conn):
+        assert "z" not in columns(conn, old)
 
 
 # --- item: bounded blocks and frozen tools ----------------------------------------------

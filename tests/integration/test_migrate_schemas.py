@@ -8,7 +8,7 @@ binlog while the copy runs. Keys are indices into a case-specific key function: 
 take the even indices, fresh inserts the odd ones (between existing keys, on both sides of
 the copier) and indices above the seed range (ahead of the copier). After the run, `t`
 must equal `mirror` row for row on the columns both have (renames mapped), have the schema
-the server gives the same ALTER, and the original must be kept as `_t_old`.
+the server gives the same ALTER, and the original must be kept as its old table.
 """
 
 from __future__ import annotations
@@ -483,8 +483,8 @@ def test_migrate_schema_case(server: Dsn, db: str, case: Case) -> None:
         writer = Writer(writes, case)
         faults.register("copy_start", writer.at("copy_start", rounds=3))
         faults.register("after_chunk", writer.at("after_chunk", rounds=2))
-        migrate(MigrationConfig(dsn=server, database=db, table=case.table, alter=case.alter,
-                                repair=False, tuning=TUNING))
+        result = migrate(MigrationConfig(dsn=server, database=db, table=case.table,
+                                         alter=case.alter, repair=False, tuning=TUNING))
         faults.clear()
 
         assert writer.calls.get("copy_start") == 1
@@ -496,8 +496,8 @@ def test_migrate_schema_case(server: Dsn, db: str, case: Case) -> None:
         assert len(mirror) >= case.seed
         assert_same(select(conn, case.table, new_cols, new_pk), mirror,
                     f"{case.table} after the migration", len(case.pk))
-        old = f"_{case.table}_old"
-        assert tables(conn) == {case.table, "mirror", old}
+        old = result.old_table
+        assert tables(conn) == {case.table, "mirror", old, "_onlineddl_old_tables"}
         # Every write committed before the cutover, so the original holds them all too.
         assert_same(select(conn, old, case.columns, case.pk),
                     select(conn, "mirror", case.columns, case.pk), old, len(case.pk))

@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import connect, needs_local_server, tables
+from helpers import connect, kept_tables, needs_local_server, tables
 
 from onlineddl import faults
-from onlineddl.commands import cleanup
+from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import Aborted, LockHeld, MissingPrivilege, OnlineDDLError
@@ -88,9 +89,20 @@ def test_mixed_case_spelling_migrates_the_stored_table(folding: Dsn, shop: str) 
     result = run(folding, shop, "Orders")
     assert (result.database, result.table) == (shop.lower(), "orders")
     with connect(folding, shop.lower()) as conn, conn.cursor() as cur:
-        assert tables(conn) == {"orders", "_orders_old"}
+        assert kept_tables(conn) == {"orders", "_orders_old_*"}
         cur.execute("SELECT COUNT(*), COUNT(c) FROM orders")
         assert cur.fetchone() == (ROWS, 0)
+    # Its old table is found and removed in any spelling, and so is the next run's.
+    assert result.old_table.startswith("_orders_old_")
+    info = json.loads(status(folding, shop.upper(), "ORDERS", as_json=True))
+    assert [o["name"] for o in info["old_tables"]] == [result.old_table]
+    second = run(folding, shop, "ORDERS", "ADD COLUMN d INT NULL")
+    assert second.old_table != result.old_table
+    done = cleanup(folding, shop, "Orders", old=True)
+    assert [line.split(" (")[0] for line in done] == \
+        [f"dropped {shop.lower()}.{n}" for n in (result.old_table, second.old_table)]
+    with connect(folding, shop.lower()) as conn:
+        assert kept_tables(conn) == {"orders"}
 
 
 def test_resume_and_cleanup_in_another_spelling(folding: Dsn, shop: str) -> None:
@@ -187,7 +199,7 @@ def test_missing_privileges_are_named_with_the_grant(server: Dsn, db: str,
     admin(server, grant)   # exactly what the hint says to run
     run(user, db, "t")
     with connect(server, db) as conn:
-        assert tables(conn) == {"t", "_t_old"}
+        assert kept_tables(conn) == {"t", "_t_old_*"}
 
 
 def test_missing_replication_privileges(server: Dsn, db: str,
@@ -216,7 +228,7 @@ def test_grants_through_a_default_role(server: Dsn, db: str,
     admin(server, default)
     run(user, db, "t")
     with connect(server, db) as conn:
-        assert tables(conn) == {"t", "_t_old"}
+        assert kept_tables(conn) == {"t", "_t_old_*"}
 
 
 def test_a_refused_statement_is_a_privilege_error_not_a_password(

@@ -17,7 +17,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import cli_env, columns, connect, migrate_command, tables
+from helpers import (
+    cli_env,
+    columns,
+    connect,
+    kept_tables,
+    migrate_command,
+    old_tables,
+    recorded_old_tables,
+    tables,
+)
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl.config import Dsn
@@ -61,8 +70,11 @@ def assert_finished(conn: Any, writers: Writers) -> None:
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
     assert "added" in columns(conn, "t")
     # Swapped exactly once: the old table is the original, without the new column.
-    assert "added" not in columns(conn, "_t_old")
-    assert tables(conn) == {"t", "mirror", "_t_old"}
+    (old,) = old_tables(conn)
+    assert "added" not in columns(conn, old)
+    assert kept_tables(conn) == {"t", "mirror", "_t_old_*"}
+    # ... and recorded as ours, whatever moment the run was killed at.
+    assert recorded_old_tables(conn) == [old]
 
 
 # Each point, with the N-th time it is reached where the first is too early.

@@ -15,6 +15,7 @@ from onlineddl.checkpoint import alter_hash, decode_key, encode_key
 from onlineddl.chunker import Chunk, KeyOrder, Watermark
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import EXIT_CODES, OnlineDDLError, UnsupportedTable, UsageError
+from onlineddl.oldtables import parse_duration
 from onlineddl.preflight import check_primary_key
 from onlineddl.runlock import lock_name
 from onlineddl.table import (
@@ -22,6 +23,7 @@ from onlineddl.table import (
     Column,
     TableInfo,
     artifact_name,
+    old_table_name,
     sentry_name,
 )
 
@@ -29,8 +31,32 @@ from onlineddl.table import (
 def test_artifact_names() -> None:
     a = Artifacts.for_table("users")
     assert (a.shadow, a.old, a.checkpoint, a.swap) == \
-        ("_users_new", "_users_old", "_users_chkpnt", "_users_swap")
+        ("_users_new", "", "_users_chkpnt", "_users_swap")
     assert a.sentry == "users_cutover"
+    assert a.legacy_old == "_users_old"
+    assert "" not in a.all()
+    when = datetime.datetime(2026, 11, 29, 10, 5, 7)
+    assert a.with_old(old_table_name("users", when)).old == "_users_old_20261129_100507"
+
+
+def test_long_old_table_names_are_shortened_and_keep_their_stamp() -> None:
+    when = datetime.datetime(2026, 11, 29, 10, 5, 7)
+    for table in ("x" * 64, "é" * 60, "t" * 45):
+        name = old_table_name(table, when)
+        assert len(name) <= 64 and name.endswith("_old_20261129_100507")
+        assert name == old_table_name(table, when)
+        assert name != old_table_name(table, when + datetime.timedelta(seconds=1))
+
+
+def test_durations() -> None:
+    assert parse_duration("7d", "--keep-old-for") == 7 * 86400
+    assert parse_duration("12h", "--keep-old-for") == 12 * 3600
+    assert parse_duration("1.5m", "--x") == 90
+    assert parse_duration("90", "--x") == 90
+    assert parse_duration("2w", "--x") == 14 * 86400
+    for bad in ("", "7 days", "-1d", "d", "1y"):
+        with pytest.raises(UsageError, match="is not a duration"):
+            parse_duration(bad, "--keep-old-for")
 
 
 def test_long_artifact_names_are_shortened_deterministically() -> None:

@@ -90,9 +90,9 @@ ALL_DB = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, LOCK TABLE
           "TO `u`@`%`")
 
 
-def missing(flavor: MySQL, lines: list[str], database: str = "app", fold: bool = False
-            ) -> tuple[list[str], list[str]]:
-    return missing_privileges(grants.parse(lines), flavor, database, NAMES, fold)
+def missing(flavor: MySQL, lines: list[str], database: str = "app", fold: bool = False,
+            names: Artifacts = NAMES) -> tuple[list[str], list[str]]:
+    return missing_privileges(grants.parse(lines), flavor, database, names, fold)
 
 
 def test_mysql_privileges_complete() -> None:
@@ -134,14 +134,23 @@ def test_grants_on_another_database_or_columns_do_not_count() -> None:
 
 
 def test_table_level_grants_must_cover_every_artifact() -> None:
-    """Grants on T alone do not let the run create `_T_new` or `_T_chkpnt`."""
+    """Grants on T alone do not let the run create `_T_new` or `_T_chkpnt`, and no
+    table-level grant can name a run's old table before the run stamps its name."""
     lines = ["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `u`@`%`",
              "GRANT LOCK TABLES ON `app`.* TO `u`@`%`",
              "GRANT ALL PRIVILEGES ON `app`.`orders` TO `u`@`%`"]
     assert missing(MYSQL, lines)[1] == ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE",
                                         "DROP", "ALTER"]
-    every = lines + [f"GRANT ALL PRIVILEGES ON `app`.`{n}` TO `u`@`%`" for n in NAMES.all()]
-    assert missing(MYSQL, every) == ([], [])
+    every = lines + [f"GRANT ALL PRIVILEGES ON `app`.`{n}` TO `u`@`%`"
+                     for n in (*NAMES.all(), NAMES.legacy_old)]
+    # ... nor can they name the old table, whose name each run stamps with its time.
+    assert missing(MYSQL, every)[1] == ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE",
+                                        "DROP", "ALTER"]
+    chosen = NAMES.with_old("_orders_old_20261129_100507")
+    assert missing(MYSQL, every, names=chosen)[1] == ["SELECT", "INSERT", "UPDATE", "DELETE",
+                                                      "CREATE", "DROP", "ALTER"]
+    every.append("GRANT ALL PRIVILEGES ON `app`.`_orders_old_20261129_100507` TO `u`@`%`")
+    assert missing(MYSQL, every, names=chosen) == ([], [])
 
 
 def test_database_patterns() -> None:
