@@ -163,8 +163,8 @@ MUTATIONS = [
     Mutation("fault-registry",
              "a misspelt fault point is refused",
              "onlineddl/faults.py",
-             "    if name not in POINTS:\n        raise ValueError(",
-             "    if False:\n        raise ValueError(",
+             "def point(name: str) -> None:\n    if name not in POINTS:\n",
+             "def point(name: str) -> None:\n    if False:\n",
              ("tests/unit/test_faults.py::test_unknown_names_are_refused_in_process",)),
 ]
 
@@ -195,6 +195,17 @@ def apply(tree: Path, m: Mutation) -> str | None:
     if found != 1:
         return f"{m.file}: the text to replace occurs {found} times (expected once)"
     path.write_text(text.replace(m.old, m.new))
+    return None
+
+
+def imports_from(tree: Path) -> str | None:
+    """An error when Python in `tree` would import onlineddl from elsewhere (an installed
+    copy): the mutation would then not be what runs."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    found = subprocess.run([sys.executable, "-c", "import onlineddl; print(onlineddl.__file__)"],
+                           cwd=tree, env=env, capture_output=True, text=True).stdout.strip()
+    if not Path(found).resolve().is_relative_to(tree.resolve()):
+        return f"onlineddl is imported from {found or '(nowhere)'}, not from the copy"
     return None
 
 
@@ -268,7 +279,7 @@ def check(m: Mutation, timeout: float, baseline: bool) -> Outcome:
                 return Outcome("ERROR", "unmutated, the tests do not pass: "
                                + (", ".join(bad) or tail or "timed out"),
                                time.monotonic() - started)
-        error = apply(tree, m)
+        error = apply(tree, m) or imports_from(tree)
         if error is not None:
             return Outcome("ERROR", error, time.monotonic() - started)
         verdict, detail = judge(m, *run_tests(tree, m.tests, timeout))
