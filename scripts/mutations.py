@@ -12,7 +12,8 @@ reports:
   FAIL   some named test still passed: the mutation survived (the test does not check
          the guard, or the guard is not needed)
   ERROR  the text to replace is not in the file exactly once (the code moved: update
-         the list), or pytest could not run the tests
+         the list), pytest could not run the tests, or they errored in set-up
+         (a fixture, not the test, failed: that proves nothing)
   SKIP   the named tests were skipped (a flavor-only test on the other flavor)
 
 The exit status is 1 if any mutation survived or errored, else 0. A developer tool, not
@@ -78,10 +79,11 @@ MUTATIONS = [
               IT + "test_migrate_concurrent.py")),
     Mutation("moves-as-updates",
              "an update that changes the primary key is both a delete and an insert",
-             "onlineddl/binlog.py",
-             "            return Keys(tuple(out), MOVED if moved else UPSERT)\n",
-             "            return Keys(tuple(out), UPSERT)\n",
-             (IT + "test_migrate_concurrent.py",)),
+             "onlineddl/binlogwire.py",
+             "            return Keys(keys, MOVED if moved else UPSERT)\n",
+             "            return Keys(keys, UPSERT)\n",
+             (IT + "test_migrate_concurrent.py", IT + "test_migrate_schemas.py",
+              IT + "test_types.py")),
     Mutation("locking-read",
              "a flush re-reads source rows with a locking read, which waits for a writer "
              "whose binlog event arrived before its commit became visible",
@@ -211,8 +213,10 @@ def imports_from(tree: Path) -> str | None:
 
 def run_tests(tree: Path, tests: tuple[str, ...], timeout: float
               ) -> tuple[dict[str, str], str, bool]:
-    """Each collected test's result ("passed", "failed", "skipped"), pytest's output tail,
-    and whether the run timed out (a hang is not a pass)."""
+    """Each collected test's result, pytest's output tail, and whether the run timed out
+    (a hang is not a pass). "failed": the test itself failed; "errored": its set-up or
+    tear-down did (a server that did not start, say), which proves nothing about the
+    mutation; "passed"; "skipped"."""
     report = tree / "mutation-report.xml"
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p",
@@ -229,8 +233,10 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float
     for case in ET.parse(report).getroot().iter("testcase"):
         node = case.get("classname", "").replace(".", "/") + ".py::" + case.get("name", "")
         kinds = {child.tag for child in case}
-        if kinds & {"failure", "error"}:
+        if "failure" in kinds:
             results[node] = "failed"
+        elif "error" in kinds:
+            results.setdefault(node, "errored")
         elif "skipped" in kinds:
             results.setdefault(node, "skipped")
         else:
@@ -254,6 +260,8 @@ def judge(m: Mutation, results: dict[str, str], tail: str, timed_out: bool) -> t
             return "ERROR", f"no test matches {wanted}:\n{tail}"
         if "failed" in mine:
             verdicts.append("failed")
+        elif "errored" in mine and "passed" not in mine:
+            return "ERROR", f"{wanted} errored in set-up or tear-down:\n{tail}"
         elif all(r == "skipped" for r in mine):
             verdicts.append("skipped")
         else:
