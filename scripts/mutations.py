@@ -84,6 +84,13 @@ MUTATIONS = [
              "            return Keys(keys, UPSERT)\n",
              (IT + "test_migrate_concurrent.py", IT + "test_migrate_schemas.py",
               IT + "test_types.py")),
+    Mutation("library-reader-moves",
+             "the library's reader (tables the wire reader cannot decode) flags key moves",
+             "onlineddl/binlog.py",
+             "            return Keys(tuple(out), MOVED if moved else UPSERT)\n",
+             "            return Keys(tuple(out), UPSERT)\n",
+             (IT + "test_binlog_keys.py::test_wire_reader_kinds_tell_the_flush_what_each_"
+                   "change_did",)),
     Mutation("locking-read",
              "a flush re-reads source rows with a locking read, which waits for a writer "
              "whose binlog event arrived before its commit became visible",
@@ -245,7 +252,9 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float
 
 
 def matches(node: str, wanted: str) -> bool:
-    return node == wanted or node.startswith(wanted + "[") or node.startswith(wanted + "::")
+    """Is `node` the test `wanted` names (a directory, a file, a test, a parameter set)?"""
+    return node == wanted or node.startswith(
+        (wanted + "[", wanted + "::", wanted.rstrip("/") + "/"))
 
 
 def judge(m: Mutation, results: dict[str, str], tail: str, timed_out: bool) -> tuple[str, str]:
@@ -282,7 +291,7 @@ def check(m: Mutation, timeout: float, baseline: bool) -> Outcome:
         copy_tree(tree)
         if baseline:
             results, tail, timed_out = run_tests(tree, m.tests, timeout)
-            bad = [n for n, r in results.items() if r == "failed"]
+            bad = [n for n, r in results.items() if r in ("failed", "errored")]
             if timed_out or bad or not results:
                 return Outcome("ERROR", "unmutated, the tests do not pass: "
                                + (", ".join(bad) or tail or "timed out"),
