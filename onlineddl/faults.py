@@ -7,16 +7,48 @@ Two ways to use a point:
 - `register(name, callback)` runs a callback there, in-process; concurrency tests use it
   to commit writes at exactly the moment under test instead of sleeping and hoping.
 
-When neither is set, a point costs one dict lookup.
+Every name is in POINTS. A name outside it is refused (ValueError from point() and
+register(); an ONLINEDDL_FAULT naming one ends the process at the first point reached,
+exit 2): a misspelt point would otherwise never fire, and a test relying on it would
+pass without testing anything.
+
+When neither is set, a point costs two set/dict lookups.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 
 KILL_EXIT_CODE = 137
+BAD_SPEC_EXIT_CODE = 2
+ENV = "ONLINEDDL_FAULT"
+
+# Every point the engine reaches. A new faults.point() call adds its name here
+# (tests/unit/test_faults.py checks both directions against the source).
+POINTS = frozenset({
+    "shadow_created",          # migration: the shadow table exists, no checkpoint yet
+    "applier_started",         # migration: binlog applier running, checkpoint written
+    "copy_start",              # copier: before the first chunk
+    "after_chunk",             # copier: after each chunk
+    "after_flush",             # applier: after each flush of the delta map
+    "after_checkpoint",        # migration: after each checkpoint write
+    "during_checksum_drain",   # applier: checksum drain reached its target (writes held)
+    "checksum_chunk",          # checksum: after each compared chunk
+    "after_checksum",          # migration: checksum passed, before the cutover
+    "cutover_attempt",         # cutover: each attempt, before taking locks
+    "cutover_locked",          # cutover: locks held
+    "cutover_started",         # cutover: cutover_started checkpointed
+    "during_cutover_drain",    # applier: cutover drain reached its target
+    "cutover_paused",          # cutover: the applier paused, before the swap's locks
+    "before_swap",             # cutover: drained, RENAME not yet issued
+    "rename_queued",           # cutover: the RENAME is queued behind our lock
+    "after_swap",              # cutover: swapped, the checkpoint does not know yet
+    "binlog_savepoint",        # binlog reader: a SAVEPOINT inside a row transaction
+    "done_probe",              # --resume=auto: asking whether this ALTER already finished
+})
 
 _callbacks: dict[str, Callable[[], None]] = {}
 _counts: dict[str, int] = {}
@@ -24,13 +56,21 @@ _lock = threading.Lock()
 
 
 def point(name: str) -> None:
+    if name not in POINTS:
+        raise ValueError(f"unknown fault point {name!r}; known: {', '.join(sorted(POINTS))}")
     callback = _callbacks.get(name)
     if callback is not None:
         callback()
-    spec = os.environ.get("ONLINEDDL_FAULT")
+    spec = os.environ.get(ENV)
     if not spec:
         return
     wanted, _, nth = spec.partition(":")
+    if wanted not in POINTS or not (nth or "1").isdigit():
+        # A misspelt point would never fire: the crash test would see a clean run.
+        sys.stderr.write(f"{ENV}={spec!r} names no fault point (name or name:N; known: "
+                         f"{', '.join(sorted(POINTS))})\n")
+        sys.stderr.flush()
+        os._exit(BAD_SPEC_EXIT_CODE)
     if wanted != name:
         return
     with _lock:
@@ -41,6 +81,8 @@ def point(name: str) -> None:
 
 
 def register(name: str, callback: Callable[[], None]) -> None:
+    if name not in POINTS:
+        raise ValueError(f"unknown fault point {name!r}; known: {', '.join(sorted(POINTS))}")
     _callbacks[name] = callback
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
+from seedrows import numbers
 
 from onlineddl.config import Dsn, Tuning
 from onlineddl.testing.localserver import LocalServer
@@ -31,7 +32,7 @@ TABLE = ("CREATE TABLE {t} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
          "payload VARBINARY(32), note VARCHAR(40)) ENGINE=InnoDB")
 SEED = ("INSERT INTO {t} (id, name, v, created, payload, note) SELECT seq, "
         "CONCAT('name-', seq), seq, '2024-01-01' + INTERVAL seq SECOND, UNHEX(MD5(seq)), "
-        "REPEAT('x', 30) FROM seq_{lo}_to_{hi}")
+        "REPEAT('x', 30) FROM {numbers}")
 
 
 def connect(dsn: Dsn, db: str | None = "bench", autocommit: bool = True) -> Any:
@@ -53,7 +54,7 @@ def seed(dsn: Dsn, table: str, rows: int) -> None:
     run_sql(dsn, f"DROP TABLE IF EXISTS {table}", TABLE.format(t=table))
     step = 500_000
     for lo in range(1, rows + 1, step):
-        run_sql(dsn, SEED.format(t=table, lo=lo, hi=min(rows, lo + step - 1)))
+        run_sql(dsn, SEED.format(t=table, numbers=numbers(min(rows, lo + step - 1), lo)))
     run_sql(dsn, f"ANALYZE TABLE {table}")
     settle(dsn)
 

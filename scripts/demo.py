@@ -15,6 +15,7 @@ import threading
 import time
 
 import pymysql
+from seedrows import numbers
 
 from onlineddl import Dsn, MigrationConfig, Tuning, migrate
 from onlineddl.cli import configure_logging
@@ -42,7 +43,7 @@ def seed(dsn: Dsn, rows: int) -> None:
             cur.execute(TABLE_SQL.format(t=table))
             cur.execute(f"INSERT INTO {table} (id, name, score, payload) SELECT seq, "
                         f"CONCAT('user-', seq), seq % 1000, UNHEX(MD5(seq)) "
-                        f"FROM seq_1_to_{rows}")
+                        f"FROM {numbers(rows)}")
     conn.close()
 
 

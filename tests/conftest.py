@@ -7,6 +7,10 @@ needs no database. Where the server comes from, first match wins:
   2. a throwaway local MariaDB/MySQL (onlineddl.testing.localserver), one per test run
   3. a MySQL 8.4 container via testcontainers, when a docker engine answers
   4. otherwise the run FAILS: a missing server must never turn into skipped tests.
+
+A test only one flavor can run carries `@pytest.mark.mariadb_only` or
+`@pytest.mark.mysql_only`; on the other flavor (told by the server's VERSION()) it is
+skipped, saying why. Nothing else skips on the flavor.
 """
 
 from __future__ import annotations
@@ -83,6 +87,30 @@ def database_name(test_name: str) -> str:
     """A unique, safe database name derived from the test name (at most 64 characters)."""
     base = re.sub(r"[^a-z0-9_]+", "_", test_name.lower()).strip("_")[:45]
     return f"t_{base}_{uuid.uuid4().hex[:8]}"
+
+
+FLAVOR_MARKS = {"mariadb_only": "MariaDB", "mysql_only": "MySQL"}
+
+
+@pytest.fixture(scope="session")
+def server_flavor(server: Dsn) -> str:
+    """"MariaDB" or "MySQL", from the test server's VERSION()."""
+    with connect(server) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+    return "MariaDB" if "mariadb" in version.lower() else "MySQL"
+
+
+@pytest.fixture(autouse=True)
+def _flavor_only(request: pytest.FixtureRequest) -> None:
+    """Skips a test marked for the other flavor, before its database is made. Unmarked
+    tests never ask for the server here (tests/unit runs without one)."""
+    for mark, flavor in FLAVOR_MARKS.items():
+        if request.node.get_closest_marker(mark) is None:
+            continue
+        actual = request.getfixturevalue("server_flavor")
+        if actual != flavor:
+            pytest.skip(f"{mark}: this server is {actual}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
-from helpers import connect
+from helpers import connect, numbers
 
 from onlineddl.config import Dsn
 
@@ -42,7 +42,7 @@ class IntModel:
     def seed_sql(self, table: str, rows: int) -> str:
         return (f"INSERT INTO {q(table)} (id, name, v, data, note) SELECT seq, "
                 "CONCAT('n', seq, '\U0001F600'), seq, UNHEX(MD5(seq)), "
-                "IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_" + str(rows))
+                f"IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM {numbers(rows)}")
 
     def ops(self) -> list[Callable[[Any, random.Random, str], list[tuple[str, list[Any]]]]]:
         return [self.insert, self.insert, self.update, self.update, self.update,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pymysql.connections
 import pytest
-from helpers import connect, kept_tables
+from helpers import connect, kept_tables, numbers
 from workload import q
 
 from onlineddl import faults
@@ -42,7 +42,7 @@ TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80)
 T_DDL = ("CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL, "
          "name VARCHAR(32) CHARACTER SET utf8mb4 NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 SEED = ("INSERT INTO t (id, v, name) SELECT seq, seq * 10, CONCAT('n', seq, '\U0001F600') "
-        "FROM seq_1_to_600")
+        f"FROM {numbers(600)}")
 DUPLICATE = 424242
 
 
@@ -105,7 +105,7 @@ BAD = [
                "CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (1)")),
     Bad("foreign_key_from_table", "ADD COLUMN c INT NULL", UnsupportedTable, "foreign key",
         setup=("CREATE TABLE parent (id INT PRIMARY KEY)",
-               "INSERT INTO parent SELECT seq FROM seq_1_to_600",
+               f"INSERT INTO parent SELECT seq FROM {numbers(600)}",
                "ALTER TABLE t ADD CONSTRAINT fk_parent FOREIGN KEY (id) REFERENCES parent (id)")),
     Bad("foreign_key_to_table", "ADD COLUMN c INT NULL", UnsupportedTable, "foreign key",
         setup=("CREATE TABLE child (id INT PRIMARY KEY, t_id INT, "

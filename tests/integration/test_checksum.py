@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import connect
+from helpers import connect, numbers
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -28,7 +28,7 @@ def test_mismatch_names_the_keys_and_leaves_t_alone(server: Dsn, db: str, worker
     conn = connect(server, db)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
-        cur.execute("INSERT INTO t SELECT seq, seq FROM seq_1_to_3000")
+        cur.execute(f"INSERT INTO t SELECT seq, seq FROM {numbers(3000)}")
     faults.register("during_checksum_drain", lambda: corrupt_shadow(server, db))
     tuning = Tuning(checksum_chunk_rows=300, chunk_rows_initial=500, checksum_workers=workers)
     with pytest.raises(ChecksumMismatch, match=r"2 row\(s\) differ.*77.*2501"):
@@ -45,7 +45,7 @@ def test_repair_recopies_the_differing_rows(server: Dsn, db: str) -> None:
     conn = connect(server, db)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
-        cur.execute("INSERT INTO t SELECT seq, seq FROM seq_1_to_3000")
+        cur.execute(f"INSERT INTO t SELECT seq, seq FROM {numbers(3000)}")
     calls = {"n": 0}
 
     def once() -> None:

@@ -264,14 +264,13 @@ def test_zero_date_fails_as_alter_does_under_no_zero_date(server: Dsn, db: str) 
         conn.close()
 
 
+@pytest.mark.mariadb_only  # TIME_ROUND_FRACTIONAL is a MariaDB sql_mode
 def test_server_sql_mode_rules_apply(server: Dsn, db: str) -> None:
     """TIME_ROUND_FRACTIONAL (MariaDB only) rounds DATETIME(6) -> DATETIME in a plain
     ALTER, so the copy must round too. Under NO_BACKSLASH_ESCAPES the ALTER's 'C:\\temp'
     keeps its backslash, and keys with quotes and backslashes (text and bytes) still
     reach the server intact through the driver's escaping."""
     conn = connect(server, db)
-    if "mariadb" not in str(conn.get_server_info()).lower():
-        pytest.skip("TIME_ROUND_FRACTIONAL is a MariaDB sql_mode")
     make(conn, "k VARBINARY(20) PRIMARY KEY, dt DATETIME(6) NOT NULL",
          [(b"a\\b'%d" % i, f"2024-01-01 10:00:0{i}.{i}99999") for i in range(10)])
     writer(conn, [("UPDATE {t} SET dt = '2024-06-06 06:06:06.6' WHERE k = %s",

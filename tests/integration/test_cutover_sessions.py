@@ -31,7 +31,6 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import TableChanged
-from onlineddl.flavor import detect
 from onlineddl.migration import migrate
 from onlineddl.othersessions import Watcher
 from onlineddl.runlock import lock_name
@@ -39,20 +38,9 @@ from onlineddl.runlock import lock_name
 ROWS = 2000
 COLUMNS = ["id", "name", "v", "data", "note"]
 TUNING = Tuning(chunk_rows_initial=500, chunk_rows_max=1000, checkpoint_interval=0.3)
-
-
-@pytest.fixture
-def two_connections(server: Dsn) -> None:
-    """These tests interleave with MariaDB's two-connection protocol. MySQL renames
-    under its own LOCK TABLES (the shadow locked too), where the same interleavings
-    would wait on that lock instead; there a DDL queued meanwhile runs on the new T."""
-    conn = connect(server)
-    try:
-        flavor = detect(str(scalar(conn, "SELECT VERSION()")))
-    finally:
-        conn.close()
-    if flavor.rename_under_lock:
-        pytest.skip("the two-connection cutover is MariaDB's")
+# Tests marked mariadb_only interleave with MariaDB's two-connection protocol. MySQL
+# renames under its own LOCK TABLES (the shadow locked too), where the same interleavings
+# would wait on that lock instead; there a DDL queued meanwhile runs on the new T.
 
 
 @pytest.fixture
@@ -102,8 +90,9 @@ def in_thread(server: Dsn, db: str, statement: str, out: dict[str, Any]) -> thre
 
 # --- item: a metadata lock on _t_new held across the cutover ---------------------------
 
+@pytest.mark.mariadb_only
 def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
-        server: Dsn, db: str, setup: Any, two_connections: None) -> None:
+        server: Dsn, db: str, setup: Any) -> None:
     """Once T is blocked, another session opens a transaction that reads `_t_new` and
     holds it for 3 seconds, while 4 writers run. Before, the RENAME queued on `_t_new`,
     the lock went, and 553-574 writes landed in the old table. Now each attempt is called off
@@ -193,10 +182,11 @@ def test_a_session_holding_the_shadow_fails_attempts_before_writes_are_blocked(
 
 # --- item: DDL from another session during the cutover ----------------------------------
 
+@pytest.mark.mariadb_only
 @pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD COLUMN z INT NULL",
                                  "DROP INDEX k_v ON t"], ids=["add_column", "drop_index"])
 def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
-        server: Dsn, db: str, setup: Any, ddl: str, two_connections: None) -> None:
+        server: Dsn, db: str, setup: Any, ddl: str) -> None:
     conn, _ = setup
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE t ADD INDEX k_v (v)")
@@ -235,8 +225,9 @@ def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
+@pytest.mark.mariadb_only
 def test_the_tripwire_reports_ddl_that_reached_the_old_table(
-        server: Dsn, db: str, setup: Any, two_connections: None,
+        server: Dsn, db: str, setup: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With the PROCESSLIST watch blinded, a queued ALTER runs on the old table right
     after the unlock (nothing to drain, so the swap goes ahead): the binlog shows it
@@ -262,8 +253,9 @@ def test_the_tripwire_reports_ddl_that_reached_the_old_table(
     assert "z" in columns(conn, old) and "z" not in columns(conn, "t")
 
 
-def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any,
-                                                        two_connections: None) -> None:
+@pytest.mark.mariadb_only
+def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any
+                                                        ) -> None:
     """An ALTER arriving once the RENAME waits for T queues behind it: the run either
     completes (the ALTER then runs on the new T) or calls the swap off (it runs on the
     old T, which stays T). Either way the column ends up on T, never on the old table alone."""
@@ -295,8 +287,9 @@ def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, se
 
 # --- item: bounded blocks and frozen tools ----------------------------------------------
 
+@pytest.mark.mariadb_only
 def test_a_drain_round_stuck_on_a_row_lock_releases_the_block_within_its_bound(
-        server: Dsn, db: str, setup: Any, two_connections: None) -> None:
+        server: Dsn, db: str, setup: Any) -> None:
     """A change is pending when T is blocked, and another transaction holds every row
     of `_t_new`: the flush would wait innodb_lock_wait_timeout (10 s here). The block
     must end within block_timeout; the run then retries and succeeds."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pymysql.connections
 import pytest
-from helpers import connect, needs_local_server
+from helpers import connect, needs_local_server, numbers
 
 from onlineddl.config import Dsn
 from onlineddl.db import login_probe
@@ -38,6 +38,18 @@ def variables(conn: pymysql.connections.Connection, *names: str) -> dict[str, st
 def test_fixture_server_writes_full_row_binlog(conn: pymysql.connections.Connection) -> None:
     assert variables(conn, "log_bin", "binlog_format", "binlog_row_image") == {
         "log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL"}
+
+
+@pytest.mark.parametrize("first, last", [(1, 1), (1, 10), (1, 600), (1, 1000), (3, 5),
+                                         (1000, 1001), (500001, 1000000)])
+def test_numbers_gives_each_integer_once(conn: pymysql.connections.Connection, first: int,
+                                         last: int) -> None:
+    """The seeding helper, on whichever flavor the suite runs against."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) "
+                    f"FROM {numbers(last, first)}")
+        count, distinct, low, high = cur.fetchone()
+    assert (count, distinct, low, high) == (last - first + 1,) * 2 + (first, last)
 
 
 def test_db_fixture_gives_an_empty_database(conn: pymysql.connections.Connection,

@@ -134,8 +134,8 @@ def purge_binlogs(conn: Any) -> None:
     still reading (the killed run's, until the server notices), so retry, bounded."""
     with conn.cursor() as cur:
         cur.execute("FLUSH BINARY LOGS")
-        cur.execute("SHOW MASTER STATUS")
-        current = cur.fetchone()[0]
+        cur.execute("SHOW BINARY LOGS")       # SHOW MASTER STATUS is gone in MySQL 8.4
+        current = cur.fetchall()[-1][0]
         deadline = time.monotonic() + 30
         while True:
             cur.execute("PURGE BINARY LOGS TO %s", (current,))

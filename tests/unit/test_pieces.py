@@ -1,5 +1,5 @@
 """Small pure pieces: artifact names, checkpoint key encoding, chunk sizing, key order,
-errors, the delta map, fault points, DDL detection."""
+errors, the delta map, DDL detection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import decimal
 
 import pytest
 
-from onlineddl import faults
 from onlineddl.applier import DeltaMap
 from onlineddl.binlog import GONE, MOVED, UPSERT, Keys, TableShape, ddl_names_table
 from onlineddl.checkpoint import alter_hash, decode_key, encode_key
@@ -204,16 +203,6 @@ def test_lock_name_fits_the_server_limit() -> None:
 ])
 def test_ddl_detection(text: str, hit: bool) -> None:
     assert ddl_names_table(text, "t") is hit
-
-
-def test_fault_point_callbacks() -> None:
-    seen: list[str] = []
-    faults.register("x", lambda: seen.append("x"))
-    faults.point("x")
-    faults.point("y")
-    faults.clear()
-    faults.point("x")
-    assert seen == ["x"]
 
 
 def _info(key: Column, other: Column) -> TableInfo:
