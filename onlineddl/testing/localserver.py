@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from typing import Any
 from onlineddl.config import MAX_SOCKET_PATH, Dsn
 from onlineddl.db import login_probe
 from onlineddl.errors import ConnectionFailed, OnlineDDLError
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
@@ -219,7 +222,10 @@ def _run_init(argv: list[str], timeout: float) -> None:
         proc.wait()
         raise LocalServerError(f"{argv[0]} did not finish in {timeout:.0f}s") from None
     if proc.returncode != 0:
-        tail = "\n".join(out.decode(errors="replace").splitlines()[-20:])
+        lines = out.decode(errors="replace").splitlines()
+        # install-db ends with a page of generic advice; the cause is an [ERROR] line.
+        errors = [line for line in lines if "ERROR" in line][:10]
+        tail = "\n".join([*errors, *lines[-8:]])
         raise LocalServerError(f"{argv[0]} failed with code {proc.returncode}:\n{tail}")
 
 
@@ -417,10 +423,22 @@ class LocalServer:
         # Initialise beside the final place and rename: a half-built data dir from an
         # interrupted run must never look like a usable one.
         target = self.layout.root / "data.init"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.rmtree(self.layout.data, ignore_errors=True)
+        deadline = time.monotonic() + timeout
         self.layout.init_sql.write_text(self.flavor.init_sql())
-        self.flavor.initialize(self.layout, target, timeout, self.extra_flags)
+        for attempt in (1, 2):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(self.layout.data, ignore_errors=True)
+            try:
+                self.flavor.initialize(self.layout, target, deadline - time.monotonic(),
+                                       self.extra_flags)
+                break
+            except LocalServerError as err:
+                # Seen once on a loaded 2-core machine: install-db's bootstrap failed and
+                # a second try on a clean directory worked.
+                if attempt == 2 or time.monotonic() >= deadline:
+                    raise
+                log.warning("initialising %s failed, trying once more: %s", target,
+                            err.message)
         target.rename(self.layout.data)
 
     def argv(self) -> list[str]:
