@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from onlineddl import sql
+from onlineddl import ledger, sql
 from onlineddl.db import Session, retry
 from onlineddl.errors import DatabaseError, OnlineDDLError, ReplicationError, ResumeRefused
 from onlineddl.flavor import BinlogPosition
@@ -176,7 +176,7 @@ class Checkpoint:
             old_table=r["old_table"])
 
     def drop(self) -> None:
-        self.session.execute(f"DROP TABLE IF EXISTS {self.qualified}")
+        ledger.drop(self.session, self.database, self.table)
 
 
 def _encode_value(v: Any) -> Any:

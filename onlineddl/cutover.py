@@ -69,7 +69,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, sql
+from onlineddl import faults, ledger, sql
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -124,7 +124,7 @@ def drop_guards(session: Session, database: str, artifacts: Artifacts) -> None:
     names = present_artifacts(session, database, artifacts)
     for name in (artifacts.sentry, artifacts.swap):
         if names.get(name) == SENTRY_COMMENT:
-            session.execute(f"DROP TABLE IF EXISTS {sql.qualified(database, name)}")
+            ledger.drop(session, database, name)
 
 
 def rename_sql(artifacts: Artifacts, guard: bool) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, leftovers, oldtables, resume, sql, zones
+from onlineddl import faults, ledger, leftovers, oldtables, resume, sql, zones
 from onlineddl import plan as dry_run
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
@@ -48,6 +48,7 @@ from onlineddl.errors import (
 )
 from onlineddl.flavor import BinlogPosition, MySQL, detect
 from onlineddl.hooks import Events
+from onlineddl.ledger import Ledger
 from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
@@ -117,7 +118,7 @@ class Migration:
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
         self.watermark = Watermark()
-        self.created: list[str] = []   # ledger of artifacts this run created
+        self.ledger = Ledger()          # the artifacts this run created
         self.resumed = False
         self.rows_checked = 0
         self.cutover_attempts = 0
@@ -352,7 +353,7 @@ class Migration:
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
         self.checkpoint.create()
-        self.created.append(self.names.checkpoint)
+        self.ledger.record(self.names.checkpoint)
         self._create_shadow()
         faults.point("shadow_created")
         position = self._flavor().current_position(control)
@@ -373,7 +374,7 @@ class Migration:
                         "checkpoint); removing %s (nothing was copied yet)",
                         ", ".join(found.ours))
             for name in found.ours:
-                self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
+                ledger.drop(self._control(), self.db, name, must_exist=True)
             return
         why = leftovers.refusal(found, self.db, self.config.table)
         raise ResumeRefused(
@@ -566,7 +567,7 @@ class Migration:
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
-            control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+            ledger.drop(control, self.db, self.names.old)
         else:
             oldtables.register(control, self.db, self.names, self._state().alter_text)
         self._checkpoint().drop()
@@ -636,16 +637,16 @@ class Migration:
         setting up. Both tables are dropped again."""
         control, names = self._control(), self.names.with_old(old)
         Checkpoint(control, self.db, names.checkpoint).create()
-        self.created.append(names.checkpoint)
+        self.ledger.record(names.checkpoint)
         try:
             control.execute(f"CREATE TABLE {sql.qualified(self.db, names.shadow)} "
                             f"LIKE {sql.qualified(self.db, names.old)}")
-            self.created.append(names.shadow)
+            self.ledger.record(names.shadow)
             faults.point("done_probe")
             return resume.done_before(control, self.db, names, self._plan().clauses)
         finally:
             for name in (names.shadow, names.checkpoint):
-                if name in self.created:
+                if name in self.ledger:
                     self._drop_created(name)
 
     def finish_after_swap(self) -> None:
@@ -774,7 +775,7 @@ class Migration:
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
         control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
-        self.created.append(self.names.shadow)
+        self.ledger.record(self.names.shadow)
         self.instant = self._alter_shadow_instantly()
         if not self.instant:
             try:
@@ -816,8 +817,7 @@ class Migration:
         return True
 
     def _drop_created(self, name: str) -> None:
-        self._control().execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-        self.created.remove(name)
+        self.ledger.drop(self._control(), self.db, name)
 
     def _describe_plan(self) -> dry_run.Plan:
         return dry_run.build(self.config, self._flavor().version_string, self._source(),
@@ -836,16 +836,16 @@ class Migration:
         return self.shadow_unique
 
     def discard_created(self) -> None:
-        if not self.created or self.control is None:
+        if not self.ledger or self.control is None:
             return
+        created = ", ".join(self.ledger.names)
         try:
             if self.applier:
                 self.applier.stop()
-            for name in reversed(self.created):
-                self.control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-            log.info("removed %s", ", ".join(self.created))
+            self.ledger.discard(self.control, self.db)
+            log.info("removed %s", created)
         except OnlineDDLError:
-            log.warning("could not remove %s; use `onlineddl cleanup`", ", ".join(self.created))
+            log.warning("could not remove %s; use `onlineddl cleanup`", created)
 
     def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
         """T gone after preflight found it (the copy's "no such table", or the applier's
