@@ -121,7 +121,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         info["checkpoint"] = None
         return info
     info.update({
-        "phase": state.phase, "alter": state.alter_text, "runner": state.runner,
+        "phase": state.phase.text, "alter": state.alter_text, "runner": state.runner,
         "rows_copied": state.rows_copied, "copy_complete": state.copy_complete,
         "low_watermark": state.low_watermark, "binlog_position": str(state.position),
         "checksum": state.checksum_state or "-", "cutover_started": state.cutover_started,

@@ -357,7 +357,7 @@ class Migration:
         self._create_shadow()
         faults.point("shadow_created")
         position = self._flavor().current_position(control)
-        self.state = State(alter_text=self.config.alter, phase="copy", position=position,
+        self.state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,
                                                             self.names.shadow),
@@ -557,7 +557,7 @@ class Migration:
                  cutover.attempts, cutover.block_seconds)
         self._applier().stop()
         state = self._state()
-        state.swapped, state.phase = True, "cleanup"
+        state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
 
     def cleanup(self) -> None:
@@ -651,7 +651,7 @@ class Migration:
 
     def finish_after_swap(self) -> None:
         state = self._state()
-        state.swapped, state.phase = True, "cleanup"
+        state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
         self.cleanup()
 
@@ -728,7 +728,7 @@ class Migration:
         state.copy_complete = safe.watermark.complete
         state.position = safe.position
         state.rows_copied = self.progress.rows_copied
-        state.phase = self.phase.name.lower()
+        state.phase = self.phase
         self._checkpoint().write(state)
         faults.point("after_checkpoint")
 
@@ -750,12 +750,12 @@ class Migration:
 
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
-        state.cutover_started, state.drain, state.phase = True, drain, "cutover"
+        state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
         self._checkpoint().write(state)
 
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
-        self.progress.set_phase(phase.name.lower())
+        self.progress.set_phase(phase)
 
     def _refuse_taken_old_name(self) -> None:
         """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
@@ -874,7 +874,7 @@ class Migration:
         if state is None:
             return ""
         return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
-                f"phase {state.phase}")
+                f"phase {state.phase.text}")
 
     def succeed(self, started: float) -> Result:
         self.events.fire("success")
