@@ -502,7 +502,7 @@ class Cutover:
         the drain must be that RENAME, with no row change for T before it, and the old
         table must have the shape T had under the block. Never passes when unsure."""
         # As long as a RENAME may wait for its locks, and then some for the reader.
-        wait = max(self.tuning.drain_timeout, self._rename_wait() + 10.0)
+        wait = max(self.tuning.rename_seen_timeout, self._rename_wait() + 10.0)
         ddl = self.applier.wait_for_ddl(timeout=wait)
         if ddl is None:
             try:

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, ledger, leftovers, oldtables, resume, sql, zones
-from onlineddl import plan as dry_run
+from onlineddl import dryrun, faults, ledger, leftovers, oldtables, resume, sql, zones
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
@@ -53,7 +52,7 @@ from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
 from onlineddl.runlock import RunnerLock
-from onlineddl.statement import AlterPlan, parse_alter
+from onlineddl.statement import ParsedAlter, parse_alter
 from onlineddl.table import (
     Artifacts,
     ColumnMapping,
@@ -109,7 +108,7 @@ class Migration:
         self.control: Session | None = None
         self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
         self.flavor: MySQL | None = None
-        self.alter_plan: AlterPlan | None = None
+        self.parsed_alter: ParsedAlter | None = None
         self.source: TableInfo | None = None
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
@@ -191,7 +190,7 @@ class Migration:
             return False
         return "--resume" not in err.hint and "cleanup" not in err.hint
 
-    def plan(self) -> dry_run.Plan:
+    def dry_run(self) -> dryrun.DryRun:
         """--dry-run: every check, the new table as the server builds it, the column
         mapping, the chunk plan and an estimate. The shadow is created for the server's
         verdict and dropped again: nothing is left changed."""
@@ -200,7 +199,7 @@ class Migration:
             self.preflight()
             self._refuse_leftovers()
             self._create_shadow()
-            return self._describe_plan()
+            return self._describe_dry_run()
         finally:
             self.discard_created()
             self.close()
@@ -253,9 +252,9 @@ class Migration:
         control, flavor = self._control(), self._flavor()
         check_server(control, flavor)
         check_privileges(control, flavor, self.db, self.names)
-        self.alter_plan = parse_alter(self.config.alter, database=self.db,
+        self.parsed_alter = parse_alter(self.config.alter, database=self.db,
                                       table=self.config.table)
-        if self.alter_plan.changes_primary_key:
+        if self.parsed_alter.changes_primary_key:
             raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
                                "support that yet",
                                hint="change the primary key with an offline ALTER")
@@ -272,8 +271,8 @@ class Migration:
     def _refuse_dropping_key_columns(self, source: TableInfo) -> None:
         """DROP COLUMN of a primary key column changes the primary key like DROP PRIMARY
         KEY does: the same refusal (exit 5), before anything is created."""
-        plan = self._plan()
-        gone = {d.lower() for d in plan.dropped} - {r.lower() for r in plan.renames}
+        alter = self._parsed_alter()
+        gone = {d.lower() for d in alter.dropped} - {r.lower() for r in alter.renames}
         dropped = [c for c in source.pk if c.lower() in gone]
         if dropped:
             raise InvalidAlter(f"the ALTER drops primary key column(s) {', '.join(dropped)}, "
@@ -317,7 +316,8 @@ class Migration:
         (writers queue behind a waiting ALTER), so each try waits --cutover-lock-timeout."""
         session = Session(self.config.dsn, name="instant",
                           lock_wait_timeout=self.tuning.cutover_lock_timeout)
-        text = sql.alter_table(self.db, self.config.table, self._plan().clauses, instant=True)
+        text = sql.alter_table(self.db, self.config.table, self._parsed_alter().clauses,
+                               instant=True)
         try:
             retry(lambda: session.execute(text), what="the instant ALTER",
                   attempts=self.tuning.cutover_attempts)
@@ -643,7 +643,7 @@ class Migration:
                             f"LIKE {sql.qualified(self.db, names.old)}")
             self.ledger.record(names.shadow)
             faults.point("done_probe")
-            return resume.done_before(control, self.db, names, self._plan().clauses)
+            return resume.done_before(control, self.db, names, self._parsed_alter().clauses)
         finally:
             for name in (names.shadow, names.checkpoint):
                 if name in self.ledger:
@@ -739,7 +739,7 @@ class Migration:
         T's (never lower it). With AUTO_INCREMENT=N in the ALTER the shadow already has
         what a plain ALTER gives: N, or past the largest id."""
         shadow = self._shadow()
-        if self._plan().auto_increment is not None or \
+        if self._parsed_alter().auto_increment is not None or \
                 not any(c.auto_increment for c in shadow.columns):
             return
         ours = auto_increment_counter(session, self.db, self.config.table)
@@ -780,7 +780,7 @@ class Migration:
         if not self.instant:
             try:
                 control.execute(sql.alter_table(self.db, self.names.shadow,
-                                                self._plan().clauses))
+                                                self._parsed_alter().clauses))
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
@@ -806,7 +806,8 @@ class Migration:
         (the server refuses rather than copies when it cannot); if so, that altered it."""
         if not self._flavor().supports_instant:
             return False
-        text = sql.alter_table(self.db, self.names.shadow, self._plan().clauses, instant=True)
+        text = sql.alter_table(self.db, self.names.shadow, self._parsed_alter().clauses,
+                               instant=True)
         try:
             self._control().execute(text)
         except OnlineDDLError:
@@ -819,13 +820,13 @@ class Migration:
     def _drop_created(self, name: str) -> None:
         self.ledger.drop(self._control(), self.db, name)
 
-    def _describe_plan(self) -> dry_run.Plan:
-        return dry_run.build(self.config, self._flavor().version_string, self._source(),
+    def _describe_dry_run(self) -> dryrun.DryRun:
+        return dryrun.build(self.config, self._flavor().version_string, self._source(),
                              self._shadow(), self._mapping(), self.instant)
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:
-            self.mapping = build_mapping(self._source(), self._shadow(), self._plan())
+            self.mapping = build_mapping(self._source(), self._shadow(), self._parsed_alter())
         return self.mapping
 
     def _unique_checks(self) -> tuple[UniqueCheck, ...]:
@@ -913,9 +914,9 @@ class Migration:
         assert self.flavor is not None
         return self.flavor
 
-    def _plan(self) -> AlterPlan:
-        assert self.alter_plan is not None
-        return self.alter_plan
+    def _parsed_alter(self) -> ParsedAlter:
+        assert self.parsed_alter is not None
+        return self.parsed_alter
 
     def _source(self) -> TableInfo:
         assert self.source is not None

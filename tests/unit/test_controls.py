@@ -24,11 +24,11 @@ from onlineddl.config import (
     parse_replica,
 )
 from onlineddl.control import Controls, ControlServer, parse_command
+from onlineddl.dryrun import chunk_count
 from onlineddl.errors import Aborted, ConnectionFailed, UsageError
 from onlineddl.flavor import BinlogPosition, MariaDB, MySQL, replica_lag
 from onlineddl.hooks import EVENTS, HookRunner, hook_env, process_env
 from onlineddl.metrics import METRIC_NAMES, PrometheusMetrics, families
-from onlineddl.plan import chunk_count
 from onlineddl.progress import HeadLag, Phase, Progress, Snapshot, TerminalBar, status_line
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, exceeded
 
