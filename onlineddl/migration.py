@@ -253,7 +253,7 @@ class Migration:
         check_server(control, flavor)
         check_privileges(control, flavor, self.db, self.names)
         self.parsed_alter = parse_alter(self.config.alter, database=self.db,
-                                      table=self.config.table)
+                                        table=self.config.table)
         if self.parsed_alter.changes_primary_key:
             raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
                                "support that yet",
@@ -822,7 +822,7 @@ class Migration:
 
     def _describe_dry_run(self) -> dryrun.DryRun:
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
-                             self._shadow(), self._mapping(), self.instant)
+                            self._shadow(), self._mapping(), self.instant)
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:
