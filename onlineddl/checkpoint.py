@@ -23,10 +23,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from onlineddl import sql
+from onlineddl import ledger, sql
 from onlineddl.db import Session, retry
 from onlineddl.errors import DatabaseError, OnlineDDLError, ReplicationError, ResumeRefused
 from onlineddl.flavor import BinlogPosition
+from onlineddl.progress import Phase
 from onlineddl.sql import Key
 
 ER_BAD_FIELD = 1054   # "Unknown column": a checkpoint of an older layout
@@ -75,7 +76,7 @@ def runner_id() -> str:
 @dataclass
 class State:
     alter_text: str
-    phase: str
+    phase: Phase
     position: BinlogPosition
     low_watermark: Key | None = None
     copy_complete: bool = False
@@ -122,7 +123,7 @@ class Checkpoint:
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         drain = state.drain
         values = (
-            1, state.alter_text, alter_hash(state.alter_text), state.phase,
+            1, state.alter_text, alter_hash(state.alter_text), state.phase.text,
             encode_key(state.low_watermark), int(state.copy_complete), state.rows_copied,
             state.position.file, state.position.pos, state.position.gtid,
             state.checksum_state, int(state.cutover_started),
@@ -165,7 +166,7 @@ class Checkpoint:
         if r["drain_file"]:
             drain = BinlogPosition(r["drain_file"], int(r["drain_pos"]), r["drain_gtid"] or "")
         return State(
-            alter_text=r["alter_text"], phase=r["phase"],
+            alter_text=r["alter_text"], phase=self._phase(r["phase"]),
             position=BinlogPosition(r["binlog_file"], int(r["binlog_pos"]), r["binlog_gtid"]),
             low_watermark=decode_key(r["low_watermark"]),
             copy_complete=bool(r["copy_complete"]), rows_copied=int(r["rows_copied"]),
@@ -175,8 +176,18 @@ class Checkpoint:
             server=r["server_identity"], shadow=r["shadow_identity"],
             old_table=r["old_table"])
 
+    def _phase(self, text: str) -> Phase:
+        try:
+            return Phase.from_text(text)
+        except ValueError:
+            raise ResumeRefused(
+                f"{self.table} records phase {text!r}, which this onlineddl version does "
+                "not know (written by another version, or changed by hand)",
+                hint="finish or discard that run with the version that started it, or "
+                     "drop its tables by hand and start again") from None
+
     def drop(self) -> None:
-        self.session.execute(f"DROP TABLE IF EXISTS {self.qualified}")
+        ledger.drop(self.session, self.database, self.table)
 
 
 def _encode_value(v: Any) -> Any:

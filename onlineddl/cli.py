@@ -22,6 +22,7 @@ from onlineddl.config import (
     parse_replica,
     password_from_env,
 )
+from onlineddl.dryrun import render
 from onlineddl.errors import (
     EXIT_CODES,
     OnlineDDLError,
@@ -32,7 +33,6 @@ from onlineddl.errors import (
 from onlineddl.hooks import EVENTS
 from onlineddl.migration import Migration
 from onlineddl.oldtables import parse_duration
-from onlineddl.plan import render
 from onlineddl.progress import TerminalBar
 
 log = logging.getLogger("onlineddl")
@@ -265,7 +265,7 @@ def run_migrate(args: argparse.Namespace, bar: TerminalBar | None) -> None:
         raise UsageError("--dry-run plans a new run; it cannot be combined with --resume")
     migration = Migration(config_from(args), bar=bar)
     if args.dry_run:
-        print(render(migration.plan()))
+        print(render(migration.dry_run()))
         return
     try:
         result = migration.run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from onlineddl import leftovers, oldtables, sql
+from onlineddl import ledger, leftovers, oldtables
 from onlineddl.checkpoint import Checkpoint
 from onlineddl.config import Dsn
 from onlineddl.db import Session
@@ -47,7 +47,7 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: b
     found = leftovers.survey(session, database, names)
     done: list[str] = []
     for name in found.ours:
-        session.execute(f"DROP TABLE {sql.qualified(database, name)}")
+        ledger.drop(session, database, name, must_exist=True)
         done.append(f"dropped {database}.{name}")
     if found.legacy_old:
         done.append(_legacy_old_table(session, database, names, drop_old))
@@ -77,7 +77,7 @@ def _legacy_old_table(session: Session, database: str, names: Artifacts,
         raise ArtifactsExist(f"kept {old}: {database}.{names.table} does not exist, so "
                              f"{legacy} may be the only copy of its data",
                              hint=f"rename {legacy} back to {names.table} yourself")
-    session.execute(f"DROP TABLE {sql.qualified(database, legacy)}")
+    ledger.drop(session, database, legacy, must_exist=True)
     return f"dropped {old} (--drop-old)"
 
 
@@ -121,7 +121,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         info["checkpoint"] = None
         return info
     info.update({
-        "phase": state.phase, "alter": state.alter_text, "runner": state.runner,
+        "phase": state.phase.text, "alter": state.alter_text, "runner": state.runner,
         "rows_copied": state.rows_copied, "copy_complete": state.copy_complete,
         "low_watermark": state.low_watermark, "binlog_position": str(state.position),
         "checksum": state.checksum_state or "-", "cutover_started": state.cutover_started,

@@ -68,7 +68,9 @@ class Tuning:
     cutover_attempts: int = 5
     cutover_lock_timeout: int = 2    # seconds the cutover may wait for its write block
     catchup_timeout: float = 600.0   # bounded wait for the applier to catch up
-    drain_timeout: float = 30.0      # bounded wait to drain under the write block
+    # How long the binlog reader may take to reach the swap's RENAME: the tripwire after
+    # the swap, and --resume confirming a swap from the drain position.
+    rename_seen_timeout: float = 30.0
     block_timeout: float = 5.0       # longest a drain may keep writes blocked
     checksum_chunk_rows: int = 10_000
     copy_workers: int = 1            # chunks copied side by side (2+ helps only with idle cores)

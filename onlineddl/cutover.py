@@ -69,7 +69,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, sql
+from onlineddl import faults, ledger, sql
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -124,7 +124,7 @@ def drop_guards(session: Session, database: str, artifacts: Artifacts) -> None:
     names = present_artifacts(session, database, artifacts)
     for name in (artifacts.sentry, artifacts.swap):
         if names.get(name) == SENTRY_COMMENT:
-            session.execute(f"DROP TABLE IF EXISTS {sql.qualified(database, name)}")
+            ledger.drop(session, database, name)
 
 
 def rename_sql(artifacts: Artifacts, guard: bool) -> str:
@@ -502,7 +502,7 @@ class Cutover:
         the drain must be that RENAME, with no row change for T before it, and the old
         table must have the shape T had under the block. Never passes when unsure."""
         # As long as a RENAME may wait for its locks, and then some for the reader.
-        wait = max(self.tuning.drain_timeout, self._rename_wait() + 10.0)
+        wait = max(self.tuning.rename_seen_timeout, self._rename_wait() + 10.0)
         ddl = self.applier.wait_for_ddl(timeout=wait)
         if ddl is None:
             try:

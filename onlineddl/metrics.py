@@ -23,7 +23,7 @@ from onlineddl.throttle import HOLD_KINDS
 
 log = logging.getLogger(__name__)
 
-PHASES = tuple(p.name.lower() for p in Phase)
+PHASES = tuple(p.text for p in Phase)
 
 # name -> (help, value from the snapshot)
 GAUGES: dict[str, tuple[str, Callable[[Snapshot], float]]] = {

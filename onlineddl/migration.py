@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import faults, leftovers, oldtables, resume, sql, zones
-from onlineddl import plan as dry_run
+from onlineddl import dryrun, faults, ledger, leftovers, oldtables, resume, sql, zones
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
@@ -48,11 +47,12 @@ from onlineddl.errors import (
 )
 from onlineddl.flavor import BinlogPosition, MySQL, detect
 from onlineddl.hooks import Events
+from onlineddl.ledger import Ledger
 from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
 from onlineddl.runlock import RunnerLock
-from onlineddl.statement import AlterPlan, parse_alter
+from onlineddl.statement import ParsedAlter, parse_alter
 from onlineddl.table import (
     Artifacts,
     ColumnMapping,
@@ -108,7 +108,7 @@ class Migration:
         self.control: Session | None = None
         self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
         self.flavor: MySQL | None = None
-        self.alter_plan: AlterPlan | None = None
+        self.parsed_alter: ParsedAlter | None = None
         self.source: TableInfo | None = None
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
@@ -117,7 +117,7 @@ class Migration:
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
         self.watermark = Watermark()
-        self.created: list[str] = []   # ledger of artifacts this run created
+        self.ledger = Ledger()          # the artifacts this run created
         self.resumed = False
         self.rows_checked = 0
         self.cutover_attempts = 0
@@ -190,7 +190,7 @@ class Migration:
             return False
         return "--resume" not in err.hint and "cleanup" not in err.hint
 
-    def plan(self) -> dry_run.Plan:
+    def dry_run(self) -> dryrun.DryRun:
         """--dry-run: every check, the new table as the server builds it, the column
         mapping, the chunk plan and an estimate. The shadow is created for the server's
         verdict and dropped again: nothing is left changed."""
@@ -199,7 +199,7 @@ class Migration:
             self.preflight()
             self._refuse_leftovers()
             self._create_shadow()
-            return self._describe_plan()
+            return self._describe_dry_run()
         finally:
             self.discard_created()
             self.close()
@@ -252,9 +252,9 @@ class Migration:
         control, flavor = self._control(), self._flavor()
         check_server(control, flavor)
         check_privileges(control, flavor, self.db, self.names)
-        self.alter_plan = parse_alter(self.config.alter, database=self.db,
-                                      table=self.config.table)
-        if self.alter_plan.changes_primary_key:
+        self.parsed_alter = parse_alter(self.config.alter, database=self.db,
+                                        table=self.config.table)
+        if self.parsed_alter.changes_primary_key:
             raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
                                "support that yet",
                                hint="change the primary key with an offline ALTER")
@@ -271,8 +271,8 @@ class Migration:
     def _refuse_dropping_key_columns(self, source: TableInfo) -> None:
         """DROP COLUMN of a primary key column changes the primary key like DROP PRIMARY
         KEY does: the same refusal (exit 5), before anything is created."""
-        plan = self._plan()
-        gone = {d.lower() for d in plan.dropped} - {r.lower() for r in plan.renames}
+        alter = self._parsed_alter()
+        gone = {d.lower() for d in alter.dropped} - {r.lower() for r in alter.renames}
         dropped = [c for c in source.pk if c.lower() in gone]
         if dropped:
             raise InvalidAlter(f"the ALTER drops primary key column(s) {', '.join(dropped)}, "
@@ -316,7 +316,8 @@ class Migration:
         (writers queue behind a waiting ALTER), so each try waits --cutover-lock-timeout."""
         session = Session(self.config.dsn, name="instant",
                           lock_wait_timeout=self.tuning.cutover_lock_timeout)
-        text = sql.alter_table(self.db, self.config.table, self._plan().clauses, instant=True)
+        text = sql.alter_table(self.db, self.config.table, self._parsed_alter().clauses,
+                               instant=True)
         try:
             retry(lambda: session.execute(text), what="the instant ALTER",
                   attempts=self.tuning.cutover_attempts)
@@ -352,11 +353,11 @@ class Migration:
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
         self.checkpoint.create()
-        self.created.append(self.names.checkpoint)
+        self.ledger.record(self.names.checkpoint)
         self._create_shadow()
         faults.point("shadow_created")
         position = self._flavor().current_position(control)
-        self.state = State(alter_text=self.config.alter, phase="copy", position=position,
+        self.state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,
                                                             self.names.shadow),
@@ -373,7 +374,7 @@ class Migration:
                         "checkpoint); removing %s (nothing was copied yet)",
                         ", ".join(found.ours))
             for name in found.ours:
-                self._control().execute(f"DROP TABLE {sql.qualified(self.db, name)}")
+                ledger.drop(self._control(), self.db, name, must_exist=True)
             return
         why = leftovers.refusal(found, self.db, self.config.table)
         raise ResumeRefused(
@@ -556,7 +557,7 @@ class Migration:
                  cutover.attempts, cutover.block_seconds)
         self._applier().stop()
         state = self._state()
-        state.swapped, state.phase = True, "cleanup"
+        state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
 
     def cleanup(self) -> None:
@@ -566,7 +567,7 @@ class Migration:
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
-            control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, self.names.old)}")
+            ledger.drop(control, self.db, self.names.old)
         else:
             oldtables.register(control, self.db, self.names, self._state().alter_text)
         self._checkpoint().drop()
@@ -636,21 +637,21 @@ class Migration:
         setting up. Both tables are dropped again."""
         control, names = self._control(), self.names.with_old(old)
         Checkpoint(control, self.db, names.checkpoint).create()
-        self.created.append(names.checkpoint)
+        self.ledger.record(names.checkpoint)
         try:
             control.execute(f"CREATE TABLE {sql.qualified(self.db, names.shadow)} "
                             f"LIKE {sql.qualified(self.db, names.old)}")
-            self.created.append(names.shadow)
+            self.ledger.record(names.shadow)
             faults.point("done_probe")
-            return resume.done_before(control, self.db, names, self._plan().clauses)
+            return resume.done_before(control, self.db, names, self._parsed_alter().clauses)
         finally:
             for name in (names.shadow, names.checkpoint):
-                if name in self.created:
+                if name in self.ledger:
                     self._drop_created(name)
 
     def finish_after_swap(self) -> None:
         state = self._state()
-        state.swapped, state.phase = True, "cleanup"
+        state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
         self.cleanup()
 
@@ -727,7 +728,7 @@ class Migration:
         state.copy_complete = safe.watermark.complete
         state.position = safe.position
         state.rows_copied = self.progress.rows_copied
-        state.phase = self.phase.name.lower()
+        state.phase = self.phase
         self._checkpoint().write(state)
         faults.point("after_checkpoint")
 
@@ -738,7 +739,7 @@ class Migration:
         T's (never lower it). With AUTO_INCREMENT=N in the ALTER the shadow already has
         what a plain ALTER gives: N, or past the largest id."""
         shadow = self._shadow()
-        if self._plan().auto_increment is not None or \
+        if self._parsed_alter().auto_increment is not None or \
                 not any(c.auto_increment for c in shadow.columns):
             return
         ours = auto_increment_counter(session, self.db, self.config.table)
@@ -749,12 +750,12 @@ class Migration:
 
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
-        state.cutover_started, state.drain, state.phase = True, drain, "cutover"
+        state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
         self._checkpoint().write(state)
 
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
-        self.progress.set_phase(phase.name.lower())
+        self.progress.set_phase(phase)
 
     def _refuse_taken_old_name(self) -> None:
         """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
@@ -774,12 +775,12 @@ class Migration:
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
         control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
-        self.created.append(self.names.shadow)
+        self.ledger.record(self.names.shadow)
         self.instant = self._alter_shadow_instantly()
         if not self.instant:
             try:
                 control.execute(sql.alter_table(self.db, self.names.shadow,
-                                                self._plan().clauses))
+                                                self._parsed_alter().clauses))
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
@@ -805,7 +806,8 @@ class Migration:
         (the server refuses rather than copies when it cannot); if so, that altered it."""
         if not self._flavor().supports_instant:
             return False
-        text = sql.alter_table(self.db, self.names.shadow, self._plan().clauses, instant=True)
+        text = sql.alter_table(self.db, self.names.shadow, self._parsed_alter().clauses,
+                               instant=True)
         try:
             self._control().execute(text)
         except OnlineDDLError:
@@ -816,16 +818,15 @@ class Migration:
         return True
 
     def _drop_created(self, name: str) -> None:
-        self._control().execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-        self.created.remove(name)
+        self.ledger.drop(self._control(), self.db, name)
 
-    def _describe_plan(self) -> dry_run.Plan:
-        return dry_run.build(self.config, self._flavor().version_string, self._source(),
-                             self._shadow(), self._mapping(), self.instant)
+    def _describe_dry_run(self) -> dryrun.DryRun:
+        return dryrun.build(self.config, self._flavor().version_string, self._source(),
+                            self._shadow(), self._mapping(), self.instant)
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:
-            self.mapping = build_mapping(self._source(), self._shadow(), self._plan())
+            self.mapping = build_mapping(self._source(), self._shadow(), self._parsed_alter())
         return self.mapping
 
     def _unique_checks(self) -> tuple[UniqueCheck, ...]:
@@ -836,16 +837,16 @@ class Migration:
         return self.shadow_unique
 
     def discard_created(self) -> None:
-        if not self.created or self.control is None:
+        if not self.ledger or self.control is None:
             return
+        created = ", ".join(self.ledger.names)
         try:
             if self.applier:
                 self.applier.stop()
-            for name in reversed(self.created):
-                self.control.execute(f"DROP TABLE IF EXISTS {sql.qualified(self.db, name)}")
-            log.info("removed %s", ", ".join(self.created))
+            self.ledger.discard(self.control, self.db)
+            log.info("removed %s", created)
         except OnlineDDLError:
-            log.warning("could not remove %s; use `onlineddl cleanup`", ", ".join(self.created))
+            log.warning("could not remove %s; use `onlineddl cleanup`", created)
 
     def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
         """T gone after preflight found it (the copy's "no such table", or the applier's
@@ -874,7 +875,7 @@ class Migration:
         if state is None:
             return ""
         return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
-                f"phase {state.phase}")
+                f"phase {state.phase.text}")
 
     def succeed(self, started: float) -> Result:
         self.events.fire("success")
@@ -913,9 +914,9 @@ class Migration:
         assert self.flavor is not None
         return self.flavor
 
-    def _plan(self) -> AlterPlan:
-        assert self.alter_plan is not None
-        return self.alter_plan
+    def _parsed_alter(self) -> ParsedAlter:
+        assert self.parsed_alter is not None
+        return self.parsed_alter
 
     def _source(self) -> TableInfo:
         assert self.source is not None

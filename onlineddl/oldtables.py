@@ -25,7 +25,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from onlineddl import sql
+from onlineddl import ledger, sql
 from onlineddl.db import Session, retry
 from onlineddl.errors import ArtifactsExist, OnlineDDLError, UsageError
 from onlineddl.leftovers import shadow_identity
@@ -151,7 +151,7 @@ def drop_expired(session: Session, database: str, table: str, older_than: float 
                         "if you do not need it")
             continue
         if old.exists:
-            session.execute(f"DROP TABLE {sql.qualified(database, old.name)}")
+            ledger.drop(session, database, old.name, must_exist=True)
             done.append(f"dropped {database}.{old.name} (the original before "
                         f"{old.alter!r}, swapped {old.swapped_at:%Y-%m-%d %H:%M:%S} UTC)")
         else:

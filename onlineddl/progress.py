@@ -36,6 +36,19 @@ class Phase(enum.IntEnum):
     CLEANUP = 8
     DONE = 9
 
+    @property
+    def text(self) -> str:
+        """The name written out: the checkpoint's phase column, status, metrics, hooks."""
+        return self.name.lower()
+
+    @classmethod
+    def from_text(cls, text: str) -> Phase:
+        """The phase a text names (as `text` writes it); ValueError for any other text."""
+        phase = cls.__members__.get(text.upper())
+        if phase is None or phase.text != text:
+            raise ValueError(f"unknown phase {text!r}")
+        return phase
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -69,7 +82,7 @@ class Progress:
     interval: float
     rows_estimate: int = 0
     rows_copied: int = 0
-    phase: str = "preflight"
+    phase: Phase = Phase.PREFLIGHT
     backlog: int = 0
     applied: int = 0
     lag_seconds: float | None = None
@@ -86,14 +99,14 @@ class Progress:
     _last: float = 0.0
     _rows_at_copy_start: int = 0
 
-    def set_phase(self, phase: str) -> None:
-        if self.phase == "copy" and phase != "copy":
+    def set_phase(self, phase: Phase) -> None:
+        if self.phase == Phase.COPY and phase != Phase.COPY:
             self.copy_finished = time.monotonic()   # the rate stays the copy's rate
         self.phase = phase
-        if phase == "copy" and self.copy_started is None:
+        if phase == Phase.COPY and self.copy_started is None:
             self.copy_started = time.monotonic()
             self._rows_at_copy_start = self.rows_copied  # a resumed run's earlier rows
-        log.info("phase: %s", phase)
+        log.info("phase: %s", phase.text)
         if self.bar is not None:
             self.bar.update(self.snapshot(), force=True)
 
@@ -107,7 +120,7 @@ class Progress:
     def eta_seconds(self) -> float | None:
         rate = self.rate()
         remaining = max(0, self.rows_estimate - self.rows_copied)
-        if rate <= 0 or self.phase != "copy":
+        if rate <= 0 or self.phase != Phase.COPY:
             return None
         return remaining / rate
 
@@ -115,7 +128,7 @@ class Progress:
         est = max(self.rows_estimate, self.rows_copied)
         pct = (100.0 * self.rows_copied / est) if est else 100.0
         return Snapshot(
-            table=self.table, phase=self.phase, rows_copied=self.rows_copied,
+            table=self.table, phase=self.phase.text, rows_copied=self.rows_copied,
             rows_estimate=est, percent=round(pct, 1), rate=round(self.rate(), 1),
             eta_seconds=self.eta_seconds(),
             elapsed_seconds=round(time.monotonic() - self.started, 1),

@@ -147,7 +147,7 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
     reader = open_reader(config.dsn, flavor, shape, state.drain, server_id)
     try:
-        found = first_statement(reader, timeout=config.tuning.drain_timeout)
+        found = first_statement(reader, timeout=config.tuning.rename_seen_timeout)
     finally:
         reader.close()
     where = (f"mysqlbinlog from {state.drain} must show no row event for "
@@ -156,7 +156,7 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
         raise ReplicationError(
             f"--resume: the swap happened, but the RENAME was not found in the binlog "
             f"after the drain position {state.drain} within "
-            f"{config.tuning.drain_timeout:.0f}s, so it is not confirmed that every write "
+            f"{config.tuning.rename_seen_timeout:.0f}s, so it is not confirmed that every write "
             f"before the swap reached the new {config.table}",
             hint=f"run --resume again (the binlog may be slow to read), or check by hand: "
                  f"{where}; then `onlineddl cleanup`")

@@ -164,6 +164,11 @@ def alter_table(database: str, table: str, clauses: str, instant: bool = False) 
     return f"ALTER TABLE {qualified(database, table)} {clauses}{suffix}"
 
 
+def drop_table(database: str, table: str, *, if_exists: bool = True) -> str:
+    """The one DROP TABLE text (ledger.py decides what may be dropped)."""
+    return f"DROP TABLE {'IF EXISTS ' if if_exists else ''}{qualified(database, table)}"
+
+
 def set_auto_increment(database: str, table: str, counter: int) -> str:
     """Raise a table's AUTO_INCREMENT counter (InnoDB changes only metadata for this)."""
     return f"ALTER TABLE {qualified(database, table)} AUTO_INCREMENT = {int(counter)}"

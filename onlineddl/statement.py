@@ -37,7 +37,7 @@ from onlineddl.errors import InvalidAlter
 
 
 @dataclass(frozen=True)
-class AlterPlan:
+class ParsedAlter:
     """What the operator's ALTER does. Names are unquoted and as written.
 
     ``unique_keys_added`` holds the column lists (new-table names) of every UNIQUE or
@@ -59,13 +59,14 @@ class AlterPlan:
     auto_increment: int | None = None
 
 
-def parse_alter(text: str, *, database: str, table: str) -> AlterPlan:
+def parse_alter(text: str, *, database: str, table: str) -> ParsedAlter:
     """Classify --alter (clauses only, or a full ALTER TABLE for `table`); refuse the rest."""
     toks = _strip_alter_table(_tokenize(text), database, table)
-    plan = _Builder()
+    builder = _Builder()
     for clause_toks in _split_commas(toks):
-        _classify(_Clause(clause_toks, text[clause_toks[0].start : clause_toks[-1].end + 1]), plan)
-    return plan.build(text[toks[0].start : toks[-1].end + 1])
+        clause = text[clause_toks[0].start : clause_toks[-1].end + 1]
+        _classify(_Clause(clause_toks, clause), builder)
+    return builder.build(text[toks[0].start : toks[-1].end + 1])
 
 
 # --- tokens -------------------------------------------------------------------------------
@@ -262,8 +263,8 @@ class _Builder:
     kinds: list[str] = field(default_factory=list)
     auto_increment: int | None = None
 
-    def build(self, clauses: str) -> AlterPlan:
-        return AlterPlan(
+    def build(self, clauses: str) -> ParsedAlter:
+        return ParsedAlter(
             clauses=clauses, renames=MappingProxyType(dict(self.renames)),
             dropped=frozenset(self.dropped), added=frozenset(self.added),
             modified=frozenset(self.modified), unique_keys_added=tuple(self.unique_keys),

@@ -12,7 +12,7 @@ from onlineddl import conversion
 from onlineddl.db import Session
 from onlineddl.errors import InvalidAlter, PreflightFailed, TableNotFound, UnsupportedTable
 from onlineddl.sql import ident
-from onlineddl.statement import AlterPlan
+from onlineddl.statement import ParsedAlter
 
 MAX_IDENT = 64
 
@@ -299,7 +299,7 @@ class ColumnMapping:
         return self.target + tuple(name for name, _ in self.fills)
 
 
-def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapping:
+def build_mapping(old: TableInfo, new: TableInfo, alter: ParsedAlter) -> ColumnMapping:
     """Derive the mapping from both schemas and the parsed ALTER.
 
     The server applied the ALTER, so the new schema is the truth; the parsed ALTER only
@@ -307,8 +307,8 @@ def build_mapping(old: TableInfo, new: TableInfo, plan: AlterPlan) -> ColumnMapp
     A generated old column that becomes a regular column is copied (ALTER keeps its
     values); one that stays generated, or a column that becomes one, the server computes.
     """
-    renames = {k.lower(): v for k, v in plan.renames.items()}
-    dropped_lc = {d.lower() for d in plan.dropped}
+    renames = {k.lower(): v for k, v in alter.renames.items()}
+    dropped_lc = {d.lower() for d in alter.dropped}
     source, target, renamed, dropped, converts = [], [], [], [], []
     for col in old.columns:
         new_name = renames.get(col.name.lower(), col.name)

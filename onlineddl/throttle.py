@@ -78,7 +78,7 @@ def exceeded(status: dict[str, int], limits: tuple[tuple[str, int], ...]) -> str
     return None
 
 
-class Throttler:
+class ServerThrottle:
     """--max-lag, --max-load, --critical-load and the flag file, checked on the server
     at most every `interval` seconds (the flag file on every call)."""
 
@@ -217,7 +217,7 @@ def make_throttle(config: Throttling, dsn: Dsn, flavor: MySQL, controls: Control
                   ) -> Throttle:
     if not config.watches_server and not config.flag_file:
         return NoThrottle()
-    return Throttler(config, dsn, flavor, lambda: controls.state().max_lag)
+    return ServerThrottle(config, dsn, flavor, lambda: controls.state().max_lag)
 
 
 class CopyGate:

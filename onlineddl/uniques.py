@@ -41,7 +41,7 @@ class KeyPart:
 
 
 @dataclass(frozen=True)
-class Key:
+class UniqueIndex:
     name: str
     parts: tuple[KeyPart, ...]
 
@@ -86,7 +86,7 @@ def unique_checks(session: Session, source: TableInfo, shadow: TableInfo,
     return tuple(_check(key, old_keys, source, shadow, to_source) for key in new_keys)
 
 
-def load_unique_keys(session: Session, database: str, table: str) -> list[Key]:
+def load_unique_keys(session: Session, database: str, table: str) -> list[UniqueIndex]:
     """Every UNIQUE key of the table, the primary key included."""
     rows = session.query(
         "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
@@ -97,7 +97,7 @@ def load_unique_keys(session: Session, database: str, table: str) -> list[Key]:
         parts.setdefault(str(index), []).append(KeyPart(
             None if column is None else str(column),
             None if sub_part is None else int(sub_part)))
-    return [Key(name, tuple(p)) for name, p in parts.items()]
+    return [UniqueIndex(name, tuple(p)) for name, p in parts.items()]
 
 
 def key_part(old: Column, new: Column, prefix: int | None = None) -> str:
@@ -110,8 +110,8 @@ def key_part(old: Column, new: Column, prefix: int | None = None) -> str:
     return f"LEFT({text}, {int(prefix)})" if prefix else text
 
 
-def _check(key: Key, old_keys: list[Key], source: TableInfo, shadow: TableInfo,
-           to_source: dict[str, str]) -> UniqueCheck:
+def _check(key: UniqueIndex, old_keys: list[UniqueIndex], source: TableInfo,
+           shadow: TableInfo, to_source: dict[str, str]) -> UniqueCheck:
     columns = tuple(p.column or "(expression)" for p in key.parts)
     stored = tuple(_stored(p) for p in key.parts)
     pairs = [(source.column(to_source[p.column.lower()]), shadow.column(p.column), p.prefix)
@@ -146,8 +146,8 @@ def _compares_exactly(old: Column, new: Column) -> bool:
                for family in (VARYING_TEXT, INTEGERS, VARYING_BINARY, {"char"}))
 
 
-def _enforced(key: Key, old_keys: list[Key], source: TableInfo, shadow: TableInfo,
-              to_source: dict[str, str]) -> bool:
+def _enforced(key: UniqueIndex, old_keys: list[UniqueIndex], source: TableInfo,
+              shadow: TableInfo, to_source: dict[str, str]) -> bool:
     """Does a UNIQUE key of the old table (its primary key included) already make this key
     unique? It does when each of its parts is a part of this key on a column the ALTER
     leaves alike, with no shorter prefix here: rows equal on this key are then equal on

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onlineddl import faults
-from onlineddl.binlog.rowkeys import Key
 from onlineddl.errors import ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
+from onlineddl.sql import Key
 from onlineddl.statement import statement_changes_table
 
 # What a row event did to its keys' rows, as the flush operations it needs (bits):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Key = Any  # one key column's value: int, str or bytes
+from onlineddl.sql import Key
 
 FIXED = 0     # `size` bytes
 PREFIXED = 1  # a little-endian length of `size` bytes, then that many bytes
@@ -62,7 +62,7 @@ LATIN1_ERRORS = "onlineddl-latin1"
 codecs.register_error(LATIN1_ERRORS, _latin1_undefined)
 
 # (keys in row order, did any update move a row to another key)
-KeyParser = Callable[[bytes, int, int], tuple[list[tuple[Key, ...]], bool]]
+KeyParser = Callable[[bytes, int, int], tuple[list[Key], bool]]
 
 
 def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images: int

@@ -538,7 +538,7 @@ def replica(server: Dsn) -> Iterator[Any]:
 def test_replica_lag_holds_the_copier(server: Dsn, db: str, conn: Any, sock: str,
                                       replica: Any) -> None:
     from onlineddl.flavor import detect
-    from onlineddl.throttle import Throttler
+    from onlineddl.throttle import ServerThrottle
 
     srv, rconn = replica
     throttling = Throttling(replicas=(srv.dsn,), max_lag=5, interval=0.1)
@@ -555,7 +555,7 @@ def test_replica_lag_holds_the_copier(server: Dsn, db: str, conn: Any, sock: str
     flavor = detect(scalar(conn, "SELECT VERSION()"))
     wait_until(lambda: scalar(conn, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                                     "WHERE COMMAND LIKE 'Binlog Dump%'"), "the replica")
-    found = Throttler(Throttling(discover_replicas=True, interval=0.01), server, flavor,
+    found = ServerThrottle(Throttling(discover_replicas=True, interval=0.01), server, flavor,
                       lambda: 5.0)
     try:
         found.check()

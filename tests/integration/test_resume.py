@@ -129,6 +129,27 @@ def test_resume_with_a_different_alter_is_refused(server: Dsn, db: str, table: A
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
+def test_a_checkpoint_with_an_unknown_phase_is_refused(server: Dsn, db: str,
+                                                       table: Any) -> None:
+    conn, _ = table
+    crashed = run_cli(server, db, fault="after_chunk:2")
+    assert crashed.returncode == 137
+    with conn.cursor() as cur:
+        cur.execute("UPDATE _t_chkpnt SET phase = 'warp' WHERE id = 1")
+    conn.commit()
+    before = tables(conn)
+    refused = run_cli(server, db, "--resume")
+    assert refused.returncode == 9, refused.stderr[-2000:]
+    assert "records phase 'warp', which this onlineddl version does not know" in refused.stderr
+    assert tables(conn) == before
+    assert columns(conn, "t") == COLUMNS
+    with conn.cursor() as cur:
+        cur.execute("UPDATE _t_chkpnt SET phase = 'copy' WHERE id = 1")
+    conn.commit()
+    assert run_cli(server, db, "--resume").returncode == 0
+    assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
+
+
 def purge_binlogs(conn: Any) -> None:
     """Purge every binlog but the current one. The server keeps a file a dump thread is
     still reading (the killed run's, until the server notices), so retry, bounded."""

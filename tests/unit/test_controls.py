@@ -24,12 +24,12 @@ from onlineddl.config import (
     parse_replica,
 )
 from onlineddl.control import Controls, ControlServer, parse_command
+from onlineddl.dryrun import chunk_count
 from onlineddl.errors import Aborted, ConnectionFailed, UsageError
 from onlineddl.flavor import BinlogPosition, MariaDB, MySQL, replica_lag
 from onlineddl.hooks import EVENTS, HookRunner, hook_env, process_env
 from onlineddl.metrics import METRIC_NAMES, PrometheusMetrics, families
-from onlineddl.plan import chunk_count
-from onlineddl.progress import HeadLag, Progress, Snapshot, TerminalBar, status_line
+from onlineddl.progress import HeadLag, Phase, Progress, Snapshot, TerminalBar, status_line
 from onlineddl.throttle import CopyGate, Hold, NoThrottle, exceeded
 
 # --- options ------------------------------------------------------------------------
@@ -419,9 +419,9 @@ def test_status_line_and_bar() -> None:
 
 def test_progress_rate_stops_with_the_copy() -> None:
     p = Progress("d.t", 5.0)
-    p.set_phase("copy")
+    p.set_phase(Phase.COPY)
     p.rows_copied = 100
-    p.set_phase("checksum")
+    p.set_phase(Phase.CHECKSUM)
     rate = p.rate()
     time.sleep(0.01)
     assert p.rate() == rate

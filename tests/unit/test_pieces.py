@@ -16,6 +16,7 @@ from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import EXIT_CODES, OnlineDDLError, UnsupportedTable, UsageError
 from onlineddl.oldtables import parse_duration
 from onlineddl.preflight import check_primary_key
+from onlineddl.progress import Phase
 from onlineddl.runlock import lock_name
 from onlineddl.table import (
     Artifacts,
@@ -233,3 +234,11 @@ def test_composite_keys_with_a_general_decoder_part_refuse_unreadable_parts() ->
     fine = TableInfo("d", "t", (day, text), ("d", "s"), "InnoDB", 0, "")
     check_primary_key(fine)
     assert TableShape.of(fine).key_kinds is None
+
+
+def test_phase_text_round_trips_and_an_unknown_text_is_refused() -> None:
+    assert [Phase.from_text(p.text) for p in Phase] == list(Phase)
+    assert Phase.CATCHUP.text == "catchup"
+    for text in ("warp", "COPY", "Copy", ""):
+        with pytest.raises(ValueError, match="unknown phase"):
+            Phase.from_text(text)

@@ -9,15 +9,15 @@ from onlineddl.binlog.rowkeys import (
     FIXED,
     PREFIXED,
     ColumnSpec,
-    Key,
     KeyKind,
     compile_parser,
     decimal_size,
 )
+from onlineddl.sql import Key
 
 
 def parse_keys(data: bytes, specs: Sequence[ColumnSpec], key_order: Sequence[int],
-               images: int) -> list[tuple[Key, ...]]:
+               images: int) -> list[Key]:
     return compile_parser(specs, key_order, images)(data, 0, len(data))[0]
 
 SIGNED = KeyKind("int", signed=True)

@@ -157,3 +157,8 @@ def test_text_keys_and_short_runs_stay_a_list() -> None:
     assert sql.key_in(["id"], [(1,), (2,), (3,)]) == ("`id` IN (%s, %s, %s)", [1, 2, 3])
     assert sql.key_in(["k"], [("b",), ("a",)]) == ("`k` IN (%s, %s)", ["b", "a"])
     assert sql.key_in(["id"], [(k,) for k in range(16)]) == ("`id` BETWEEN %s AND %s", [0, 15])
+
+
+def test_drop_table_is_qualified_and_if_exists_unless_it_must_exist() -> None:
+    assert sql.drop_table("d", "_t`new") == "DROP TABLE IF EXISTS `d`.`_t``new`"
+    assert sql.drop_table("d", "t", if_exists=False) == "DROP TABLE `d`.`t`"

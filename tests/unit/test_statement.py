@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from onlineddl.errors import InvalidAlter
-from onlineddl.statement import AlterPlan, parse_alter
+from onlineddl.statement import ParsedAlter, parse_alter
 
 
-def plan(text: str) -> AlterPlan:
+def parse(text: str) -> ParsedAlter:
     return parse_alter(text, database="db", table="t")
 
 
@@ -96,16 +96,16 @@ EMPTY: dict[str, Any] = {"renames": {}, "dropped": set(), "added": set(), "modif
                          "changes_charset": False, "kinds": ()}
 
 
-def assert_plan(got: AlterPlan, expected: dict[str, Any]) -> None:
+def assert_parsed(got: ParsedAlter, expected: dict[str, Any]) -> None:
     for name in FIELDS:
         assert getattr(got, name) == expected.get(name, EMPTY[name]), name
 
 
 @pytest.mark.parametrize(("text", "expected"), SUPPORTED)
 def test_each_supported_clause(text: str, expected: dict[str, Any]) -> None:
-    got = plan(text)
+    got = parse(text)
     assert got.clauses == text
-    assert_plan(got, expected)
+    assert_parsed(got, expected)
 
 
 @pytest.mark.parametrize("prefix", [
@@ -113,15 +113,15 @@ def test_each_supported_clause(text: str, expected: dict[str, Any]) -> None:
     "ALTER TABLE `db`.`t` ", "ALTER TABLE db . t ", "  ALTER\n  TABLE t\n  ",
 ])
 def test_full_alter_table_is_stripped_to_its_clauses(prefix: str) -> None:
-    got = plan(prefix + "ADD COLUMN c INT, DROP d ")
+    got = parse(prefix + "ADD COLUMN c INT, DROP d ")
     assert got.clauses == "ADD COLUMN c INT, DROP d"
-    assert_plan(got, {"added": {"c"}, "dropped": {"d"}, "kinds": ("add_column", "drop_column")})
+    assert_parsed(got, {"added": {"c"}, "dropped": {"d"}, "kinds": ("add_column", "drop_column")})
 
 
 def test_many_clauses_in_order() -> None:
-    got = plan("ADD COLUMN c INT NULL, DROP INDEX k, CHANGE a b INT, MODIFY d TEXT,"
+    got = parse("ADD COLUMN c INT NULL, DROP INDEX k, CHANGE a b INT, MODIFY d TEXT,"
                " ADD UNIQUE u (e), ENGINE=InnoDB, RENAME COLUMN f TO g, DROP h, FORCE")
-    assert_plan(got, {
+    assert_parsed(got, {
         "added": {"c"}, "dropped": {"h"}, "modified": {"a", "d"},
         "renames": {"a": "b", "f": "g"}, "unique_keys_added": (("e",),),
         "kinds": ("add_column", "drop_index", "change_column", "modify_column", "add_unique",
@@ -130,12 +130,12 @@ def test_many_clauses_in_order() -> None:
 
 
 def test_swapping_two_columns_maps_each_old_name() -> None:
-    assert plan("CHANGE a b INT, CHANGE b a INT").renames == {"a": "b", "b": "a"}
+    assert parse("CHANGE a b INT, CHANGE b a INT").renames == {"a": "b", "b": "a"}
 
 
 def test_clause_text_is_kept_as_written() -> None:
     text = "ADD COLUMN `c` VARCHAR(3) DEFAULT 'a;b' COMMENT \"x, y\""
-    assert plan("ALTER TABLE t " + text).clauses == text
+    assert parse("ALTER TABLE t " + text).clauses == text
 
 
 @pytest.mark.parametrize(("text", "name"), [
@@ -151,13 +151,13 @@ def test_clause_text_is_kept_as_written() -> None:
     ("ADD COLUMN a$b INT", "a$b"),
 ])
 def test_names_come_back_unquoted_as_written(text: str, name: str) -> None:
-    assert plan(text).added == {name}
+    assert parse(text).added == {name}
 
 
 def test_quoted_names_in_every_position() -> None:
-    got = plan("CHANGE `a b` `c``d` INT, DROP `drop`, MODIFY `ünï` INT,"
+    got = parse("CHANGE `a b` `c``d` INT, DROP `drop`, MODIFY `ünï` INT,"
                " RENAME COLUMN `from` TO `to`, ADD UNIQUE (`key`(5), `x y`)")
-    assert_plan(got, {
+    assert_parsed(got, {
         "renames": {"a b": "c`d", "from": "to"}, "dropped": {"drop"},
         "modified": {"a b", "ünï"}, "unique_keys_added": (("key", "x y"),),
         "kinds": ("change_column", "drop_column", "modify_column", "rename_column",
@@ -166,7 +166,7 @@ def test_quoted_names_in_every_position() -> None:
 
 
 def test_reserved_words_in_backticks_are_names() -> None:
-    got = plan("ADD `partition` INT, DROP `lock`, MODIFY `check` INT, ADD `foreign` INT")
+    got = parse("ADD `partition` INT, DROP `lock`, MODIFY `check` INT, ADD `foreign` INT")
     assert got.added == {"partition", "foreign"}
     assert got.dropped == {"lock"}
 
@@ -261,23 +261,23 @@ REFUSED: list[tuple[str, str]] = [
 @pytest.mark.parametrize(("text", "fragment"), REFUSED)
 def test_refused(text: str, fragment: str) -> None:
     with pytest.raises(InvalidAlter) as caught:
-        plan(text)
+        parse(text)
     assert fragment in str(caught.value)
     assert caught.value.hint, "every refusal says what to do"
 
 
 def test_refusal_quotes_the_offending_clause() -> None:
     with pytest.raises(InvalidAlter, match="'DROP FOREIGN KEY fk_a'"):
-        plan("ADD c INT, DROP FOREIGN KEY fk_a, DROP d")
+        parse("ADD c INT, DROP FOREIGN KEY fk_a, DROP d")
 
 
 def test_semicolon_inside_strings_and_names_is_fine() -> None:
-    got = plan("ADD `a;b` VARCHAR(3) DEFAULT ';', ADD c INT COMMENT 'x; DROP TABLE t'")
+    got = parse("ADD `a;b` VARCHAR(3) DEFAULT ';', ADD c INT COMMENT 'x; DROP TABLE t'")
     assert got.added == {"a;b", "c"}
 
 
 def test_keywords_inside_strings_are_not_keywords() -> None:
-    got = plan("ADD c VARCHAR(9) DEFAULT 'PARTITION' COMMENT 'FOREIGN KEY, LOCK, CHECK'")
+    got = parse("ADD c VARCHAR(9) DEFAULT 'PARTITION' COMMENT 'FOREIGN KEY, LOCK, CHECK'")
     assert got.kinds == ("add_column",)
 
 

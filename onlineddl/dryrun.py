@@ -30,7 +30,9 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Plan:
+class DryRun:
+    """What --dry-run reports (render() prints it)."""
+
     database: str
     table: str
     alter: str
@@ -47,8 +49,8 @@ class Plan:
 
 
 def build(config: MigrationConfig, server: str, source: TableInfo, shadow: TableInfo,
-          mapping: ColumnMapping, instant: bool) -> Plan:
-    """The plan, with a sample chunk copied (READ COMMITTED, like the copier) to time."""
+          mapping: ColumnMapping, instant: bool) -> DryRun:
+    """The report, with a sample chunk copied (READ COMMITTED, like the copier) to time."""
     tuning = config.tuning
     session = Session(config.dsn, name="sample", isolation="READ COMMITTED",
                       lock_wait_timeout=tuning.lock_wait_timeout)
@@ -59,7 +61,7 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
     finally:
         session.close()
     rate = sample.rows_per_second
-    return Plan(config.database, config.table, config.alter, server, source, shadow,
+    return DryRun(config.database, config.table, config.alter, server, source, shadow,
                 mapping, instant, config.allow_instant, tuning, sample, chunks,
                 # --nice-ratio rests R times each chunk's copy time after it.
                 source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None)
@@ -97,58 +99,58 @@ def chunk_count(chunker: Chunker, rows: int, rows_per_second: float | None) -> i
     return chunks
 
 
-def render(plan: Plan) -> str:
-    t = plan.tuning
+def render(report: DryRun) -> str:
+    t = report.tuning
     lines = [
-        f"Dry run for {plan.database}.{plan.table} on {plan.server}: nothing was changed.",
+        f"Dry run for {report.database}.{report.table} on {report.server}: nothing was changed.",
         "",
         "Checks passed: server settings, privileges, table, ALTER (the server built the "
         "new table).",
-        f"ALTER: {plan.alter}",
+        f"ALTER: {report.alter}",
         "",
-        _instant_line(plan),
+        _instant_line(report),
         "",
-        f"New table (SHOW CREATE TABLE of {plan.shadow.name}, renamed to {plan.table} at "
+        f"New table (SHOW CREATE TABLE of {report.shadow.name}, renamed to {report.table} at "
         "cutover):",
-        plan.shadow.create_sql,
+        report.shadow.create_sql,
         "",
         "Column mapping (old -> new):",
-        *mapping_lines(plan.source, plan.shadow, plan.mapping),
+        *mapping_lines(report.source, report.shadow, report.mapping),
         "",
         "Chunk plan:",
-        f"  rows (estimate from statistics): ~{plan.source.rows_estimate}",
+        f"  rows (estimate from statistics): ~{report.source.rows_estimate}",
         f"  first chunk: {t.chunk_rows_initial} rows; then sized to take --chunk-time "
         f"{t.chunk_time:g}s ({t.chunk_rows_min}..{t.chunk_rows_max} rows)",
-        f"  chunks: about {plan.chunks}",
+        f"  chunks: about {report.chunks}",
         "",
         "Estimate:",
-        *_estimate_lines(plan),
+        *_estimate_lines(report),
     ]
     return "\n".join(lines)
 
 
-def _instant_line(plan: Plan) -> str:
-    if not plan.instant:
+def _instant_line(report: DryRun) -> str:
+    if not report.instant:
         return ("Instant: no, the server cannot do this ALTER with ALGORITHM=INSTANT; "
                 "it is done online by copying.")
-    if plan.allow_instant:
+    if report.allow_instant:
         return ("Instant: yes. With --allow-instant the run applies it to "
-                f"{plan.table} itself with ALGORITHM=INSTANT, without a copy.")
+                f"{report.table} itself with ALGORITHM=INSTANT, without a copy.")
     return ("Instant: yes, the server can do this ALTER with ALGORITHM=INSTANT; add "
             "--allow-instant to apply it in place, without a copy.")
 
 
-def _estimate_lines(plan: Plan) -> list[str]:
-    sample = plan.sample
+def _estimate_lines(report: DryRun) -> list[str]:
+    sample = report.sample
     if not sample.rows:
         return ["  the table is empty: the copy takes no time"]
     rate = sample.rows_per_second or 0.0
     out = [f"  sample: copied {sample.rows} rows in {sample.seconds:.3f}s "
            f"({rate:.0f} rows/s on one connection, without concurrent load)"]
-    if plan.copy_seconds is not None:
-        rests = (f" (with the rests of --nice-ratio {plan.tuning.nice_ratio:g})"
-                 if plan.tuning.nice_ratio else "")
-        out.append(f"  copy: about {_duration(plan.copy_seconds)}{rests}, then catch-up, a "
+    if report.copy_seconds is not None:
+        rests = (f" (with the rests of --nice-ratio {report.tuning.nice_ratio:g})"
+                 if report.tuning.nice_ratio else "")
+        out.append(f"  copy: about {_duration(report.copy_seconds)}{rests}, then catch-up, a "
                    "checksum pass over both tables, and the cutover")
     return out
 

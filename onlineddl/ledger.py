@@ -1,0 +1,56 @@
+"""The ledger of a run's artifacts: what this run created, and the one way tables are dropped.
+
+Every table onlineddl drops goes through `drop()`: the checkpoint, the shadow and the
+cutover guards (by the run, by `cleanup` and by --resume), and old tables (by
+retention, --drop-old and `cleanup --old`); only the cutover's sentry is dropped by
+its lock connection itself, under LOCK TABLES, as a step of the swap. Which tables are
+onlineddl's to drop is decided elsewhere (leftovers.py, oldtables.py,
+cutover.drop_guards); this module keeps the run's record and issues the statement.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from onlineddl import sql
+from onlineddl.db import Session
+
+log = logging.getLogger(__name__)
+
+
+def drop(session: Session, database: str, table: str, *, must_exist: bool = False) -> None:
+    """Drop one table. `must_exist`: a missing table is an error (the caller has just
+    seen it and dropping nothing would hide that someone else did)."""
+    session.execute(sql.drop_table(database, table, if_exists=not must_exist))
+
+
+class Ledger:
+    """The tables this run created, oldest first: what a run that cannot be resumed
+    removes again (newest first), so nothing is left behind."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+
+    def record(self, name: str) -> None:
+        self._names.append(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __bool__(self) -> bool:
+        return bool(self._names)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._names)
+
+    def drop(self, session: Session, database: str, name: str) -> None:
+        """Drop one of this run's tables and forget it."""
+        drop(session, database, name)
+        self._names.remove(name)
+
+    def discard(self, session: Session, database: str) -> None:
+        """Drop every table this run created, newest first (the record is kept: a
+        second call is harmless, each drop being IF EXISTS)."""
+        for name in reversed(self._names):
+            drop(session, database, name)
