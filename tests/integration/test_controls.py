@@ -113,7 +113,7 @@ def update_both(conn: Any, where: str, v: int) -> None:
             cur.execute(f"UPDATE `{name}` SET v = %s WHERE {where}", (v,))
 
 
-def on_chunk(n: int, action: Callable[[], None]) -> None:
+def on_chunk(n: int, action: Callable[[], object]) -> None:
     """Run `action` in the run's thread at the n-th completed chunk."""
     seen = {"n": 0}
 

@@ -28,13 +28,14 @@ the native ALTER, and `t` must equal it exactly, converted columns included.
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pymysql.err
@@ -58,7 +59,7 @@ from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import OnlineDDLError
 from onlineddl.migration import migrate
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 
 ZONE = "+05:30"
 # 50 rows in several chunks.
@@ -288,7 +289,7 @@ class Phases:
         self.counts: Counter[str] = Counter()
         self.on = on or {}
         for point in POINTS:
-            faults.register(point, lambda p=point: self.hit(p))
+            faults.register(point, functools.partial(self.hit, point))
 
     def hit(self, point: str) -> None:
         self.counts[point] += 1

@@ -523,7 +523,7 @@ def server_differences(conn: Conn, columns: Sequence[str]) -> dict[str, int]:
 def create_table_text(conn: Conn, table: str) -> str:
     with conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {q(table)}")
-        text = cur.fetchone()[1]
+        text: str = cur.fetchone()[1]
     return text.replace(f"CREATE TABLE {q(table)}", "CREATE TABLE <T>", 1)
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pytest
@@ -36,7 +36,7 @@ from onlineddl.progress import Phase
 from onlineddl.table import ColumnMapping, load_table
 from onlineddl.uniques import unique_checks
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 TUNING = Tuning(chunk_rows_initial=50, chunk_rows_min=10, chunk_rows_max=60,
                 checkpoint_interval=0.5, cutover_lock_timeout=10)
 DDL = ("CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, "
@@ -154,6 +154,7 @@ def test_duplicate_while_postponed_stops_the_run(server: Dsn, db: str,
     err = run.outcome()
     assert err is not None, "the run passed with a duplicate under the new UNIQUE key"
     assert_stopped(err, conn, expected, email(20))
+    assert isinstance(err, UniqueViolation)
     assert "7001" in err.message and "20" in err.message
 
 
