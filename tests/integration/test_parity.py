@@ -35,12 +35,12 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect, kept_tables, old_tables
+from helpers import Cursor, connect, kept_tables, old_tables
 from parity import (
     COLUMNS,
     ROWS,
@@ -274,7 +274,7 @@ def pconn(server: Dsn, parity_db: str) -> Iterator[Conn]:
     conn.close()
 
 
-def assert_zone(cur: Any) -> None:
+def assert_zone(cur: Cursor) -> None:
     cur.execute("SELECT @@SESSION.time_zone")
     assert cur.fetchone()[0] == ZONE, "the session should have the server's zone"
 

@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect, kept_tables, scalar, tables
+from helpers import Cursor, connect, kept_tables, scalar, tables
 from workload import commit_replaying, q
 
 from onlineddl import faults
@@ -580,7 +580,7 @@ COLLAPSE_ALTER = ("MODIFY COLUMN c VARCHAR(20) CHARACTER SET utf8mb4 COLLATE "
                   "utf8mb4_general_ci NULL, ADD UNIQUE KEY uq_c (c)")
 
 
-def both(cur: Any, template: str, params: Sequence[Any]) -> None:
+def both(cur: Cursor, template: str, params: Sequence[Any]) -> None:
     for table in ("t", "mirror"):
         cur.execute(template.format(t=q(table)), params)
 
