@@ -346,7 +346,9 @@ def test_no_position_inside_a_transaction_with_savepoints(server: Dsn, db: str, 
     commits = [n for n, i in enumerate(items) if isinstance(i, Commit)]
     assert commits, "no position handed out"
     for n in commits:
-        position = items[n].position  # type: ignore[union-attr]
+        commit = items[n]
+        assert isinstance(commit, Commit)
+        position = commit.position
         if position.reached(end):
             continue
         before = [k for i in items[:n] if isinstance(i, Keys) for k in i.keys]
