@@ -180,8 +180,9 @@ def _operator_args(m: argparse.ArgumentParser) -> None:
 def read_password(args: argparse.Namespace) -> str:
     """--password-file, ONLINEDDL_PASSWORD, or a prompt when asked; else empty."""
     if args.password_file is not None:
+        path: Path = args.password_file
         try:
-            return args.password_file.read_text(encoding="utf-8").splitlines()[0]
+            return path.read_text(encoding="utf-8").splitlines()[0]
         except (OSError, IndexError) as exc:
             raise UsageError(f"cannot read --password-file {args.password_file}: {exc}") \
                 from exc

@@ -301,7 +301,8 @@ def login_probe(dsn: Dsn, sql: str, *, read_timeout: float) -> Any:
     return row[0] if row else None
 
 
-class Connection(pymysql.connections.Connection):
+# pymysql ships no type information here (no py.typed, no stubs installed), so its class is Any.
+class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     """pymysql's connection with one shared TLS context for its default "preferred" TLS
     mode. pymysql builds a fresh context per connection, loading the system's CA bundle
     each time: about 50 ms of CPU, a tenth of a short migration's own CPU time."""
@@ -311,7 +312,8 @@ class Connection(pymysql.connections.Connection):
 
     def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
         if sslp != {}:
-            return super()._create_ssl_ctx(sslp)
+            own: ssl.SSLContext = super()._create_ssl_ctx(sslp)
+            return own
         with Connection._preferred_lock:
             if Connection._preferred is None:
                 Connection._preferred = super()._create_ssl_ctx(sslp)

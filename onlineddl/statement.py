@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
+# The package exports Token and TokenType; newer sqlglot.tokens only re-imports them.
+from sqlglot import Token, TokenType
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
 
 from onlineddl.errors import InvalidAlter
 

@@ -19,13 +19,25 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pymysql
 from seedrows import numbers
 
 from onlineddl.config import Dsn, Tuning
 from onlineddl.testing.localserver import LocalServer
+
+if TYPE_CHECKING:  # the engine's modules are imported where the applier is measured
+    from multiprocessing.context import Process
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Event
+
+    from onlineddl.applier import Applier
+    from onlineddl.db import Session
+    from onlineddl.flavor import BinlogPosition, MySQL
+
+# (start time, latency) of each committed writer statement, in seconds
+Latencies = list[tuple[float, float]]
 
 TABLE = ("CREATE TABLE {t} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
          "name VARCHAR(64) NOT NULL, v INT NOT NULL, created DATETIME NOT NULL, "
@@ -35,7 +47,8 @@ SEED = ("INSERT INTO {t} (id, name, v, created, payload, note) SELECT seq, "
         "REPEAT('x', 30) FROM {numbers}")
 
 
-def connect(dsn: Dsn, db: str | None = "bench", autocommit: bool = True) -> Any:
+def connect(dsn: Dsn, db: str | None = "bench", autocommit: bool = True
+            ) -> pymysql.connections.Connection:
     return pymysql.connect(host=dsn.host, port=dsn.port, user=dsn.user, password=dsn.password,
                            database=db, autocommit=autocommit)
 
@@ -134,10 +147,11 @@ def pt_osc(dsn: Dsn, table: str, alter: str) -> float | None:
 
 # --- writers (separate processes) -------------------------------------------------------
 
-def writer(dsn: Dsn, table: str, id_max: int, stop: Any, out: Any, seed_: int) -> None:
+def writer(dsn: Dsn, table: str, id_max: int, stop: Event, out: Queue[Latencies],
+           seed_: int) -> None:
     rng = random.Random(seed_)
     conn = connect(dsn, autocommit=True)
-    lat: list[tuple[float, float]] = []
+    lat: Latencies = []
     with conn.cursor() as cur:
         while not stop.is_set():
             key = rng.randrange(1, id_max)
@@ -164,9 +178,9 @@ class Load:
     table: str
     id_max: int
     n: int = 4
-    stop: Any = field(default_factory=mp.Event)
-    out: Any = field(default_factory=mp.Queue)
-    procs: list[Any] = field(default_factory=list)
+    stop: Event = field(default_factory=mp.Event)
+    out: Queue[Latencies] = field(default_factory=mp.Queue)
+    procs: list[Process] = field(default_factory=list)
 
     def start(self) -> None:
         for i in range(self.n):
@@ -245,7 +259,7 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
     watermark = Watermark()
     watermark.completed(Chunk(None, None))
 
-    def reader(pos: Any) -> BinlogReader:
+    def reader(pos: BinlogPosition) -> BinlogReader:
         return open_reader(dsn, flavor, shape, pos, random.randint(1 << 30, 1 << 31))
 
     applier = Applier(dsn=dsn, flavor=flavor, reader_factory=reader, target=target,
@@ -263,8 +277,8 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
     return {"rate": rate, "lag_avg_s": statistics.mean(lags), "lag_max_s": max(lags)}
 
 
-def lag_under_writers(dsn: Dsn, applier: Any, flavor: Any, control: Any, rows: int
-                      ) -> list[float]:
+def lag_under_writers(dsn: Dsn, applier: Applier, flavor: MySQL, control: Session,
+                      rows: int) -> list[float]:
     load = Load(dsn, "apply_t", rows)
     load.start()
     lags: list[float] = []

@@ -13,6 +13,7 @@ import random
 import sys
 import threading
 import time
+from typing import Any
 
 import pymysql
 from seedrows import numbers
@@ -99,9 +100,9 @@ def verify(dsn: Dsn) -> bool:
     with conn.cursor() as cur:
         query = "SELECT id, name, score, payload FROM {} ORDER BY id"
         cur.execute(query.format("accounts"))
-        got = cur.fetchall()
+        got: tuple[tuple[Any, ...], ...] = cur.fetchall()
         cur.execute(query.format("mirror"))
-        want = cur.fetchall()
+        want: tuple[tuple[Any, ...], ...] = cur.fetchall()
         cur.execute("SELECT COUNT(*) FROM accounts WHERE note = 'migrated'")
         noted = cur.fetchone()[0]
     conn.close()

@@ -5,17 +5,23 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql
 import pymysql.connections
+import pymysql.cursors
 import pytest
 
 from onlineddl.config import Dsn
 
+# A test's own connection and cursor (pymysql ships no type information here, so mypy
+# sees Any; the names say what the value is).
+Conn: TypeAlias = pymysql.connections.Connection
+Cursor: TypeAlias = pymysql.cursors.Cursor
+
 
 def connect(dsn: Dsn, database: str | None = None,
-            **kw: Any) -> pymysql.connections.Connection:
+            **kw: Any) -> Conn:
     """A plain autocommit utf8mb4 connection; keyword arguments override the defaults."""
     params: dict[str, Any] = {
         "host": dsn.host, "port": dsn.port, "user": dsn.user, "password": dsn.password,
@@ -26,21 +32,21 @@ def connect(dsn: Dsn, database: str | None = None,
     return pymysql.connect(**params)
 
 
-def scalar(conn: Any, text: str) -> Any:
+def scalar(conn: Conn, text: str) -> Any:
     """The first column of the first row of `text`."""
     with conn.cursor() as cur:
         cur.execute(text)
         return cur.fetchone()[0]
 
 
-def tables(conn: Any) -> set[str]:
+def tables(conn: Conn) -> set[str]:
     """The tables of the connection's default database."""
     with conn.cursor() as cur:
         cur.execute("SHOW TABLES")
         return {r[0] for r in cur.fetchall()}
 
 
-def kept_tables(conn: Any) -> set[str]:
+def kept_tables(conn: Conn) -> set[str]:
     """tables(), with every old table a run kept (`_T_old_<YYYYMMDD>_<HHMMSS>`) shown as
     `_T_old_*` and onlineddl's record of old tables left out."""
     out = set()
@@ -51,13 +57,13 @@ def kept_tables(conn: Any) -> set[str]:
     return out
 
 
-def old_tables(conn: Any, table: str = "t") -> list[str]:
+def old_tables(conn: Conn, table: str = "t") -> list[str]:
     """The old tables named for `table`, oldest first."""
     pattern = re.compile(rf"_{re.escape(table)}_old_\d{{8}}_\d{{6}}")
     return sorted(n for n in tables(conn) if pattern.fullmatch(n))
 
 
-def recorded_old_tables(conn: Any, table: str = "t") -> list[str]:
+def recorded_old_tables(conn: Conn, table: str = "t") -> list[str]:
     """The old tables onlineddl's record holds for `table`, oldest first."""
     if "_onlineddl_old_tables" not in tables(conn):
         return []
@@ -67,7 +73,7 @@ def recorded_old_tables(conn: Any, table: str = "t") -> list[str]:
         return [r[0] for r in cur.fetchall()]
 
 
-def columns(conn: Any, table: str = "t") -> list[str]:
+def columns(conn: Conn, table: str = "t") -> list[str]:
     """A table's column names in order."""
     with conn.cursor() as cur:
         cur.execute(f"SHOW COLUMNS FROM `{table}`")

@@ -274,5 +274,10 @@ def shown(value: Any, data_type: str) -> str:
     return text
 
 
-def short(value: Any) -> Any:
-    return value[:48] + "..." if isinstance(value, str | bytes) and len(value) > 48 else value
+def short(value: object) -> object:
+    """Text or bytes cut to 48 characters or bytes, for a failure message."""
+    if isinstance(value, str) and len(value) > 48:
+        return value[:48] + "..."
+    if isinstance(value, bytes) and len(value) > 48:
+        return value[:48] + b"..."
+    return value

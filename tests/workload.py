@@ -12,15 +12,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import pymysql
-from helpers import connect, numbers
+from helpers import Conn, Cursor, connect, numbers
 
 from onlineddl.config import Dsn
 
 RETRY = {1205, 1213}       # lock wait timeout, deadlock: the transaction rolled back
 SKIP = {1062}              # duplicate key: this random op is not possible now
+
+# One random change: made on `table` through the cursor, returned as the statements
+# ({m} for the mirror's name) and parameters that make the same change to the mirror.
+Op: TypeAlias = Callable[[Cursor, random.Random, str], list[tuple[str, list[Any]]]]
+
+
+class Model(Protocol):
+    """What Writers need of a table's model: its random changes."""
+
+    def ops(self) -> list[Op]: ...
 
 
 def q(name: str) -> str:
@@ -44,11 +54,11 @@ class IntModel:
                 "CONCAT('n', seq, '\U0001F600'), seq, UNHEX(MD5(seq)), "
                 f"IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM {numbers(rows)}")
 
-    def ops(self) -> list[Callable[[Any, random.Random, str], list[tuple[str, list[Any]]]]]:
+    def ops(self) -> list[Op]:
         return [self.insert, self.insert, self.update, self.update, self.update,
                 self.delete, self.reinsert, self.move_key, self.move_key_down]
 
-    def insert(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def insert(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         values = [f"w\u00e9{rng.randrange(10**6)}\U0001F680", rng.randrange(10**6),
                   rng.randbytes(rng.randrange(0, 20)), rng.choice([None, "n", "\u2603" * 3])]
         cur.execute(f"INSERT INTO {q(table)} (name, v, data, note) VALUES (%s,%s,%s,%s)",
@@ -60,32 +70,32 @@ class IntModel:
     def _key(self, rng: random.Random) -> int:
         return rng.randrange(1, self.id_max + 1)
 
-    def update(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def update(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         stmt = "UPDATE {t} SET v = v + 1, name = %s, note = %s WHERE id = %s"
         params = [f"u{rng.randrange(1000)}", rng.choice([None, "", "z"]), self._key(rng)]
         cur.execute(stmt.format(t=q(table)), params)
         return [(stmt.replace("{t}", "{m}"), params)]
 
-    def delete(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def delete(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         params = [self._key(rng)]
         cur.execute(f"DELETE FROM {q(table)} WHERE id = %s", params)
         return [("DELETE FROM {m} WHERE id = %s", params)]
 
-    def reinsert(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def reinsert(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         """Insert an explicit low key: succeeds only when that key was deleted."""
         values = [self._key(rng), "re", 7, b"\x00\xff", None]
         cur.execute(f"INSERT INTO {q(table)} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)",
                     values)
         return [("INSERT INTO {m} (id, name, v, data, note) VALUES (%s,%s,%s,%s,%s)", values)]
 
-    def move_key(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def move_key(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         """Change a primary key to one far above the copier's position."""
         old = self._key(rng)
         params = [old + 10_000_000 + rng.randrange(1000), old]
         cur.execute(f"UPDATE {q(table)} SET id = %s WHERE id = %s", params)
         return [("UPDATE {m} SET id = %s WHERE id = %s", params)]
 
-    def move_key_down(self, cur: Any, rng: random.Random, table: str
+    def move_key_down(self, cur: Cursor, rng: random.Random, table: str
                       ) -> list[tuple[str, list[Any]]]:
         """Change a primary key to a low one (below the copier, maybe already copied)."""
         params = [self._key(rng), self._key(rng)]
@@ -93,7 +103,11 @@ class IntModel:
         return [("UPDATE {m} SET id = %s WHERE id = %s", params)]
 
 
-def make_tables(conn: Any, model: Any, rows: int, names: Sequence[str] = ("t", "mirror")
+# A test's connection and the model whose table and mirror it seeded (make_tables).
+Seeded: TypeAlias = tuple[Conn, IntModel]
+
+
+def make_tables(conn: Conn, model: IntModel, rows: int, names: Sequence[str] = ("t", "mirror")
                 ) -> None:
     """The table under test and its mirror: same schema, same seed rows."""
     with conn.cursor() as cur:
@@ -103,7 +117,7 @@ def make_tables(conn: Any, model: Any, rows: int, names: Sequence[str] = ("t", "
                 cur.execute(model.seed_sql(name, rows))
 
 
-def commit_replaying(conn: Any, plan: Sequence[tuple[str, Any]], attempts: int = 20) -> int:
+def commit_replaying(conn: Conn, plan: Sequence[tuple[str, Any]], attempts: int = 20) -> int:
     """Run `plan` in one transaction and commit; replay it when the server rolled it back
     (deadlock, lock wait timeout), as an application would: the applier's locking re-reads
     can make a writer the deadlock victim. Returns how many replays it took."""
@@ -130,7 +144,7 @@ class Writers:
     database: str
     table: str
     mirror: str
-    model: Any
+    model: Model
     threads: int = 4
     pause: float = 0.001
     seed: int = 1
@@ -175,7 +189,7 @@ class Writers:
         finally:
             conn.close()
 
-    def one(self, conn: pymysql.connections.Connection, rng: random.Random) -> None:
+    def one(self, conn: Conn, rng: random.Random) -> None:
         op = rng.choice(self.model.ops())
         for _attempt in range(20):
             try:
@@ -198,7 +212,7 @@ class Writers:
                 return
 
 
-def rows(conn: Any, table: str, columns: Sequence[str], order: Sequence[str]
+def rows(conn: Conn, table: str, columns: Sequence[str], order: Sequence[str]
          ) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(q(c) for c in columns)} FROM {q(table)} "
@@ -206,7 +220,7 @@ def rows(conn: Any, table: str, columns: Sequence[str], order: Sequence[str]
         return list(cur.fetchall())
 
 
-def assert_same_rows(conn: Any, table: str, mirror: str, columns: Sequence[str],
+def assert_same_rows(conn: Conn, table: str, mirror: str, columns: Sequence[str],
                      order: Sequence[str], mirror_columns: Sequence[str] | None = None) -> int:
     got = rows(conn, table, columns, order)
     want = rows(conn, mirror, mirror_columns or columns, order)

@@ -76,7 +76,8 @@ class BinlogReader(Protocol):
     def close(self) -> None: ...
 
 
-class CachedTableMapEvent(TableMapEvent):
+# python-mysql-replication ships no type information, so its classes are Any.
+class CachedTableMapEvent(TableMapEvent):  # type: ignore[misc]
     """A table map the library parses once per distinct body instead of once per
     transaction. The server repeats an identical table map before every transaction's
     row events, and parsing it (columns, optional metadata) was most of the reader's

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pytest
@@ -35,7 +35,7 @@ from onlineddl.errors import (
 from onlineddl.migration import migrate
 from onlineddl.runlock import lock_name
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 REPO = Path(__file__).resolve().parents[2]
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80)
 

@@ -7,8 +7,9 @@ import dataclasses
 import random
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
+import pymysql.connections
 import pytest
 from helpers import connect
 
@@ -16,7 +17,7 @@ from onlineddl.binlog import GONE, MOVED, UPSERT, Commit, Keys, TableShape, open
 from onlineddl.binlog.wire import WireReader
 from onlineddl.config import Dsn
 from onlineddl.db import Session
-from onlineddl.flavor import detect
+from onlineddl.flavor import BinlogPosition, MySQL, detect
 from onlineddl.table import load_table
 
 COLUMNS = """
@@ -53,7 +54,8 @@ def values(rng: random.Random) -> list[object]:
             maybe(f"s{rng.randint(0, 30)}"), maybe('{"a": [1, 2, {"b": "\u00e9"}]}')]
 
 
-KEYS = {  # key type -> (value of row n, SQL that moves a key)
+KEYS: dict[str, tuple[Callable[[int], object], str]] = {
+    # key type -> (value of row n, SQL that moves a key)
     "INT": (lambda n: n, "k = k + 1000"),
     "BIGINT UNSIGNED": (lambda n: 2**64 - n, "k = k - 1000"),
     "TINYINT": (lambda n: n, "k = k - 100"),
@@ -113,13 +115,14 @@ def test_fast_reader_matches_general_decoder(server: Dsn, db: str, key: str) -> 
         assert got_fast == read_keys(server, flavor, slow, start, end)
 
 
-def read_keys(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
-              ) -> list[tuple[object, ...]]:
+def read_keys(server: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
+              end: BinlogPosition) -> list[tuple[object, ...]]:
     return [key for keys, _ in read_events(server, flavor, shape, start, end)
             for key in keys]
 
 
-def table_at(server: Dsn, db: str, ddl: str) -> tuple[Any, Session, Any, Any]:
+def table_at(server: Dsn, db: str, ddl: str) -> tuple[
+        pymysql.connections.Connection, Session, MySQL, BinlogPosition]:
     """Create the table; (connection, control session, flavor, binlog position after)."""
     conn = connect(server, db)
     with conn.cursor() as cur:
@@ -185,7 +188,7 @@ def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
     conn, control, flavor, start = table_at(server, db,
                                             "CREATE TABLE t (id INT PRIMARY KEY, n INT)")
     shape = TableShape.of(load_table(control, db, "t"))
-    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
+    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))
     assert isinstance(reader, WireReader)
     reader.poll_interval = 600
     items: list[object] = []
@@ -199,7 +202,7 @@ def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
         except BaseException as exc:  # shown by reach() instead of a bare timeout
             failed.append(exc)
 
-    def reach(head: Any) -> None:
+    def reach(head: BinlogPosition) -> None:
         deadline = time.monotonic() + 20
         while not any(isinstance(i, Commit) and i.position.reached(head) for i in items[-3:]):
             assert not failed, f"the reader stopped: {failed[0]!r}"
@@ -231,16 +234,16 @@ def test_polls_reach_the_head_across_rotations_and_read_each_change_once(
     assert last.position.gtid == head.gtid
 
 
-def read_events(server: Dsn, flavor: object, shape: TableShape, start: object, end: object
-                ) -> list[tuple[list[tuple[object, ...]], int]]:
+def read_events(server: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
+                end: BinlogPosition) -> list[tuple[list[tuple[object, ...]], int]]:
     """Each row event's keys and kind, from `start` to the commit reaching `end`."""
-    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))  # type: ignore[arg-type]
+    reader = open_reader(server, flavor, shape, start, random.randint(1 << 30, 1 << 31))
     events: list[tuple[list[tuple[object, ...]], int]] = []
     try:
         for item in reader.items(threading.Event()):
             if isinstance(item, Keys):
                 events.append((list(item.keys), item.kind))
-            elif isinstance(item, Commit) and item.position.reached(end):  # type: ignore[arg-type]
+            elif isinstance(item, Commit) and item.position.reached(end):
                 return events
     finally:
         reader.close()

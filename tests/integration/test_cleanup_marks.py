@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import cli_env, connect, kept_tables, tables
+from helpers import Conn, cli_env, connect, kept_tables, tables
 
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
@@ -52,13 +52,13 @@ def run(server: Dsn, db: str, **kw: Any) -> Result:
                                    repair=False, tuning=TUNING, **kw))
 
 
-def execute(conn: Any, *statements: str) -> None:
+def execute(conn: Conn, *statements: str) -> None:
     with conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
 
 
-def rows(conn: Any, table: str) -> Any:
+def rows(conn: Conn, table: str) -> Any:
     with conn.cursor() as cur:
         cur.execute(f"SELECT * FROM `{table}` ORDER BY 1")
         return cur.fetchall()
@@ -83,7 +83,7 @@ USER_TABLES = ("CREATE TABLE _t_new (id INT PRIMARY KEY, note TEXT)",
 
 
 def test_user_tables_with_artifact_names_block_and_survive(server: Dsn, db: str,
-                                                           conn: Any) -> None:
+                                                           conn: Conn) -> None:
     execute(conn, *USER_TABLES)
     with pytest.raises(ArtifactsExist) as info:
         run(server, db)
@@ -103,7 +103,7 @@ def test_user_tables_with_artifact_names_block_and_survive(server: Dsn, db: str,
     assert rows(conn, "_t_chkpnt") == ((2, "also mine"),)
 
 
-def test_names_differing_in_case_are_other_tables(server: Dsn, db: str, conn: Any) -> None:
+def test_names_differing_in_case_are_other_tables(server: Dsn, db: str, conn: Conn) -> None:
     """With lower_case_table_names=0, `T` and `_T_new` are not `t` nor its shadow."""
     with conn.cursor() as cur:
         cur.execute("SELECT @@lower_case_table_names")
@@ -119,7 +119,7 @@ def test_names_differing_in_case_are_other_tables(server: Dsn, db: str, conn: An
     assert "_T_new" in info.value.message and "not made by onlineddl" in info.value.message
 
 
-def test_resume_does_not_adopt_a_users_shadow(server: Dsn, db: str, conn: Any) -> None:
+def test_resume_does_not_adopt_a_users_shadow(server: Dsn, db: str, conn: Conn) -> None:
     """Our checkpoint, but the `_t_new` beside it is not the table the run created."""
     die_at("after_chunk", 2)
     with pytest.raises(Aborted):
@@ -137,7 +137,7 @@ def test_resume_does_not_adopt_a_users_shadow(server: Dsn, db: str, conn: Any) -
     assert rows(conn, "_t_new") == ((1, "mine"),)
 
 
-def test_cleanup_removes_our_own_leftovers(server: Dsn, db: str, conn: Any) -> None:
+def test_cleanup_removes_our_own_leftovers(server: Dsn, db: str, conn: Conn) -> None:
     before = rows(conn, "t")
     die_at("after_chunk", 2)
     with pytest.raises(Aborted):
@@ -149,7 +149,7 @@ def test_cleanup_removes_our_own_leftovers(server: Dsn, db: str, conn: Any) -> N
     assert rows(conn, "t") == before
 
 
-def test_a_run_that_died_setting_up_is_ours(server: Dsn, db: str, conn: Any) -> None:
+def test_a_run_that_died_setting_up_is_ours(server: Dsn, db: str, conn: Conn) -> None:
     """Killed between creating its checkpoint and writing the first row: cleanup takes the
     empty shadow created after the checkpoint for the run's own."""
     die_at("shadow_created")
@@ -168,7 +168,7 @@ def test_a_run_that_died_setting_up_is_ours(server: Dsn, db: str, conn: Any) -> 
 
 
 def test_legacy_old_table_is_explained_and_dropped_on_request(server: Dsn, db: str,
-                                                              conn: Any) -> None:
+                                                              conn: Conn) -> None:
     execute(conn, "CREATE TABLE _t_old LIKE t", "INSERT INTO _t_old SELECT * FROM t")
     result = run(server, db)                        # not blocked by it
     assert kept_tables(conn) == {"t", "_t_old", "_t_old_*"}
@@ -185,7 +185,7 @@ def test_legacy_old_table_is_explained_and_dropped_on_request(server: Dsn, db: s
     assert tables(conn) == {"t", "_onlineddl_old_tables"}
 
 
-def test_drop_old_refused_while_t_is_missing(server: Dsn, db: str, conn: Any) -> None:
+def test_drop_old_refused_while_t_is_missing(server: Dsn, db: str, conn: Conn) -> None:
     execute(conn, "RENAME TABLE t TO _t_old")
     with pytest.raises(ArtifactsExist) as info:
         cleanup(server, db, "t", drop_old=True)
@@ -193,7 +193,7 @@ def test_drop_old_refused_while_t_is_missing(server: Dsn, db: str, conn: Any) ->
     assert tables(conn) == {"_t_old"}
 
 
-def test_resume_with_nothing_to_resume_refuses(server: Dsn, db: str, conn: Any) -> None:
+def test_resume_with_nothing_to_resume_refuses(server: Dsn, db: str, conn: Conn) -> None:
     with pytest.raises(ResumeRefused) as info:
         run(server, db, resume=True)
     assert info.value.exit_code == 9
@@ -202,7 +202,7 @@ def test_resume_with_nothing_to_resume_refuses(server: Dsn, db: str, conn: Any) 
     assert tables(conn) == {"t"}
 
 
-def test_table_renamed_away_mid_copy(server: Dsn, db: str, conn: Any) -> None:
+def test_table_renamed_away_mid_copy(server: Dsn, db: str, conn: Conn) -> None:
     seen = {"n": 0}
 
     def rename() -> None:
@@ -219,7 +219,7 @@ def test_table_renamed_away_mid_copy(server: Dsn, db: str, conn: Any) -> None:
     assert tables(conn) == {"t_moved"}
 
 
-def test_resume_on_another_server_is_refused(server: Dsn, db: str, conn: Any) -> None:
+def test_resume_on_another_server_is_refused(server: Dsn, db: str, conn: Conn) -> None:
     """The checkpoint names the server it was written on; a failover's new primary (here:
     the checkpoint rewritten to name another server) refuses the resume."""
     die_at("after_chunk", 2)
@@ -242,7 +242,7 @@ def test_resume_on_another_server_is_refused(server: Dsn, db: str, conn: Any) ->
     assert run(server, db, resume=True).resumed
 
 
-def test_cli_cleanup_drop_old_and_refusal_exit_codes(server: Dsn, db: str, conn: Any) -> None:
+def test_cli_cleanup_drop_old_and_refusal_exit_codes(server: Dsn, db: str, conn: Conn) -> None:
     run(server, db)
     base = [sys.executable, "-m", "onlineddl", "cleanup", "--host", server.host, "--port",
             str(server.port), "--user", server.user, "--database", db, "--table", "t"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import (
+    Conn,
     cli_env,
     columns,
     connect,
@@ -51,7 +52,7 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.fixture
-def conn(conn: Any) -> Any:
+def conn(conn: Conn) -> Conn:
     """conftest's connection, with the table and its mirror seeded."""
     make_tables(conn, IntModel(id_max=ROWS), ROWS)
     return conn
@@ -107,13 +108,13 @@ def status(path: str) -> dict[str, Any]:
 
 
 
-def update_both(conn: Any, where: str, v: int) -> None:
+def update_both(conn: Conn, where: str, v: int) -> None:
     with conn.cursor() as cur:
         for name in ("t", "mirror"):
             cur.execute(f"UPDATE `{name}` SET v = %s WHERE {where}", (v,))
 
 
-def on_chunk(n: int, action: Callable[[], None]) -> None:
+def on_chunk(n: int, action: Callable[[], object]) -> None:
     """Run `action` in the run's thread at the n-th completed chunk."""
     seen = {"n": 0}
 
@@ -129,7 +130,7 @@ def on_chunk(n: int, action: Callable[[], None]) -> None:
 
 
 def test_pause_stops_the_copier_while_the_applier_applies(
-        server: Dsn, db: str, conn: Any, sock: str, caplog: pytest.LogCaptureFixture) -> None:
+        server: Dsn, db: str, conn: Conn, sock: str, caplog: pytest.LogCaptureFixture) -> None:
     on_chunk(3, lambda: control.send(sock, "pause"))
     run = Run(config(server, db, sock))
     wait_until(lambda: status(sock).get("throttle_reason", "").startswith("paused"),
@@ -155,7 +156,7 @@ def test_pause_stops_the_copier_while_the_applier_applies(
 
 
 def test_flag_file_and_max_load_hold_the_copier_and_abort_is_resumable(
-        server: Dsn, db: str, conn: Any, sock: str, tmp_path: Path,
+        server: Dsn, db: str, conn: Conn, sock: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     flag = tmp_path / "throttle"
     flag.touch()
@@ -194,7 +195,7 @@ def cli(server: Dsn, db: str, *extra: str, alter: str = ALTER, fault: str | None
 
 
 def test_critical_load_aborts_resumably_and_runs_the_failure_hook(
-        server: Dsn, db: str, conn: Any, tmp_path: Path) -> None:
+        server: Dsn, db: str, conn: Conn, tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     failure = hooks / "failure"
@@ -218,7 +219,7 @@ def test_critical_load_aborts_resumably_and_runs_the_failure_hook(
 
 
 def test_a_killed_runs_socket_does_not_block_the_resume(server: Dsn, db: str,
-                                                        conn: Any) -> None:
+                                                        conn: Conn) -> None:
     path = control.default_socket_path(db, "t")
     crashed = cli(server, db, fault="after_chunk:2")
     assert crashed.returncode == 137, crashed.stderr[-2000:]
@@ -235,7 +236,7 @@ def test_a_killed_runs_socket_does_not_block_the_resume(server: Dsn, db: str,
 
 
 def test_postpone_by_flag_file_then_ctl_holds_the_cutover_until_unpostpone(
-        server: Dsn, db: str, conn: Any, sock: str, tmp_path: Path) -> None:
+        server: Dsn, db: str, conn: Conn, sock: str, tmp_path: Path) -> None:
     flag = tmp_path / "postpone"
     flag.touch()
     run = Run(config(server, db, sock, postpone_flag_file=str(flag)))
@@ -270,7 +271,7 @@ def ctl_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_unpostpone_overrides_the_flag_file(server: Dsn, db: str, conn: Any, sock: str,
+def test_unpostpone_overrides_the_flag_file(server: Dsn, db: str, conn: Conn, sock: str,
                                             tmp_path: Path) -> None:
     flag = tmp_path / "postpone"
     flag.touch()
@@ -284,7 +285,7 @@ def test_unpostpone_overrides_the_flag_file(server: Dsn, db: str, conn: Any, soc
 # --- tuning a live run ------------------------------------------------------------------
 
 
-def test_ctl_chunk_time_resizes_the_chunks(server: Dsn, db: str, conn: Any, sock: str,
+def test_ctl_chunk_time_resizes_the_chunks(server: Dsn, db: str, conn: Conn, sock: str,
                                            caplog: pytest.LogCaptureFixture) -> None:
     sizes: list[int] = []
     holder: dict[str, Migration] = {}
@@ -307,7 +308,7 @@ def test_ctl_chunk_time_resizes_the_chunks(server: Dsn, db: str, conn: Any, sock
 
 
 def test_nice_ratio_rests_between_chunks_until_ctl_sets_it_to_0(
-        server: Dsn, db: str, conn: Any, sock: str, caplog: pytest.LogCaptureFixture) -> None:
+        server: Dsn, db: str, conn: Conn, sock: str, caplog: pytest.LogCaptureFixture) -> None:
     rested: list[float] = []
     holder: dict[str, Migration] = {}
 
@@ -344,7 +345,7 @@ def read_env(path: Path) -> dict[str, str]:
 
 
 def test_hooks_get_their_variables_and_a_failing_before_cutover_hook_postpones(
-        server: Dsn, db: str, conn: Any, sock: str, tmp_path: Path,
+        server: Dsn, db: str, conn: Conn, sock: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONLINEDDL_PASSWORD", "s3cret-never-shown")
     hooks, out = tmp_path / "hooks", tmp_path / "out"
@@ -386,7 +387,7 @@ def test_hooks_get_their_variables_and_a_failing_before_cutover_hook_postpones(
 
 
 def test_a_failing_startup_hook_stops_before_anything_is_created(
-        server: Dsn, db: str, conn: Any, tmp_path: Path) -> None:
+        server: Dsn, db: str, conn: Conn, tmp_path: Path) -> None:
     write_hook(tmp_path, "startup", "echo not in the maintenance window; exit 1")
     with pytest.raises(Aborted, match="startup hook failed"):
         Migration(config(server, db, hooks=HookConfig(directory=str(tmp_path)))).run()
@@ -408,7 +409,7 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
     return out
 
 
-def test_metrics_endpoint_parses_and_moves(server: Dsn, db: str, conn: Any) -> None:
+def test_metrics_endpoint_parses_and_moves(server: Dsn, db: str, conn: Conn) -> None:
     scrapes: list[dict[tuple[str, str], float]] = []
     holder: dict[str, Migration] = {}
     count = {"n": 0}
@@ -437,7 +438,7 @@ def test_metrics_endpoint_parses_and_moves(server: Dsn, db: str, conn: Any) -> N
 # --- dry run and instant DDL ----------------------------------------------------------
 
 
-def fingerprint(conn: Any) -> tuple[Any, ...]:
+def fingerprint(conn: Conn) -> tuple[Any, ...]:
     with conn.cursor() as cur:
         cur.execute("SHOW CREATE TABLE t")
         create = cur.fetchone()[1]
@@ -451,7 +452,7 @@ def fingerprint(conn: Any) -> tuple[Any, ...]:
     ("ADD INDEX v_idx (v), MODIFY name VARCHAR(80) CHARACTER SET utf8mb4 NULL",
      "Instant: no"),
 ])
-def test_dry_run_prints_the_plan_and_changes_nothing(server: Dsn, db: str, conn: Any,
+def test_dry_run_prints_the_plan_and_changes_nothing(server: Dsn, db: str, conn: Conn,
                                                      alter: str, instant: str) -> None:
     before = fingerprint(conn)
     done = cli(server, db, "--dry-run", "--nice-ratio", "1.5", alter=alter)
@@ -472,7 +473,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(server: Dsn, db: str, conn:
 
 
 def test_allow_instant_applies_in_place_and_falls_back_to_a_copy(
-        server: Dsn, db: str, conn: Any) -> None:
+        server: Dsn, db: str, conn: Conn) -> None:
     done = cli(server, db, "--allow-instant", alter="ADD COLUMN note2 INT NULL")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "applied in place with ALGORITHM=INSTANT" in done.stderr
@@ -485,7 +486,7 @@ def test_allow_instant_applies_in_place_and_falls_back_to_a_copy(
     assert "_t_old_*" in kept_tables(conn)
 
 
-def test_allow_instant_waits_for_the_postpone_flag(server: Dsn, db: str, conn: Any,
+def test_allow_instant_waits_for_the_postpone_flag(server: Dsn, db: str, conn: Conn,
                                                   sock: str, tmp_path: Path) -> None:
     """Applying the ALTER is the cutover of an instant run: the window still decides."""
     flag = tmp_path / "postpone"
@@ -535,7 +536,7 @@ def replica(server: Dsn) -> Iterator[Any]:
 
 
 @pytest.mark.mariadb_only  # the replica set-up speaks MariaDB's replication SQL
-def test_replica_lag_holds_the_copier(server: Dsn, db: str, conn: Any, sock: str,
+def test_replica_lag_holds_the_copier(server: Dsn, db: str, conn: Conn, sock: str,
                                       replica: Any) -> None:
     from onlineddl.flavor import detect
     from onlineddl.throttle import ServerThrottle

@@ -124,9 +124,11 @@ def assert_like_alter(conn: Conn, alter: str, skip: Sequence[str] = ()) -> None:
 
 # --- item 1: time zones -----------------------------------------------------------
 
-TZ_ROWS = [(i, f"2024-01-0{i % 9 + 1} 10:00:0{i % 10}", f"2024-02-0{i % 9 + 1} 11:00:00",
-            f"2023-12-31 23:{i:02d}:00") for i in range(1, 21)]
-ZERO_ROW = (21, "0000-00-00 00:00:00", "0000-00-00 00:00:00", None)
+TzRow: TypeAlias = tuple[int, str, str, str | None]  # id, ts, dt, tv
+TZ_ROWS: list[TzRow] = [(i, f"2024-01-0{i % 9 + 1} 10:00:0{i % 10}",
+                         f"2024-02-0{i % 9 + 1} 11:00:00", f"2023-12-31 23:{i:02d}:00")
+                        for i in range(1, 21)]
+ZERO_ROW: TzRow = (21, "0000-00-00 00:00:00", "0000-00-00 00:00:00", None)
 TZ_ALTER = ("MODIFY ts DATETIME NOT NULL, MODIFY dt TIMESTAMP NOT NULL, "
             "MODIFY tv VARCHAR(30) NULL, "
             "ADD COLUMN created DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP")

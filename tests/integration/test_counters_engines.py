@@ -8,7 +8,7 @@ AUTO_INCREMENT= option is the counter.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pytest
@@ -19,7 +19,7 @@ from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import InvalidAlter
 from onlineddl.migration import migrate
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 TUNING = Tuning(chunk_rows_initial=100, chunk_rows_min=50, chunk_rows_max=200)
 ROWS, KEPT = 1200, 1160
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import columns, connect, old_tables, scalar, tables
-from workload import IntModel, Writers, assert_same_rows, make_tables
+from helpers import Conn, columns, connect, old_tables, scalar, tables
+from workload import IntModel, Seeded, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -44,7 +44,7 @@ TUNING = Tuning(chunk_rows_initial=500, chunk_rows_max=1000, checkpoint_interval
 
 
 @pytest.fixture
-def setup(server: Dsn, db: str) -> Iterator[tuple[Any, IntModel]]:
+def setup(server: Dsn, db: str) -> Iterator[Seeded]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
     make_tables(conn, model, ROWS)
@@ -57,7 +57,7 @@ def config(server: Dsn, db: str, tuning: Tuning = TUNING, **kw: Any) -> Migratio
                            alter="ADD COLUMN added INT NULL", **kw)
 
 
-def wait_for_state(conn: Any, like: str, state: str = "Waiting for table metadata lock",
+def wait_for_state(conn: Conn, like: str, state: str = "Waiting for table metadata lock",
                    timeout: float = 20) -> None:
     """Until a statement matching `like` is in `state` (PROCESSLIST)."""
     deadline = time.monotonic() + timeout
@@ -92,7 +92,7 @@ def in_thread(server: Dsn, db: str, statement: str, out: dict[str, Any]) -> thre
 
 @pytest.mark.mariadb_only
 def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
-        server: Dsn, db: str, setup: Any) -> None:
+        server: Dsn, db: str, setup: Seeded) -> None:
     """Once T is blocked, another session opens a transaction that reads `_t_new` and
     holds it for 3 seconds, while 4 writers run. Before, the RENAME queued on `_t_new`,
     the lock went, and 553-574 writes landed in the old table. Now each attempt is called off
@@ -131,7 +131,7 @@ def test_a_transaction_reading_the_shadow_never_lets_writes_into_the_old_table(
     ("HANDLER _t_new OPEN", "HANDLER _t_new CLOSE"),
 ], ids=["transaction", "handler"])
 def test_a_session_holding_the_shadow_fails_attempts_before_writes_are_blocked(
-        server: Dsn, db: str, setup: Any, hold: str, release: str) -> None:
+        server: Dsn, db: str, setup: Seeded, hold: str, release: str) -> None:
     """Held from before T is blocked (an open transaction that read `_t_new`, or a
     HANDLER on it): the guard (LOCK TABLES _t_new WRITE, then let go) fails each
     attempt while writers never wait on T."""
@@ -186,7 +186,7 @@ def test_a_session_holding_the_shadow_fails_attempts_before_writes_are_blocked(
 @pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD COLUMN z INT NULL",
                                  "DROP INDEX k_v ON t"], ids=["add_column", "drop_index"])
 def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
-        server: Dsn, db: str, setup: Any, ddl: str) -> None:
+        server: Dsn, db: str, setup: Seeded, ddl: str) -> None:
     conn, _ = setup
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE t ADD INDEX k_v (v)")
@@ -227,7 +227,7 @@ def test_foreign_ddl_queued_under_the_cutover_lock_stops_the_run_on_t(
 
 @pytest.mark.mariadb_only
 def test_the_tripwire_reports_ddl_that_reached_the_old_table(
-        server: Dsn, db: str, setup: Any,
+        server: Dsn, db: str, setup: Seeded,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With the PROCESSLIST watch blinded, a queued ALTER runs on the old table right
     after the unlock (nothing to drain, so the swap goes ahead): the binlog shows it
@@ -254,7 +254,7 @@ def test_the_tripwire_reports_ddl_that_reached_the_old_table(
 
 
 @pytest.mark.mariadb_only
-def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Any
+def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, setup: Seeded
                                                         ) -> None:
     """An ALTER arriving once the RENAME waits for T queues behind it: the run either
     completes (the ALTER then runs on the new T) or calls the swap off (it runs on the
@@ -289,7 +289,7 @@ def test_foreign_ddl_after_the_rename_queued_lands_on_t(server: Dsn, db: str, se
 
 @pytest.mark.mariadb_only
 def test_a_drain_round_stuck_on_a_row_lock_releases_the_block_within_its_bound(
-        server: Dsn, db: str, setup: Any) -> None:
+        server: Dsn, db: str, setup: Seeded) -> None:
     """A change is pending when T is blocked, and another transaction holds every row
     of `_t_new`: the flush would wait innodb_lock_wait_timeout (10 s here). The block
     must end within block_timeout; the run then retries and succeeds."""
@@ -352,7 +352,7 @@ FROZEN_CHILD = textwrap.dedent("""
 
 
 def test_a_frozen_tool_releases_the_table_and_the_runner_lock(server: Dsn, db: str,
-                                                              setup: Any) -> None:
+                                                              setup: Seeded) -> None:
     """The process stops (SIGSTOP) while its lock connection holds T: the server drops
     that connection after block_timeout + 2 s of silence, and the runner lock's after
     its idle limit, though the process still exists."""

@@ -17,12 +17,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
-from helpers import connect, old_tables
-from workload import IntModel, Writers, assert_same_rows, q
+from helpers import Conn, Cursor, connect, old_tables
+from workload import IntModel, Op, Writers, assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.binlog import UPSERT, Commit, Item, Keys, SchemaChange, TableShape, open_reader
@@ -39,7 +40,7 @@ COLUMNS = ["id", "name", "v", "data", "note"]
 TUNING = Tuning(chunk_rows_initial=100, chunk_rows_max=200, checkpoint_interval=0.3)
 
 
-def seed(conn: Any, table: str, mirror: str, rows: int = ROWS) -> IntModel:
+def seed(conn: Conn, table: str, mirror: str, rows: int = ROWS) -> IntModel:
     """The table and its mirror with the same rows (executemany: MySQL and MariaDB)."""
     model = IntModel(id_max=rows + 100)
     values = [(i, f"n{i}", i, bytes([i % 256]) * 3, None if i % 7 else "x") for i in
@@ -70,14 +71,14 @@ def at_chunks(writers: Writers, first: Callable[[], None] | None = None) -> None
     faults.register("after_chunk", hook)
 
 
-def run(conn: Any, *statements: str) -> None:
+def run(conn: Conn, *statements: str) -> None:
     with conn.cursor() as cur:
         for text in statements:
             cur.execute(text)
 
 
 @pytest.mark.parametrize("table", ["phase", "key", "user"])
-def test_tables_named_like_the_tools_own_words_migrate(server: Dsn, db: str, conn: Any,
+def test_tables_named_like_the_tools_own_words_migrate(server: Dsn, db: str, conn: Conn,
                                                        table: str) -> None:
     """The checkpoint's CREATE TABLE has columns `phase` and `key`; CREATE USER has `user`."""
     model = seed(conn, table, "mirror")
@@ -90,7 +91,7 @@ def test_tables_named_like_the_tools_own_words_migrate(server: Dsn, db: str, con
     assert_same_rows(conn, table, "mirror", COLUMNS, ["id"])
 
 
-def column_names(conn: Any, table: str) -> list[str]:
+def column_names(conn: Conn, table: str) -> list[str]:
     with conn.cursor() as cur:
         cur.execute(f"SHOW COLUMNS FROM {q(table)}")
         return [r[0] for r in cur.fetchall()]
@@ -110,7 +111,7 @@ def other_db(server: Dsn, db: str) -> Iterator[str]:
 
 
 def test_statements_that_only_share_the_name_do_not_stop_the_run(
-        server: Dsn, db: str, conn: Any, other_db: str) -> None:
+        server: Dsn, db: str, conn: Conn, other_db: str) -> None:
     model = seed(conn, "orders", "mirror")
     writers = Writers(server, db, "orders", "mirror", model)
     user = f"orders{db[-8:]}"
@@ -133,7 +134,7 @@ def test_statements_that_only_share_the_name_do_not_stop_the_run(
     elsewhere.close()
 
 
-def statement_format(conn: Any) -> None:
+def statement_format(conn: Conn) -> None:
     run(conn, "SET SESSION binlog_format = 'STATEMENT'")
 
 
@@ -151,7 +152,7 @@ CHANGES = {
 
 @pytest.mark.parametrize("case", list(CHANGES))
 def test_a_change_after_the_checksum_stops_before_the_cutover(server: Dsn, db: str,
-                                                              conn: Any, case: str) -> None:
+                                                              conn: Conn, case: str) -> None:
     seed(conn, "t", "mirror")
     prepare, text = CHANGES[case]
     other = connect(server, db)
@@ -171,7 +172,7 @@ def test_a_change_after_the_checksum_stops_before_the_cutover(server: Dsn, db: s
 
 
 @pytest.mark.mariadb_only  # ALTER TABLE IF EXISTS is MariaDB syntax
-def test_mariadb_alter_table_if_exists_stops_the_run(server: Dsn, db: str, conn: Any) -> None:
+def test_mariadb_alter_table_if_exists_stops_the_run(server: Dsn, db: str, conn: Conn) -> None:
     seed(conn, "t", "mirror")
     faults.register("after_checksum",
                     lambda: run(conn, "/* dba */ ALTER TABLE IF EXISTS t COMMENT 'x'"))
@@ -188,10 +189,10 @@ class SavepointModel(IntModel):
     """Each transaction writes, sets savepoints, rolls back to one and writes again, on
     the table and its mirror alike."""
 
-    def ops(self) -> list[Callable[[Any, random.Random, str], list[tuple[str, list[Any]]]]]:
+    def ops(self) -> list[Op]:
         return [self.with_savepoints]
 
-    def with_savepoints(self, cur: Any, rng: random.Random, table: str
+    def with_savepoints(self, cur: Cursor, rng: random.Random, table: str
                         ) -> list[tuple[str, list[Any]]]:
         mirror: list[tuple[str, list[Any]]] = []
         for step in range(3):
@@ -237,7 +238,7 @@ KILLS = 4
 
 @pytest.mark.parametrize("reader", ["wire", "library"])
 def test_savepoint_writers_lose_nothing_when_the_dump_is_killed(
-        server: Dsn, db: str, conn: Any, reader: str, tmp_path: Any,
+        server: Dsn, db: str, conn: Conn, reader: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Writers use savepoints throughout. The cutover is postponed (flag file) until,
     four times one after the other, a large transaction with savepoints has changed
@@ -325,7 +326,7 @@ SAVEPOINT_TXN = [
 
 
 @pytest.mark.parametrize("reader", ["wire", "library"])
-def test_no_position_inside_a_transaction_with_savepoints(server: Dsn, db: str, conn: Any,
+def test_no_position_inside_a_transaction_with_savepoints(server: Dsn, db: str, conn: Conn,
                                                           reader: str) -> None:
     """Read event by event; reading on from every position handed out must give exactly
     the changes not read yet (a position inside the transaction, with its GTID counted,
@@ -345,7 +346,9 @@ def test_no_position_inside_a_transaction_with_savepoints(server: Dsn, db: str, 
     commits = [n for n, i in enumerate(items) if isinstance(i, Commit)]
     assert commits, "no position handed out"
     for n in commits:
-        position = items[n].position  # type: ignore[union-attr]
+        commit = items[n]
+        assert isinstance(commit, Commit)
+        position = commit.position
         if position.reached(end):
             continue
         before = [k for i in items[:n] if isinstance(i, Keys) for k in i.keys]
@@ -378,7 +381,7 @@ def read_until(server: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosit
 
 
 def byte_by_byte(reader: WireReader) -> None:
-    def small(conn: Any) -> Any:
+    def small(conn: Any) -> Any:  # a DumpConnection whose read_chunk is patched
         read = conn.read_chunk
         conn.read_chunk = lambda size: read(1)
         return conn
@@ -391,7 +394,7 @@ def byte_by_byte(reader: WireReader) -> None:
 
 @pytest.mark.parametrize("reader", ["wire", "library"])
 def test_both_readers_report_the_swap_rename_by_the_default_database(
-        server: Dsn, db: str, conn: Any, reader: str) -> None:
+        server: Dsn, db: str, conn: Conn, reader: str) -> None:
     """The cutover's tripwire waits for the RENAME of the table, which the tool runs
     unqualified in the table's database; another database's RENAME is not it."""
     run(conn, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "CREATE TABLE n LIKE t")

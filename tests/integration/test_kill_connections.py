@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import connect
-from workload import IntModel, Writers, assert_same_rows, make_tables
+from workload import IntModel, Seeded, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
@@ -27,7 +27,7 @@ TUNING = Tuning(chunk_rows_initial=200, chunk_rows_max=400, checkpoint_interval=
 
 
 @pytest.fixture
-def setup(server: Dsn, db: str) -> Iterator[tuple[Any, IntModel]]:
+def setup(server: Dsn, db: str) -> Iterator[Seeded]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
     make_tables(conn, model, ROWS)
@@ -62,7 +62,7 @@ def kill_tool_connections(server: Dsn, db: str, *, spare_lock: bool,
     return len(victims)
 
 
-def test_kill_connections_mid_copy_reconnects(server: Dsn, db: str, setup: Any) -> None:
+def test_kill_connections_mid_copy_reconnects(server: Dsn, db: str, setup: Seeded) -> None:
     conn, model = setup
     writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
     count = {"chunks": 0, "killed": 0}
@@ -84,7 +84,7 @@ def test_kill_connections_mid_copy_reconnects(server: Dsn, db: str, setup: Any) 
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def test_losing_the_runner_lock_stops_before_cutover(server: Dsn, db: str, setup: Any
+def test_losing_the_runner_lock_stops_before_cutover(server: Dsn, db: str, setup: Seeded
                                                      ) -> None:
     conn, model = setup
     writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
@@ -115,7 +115,7 @@ def test_losing_the_runner_lock_stops_before_cutover(server: Dsn, db: str, setup
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def test_kill_connections_mid_cutover_retries(server: Dsn, db: str, setup: Any) -> None:
+def test_kill_connections_mid_cutover_retries(server: Dsn, db: str, setup: Seeded) -> None:
     conn, model = setup
     writers = Writers(server, db, "t", "mirror", model)
     bursts = {"n": 0, "killed": 0}

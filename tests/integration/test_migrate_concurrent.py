@@ -11,6 +11,7 @@ Background writers run the whole time, across the cutover.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from helpers import connect
@@ -26,7 +27,7 @@ SMALL_CHUNKS = Tuning(chunk_rows_initial=200, chunk_rows_min=50, chunk_rows_max=
 
 
 
-def config(server: Dsn, db: str, alter: str, **kw) -> MigrationConfig:  # type: ignore[no-untyped-def]
+def config(server: Dsn, db: str, alter: str, **kw: Any) -> MigrationConfig:
     return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
                            tuning=kw.pop("tuning", SMALL_CHUNKS), **kw)
 

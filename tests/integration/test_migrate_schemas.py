@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pymysql.err
@@ -31,7 +31,7 @@ from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.migration import migrate
 
 Key = tuple[Any, ...]
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 
 # Several chunks for a few hundred rows; quick checkpoints so those paths run too.
 TUNING = Tuning(chunk_rows_initial=40, chunk_rows_min=10, chunk_rows_max=80,

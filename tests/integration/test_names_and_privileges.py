@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import connect, kept_tables, needs_local_server, tables
@@ -39,9 +40,9 @@ def seed(dsn: Dsn, database: str, table: str, rows: int = ROWS) -> None:
                         [(i, i * 3) for i in range(1, rows + 1)])
 
 
-def run(dsn: Dsn, database: str, table: str, alter: str = ALTER, **kw: object) -> Result:
+def run(dsn: Dsn, database: str, table: str, alter: str = ALTER, **kw: Any) -> Result:
     config = MigrationConfig(dsn=dsn, database=database, table=table, alter=alter,
-                             repair=False, tuning=TUNING, **kw)  # type: ignore[arg-type]
+                             repair=False, tuning=TUNING, **kw)
     return migrate(config)
 
 

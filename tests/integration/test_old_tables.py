@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from helpers import (
+    Conn,
     cli_env,
     columns,
     connect,
@@ -61,13 +62,13 @@ def run(server: Dsn, db: str, alter: str, **kw: Any) -> Result:
                                    repair=False, tuning=TUNING, **kw))
 
 
-def execute(conn: Any, *statements: str, params: tuple[Any, ...] = ()) -> None:
+def execute(conn: Conn, *statements: str, params: tuple[Any, ...] = ()) -> None:
     with conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement, params or None)
 
 
-def rows(conn: Any, table: str) -> list[tuple[Any, ...]]:
+def rows(conn: Conn, table: str) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT id, v FROM `{table}` ORDER BY id")
         return list(cur.fetchall())
@@ -96,7 +97,7 @@ class Writer:
 
 
 def test_three_migrations_in_a_row_keep_three_old_tables(server: Dsn, db: str,
-                                                          conn: Any) -> None:
+                                                          conn: Conn) -> None:
     kept: list[tuple[str, list[tuple[Any, ...]]]] = []
     for i, alter in enumerate(ALTERS):
         writer = Writer(server, db, start=10_000 * (i + 1))
@@ -136,13 +137,13 @@ def test_three_migrations_in_a_row_keep_three_old_tables(server: Dsn, db: str,
     assert cleanup(server, db, "t", old=True) == [f"no recorded old tables of {db}.t to drop"]
 
 
-def age(conn: Any, name: str, days: int) -> None:
+def age(conn: Conn, name: str, days: int) -> None:
     """Make a recorded old table look swapped `days` ago."""
     execute(conn, f"UPDATE {REGISTRY} SET swapped_at = swapped_at - INTERVAL {days} DAY "
             "WHERE old_name = %s", params=(name,))
 
 
-def test_keep_old_for_drops_only_the_expired_ones(server: Dsn, db: str, conn: Any) -> None:
+def test_keep_old_for_drops_only_the_expired_ones(server: Dsn, db: str, conn: Conn) -> None:
     first = run(server, db, ALTERS[0]).old_table
     second = run(server, db, ALTERS[1]).old_table
     age(conn, first, 10)
@@ -168,7 +169,7 @@ def test_keep_old_for_drops_only_the_expired_ones(server: Dsn, db: str, conn: An
 
 
 def test_keep_old_for_zero_drops_this_runs_old_table_at_the_end(server: Dsn, db: str,
-                                                                 conn: Any) -> None:
+                                                                 conn: Conn) -> None:
     result = run(server, db, ALTERS[0], keep_old_for=0.0)
     assert old_tables(conn) == [] and recorded_old_tables(conn) == []
     assert result.old_table == ""
@@ -176,7 +177,7 @@ def test_keep_old_for_zero_drops_this_runs_old_table_at_the_end(server: Dsn, db:
     assert result.old_table == "" and kept_tables(conn) == {"t", "mirror"}
 
 
-def test_old_tables_are_kept_while_t_is_missing(server: Dsn, db: str, conn: Any) -> None:
+def test_old_tables_are_kept_while_t_is_missing(server: Dsn, db: str, conn: Conn) -> None:
     old = run(server, db, ALTERS[0]).old_table
     execute(conn, "RENAME TABLE t TO t_elsewhere")
     done = cleanup(server, db, "t", old=True)
@@ -187,7 +188,7 @@ def test_old_tables_are_kept_while_t_is_missing(server: Dsn, db: str, conn: Any)
 
 
 def test_a_run_killed_after_its_swap_records_its_old_table_on_resume(
-        server: Dsn, db: str, conn: Any) -> None:
+        server: Dsn, db: str, conn: Conn) -> None:
     first = run(server, db, ALTERS[0]).old_table
     killed = subprocess.run(migrate_command(server, db, ALTERS[1]), env=cli_env(server,
                             "after_swap"), capture_output=True, text=True, timeout=120)
@@ -203,7 +204,7 @@ def test_a_run_killed_after_its_swap_records_its_old_table_on_resume(
     assert "b" in columns(conn, "t") and "b" not in columns(conn, chosen)
 
 
-def test_cli_keep_old_for_and_cleanup_old(server: Dsn, db: str, conn: Any) -> None:
+def test_cli_keep_old_for_and_cleanup_old(server: Dsn, db: str, conn: Conn) -> None:
     base = ["--host", server.host, "--port", str(server.port), "--user", server.user,
             "--database", db, "--table", "t"]
     first = run(server, db, ALTERS[0]).old_table
@@ -228,14 +229,14 @@ def test_cli_keep_old_for_and_cleanup_old(server: Dsn, db: str, conn: Any) -> No
     assert old_tables(conn) == [] and REGISTRY in tables(conn)
 
 
-def checkpoint_old_name(conn: Any) -> str:
+def checkpoint_old_name(conn: Conn) -> str:
     with conn.cursor() as cur:
         cur.execute("SELECT old_table FROM _t_chkpnt")
         return str(cur.fetchone()[0])
 
 
 def test_an_old_table_name_taken_during_the_run_stops_it_before_the_swap(
-        server: Dsn, db: str, conn: Any) -> None:
+        server: Dsn, db: str, conn: Conn) -> None:
     """Someone creates a table under the name the checkpoint fixed for this run's old
     table: the run stops before blocking writes (T unchanged, exit 14, resumable once it
     is gone), and --resume refuses while it is there."""

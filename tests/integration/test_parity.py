@@ -28,18 +28,19 @@ the native ALTER, and `t` must equal it exactly, converted columns included.
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect, kept_tables, old_tables
+from helpers import Cursor, connect, kept_tables, old_tables
 from parity import (
     COLUMNS,
     ROWS,
@@ -58,7 +59,7 @@ from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import OnlineDDLError
 from onlineddl.migration import migrate
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 
 ZONE = "+05:30"
 # 50 rows in several chunks.
@@ -273,7 +274,7 @@ def pconn(server: Dsn, parity_db: str) -> Iterator[Conn]:
     conn.close()
 
 
-def assert_zone(cur: Any) -> None:
+def assert_zone(cur: Cursor) -> None:
     cur.execute("SELECT @@SESSION.time_zone")
     assert cur.fetchone()[0] == ZONE, "the session should have the server's zone"
 
@@ -288,7 +289,7 @@ class Phases:
         self.counts: Counter[str] = Counter()
         self.on = on or {}
         for point in POINTS:
-            faults.register(point, lambda p=point: self.hit(p))
+            faults.register(point, functools.partial(self.hit, point))
 
     def hit(self, point: str) -> None:
         self.counts[point] += 1

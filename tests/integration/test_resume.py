@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from helpers import (
+    Conn,
     cli_env,
     columns,
     connect,
@@ -27,7 +27,7 @@ from helpers import (
     recorded_old_tables,
     tables,
 )
-from workload import IntModel, Writers, assert_same_rows, make_tables
+from workload import IntModel, Seeded, Writers, assert_same_rows, make_tables
 
 from onlineddl.config import Dsn
 
@@ -45,7 +45,7 @@ def run_cli(server: Dsn, db: str, *extra: str, fault: str | None = None,
 
 
 @pytest.fixture
-def table(server: Dsn, db: str) -> Iterator[Any]:
+def table(server: Dsn, db: str) -> Iterator[Seeded]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
     make_tables(conn, model, ROWS)
@@ -65,7 +65,7 @@ def wait_for_commits(writers: Writers, more: int, timeout: float = 30) -> None:
 
 
 
-def assert_finished(conn: Any, writers: Writers) -> None:
+def assert_finished(conn: Conn, writers: Writers) -> None:
     assert not writers.errors, writers.errors[:5]
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
     assert "added" in columns(conn, "t")
@@ -95,7 +95,7 @@ KILL_POINTS = [
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_kill_and_resume(server: Dsn, db: str, table: Any, point: str) -> None:
+def test_kill_and_resume(server: Dsn, db: str, table: Seeded, point: str) -> None:
     conn, model = table
     writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
     writers.start()
@@ -115,7 +115,7 @@ def test_kill_and_resume(server: Dsn, db: str, table: Any, point: str) -> None:
     assert_finished(conn, writers)
 
 
-def test_resume_with_a_different_alter_is_refused(server: Dsn, db: str, table: Any) -> None:
+def test_resume_with_a_different_alter_is_refused(server: Dsn, db: str, table: Seeded) -> None:
     conn, _ = table
     crashed = run_cli(server, db, fault="after_chunk:2")
     assert crashed.returncode == 137
@@ -130,7 +130,7 @@ def test_resume_with_a_different_alter_is_refused(server: Dsn, db: str, table: A
 
 
 def test_a_checkpoint_with_an_unknown_phase_is_refused(server: Dsn, db: str,
-                                                       table: Any) -> None:
+                                                       table: Seeded) -> None:
     conn, _ = table
     crashed = run_cli(server, db, fault="after_chunk:2")
     assert crashed.returncode == 137
@@ -150,7 +150,7 @@ def test_a_checkpoint_with_an_unknown_phase_is_refused(server: Dsn, db: str,
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def purge_binlogs(conn: Any) -> None:
+def purge_binlogs(conn: Conn) -> None:
     """Purge every binlog but the current one. The server keeps a file a dump thread is
     still reading (the killed run's, until the server notices), so retry, bounded."""
     with conn.cursor() as cur:
@@ -167,7 +167,7 @@ def purge_binlogs(conn: Any) -> None:
             time.sleep(0.1)
 
 
-def test_resume_after_binlog_purge_is_refused(server: Dsn, db: str, table: Any) -> None:
+def test_resume_after_binlog_purge_is_refused(server: Dsn, db: str, table: Seeded) -> None:
     conn, _ = table
     crashed = run_cli(server, db, fault="after_chunk:2")
     assert crashed.returncode == 137
@@ -188,7 +188,7 @@ def test_resume_after_binlog_purge_is_refused(server: Dsn, db: str, table: Any) 
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
 
 
-def test_status_reads_a_dead_run_from_the_server(server: Dsn, db: str, table: Any) -> None:
+def test_status_reads_a_dead_run_from_the_server(server: Dsn, db: str, table: Seeded) -> None:
     import json
 
     crashed = run_cli(server, db, fault="after_chunk:3")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import columns, connect, old_tables
+from helpers import Conn, columns, connect, old_tables
 from workload import IntModel, Writers, assert_same_rows
 
 from onlineddl.config import Dsn
@@ -40,7 +40,7 @@ def env(server: Dsn) -> dict[str, str]:
     return out
 
 
-def make(conn: Any, model: IntModel, table: str, mirror: str, rows: int) -> None:
+def make(conn: Conn, model: IntModel, table: str, mirror: str, rows: int) -> None:
     with conn.cursor() as cur:
         for name in (table, mirror):
             cur.execute(model.create_sql(name))
@@ -198,7 +198,7 @@ def test_cleanup_refuses_while_a_runner_holds_the_table(server: Dsn, db: str,
     assert runner.returncode == 0, err[-3000:]
 
 
-def wait_for_table(conn: Any, name: str) -> None:
+def wait_for_table(conn: Conn, name: str) -> None:
     deadline = time.monotonic() + 60
     with conn.cursor() as cur:
         while True:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from helpers import (
+    Conn,
     cli_env,
     columns,
     connect,
@@ -27,7 +28,7 @@ from helpers import (
     scalar,
     tables,
 )
-from workload import IntModel, Writers, assert_same_rows, make_tables
+from workload import IntModel, Seeded, Writers, assert_same_rows, make_tables
 
 from onlineddl.config import Dsn
 
@@ -56,7 +57,7 @@ def run_cli(server: Dsn, db: str, fault: str | None = None, alter: str = ALTER,
 
 
 @pytest.fixture
-def table(server: Dsn, db: str) -> Iterator[Any]:
+def table(server: Dsn, db: str) -> Iterator[Seeded]:
     model = IntModel(id_max=ROWS + 300)
     conn = connect(server, db)
     make_tables(conn, model, ROWS)
@@ -73,12 +74,12 @@ def wait_for_commits(writers: Writers, more: int, timeout: float = 30) -> None:
         time.sleep(0.01)
 
 
-def create_time(conn: Any, name: str) -> Any:
+def create_time(conn: Conn, name: str) -> Any:
     return scalar(conn, "SELECT CREATE_TIME FROM information_schema.TABLES WHERE "
                         f"TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{name}'")
 
 
-def assert_migrated_once(conn: Any) -> None:
+def assert_migrated_once(conn: Conn) -> None:
     assert "added" in columns(conn, "t")
     kept = old_tables(conn)
     assert len(kept) == 1, kept                   # swapped exactly once
@@ -89,7 +90,7 @@ def assert_migrated_once(conn: Any) -> None:
 # Each seed kills the run at 4 of the 6 points, in lifecycle order; these three seeds
 # together reach every point.
 @pytest.mark.parametrize("seed", [3, 4, 7])
-def test_scheduler_reruns_the_same_command_until_done(server: Dsn, db: str, table: Any,
+def test_scheduler_reruns_the_same_command_until_done(server: Dsn, db: str, table: Seeded,
                                                       seed: int) -> None:
     conn, model = table
     rng = random.Random(seed)
@@ -125,7 +126,7 @@ def test_scheduler_reruns_the_same_command_until_done(server: Dsn, db: str, tabl
     assert_migrated_once(conn)
 
 
-def test_fresh_start_then_rerun_after_success(server: Dsn, db: str, table: Any) -> None:
+def test_fresh_start_then_rerun_after_success(server: Dsn, db: str, table: Seeded) -> None:
     conn, _ = table
     first = run_cli(server, db)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -140,7 +141,7 @@ def test_fresh_start_then_rerun_after_success(server: Dsn, db: str, table: Any) 
     assert_migrated_once(conn)
 
 
-def test_killed_while_asking_whether_done(server: Dsn, db: str, table: Any) -> None:
+def test_killed_while_asking_whether_done(server: Dsn, db: str, table: Seeded) -> None:
     """The "already done?" question builds an empty `_T_new` under a checkpoint; killed
     right then, the next run removes both and still answers: done."""
     conn, _ = table
@@ -156,7 +157,7 @@ def test_killed_while_asking_whether_done(server: Dsn, db: str, table: Any) -> N
 
 
 def test_a_death_before_the_first_checkpoint_is_started_over(server: Dsn, db: str,
-                                                             table: Any) -> None:
+                                                             table: Seeded) -> None:
     conn, _ = table
     crashed = run_cli(server, db, "shadow_created")
     assert crashed.returncode == 137
@@ -168,7 +169,7 @@ def test_a_death_before_the_first_checkpoint_is_started_over(server: Dsn, db: st
 
 
 def test_another_alter_against_a_leftover_checkpoint_is_refused(server: Dsn, db: str,
-                                                                table: Any) -> None:
+                                                                table: Seeded) -> None:
     conn, _ = table
     crashed = run_cli(server, db, "after_chunk:2")
     assert crashed.returncode == 137
@@ -186,7 +187,7 @@ def test_another_alter_against_a_leftover_checkpoint_is_refused(server: Dsn, db:
 
 
 def test_another_alter_after_success_is_not_taken_for_done(server: Dsn, db: str,
-                                                           table: Any) -> None:
+                                                           table: Seeded) -> None:
     """The old table kept by ALTER A does not make ALTER B "done": B runs, and keeps an
     old table of its own."""
     conn, _ = table
@@ -201,7 +202,7 @@ def test_another_alter_after_success_is_not_taken_for_done(server: Dsn, db: str,
 
 
 @pytest.mark.parametrize("flag", ["--drop-old", "--allow-instant"])
-def test_auto_refuses_options_that_leave_no_old_table(server: Dsn, db: str, table: Any,
+def test_auto_refuses_options_that_leave_no_old_table(server: Dsn, db: str, table: Seeded,
                                                       flag: str) -> None:
     conn, _ = table
     refused = run_cli(server, db, None, ALTER, flag)
@@ -213,7 +214,7 @@ def test_auto_refuses_options_that_leave_no_old_table(server: Dsn, db: str, tabl
 
 
 def test_plain_resume_still_refuses_when_there_is_nothing(server: Dsn, db: str,
-                                                          table: Any) -> None:
+                                                          table: Seeded) -> None:
     conn, _ = table
     args = migrate_command(server, db, ALTER, "--resume")
     refused = subprocess.run(args, env=cli_env(server), capture_output=True, text=True,

@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 import pymysql.connections
 import pymysql.err
 import pytest
-from helpers import connect, kept_tables, scalar, tables
+from helpers import Cursor, connect, kept_tables, scalar, tables
 from workload import commit_replaying, q
 
 from onlineddl import faults
@@ -523,7 +523,7 @@ def server_differences(conn: Conn, columns: Sequence[str]) -> dict[str, int]:
 def create_table_text(conn: Conn, table: str) -> str:
     with conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {q(table)}")
-        text = cur.fetchone()[1]
+        text: str = cur.fetchone()[1]
     return text.replace(f"CREATE TABLE {q(table)}", "CREATE TABLE <T>", 1)
 
 
@@ -580,7 +580,7 @@ COLLAPSE_ALTER = ("MODIFY COLUMN c VARCHAR(20) CHARACTER SET utf8mb4 COLLATE "
                   "utf8mb4_general_ci NULL, ADD UNIQUE KEY uq_c (c)")
 
 
-def both(cur: Any, template: str, params: Sequence[Any]) -> None:
+def both(cur: Cursor, template: str, params: Sequence[Any]) -> None:
     for table in ("t", "mirror"):
         cur.execute(template.format(t=q(table)), params)
 

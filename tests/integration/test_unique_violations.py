@@ -19,12 +19,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql.connections
 import pytest
-from helpers import connect, scalar, tables
-from workload import Writers, assert_same_rows, q
+from helpers import Cursor, connect, scalar, tables
+from workload import Op, Writers, assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.applier import FlushTarget, sync_keys
@@ -36,7 +36,7 @@ from onlineddl.progress import Phase
 from onlineddl.table import ColumnMapping, load_table
 from onlineddl.uniques import unique_checks
 
-Conn = pymysql.connections.Connection
+Conn: TypeAlias = pymysql.connections.Connection
 TUNING = Tuning(chunk_rows_initial=50, chunk_rows_min=10, chunk_rows_max=60,
                 checkpoint_interval=0.5, cutover_lock_timeout=10)
 DDL = ("CREATE TABLE {t} (id INT NOT NULL PRIMARY KEY, "
@@ -154,6 +154,7 @@ def test_duplicate_while_postponed_stops_the_run(server: Dsn, db: str,
     err = run.outcome()
     assert err is not None, "the run passed with a duplicate under the new UNIQUE key"
     assert_stopped(err, conn, expected, email(20))
+    assert isinstance(err, UniqueViolation)
     assert "7001" in err.message and "20" in err.message
 
 
@@ -398,11 +399,11 @@ class EmailModel:
 
     ids: list[int]
 
-    def ops(self) -> list[Callable[[Any, random.Random, str], list[tuple[str, list[Any]]]]]:
+    def ops(self) -> list[Op]:
         return [self.swap, self.swap, self.move, self.move, self.rotate, self.fresh,
                 self.insert, self.delete, self.touch]
 
-    def _pick(self, cur: Any, rng: random.Random, table: str, n: int) -> list[tuple[int, Any]]:
+    def _pick(self, cur: Cursor, rng: random.Random, table: str, n: int) -> list[tuple[int, Any]]:
         ids = sorted(rng.sample(self.ids, n))
         marks = ", ".join(["%s"] * n)
         cur.execute(f"SELECT id, email FROM {q(table)} WHERE id IN ({marks}) ORDER BY id "
@@ -411,7 +412,7 @@ class EmailModel:
         rng.shuffle(rows)
         return rows
 
-    def _set(self, cur: Any, table: str, plan: list[tuple[int, Any]]
+    def _set(self, cur: Cursor, table: str, plan: list[tuple[int, Any]]
              ) -> list[tuple[str, list[Any]]]:
         stmts = []
         for row_id, value in plan:
@@ -420,14 +421,14 @@ class EmailModel:
             stmts.append((stmt.replace("{t}", "{m}"), [value, row_id]))
         return stmts
 
-    def swap(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def swap(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         rows = self._pick(cur, rng, table, 2)
         if len(rows) < 2:
             return []
         (a, va), (b, vb) = rows
         return self._set(cur, table, [(a, None), (b, va), (a, vb)])
 
-    def move(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def move(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         """Row A gives its value to row B and takes a fresh one."""
         rows = self._pick(cur, rng, table, 2)
         if len(rows) < 2:
@@ -435,7 +436,7 @@ class EmailModel:
         (a, va), (b, _) = rows
         return self._set(cur, table, [(a, fresh()), (b, va)])
 
-    def rotate(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def rotate(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         rows = self._pick(cur, rng, table, 3)
         if len(rows) < 3:
             return []
@@ -444,23 +445,23 @@ class EmailModel:
         plan += [(i, values[(n + 1) % 3]) for n, (i, _) in enumerate(rows)]
         return self._set(cur, table, plan)
 
-    def fresh(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def fresh(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         rows = self._pick(cur, rng, table, 1)
         return self._set(cur, table, [(rows[0][0], fresh())]) if rows else []
 
-    def touch(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def touch(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         stmt = "UPDATE {t} SET v = v + 1 WHERE id = %s"
         params = [rng.choice(self.ids)]
         cur.execute(stmt.format(t=q(table)), params)
         return [(stmt.replace("{t}", "{m}"), params)]
 
-    def insert(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def insert(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         stmt = "INSERT INTO {t} (id, email, v) VALUES (%s, %s, %s)"
         params = [rng.randrange(6010, 9000), fresh(), 1]
         cur.execute(stmt.format(t=q(table)), params)
         return [(stmt.replace("{t}", "{m}"), params)]
 
-    def delete(self, cur: Any, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
+    def delete(self, cur: Cursor, rng: random.Random, table: str) -> list[tuple[str, list[Any]]]:
         stmt = "DELETE FROM {t} WHERE id = %s"
         params = [rng.choice(self.ids)]
         cur.execute(stmt.format(t=q(table)), params)

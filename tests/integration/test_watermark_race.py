@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import connect, scalar
+from helpers import Conn, connect, scalar
 from workload import IntModel, assert_same_rows, make_tables
 
 from onlineddl import faults
@@ -69,7 +69,7 @@ def test_delete_during_a_chunk_read_is_not_lost(server: Dsn, db: str) -> None:
     assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
 
 
-def hold_shadow_row(blocker: Any) -> None:
+def hold_shadow_row(blocker: Conn) -> None:
     with blocker.cursor() as cur:
         cur.execute("INSERT INTO _t_new (id, name, v) VALUES (%s, 'blocker', 0)", (BLOCK_AT,))
 
@@ -81,7 +81,7 @@ def run(migration: Migration, outcome: dict[str, Any]) -> None:
         outcome["error"] = exc
 
 
-def wait_for_lock_wait(conn: Any, table: str = "_t_new",
+def wait_for_lock_wait(conn: Conn, table: str = "_t_new",
                        gave_up: Callable[[], bool] = lambda: False) -> None:
     """Until a statement waits for a row lock on `table` (the copier's INSERT ... SELECT
     for the blocker's row, by default); fails at once if `gave_up()` says it cannot."""

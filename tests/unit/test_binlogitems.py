@@ -234,7 +234,8 @@ def taken(t: Tracker) -> list[Item]:
 
 
 def test_a_savepoint_inside_a_transaction_is_not_a_commit() -> None:
-    t, out = tracker(), []
+    t = tracker()
+    out: list[Item] = []
     t.begin("0-1-11")
     t.keys(Keys([(1,)], UPSERT))
     t.query("SAVEPOINT `s1`", 300, out, "shop")
@@ -256,7 +257,8 @@ def test_a_savepoint_inside_a_transaction_is_not_a_commit() -> None:
 
 
 def test_statement_logged_dml_inside_a_transaction_is_not_a_commit() -> None:
-    t, out = tracker(), []
+    t = tracker()
+    out: list[Item] = []
     t.begin("0-1-11")
     t.query("INSERT INTO other VALUES (1)", 300, out, "shop")
     assert taken(t) == []
@@ -265,14 +267,16 @@ def test_statement_logged_dml_inside_a_transaction_is_not_a_commit() -> None:
 
 
 def test_ddl_is_a_transaction_by_itself() -> None:
-    t, out = tracker(), []
+    t = tracker()
+    out: list[Item] = []
     t.begin("0-1-11", opens=False)         # MariaDB: GTID flagged standalone
     t.query("CREATE TABLE x (id INT)", 300, out, "shop")
     assert taken(t) == [Commit(BinlogPosition("bin.000001", 300, "0-1-11"))]
 
 
 def test_ddl_on_the_table_hands_out_what_came_before_then_stops() -> None:
-    t, out = tracker(), []
+    t = tracker()
+    out: list[Item] = []
     t.begin("0-1-11")
     t.keys(Keys([(1,)], UPSERT))
     t.commit(200)

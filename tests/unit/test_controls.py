@@ -400,7 +400,10 @@ def test_metrics_endpoint_serves_parseable_text() -> None:
 
 def test_head_lag() -> None:
     lag = HeadLag()
-    pos = lambda n: BinlogPosition("binlog.000001", n)  # noqa: E731
+
+    def pos(n: int) -> BinlogPosition:
+        return BinlogPosition("binlog.000001", n)
+
     assert lag.lag(0.0, pos(0)) is None
     lag.observe(10.0, pos(100))
     lag.observe(11.0, pos(200))
@@ -429,7 +432,10 @@ def test_progress_rate_stops_with_the_copy() -> None:
 
 def test_chunk_count_follows_the_chunkers_sizing() -> None:
     tuning = Tuning(chunk_time=0.5, chunk_rows_initial=1000, chunk_rows_max=100_000)
-    fresh = lambda: Chunker(None, None, tuning)  # type: ignore[arg-type]  # noqa: E731
+
+    def fresh() -> Chunker:
+        return Chunker(None, None, tuning)  # type: ignore[arg-type]
+
     assert chunk_count(fresh(), 0, 1000.0) == 1
     assert chunk_count(fresh(), 10_000, None) == 10
     # 1000 rows/s and 0.5 s per chunk: 1000 rows first, then chunks settle at 500.

@@ -5,7 +5,7 @@ measurements behind them are in tests/integration/test_conversions.py."""
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -24,7 +24,12 @@ def col(name: str, column_type: str, data_type: str | None = None, *,
                   no_default=no_default)
 
 
-UTF8 = {"charset": "utf8mb4", "collation": "utf8mb4_general_ci"}
+class Charset(TypedDict):
+    charset: str
+    collation: str
+
+
+UTF8: Charset = {"charset": "utf8mb4", "collation": "utf8mb4_general_ci"}
 
 
 def test_unchanged_column_is_the_bare_column_on_both_sides() -> None:

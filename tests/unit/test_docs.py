@@ -97,7 +97,7 @@ def readme_exit_codes() -> dict[int, str]:
 
 def test_readme_exit_codes_are_the_ones_errors_py_defines() -> None:
     table = readme_exit_codes()
-    assert cli.EXIT_CODES is errors.EXIT_CODES
+    assert vars(cli)["EXIT_CODES"] is errors.EXIT_CODES  # cli's help prints this table
     assert sorted(table) == sorted(errors.EXIT_CODES)
     for code, meaning in table.items():
         assert meaning.startswith(errors.EXIT_CODES[code]), (
