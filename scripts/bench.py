@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pymysql
-from seedrows import numbers
 
 from onlineddl.config import Dsn, Tuning
 from onlineddl.testing.localserver import LocalServer
+from onlineddl.testing.seedrows import numbers
 
 if TYPE_CHECKING:  # the engine's modules are imported where the applier is measured
     from multiprocessing.context import Process

@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 import pymysql
-from seedrows import numbers
 
 from onlineddl import Dsn, MigrationConfig, Tuning, migrate
 from onlineddl.cli import configure_logging
 from onlineddl.testing.localserver import LocalServer
+from onlineddl.testing.seedrows import numbers
 
 log = logging.getLogger("demo")
 ALTER = "ADD COLUMN note VARCHAR(64) NULL DEFAULT 'migrated', ADD INDEX idx_score (score)"

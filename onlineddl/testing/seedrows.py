@@ -1,7 +1,5 @@
-"""Row numbers for seeding tables in SQL on MySQL and MariaDB alike (bench.py, demo.py).
-
-The same function as tests/helpers.py's numbers(): scripts do not import the test suite.
-"""
+"""Row numbers for seeding tables in SQL on MySQL and MariaDB alike: the test suite,
+scripts/bench and scripts/demo seed through it."""
 
 from __future__ import annotations
 
