@@ -67,8 +67,11 @@ class Checksum:
         self.src_exprs, self.dst_exprs = compare_exprs(source, shadow, mapping)
 
     def run(self, repair: bool, tick: Callable[[], None]) -> ChecksumResult:
-        attempts = self.tuning.repair_attempts if repair else 1
-        for attempt in range(1, attempts + 1):
+        """Compare; with repair, re-sync the differing rows and compare again, up to
+        `repair_attempts` repairs, each one verified (a difference left after the last
+        verified repair stops the run)."""
+        repairs = self.tuning.repair_attempts if repair else 0
+        for attempt in range(repairs + 1):
             result = self._verify_once(tick)
             if not result.differing:
                 return result
@@ -82,11 +85,13 @@ class Checksum:
                     hint="the original table is unchanged. This is a bug in onlineddl "
                          "or a write it could not see; report it with the log, then run "
                          "`onlineddl cleanup` and try again (with --repair to re-copy).")
+            if attempt == repairs:
+                break
             log.warning("checksum attempt %d found %d differing row(s) (%s); repairing",
-                        attempt, len(keys), shown)
+                        attempt + 1, len(keys), shown)
             self._repair(keys)
         raise ChecksumMismatch(
-            f"checksum still differs after {attempts} repair attempts",
+            f"checksum still differs after {repairs} repair attempts",
             hint="the original table is unchanged; check for writes that bypass the "
                  "binlog (e.g. sql_log_bin=0) and report it")
 

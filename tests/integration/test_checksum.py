@@ -60,3 +60,35 @@ def test_repair_recopies_the_differing_rows(server: Dsn, db: str) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM t WHERE v <> id")
         assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("damaged", "passes"), [(3, True), (4, False)])
+def test_every_repair_is_verified(server: Dsn, db: str, damaged: int, passes: bool) -> None:
+    """With three repairs allowed, a difference found by the first three comparisons is
+    repaired three times and the fourth comparison decides; one that survives the third
+    repair stops the run, T unchanged."""
+    conn = connect(server, db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cur.execute(f"INSERT INTO t SELECT seq, seq FROM {numbers(3000)}")
+    calls = {"n": 0}
+
+    def damage_the_first_snapshots() -> None:
+        calls["n"] += 1
+        if calls["n"] <= damaged:
+            corrupt_shadow(server, db)
+
+    faults.register("during_checksum_drain", damage_the_first_snapshots)
+    config = MigrationConfig(dsn=server, database=db, table="t", alter="ADD c INT NULL",
+                             repair=True, tuning=Tuning(checksum_chunk_rows=300,
+                                                        chunk_rows_initial=500,
+                                                        repair_attempts=3))
+    if passes:
+        migrate(config)
+    else:
+        with pytest.raises(ChecksumMismatch, match="after 3 repair attempts"):
+            migrate(config)
+    assert calls["n"] == 4     # three repairs, each compared again
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE v <> id")
+        assert cur.fetchone()[0] == 0
