@@ -159,7 +159,7 @@ def order_by(cols: Sequence[str], descending: bool = False) -> str:
 def alter_table(database: str, table: str, clauses: str, instant: bool = False) -> str:
     """The one place the operator's ALTER clauses are spliced into SQL. `instant` asks
     for ALGORITHM=INSTANT, which the server refuses (rather than copies) when it cannot;
-    statement.py refuses an ALGORITHM= of the operator's own, so there is only one."""
+    statement/alter.py refuses an ALGORITHM= of the operator's own, so there is only one."""
     suffix = ", ALGORITHM=INSTANT" if instant else ""
     return f"ALTER TABLE {qualified(database, table)} {clauses}{suffix}"
 

@@ -144,7 +144,7 @@ MUTATIONS = [
               IT + "test_runners.py::test_wait_for_lock_gives_up_with_the_holder_named")),
     Mutation("executable-comments",
              "a statement inside an executable comment /*! ... */ counts as run",
-             "onlineddl/statement.py",
+             "onlineddl/statement/binlog_sql.py",
              '            for mark in ("!", "M!"):\n',
              "            for mark in ():\n",
              (IT + "test_foreign_statements.py::test_a_change_after_the_checksum_stops_before_"
