@@ -98,10 +98,12 @@ def cli_env(server: Dsn, fault: str | None = None) -> dict[str, str]:
     return env
 
 
-def needs_local_server(reason: str) -> None:
-    """For tests that start servers of their own. Against an external server
-    (ONLINEDDL_TEST_DSN, e.g. MySQL in docker) on a machine without the binaries they
-    are skipped; anywhere else a missing capability is a failure, never a skip."""
+def external_server_lacks(reason: str) -> None:
+    """A capability the suite's own servers always have is missing: the binaries to
+    start a server of a test's own, or a setting such as lower_case_table_names=0.
+    Against an external server (ONLINEDDL_TEST_DSN, e.g. MySQL in docker on a machine
+    without the binaries, or with case-insensitive names) the test is skipped; anywhere
+    else, CI included, the missing capability is a failure, never a skip."""
     if os.environ.get("ONLINEDDL_TEST_DSN"):
         pytest.skip(reason)
     pytest.fail(reason)

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import Conn, cli_env, connect, kept_tables, tables
+from helpers import Conn, cli_env, connect, external_server_lacks, kept_tables, tables
 
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
@@ -108,7 +108,8 @@ def test_names_differing_in_case_are_other_tables(server: Dsn, db: str, conn: Co
     with conn.cursor() as cur:
         cur.execute("SELECT @@lower_case_table_names")
         if cur.fetchone()[0] != 0:
-            pytest.skip("names are case-insensitive on this server")
+            external_server_lacks("names are case-insensitive on this server "
+                                  "(lower_case_table_names != 0)")
     execute(conn, "CREATE TABLE T (id INT PRIMARY KEY)", "CREATE TABLE _T_new (id INT PRIMARY KEY)",
             "CREATE TABLE _T_old (id INT PRIMARY KEY)")
     run(server, db, drop_old=True)

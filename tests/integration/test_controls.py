@@ -26,9 +26,9 @@ from helpers import (
     cli_env,
     columns,
     connect,
+    external_server_lacks,
     kept_tables,
     migrate_command,
-    needs_local_server,
     scalar,
     tables,
 )
@@ -510,7 +510,7 @@ def replica(server: Dsn) -> Iterator[Any]:
     from onlineddl.testing.localserver import LocalServer, MariaDB, find_flavor
 
     if not isinstance(find_flavor(), MariaDB):
-        needs_local_server("the replica set-up uses a local MariaDB server")
+        external_server_lacks("the replica set-up uses a local MariaDB server")
     probe = connect(server)
 
     class Replica(LocalServer):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pymysql.connections
 import pytest
-from helpers import connect, needs_local_server, numbers
+from helpers import connect, external_server_lacks, numbers
 
 from onlineddl.config import Dsn
 from onlineddl.db import login_probe
@@ -26,7 +26,7 @@ def binaries() -> None:
     """These tests start servers of their own, which needs the binaries even when the
     suite runs against ONLINEDDL_TEST_DSN (say, MySQL in docker without MariaDB)."""
     if find_flavor() is None:
-        needs_local_server("no mariadbd/mysqld is installed here")
+        external_server_lacks("no mariadbd/mysqld is installed here")
 
 
 def variables(conn: pymysql.connections.Connection, *names: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import connect, kept_tables, needs_local_server, tables
+from helpers import connect, external_server_lacks, kept_tables, tables
 
 from onlineddl import faults
 from onlineddl.commands import cleanup, status
@@ -65,7 +65,7 @@ def stop_after_chunks(n: int = 2) -> None:
 def folding() -> Iterator[Dsn]:
     """A throwaway server that stores names in lower case."""
     if find_flavor() is None:
-        needs_local_server("needs a local mariadbd/mysqld to start a server with "
+        external_server_lacks("needs a local mariadbd/mysqld to start a server with "
                            "--lower-case-table-names=1")
     with LocalServer(extra_flags=("--lower-case-table-names=1",)) as srv:
         yield srv.dsn
