@@ -161,27 +161,38 @@ def test_duplicate_while_postponed_stops_the_run(server: Dsn, db: str,
 # --- duplicates written during the copy --------------------------------------------------------
 
 
-def test_duplicate_inserted_into_the_copied_part(server: Dsn, db: str) -> None:
-    """id 15 lies between copied rows; its email is that of row 20, also copied."""
-    conn = connect(server, db)
-    make_table(conn)
+def stopped_by_a_write_during_the_copy(server: Dsn, db: str, conn: Conn, statement: str,
+                                       params: tuple[object, ...] = (),
+                                       alter: str = ""
+                                       ) -> tuple[UniqueViolation, Any]:
+    """Commit `statement` after the third chunk; the run must stop with UniqueViolation
+    during the copy, before the checksum (not found only by the checksum after a flush
+    deleted a row). Returns the error and the table's state afterwards."""
     calls = {"n": 0}
 
     def at_chunk() -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             with conn.cursor() as cur:
-                cur.execute("INSERT INTO t (id, email, v) VALUES (15, %s, 1)", (email(20),))
+                cur.execute(statement, params)
 
     faults.register("after_chunk", at_chunk)
     seen = watch_checksum()
     with pytest.raises(UniqueViolation) as info:
-        migrate(config(server, db))
+        migrate(config(server, db, alter or ADD_UNIQUE))
     faults.clear()
-    expected = table_state(conn)
-    assert_stopped(info.value, conn, expected, email(20))
-    assert len(expected[1]) == len(IDS) + 1
     assert seen["chunks"] == 0, "found only by the checksum, after a flush deleted a row"
+    return info.value, table_state(conn)
+
+
+def test_duplicate_inserted_into_the_copied_part(server: Dsn, db: str) -> None:
+    """id 15 lies between copied rows; its email is that of row 20, also copied."""
+    conn = connect(server, db)
+    make_table(conn)
+    err, expected = stopped_by_a_write_during_the_copy(
+        server, db, conn, "INSERT INTO t (id, email, v) VALUES (15, %s, 1)", (email(20),))
+    assert_stopped(err, conn, expected, email(20))
+    assert len(expected[1]) == len(IDS) + 1
 
 
 def test_two_new_rows_with_one_value_in_one_transaction(server: Dsn, db: str) -> None:
@@ -189,23 +200,11 @@ def test_two_new_rows_with_one_value_in_one_transaction(server: Dsn, db: str) ->
     holds the value yet, the batch itself does, twice."""
     conn = connect(server, db)
     make_table(conn)
-    calls = {"n": 0}
-
-    def at_chunk() -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO t (id, email, v) VALUES (15, 'new@x', 1), "
-                            "(25, 'new@x', 2)")
-
-    faults.register("after_chunk", at_chunk)
-    seen = watch_checksum()
-    with pytest.raises(UniqueViolation) as info:
-        migrate(config(server, db))
-    faults.clear()
-    assert_stopped(info.value, conn, table_state(conn), "new@x")
-    assert "15" in info.value.message and "25" in info.value.message, info.value.message
-    assert seen["chunks"] == 0
+    err, expected = stopped_by_a_write_during_the_copy(
+        server, db, conn, "INSERT INTO t (id, email, v) VALUES (15, 'new@x', 1), "
+                          "(25, 'new@x', 2)")
+    assert_stopped(err, conn, expected, "new@x")
+    assert "15" in err.message and "25" in err.message, err.message
 
 
 def test_duplicate_updated_into_the_copied_part_for_a_later_row(server: Dsn, db: str) -> None:
@@ -213,44 +212,18 @@ def test_duplicate_updated_into_the_copied_part_for_a_later_row(server: Dsn, db:
     meets the duplicate when it reaches row 3000."""
     conn = connect(server, db)
     make_table(conn)
-    calls = {"n": 0}
-
-    def at_chunk() -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE t SET email = %s WHERE id = 20", (email(3000),))
-
-    faults.register("after_chunk", at_chunk)
-    seen = watch_checksum()
-    with pytest.raises(UniqueViolation) as info:
-        migrate(config(server, db))
-    faults.clear()
-    expected = table_state(conn)
-    assert_stopped(info.value, conn, expected, email(3000))
-    assert seen["chunks"] == 0
+    err, expected = stopped_by_a_write_during_the_copy(
+        server, db, conn, "UPDATE t SET email = %s WHERE id = 20", (email(3000),))
+    assert_stopped(err, conn, expected, email(3000))
 
 
 def test_duplicate_inserted_into_the_part_not_yet_copied(server: Dsn, db: str) -> None:
     """id 5995 is far above the copier; its email is that of row 20, already copied."""
     conn = connect(server, db)
     make_table(conn)
-    calls = {"n": 0}
-
-    def at_chunk() -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO t (id, email, v) VALUES (5995, %s, 1)", (email(20),))
-
-    faults.register("after_chunk", at_chunk)
-    seen = watch_checksum()
-    with pytest.raises(UniqueViolation) as info:
-        migrate(config(server, db))
-    faults.clear()
-    expected = table_state(conn)
-    assert_stopped(info.value, conn, expected, email(20))
-    assert seen["chunks"] == 0
+    err, expected = stopped_by_a_write_during_the_copy(
+        server, db, conn, "INSERT INTO t (id, email, v) VALUES (5995, %s, 1)", (email(20),))
+    assert_stopped(err, conn, expected, email(20))
 
 
 def test_case_insensitive_duplicate(server: Dsn, db: str) -> None:
@@ -258,25 +231,12 @@ def test_case_insensitive_duplicate(server: Dsn, db: str) -> None:
     'U20@X' written into the copied part duplicates 'u20@x' under the new key."""
     conn = connect(server, db)
     make_table(conn, collation="utf8mb4_bin")
-    calls = {"n": 0}
-
-    def at_chunk() -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE t SET email = 'U20@X' WHERE id = 10")
-
-    faults.register("after_chunk", at_chunk)
-    seen = watch_checksum()
     alter = ("MODIFY email VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL, "
              + ADD_UNIQUE)
-    with pytest.raises(UniqueViolation) as info:
-        migrate(config(server, db, alter))
-    faults.clear()
-    expected = table_state(conn)
-    assert_stopped(info.value, conn, expected, "@x")
-    assert "U20@X" in info.value.message or "u20@x" in info.value.message
-    assert seen["chunks"] == 0
+    err, expected = stopped_by_a_write_during_the_copy(
+        server, db, conn, "UPDATE t SET email = 'U20@X' WHERE id = 10", alter=alter)
+    assert_stopped(err, conn, expected, "@x")
+    assert "U20@X" in err.message or "u20@x" in err.message
 
 
 # --- a duplicate committed inside the cutover's drain window -----------------------------------
