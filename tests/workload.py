@@ -179,6 +179,16 @@ class Writers:
         finally:
             conn.close()
 
+    def wait_for_commits(self, more: int, timeout: float = 30) -> None:
+        """Let the running writers commit `more` transactions (a condition, not a
+        timed sleep)."""
+        target = self.committed + more
+        deadline = time.monotonic() + timeout
+        while self.committed < target:
+            assert time.monotonic() < deadline, "writers stalled"
+            assert not self.errors, self.errors[:3]
+            time.sleep(0.01)
+
     def burst(self, count: int, seed: int) -> None:
         """`count` transactions from the calling thread, committed before it returns."""
         rng = random.Random(seed)

@@ -53,14 +53,6 @@ def table(server: Dsn, db: str) -> Iterator[Seeded]:
     conn.close()
 
 
-def wait_for_commits(writers: Writers, more: int, timeout: float = 30) -> None:
-    """Let the writers commit `more` transactions (a condition, not a timed sleep)."""
-    target = writers.committed + more
-    deadline = time.monotonic() + timeout
-    while writers.committed < target:
-        assert time.monotonic() < deadline, "writers stalled"
-        assert not writers.errors, writers.errors[:3]
-        time.sleep(0.01)
 
 
 
@@ -102,14 +94,14 @@ def test_kill_and_resume(server: Dsn, db: str, table: Seeded, point: str) -> Non
     try:
         crashed = run_cli(server, db, fault=point)
         assert crashed.returncode == 137, crashed.stderr[-2000:]
-        wait_for_commits(writers, 30)          # the table keeps changing while we are down
+        writers.wait_for_commits(30)          # the table keeps changing while we are down
         plain = run_cli(server, db)            # without --resume: refused, nothing changed
         assert plain.returncode in (0, 14), plain.stderr[-2000:]
         if plain.returncode == 14:
             assert "--resume" in plain.stderr
             resumed = run_cli(server, db, "--resume")
             assert resumed.returncode == 0, resumed.stderr[-3000:]
-        wait_for_commits(writers, 30)          # writes after the swap land in the new T
+        writers.wait_for_commits(30)          # writes after the swap land in the new T
     finally:
         writers.stop()
     assert_finished(conn, writers)

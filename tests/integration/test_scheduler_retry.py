@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,13 +64,6 @@ def table(server: Dsn, db: str) -> Iterator[Seeded]:
     conn.close()
 
 
-def wait_for_commits(writers: Writers, more: int, timeout: float = 30) -> None:
-    target = writers.committed + more
-    deadline = time.monotonic() + timeout
-    while writers.committed < target:
-        assert time.monotonic() < deadline, "writers stalled"
-        assert not writers.errors, writers.errors[:3]
-        time.sleep(0.01)
 
 
 def create_time(conn: Conn, name: str) -> Any:
@@ -106,10 +98,10 @@ def test_scheduler_reruns_the_same_command_until_done(server: Dsn, db: str, tabl
             if result.returncode == 0:
                 break
             assert result.returncode == 137, (runs, result.stderr[-3000:])
-            wait_for_commits(writers, 20)  # the table keeps changing while it is down
+            writers.wait_for_commits(20)  # the table keeps changing while it is down
         assert runs[-1][1] == 0, (planned, runs)
         assert len(runs) >= 2, runs        # at least one kill landed
-        wait_for_commits(writers, 20)      # writes after the swap land in the new T
+        writers.wait_for_commits(20)      # writes after the swap land in the new T
     finally:
         writers.stop()
     assert not writers.errors, writers.errors[:5]
