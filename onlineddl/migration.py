@@ -610,7 +610,7 @@ class Migration:
             found = leftovers.survey(self._control(), self.db, self.names)
         if found.checkpoint or found.ours or found.foreign:
             return False
-        old = self._kept_by_this_alter(found.legacy_old)
+        old = self._kept_by_this_alter()
         if old is None or not self._ask_done_before(old):
             return False
         self.already_done = True
@@ -620,15 +620,14 @@ class Migration:
                  self.config.table, old)
         return True
 
-    def _kept_by_this_alter(self, legacy_old: bool) -> str | None:
-        """The old table the newest finished run of this ALTER kept (recorded, and still
-        the recorded table), or an earlier version's `_T_old`; None when there is none."""
+    def _kept_by_this_alter(self) -> str | None:
+        """The old table the newest finished run of this ALTER kept: recorded, and still
+        the recorded table. A bare `_T_old` (an earlier version's, or a user's backup)
+        carries no record of its ALTER, so it never makes a run "already done"."""
         mine = alter_hash(self.config.alter)
         runs = [o for o in oldtables.recorded(self._control(), self.db, self.config.table)
                 if o.ours and alter_hash(o.alter) == mine]
-        if runs:
-            return runs[-1].name
-        return self.names.legacy_old if legacy_old else None
+        return runs[-1].name if runs else None
 
     def _ask_done_before(self, old: str) -> bool:
         """The question is asked of an empty `_T_new` made from `old` the way setup()

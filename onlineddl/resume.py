@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from dataclasses import dataclass
 
 from onlineddl import sql
 from onlineddl.binlog import TableShape, first_statement, open_reader
 from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
-from onlineddl.cutover import drop_guards, is_our_rename, swap_state
+from onlineddl.cutover import drop_guards, is_our_rename, normalized_shape, swap_state
 from onlineddl.db import Session
 from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
 from onlineddl.flavor import MySQL
@@ -179,12 +178,6 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
 
 
 
-# SHOW CREATE TABLE's first line names the table; the AUTO_INCREMENT=N table option is
-# the counter, not the schema.
-_HEADER = re.compile(r"^CREATE TABLE `(?:[^`]|``)+`")
-_COUNTER = re.compile(r" AUTO_INCREMENT=\d+")
-
-
 def done_before(session: Session, database: str, names: Artifacts, clauses: str) -> bool:
     """Did an earlier run of this ALTER finish on T? `names.shadow` is an empty copy of
     `_T_old`'s definition (CREATE TABLE ... LIKE, as a run builds its shadow from T):
@@ -209,4 +202,4 @@ def done_before(session: Session, database: str, names: Artifacts, clauses: str)
 def _schema(session: Session, database: str, table: str) -> str:
     row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
     assert row is not None
-    return _COUNTER.sub("", _HEADER.sub("CREATE TABLE", str(row[1]), count=1))
+    return normalized_shape(str(row[1]))

@@ -178,6 +178,22 @@ def test_another_alter_against_a_leftover_checkpoint_is_refused(server: Dsn, db:
     assert_migrated_once(conn)
 
 
+def test_a_bare_old_table_never_makes_a_run_done(server: Dsn, db: str, table: Seeded
+                                                 ) -> None:
+    """T already has the new schema (a plain ALTER by someone) and `_t_old` holds a
+    backup with the old one: the ALTER applied to `_t_old` gives T's schema, but nothing
+    records that onlineddl ran it. Not "already done": the run goes on as a plain run
+    (here the server refuses the ALTER on T's copy: the column exists)."""
+    conn, _ = table
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE _t_old LIKE t")
+        cur.execute(f"ALTER TABLE t {ALTER}")
+    result = run_cli(server, db)
+    assert result.returncode != 0, result.stderr[-2000:]
+    assert "already done" not in result.stderr
+    assert tables(conn) == {"t", "mirror", "_t_old"}
+
+
 def test_another_alter_after_success_is_not_taken_for_done(server: Dsn, db: str,
                                                            table: Seeded) -> None:
     """The old table kept by ALTER A does not make ALTER B "done": B runs, and keeps an
