@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,11 +55,12 @@ def statement_changes_table(text: str, *, database: str | None, table: str,
     (a statement not understood that names the table), yes: a false yes stops the run
     safely, a false no loses writes."""
     target = _Target(database, table, default_db, fold_case)
-    head = text.lstrip()
-    if head[:1].isalpha():
-        first = head.split(None, 1)[0].split("(", 1)[0].split("`", 1)[0].upper()
-        if first not in _CHANGING:
-            return False
+    # The first word ends at anything not a letter: `DELETE/* x */FROM t` starts with
+    # DELETE. A statement starting otherwise (a comment) is tokenized.
+    first = re.match(r"\s*([A-Za-z]+)", text)
+    if first is not None and text.lstrip()[:1].isalpha() and \
+            first.group(1).upper() not in _CHANGING:
+        return False
     try:
         toks = _binlog_tokens(text)
     except SqlglotError:
@@ -397,8 +399,14 @@ def _resolve(name: tuple[str | None, str], refs: list[_Ref], t: _Target) -> bool
     """Is `name`, a table or an alias of the statement's tables, our table?"""
     database, word = name
     if database is None:
+        # A bare name is an alias of the statement's tables, else one of its tables of
+        # that name, in whatever database the reference names (`UPDATE other,
+        # shop.orders SET orders.v = 1` writes shop.orders).
         for ref_db, ref_name, alias in refs:
             if alias is not None and t.same(alias, word):
+                return t.is_table(ref_db, ref_name)
+        for ref_db, ref_name, alias in refs:
+            if alias is None and t.same(ref_name, word):
                 return t.is_table(ref_db, ref_name)
     return t.is_table(database, word)
 

@@ -54,6 +54,9 @@ def changes(text: str, table: str = "orders", default_db: str = "shop",
 
 
 STOPS = [
+    # a comment stuck to the first word
+    "INSERT/**/INTO orders VALUES (1)",
+    "DELETE/* x */FROM orders",
     # DDL on the table, however it is written
     "ALTER TABLE orders ADD COLUMN x INT",
     "alter online ignore table `shop`.`orders` force",
@@ -171,6 +174,18 @@ def test_unqualified_names_are_in_the_statements_default_database() -> None:
     assert not changes("TRUNCATE orders", default_db="")     # no database: not ours
     assert changes("TRUNCATE shop.orders", default_db="other_db")
     assert not changes("DELETE FROM orders", default_db="other_db")
+
+
+@pytest.mark.parametrize("text", [
+    "UPDATE other, shop.orders SET orders.v = 1",
+    "UPDATE shop.orders JOIN other o USING (id) SET orders.v = 1",
+    "DELETE orders FROM shop.orders JOIN other ON 1",
+])
+def test_a_bare_name_is_the_statements_table_of_that_name_in_any_database(text: str
+                                                                          ) -> None:
+    """`orders.v` names the statement's `shop.orders`, whatever the default database."""
+    assert changes(text, default_db="other_db")
+    assert not changes(text.replace("shop.orders", "elsewhere.orders"), default_db="other_db")
 
 
 @pytest.mark.parametrize("table, text", [
