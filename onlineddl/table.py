@@ -328,6 +328,7 @@ def build_mapping(old: TableInfo, new: TableInfo, alter: ParsedAlter) -> ColumnM
         converts.append(conversion.copy_expr(col, new.column(new_name), "{}"))
         if new_name.lower() != col.name.lower():
             renamed.append((col.name, new.column(new_name).name))
+    _refuse_new_numbering(old, new, dict(zip(target, source, strict=True)))
     mapped = {t.lower() for t in target}
     added = [c.name for c in new.columns if c.name.lower() not in mapped and not c.generated]
     fills = tuple((c.name, conversion.implicit_default(c, _json_checked(new, c.name)))
@@ -337,9 +338,25 @@ def build_mapping(old: TableInfo, new: TableInfo, alter: ParsedAlter) -> ColumnM
                          tuple(renamed), () if plain else tuple(converts), fills)
 
 
+def _refuse_new_numbering(old: TableInfo, new: TableInfo, sources: dict[str, str]) -> None:
+    """A column the ALTER makes AUTO_INCREMENT (added, or an existing column gaining it)
+    is numbered by the plain ALTER in one pass over the table, and its zeros renumbered;
+    a chunked copy and flushes that re-insert changed rows number them otherwise. Only an
+    AUTO_INCREMENT column fed by an AUTO_INCREMENT column keeps its values exactly."""
+    for col in new.columns:
+        origin = sources.get(col.name)
+        if col.auto_increment and (origin is None or not old.column(origin).auto_increment):
+            raise InvalidAlter(
+                f"the ALTER makes {col.name} a new AUTO_INCREMENT column; the server would "
+                "number the existing rows in one pass, which an online copy cannot "
+                "reproduce exactly",
+                hint="add or convert the AUTO_INCREMENT column with a plain ALTER TABLE; "
+                     "the table is unchanged")
+
+
 def _json_checked(info: TableInfo, column: str) -> bool:
     """MariaDB's JSON: a LONGTEXT with a json_valid() CHECK on the column."""
-    return f"json_valid({ident(column)})" in info.create_sql.lower()
+    return f"json_valid({ident(column)})".lower() in info.create_sql.lower()
 
 
 def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMapping) -> None:

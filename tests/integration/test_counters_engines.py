@@ -131,3 +131,21 @@ def _engines(conn: Conn) -> list[Any]:
         cur.execute("SELECT ENGINE FROM information_schema.ENGINES "
                     "WHERE SUPPORT IN ('YES', 'DEFAULT')")
         return [r[0] for r in cur.fetchall()]
+
+
+@pytest.mark.parametrize("alter", [
+    "MODIFY id INT NOT NULL, ADD COLUMN n INT NOT NULL AUTO_INCREMENT UNIQUE",
+    "MODIFY id INT NOT NULL, MODIFY v INT NOT NULL AUTO_INCREMENT, ADD UNIQUE (v)",
+])
+def test_a_new_auto_increment_column_is_refused_up_front(server: Dsn, db: str, conn: Conn,
+                                                         alter: str) -> None:
+    """The plain ALTER numbers such a column in one pass over the table; a chunked copy
+    with flushes re-inserting changed rows would number it otherwise."""
+    make_twins(conn)
+    run(conn, "DROP TABLE n")
+    before = create_options(conn, "t")
+    with pytest.raises(InvalidAlter, match="new AUTO_INCREMENT column") as info:
+        migrate(config(server, db, alter))
+    assert info.value.exit_code == 5
+    assert tables(conn) == {"t"}
+    assert create_options(conn, "t") == before
