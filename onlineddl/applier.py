@@ -261,7 +261,7 @@ def _violation(session: Session, t: FlushTarget, check: UniqueCheck, value: Key,
     rows = rows + [tuple(m[:len(src_pk)]) for m in mates]
     shown = ", ".join(repr(r[0] if len(r) == 1 else r) for r in rows[:10])
     return UniqueViolation(
-        f"the new UNIQUE key {check.name} ({', '.join(check.columns)}) cannot hold the rows "
+        f"the new {check.label} cannot hold the rows "
         f"of {t.source}: the rows with {'/'.join(src_pk)} {shown} all hold "
         f"{value[0] if len(value) == 1 else value!r} (a write made while onlineddl ran)",
         hint=violation_hint(t.source))

@@ -195,7 +195,7 @@ class Checksum:
         lower: Key | None = None
         while True:
             text, params = sql.next_chunk_bound(self.source.database, self.source.name,
-                                                self.source.pk, lower,
+                                                self.source.key, lower,
                                                 self.tuning.checksum_chunk_rows)
             row = snap.query_one(text, params)
             chunk = Chunk(lower, tuple(row) if row else None)
@@ -214,7 +214,7 @@ class Checksum:
             free.put(snap)
 
     def _compare_chunk(self, snap: Session, chunk: Chunk, result: ChecksumResult) -> int:
-        db, pk = self.source.database, self.source.pk
+        db, pk = self.source.database, self.source.key
         a_sql, a_params = sql.checksum_chunk(db, self.source.name, self.src_exprs, pk,
                                              chunk.lower, chunk.upper)
         b_sql, b_params = sql.checksum_chunk(db, self.target.target, self.dst_exprs,
@@ -227,7 +227,7 @@ class Checksum:
         return int(a[0]) if a else 0
 
     def _differing_keys(self, snap: Session, chunk: Chunk) -> list[Key]:
-        db, pk = self.source.database, self.source.pk
+        db, pk = self.source.database, self.source.key
         a_sql, a_params = sql.checksum_rows(db, self.source.name, self.src_exprs, pk,
                                             chunk.lower, chunk.upper)
         b_sql, b_params = sql.checksum_rows(db, self.target.target, self.dst_exprs,

@@ -127,7 +127,8 @@ def typed_literal(col: Column) -> str:
 
 
 class Chunker:
-    """Walks the primary key in chunks whose size adapts to a target time per chunk."""
+    """Walks the run's key (keys.py; usually the primary key) in chunks whose size
+    adapts to a target time per chunk."""
 
     def __init__(self, session: Session, info: TableInfo, tuning: Tuning,
                  start: Key | None = None) -> None:
@@ -143,7 +144,7 @@ class Chunker:
         if self.done:
             return None
         text, params = sql.next_chunk_bound(self.info.database, self.info.name,
-                                            self.info.pk, self.lower, self.size)
+                                            self.info.key, self.lower, self.size)
         row = self.session.query_one(text, params)
         chunk = Chunk(self.lower, tuple(row) if row else None)
         self.lower = chunk.upper

@@ -106,8 +106,8 @@ class Copier:
         started = time.monotonic()
         text, params = sql.copy_range(
             self.source.database, self.source.name, self.shadow.name,
-            self.mapping.source_exprs(), self.mapping.target_cols(), self.source.pk,
-            chunk.lower, chunk.upper, target_pk=self.shadow.pk)
+            self.mapping.source_exprs(), self.mapping.target_cols(), self.source.key,
+            chunk.lower, chunk.upper, target_pk=self.shadow.key)
         rows, info = retry(lambda: session.execute_info(text, params),
                            what="copying a chunk", attempts=6)
         if skipped_rows(info, rows):
@@ -137,7 +137,7 @@ def check_unique_violations(session: Session, source: TableInfo,
         found = find_duplicates(session, source, check)
         if found:
             raise UniqueViolation(
-                f"the new UNIQUE key {check.name} ({', '.join(check.columns)}) would drop "
+                f"the new {check.label} would drop "
                 f"rows: the table has duplicate values, e.g. {found}",
                 hint=violation_hint(source.name))
 

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from onlineddl import sql
+from onlineddl import keys, sql
 from onlineddl.chunker import Chunker
 from onlineddl.config import MigrationConfig, Tuning
 from onlineddl.db import Session
@@ -70,12 +70,12 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
 def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
                 mapping: ColumnMapping, tuning: Tuning) -> Sample:
     """Copy the first chunk (--chunk-size rows) into the shadow, timed."""
-    text, params = sql.next_chunk_bound(source.database, source.name, source.pk, None,
+    text, params = sql.next_chunk_bound(source.database, source.name, source.key, None,
                                         tuning.chunk_rows_initial)
     row = session.query_one(text, params)
     text, params = sql.copy_range(source.database, source.name, shadow.name,
-                                  mapping.source_exprs(), mapping.target_cols(), source.pk,
-                                  None, tuple(row) if row else None, target_pk=shadow.pk)
+                                  mapping.source_exprs(), mapping.target_cols(), source.key,
+                                  None, tuple(row) if row else None, target_pk=shadow.key)
     started = time.monotonic()
     rows = session.execute(text, params)
     return Sample(rows, time.monotonic() - started)
@@ -116,6 +116,9 @@ def render(report: DryRun) -> str:
         "",
         "Column mapping (old -> new):",
         *mapping_lines(report.source, report.shadow, report.mapping),
+        "",
+        "Key (the copy chunks, changes are applied and the checksum compares by it):",
+        f"  {keys.describe(report.source, report.shadow)}",
         "",
         "Chunk plan:",
         f"  rows (estimate from statistics): ~{report.source.rows_estimate}",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import dryrun, faults, ledger, leftovers, oldtables, resume, sql, zones
+from onlineddl import dryrun, faults, keys, ledger, leftovers, oldtables, resume, sql, zones
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
@@ -59,7 +59,6 @@ from onlineddl.table import (
     TableInfo,
     auto_increment_counter,
     build_mapping,
-    check_same_primary_key,
     integer_key,
     load_table,
     present_artifacts,
@@ -254,12 +253,8 @@ class Migration:
         check_privileges(control, flavor, self.db, self.names)
         self.parsed_alter = parse_alter(self.config.alter, database=self.db,
                                         table=self.config.table)
-        if self.parsed_alter.changes_primary_key:
-            raise InvalidAlter("the ALTER changes the primary key; onlineddl does not "
-                               "support that yet",
-                               hint="change the primary key with an offline ALTER")
+        # A changed primary key is checked once the new table exists (keys.choose).
         self.source = load_table(control, self.db, self.config.table)
-        self._refuse_dropping_key_columns(self.source)
         check_table(control, self.source)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
@@ -267,17 +262,6 @@ class Migration:
                                       self.controls)
         self.gate = CopyGate(self.controls, self.throttle)
         self.throttle.check()
-
-    def _refuse_dropping_key_columns(self, source: TableInfo) -> None:
-        """DROP COLUMN of a primary key column changes the primary key like DROP PRIMARY
-        KEY does: the same refusal (exit 5), before anything is created."""
-        alter = self._parsed_alter()
-        gone = {d.lower() for d in alter.dropped} - {r.lower() for r in alter.renames}
-        dropped = [c for c in source.pk if c.lower() in gone]
-        if dropped:
-            raise InvalidAlter(f"the ALTER drops primary key column(s) {', '.join(dropped)}, "
-                               "which changes the primary key; onlineddl does not support "
-                               "that yet", hint="change the primary key with an offline ALTER")
 
     def startup_hook(self) -> None:
         if not self.events.fire("startup"):
@@ -392,8 +376,8 @@ class Migration:
         # Qualified: the in-place flush joins the two tables.
         exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
         target = FlushTarget(self.db, source.name, shadow.name, exprs,
-                             mapping.target_cols(), shadow.pk,
-                             source.pk, other_unique=bool(self._unique_checks()),
+                             mapping.target_cols(), shadow.key,
+                             source.key, other_unique=bool(self._unique_checks()),
                              integer_key=integer_key(source, shadow),
                              unique_checks=self._unique_checks())
         shape = TableShape.of(source)
@@ -407,7 +391,7 @@ class Migration:
 
         self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
                                reader_factory=reader, target=target,
-                               key_order=KeyOrder(source.pk_columns),
+                               key_order=KeyOrder(source.key_columns),
                                watermark=self.watermark, tuning=self.tuning,
                                start=state.position)
         self.applier.start()
@@ -587,14 +571,20 @@ class Migration:
         self.state = state
         self.names = self.names.with_old(state.old_table)
         decision = resume.decide(self._control(), self._flavor(), self.config, self.names,
-                                 state)
+                                 state, key=self._resumed_key)
         if decision.finish:
             return False
-        self.shadow = load_table(self._control(), self.db, self.names.shadow)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
         return True
+
+    def _resumed_key(self, shadow: TableInfo) -> tuple[str, ...]:
+        """The run's key, chosen again as the first run chose it (keys.choose is
+        deterministic): the checkpoint's watermark is a value of it."""
+        self.shadow = shadow
+        self._choose_key()
+        return self._shadow().key
 
     def finished_before(self) -> bool:
         """--resume=auto with no run to continue: did an earlier run of this ALTER finish
@@ -786,7 +776,13 @@ class Migration:
                     from err
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
-        check_same_primary_key(self._source(), self.shadow, self._mapping())
+        self._choose_key()
+
+    def _choose_key(self) -> None:
+        """Set the key the run walks on both tables' infos (keys.py); refuse (exit 5)
+        when the ALTER leaves the two tables no shared NOT NULL unique key."""
+        self.source, self.shadow = keys.choose(self._control(), self._source(),
+                                               self._shadow(), self._mapping())
 
     def _refuse_engine(self, shadow: TableInfo) -> None:
         """Only InnoDB gives the consistent snapshots and transactional flushes the copy

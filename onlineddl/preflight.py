@@ -159,27 +159,45 @@ def check_table(session: Session, info: TableInfo) -> None:
 
 
 def check_primary_key(info: TableInfo) -> None:
-    if not info.pk:
+    """The table has a key the run can walk: its primary key or a UNIQUE key over NOT
+    NULL columns (keys.py chooses among them once the new table exists)."""
+    if not info.key:
         raise UnsupportedTable(
-            f"{info.database}.{info.name} has no PRIMARY KEY",
-            hint="add a primary key first; onlineddl walks and applies changes by it")
-    for col in info.pk_columns:
+            f"{info.database}.{info.name} has no PRIMARY KEY and no UNIQUE key over NOT "
+            "NULL columns", hint="add a primary key first; onlineddl walks and applies "
+                                 "changes by it")
+    candidates = [info.with_key(k) for k in info.unique_keys] or [info]
+    refusals = []
+    for candidate in candidates:
+        try:
+            check_key(candidate)
+            return
+        except UnsupportedTable as err:
+            refusals.append(err)
+    raise refusals[0]
+
+
+def check_key(info: TableInfo) -> None:
+    """Can the run walk `info.key` (its column types, character sets, binlog values)?"""
+    what = "primary key column" if info.key_name == "PRIMARY" else \
+        f"column of UNIQUE KEY {info.key_name}"
+    for col in info.key_columns:
         if col.data_type not in SUPPORTED_PK_TYPES:
             raise UnsupportedTable(
-                f"primary key column {col.name} has type {col.column_type}, which onlineddl "
+                f"{what} {col.name} has type {col.column_type}, which onlineddl "
                 "cannot order safely", hint="supported key types: integers, DECIMAL, "
                 "CHAR/VARCHAR/BINARY/VARBINARY, DATE/TIME/DATETIME/TIMESTAMP, YEAR")
         if col.data_type in ("char", "varchar") and col.charset not in KEY_CODECS:
             raise UnsupportedTable(
-                f"primary key column {col.name} uses character set {col.charset}, whose "
+                f"{what} {col.name} uses character set {col.charset}, whose "
                 "binlog values onlineddl cannot read back exactly",
                 hint=f"supported key character sets: {', '.join(sorted(KEY_CODECS))}")
     # The wire reader decodes integer, text and binary keys of tables whose every column
     # it can step over; the rest go through the library's general decoder, which cannot
     # read latin1 text or binary keys back exactly (composite keys included).
     general = [c.name for c in info.columns if not wire_sized(c)] + \
-        [c.name for c in info.pk_columns if key_kind(c) is None]
-    unreadable = [c.name for c in info.pk_columns if c.data_type in ("binary", "varbinary")
+        [c.name for c in info.key_columns if key_kind(c) is None]
+    unreadable = [c.name for c in info.key_columns if c.data_type in ("binary", "varbinary")
                   or (c.data_type in ("char", "varchar") and c.charset not in UTF8)]
     if general and unreadable:
         raise UnsupportedTable(

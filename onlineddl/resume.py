@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from onlineddl import sql
@@ -29,7 +30,7 @@ from onlineddl.db import Session
 from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
 from onlineddl.flavor import MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
-from onlineddl.table import Artifacts, load_table
+from onlineddl.table import Artifacts, TableInfo, load_table
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Decision:
 
 
 def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Artifacts,
-           state: State) -> Decision:
-    """Check the checkpoint against the server; raise ResumeRefused when unsafe."""
+           state: State, key: Callable[[TableInfo], tuple[str, ...]]) -> Decision:
+    """Check the checkpoint against the server; raise ResumeRefused when unsafe. `key`
+    gives the run's key of the shadow (keys.py), in which the watermark is."""
     _refuse_unsafe(config, state)
     _refuse_other_server(session, flavor, state)
     if state.swapped:
@@ -78,7 +80,7 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
             hint="run `onlineddl cleanup` and start again; keep binlogs longer "
                  "(binlog_expire_logs_seconds) than a run may be down")
     drop_guards(session, db, names)
-    trim_shadow(session, db, names, state)
+    trim_shadow(session, db, names, state, key)
     log.info("--resume: continuing from watermark %s, binlog %s", state.low_watermark,
              state.position)
     return Decision(finish=False)
@@ -121,13 +123,15 @@ def _tables(session: Session, database: str) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def trim_shadow(session: Session, database: str, names: Artifacts, state: State) -> None:
+def trim_shadow(session: Session, database: str, names: Artifacts, state: State,
+                key: Callable[[TableInfo], tuple[str, ...]]) -> None:
     """Rows above the checkpoint's watermark may be stale: remove them; they are copied
-    again (a deferred binlog change to them died with the crashed process)."""
+    again (a deferred binlog change to them died with the crashed process). `key` is
+    asked in any case: it also gives the resumed run its shadow and key."""
+    walked = key(load_table(session, database, names.shadow))
     if state.copy_complete:
         return
-    shadow = load_table(session, database, names.shadow)
-    text, params = sql.delete_above(database, names.shadow, shadow.pk, state.low_watermark)
+    text, params = sql.delete_above(database, names.shadow, walked, state.low_watermark)
     deleted = session.execute(text, params)
     log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
 

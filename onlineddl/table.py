@@ -104,14 +104,48 @@ class Column:
 
 
 @dataclass(frozen=True)
+class UniqueKey:
+    """A UNIQUE key (or the PRIMARY KEY) over whole NOT NULL columns: one that can be
+    "the key" of a run (keys.py)."""
+
+    name: str                 # "PRIMARY" for the primary key
+    columns: tuple[str, ...]  # in key order
+
+    def describe(self) -> str:
+        kind = "PRIMARY KEY" if self.name == "PRIMARY" else f"UNIQUE KEY {self.name}"
+        return f"{kind} ({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
 class TableInfo:
     database: str
     name: str
     columns: tuple[Column, ...]
-    pk: tuple[str, ...]
+    pk: tuple[str, ...]       # the table's PRIMARY KEY (() without one)
     engine: str
     rows_estimate: int
     create_sql: str
+    # The run's key: the NOT NULL unique key the copy chunks by, the applier keys its
+    # changes by and the checksum compares by. The primary key unless keys.choose()
+    # picked another (the ALTER changes the primary key), or, for a table without one,
+    # the first UNIQUE key over NOT NULL columns.
+    key: tuple[str, ...] = ()
+    key_name: str = ""
+    # Every UNIQUE key over whole NOT NULL columns, the primary key first, then by name.
+    unique_keys: tuple[UniqueKey, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.key and self.pk:
+            object.__setattr__(self, "key", self.pk)
+            object.__setattr__(self, "key_name", "PRIMARY")
+
+    def with_key(self, key: UniqueKey) -> TableInfo:
+        """This table walked by `key` (one of its unique_keys)."""
+        return dataclasses.replace(self, key=key.columns, key_name=key.name)
+
+    @property
+    def run_key(self) -> UniqueKey:
+        return UniqueKey(self.key_name, self.key)
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -129,6 +163,14 @@ class TableInfo:
     @property
     def pk_columns(self) -> tuple[Column, ...]:
         return tuple(self.column(n) for n in self.pk)
+
+    @property
+    def key_ordinals(self) -> tuple[int, ...]:
+        return tuple(self.column(n).ordinal for n in self.key)
+
+    @property
+    def key_columns(self) -> tuple[Column, ...]:
+        return tuple(self.column(n) for n in self.key)
 
 
 def name_case(session: Session) -> int:
@@ -189,9 +231,12 @@ def load_table(session: Session, database: str, table: str) -> TableInfo:
         raise UnsupportedTable(f"{database}.{table} is a {row[2]}, not a base table")
     columns = _load_columns(session, database, table)
     pk = _load_primary_key(session, database, table)
+    keys = _load_unique_keys(session, database, table, columns)
     create = session.query_one(f"SHOW CREATE TABLE {ident(database)}.{ident(table)}")
+    first = keys[0] if keys else UniqueKey("", ())
     return TableInfo(database, table, columns, pk, str(row[0] or ""), int(row[1] or 0),
-                     str(create[1]) if create else "")
+                     str(create[1]) if create else "", pk or first.columns,
+                     "PRIMARY" if pk else first.name, keys)
 
 
 def _load_columns(session: Session, database: str, table: str) -> tuple[Column, ...]:
@@ -221,6 +266,24 @@ def _load_primary_key(session: Session, database: str, table: str) -> tuple[str,
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' "
         "ORDER BY SEQ_IN_INDEX", (database, table))
     return tuple(str(r[0]) for r in rows)
+
+
+def _load_unique_keys(session: Session, database: str, table: str,
+                      columns: tuple[Column, ...]) -> tuple[UniqueKey, ...]:
+    """The UNIQUE keys (the primary key included) whose every part is a column that is
+    NOT NULL: the primary key first, then by name. A key with a functional part (MySQL 8)
+    is left out; a prefix part is kept (unique prefixes make the whole values unique)."""
+    rows = session.query(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+        "ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, table))
+    nullable = {c.name.lower(): c.nullable for c in columns}
+    parts: dict[str, list[str | None]] = {}
+    for index, column in rows:
+        parts.setdefault(str(index), []).append(None if column is None else str(column))
+    keys = [UniqueKey(name, tuple(str(c) for c in cols)) for name, cols in parts.items()
+            if all(c is not None and nullable.get(c.lower()) is False for c in cols)]
+    return tuple(sorted(keys, key=lambda k: (k.name != "PRIMARY", k.name)))
 
 
 def triggers_and_foreign_keys(session: Session, database: str, table: str) -> list[str]:
@@ -359,16 +422,6 @@ def _json_checked(info: TableInfo, column: str) -> bool:
     return f"json_valid({ident(column)})".lower() in info.create_sql.lower()
 
 
-def check_same_primary_key(old: TableInfo, new: TableInfo, mapping: ColumnMapping) -> None:
-    to_new = {s.lower(): t for s, t in zip(mapping.source, mapping.target, strict=True)}
-    expected = tuple(to_new.get(c.lower(), "?") for c in old.pk)
-    if tuple(c.lower() for c in new.pk) != tuple(c.lower() for c in expected):
-        raise InvalidAlter(
-            f"the ALTER changes the primary key ({', '.join(old.pk)} -> "
-            f"{', '.join(new.pk) or 'none'}); onlineddl does not support that yet",
-            hint="change the primary key with a separate tool or an offline ALTER")
-
-
 def present_artifacts(session: Session, database: str, artifacts: Artifacts
                       ) -> dict[str, str]:
     """Which of T's artifacts exist (and T itself), with their table comments, keyed by
@@ -390,8 +443,8 @@ def present_artifacts(session: Session, database: str, artifacts: Artifacts
 
 
 def integer_key(*tables: TableInfo) -> bool:
-    """Is every primary key column of these tables an integer?"""
-    return all(t.column(c).data_type in INTEGER_BITS for t in tables for c in t.pk)
+    """Is every column of these tables' run keys an integer?"""
+    return all(t.column(c).data_type in INTEGER_BITS for t in tables for c in t.key)
 
 
 _COUNTER = re.compile(r"\bAUTO_INCREMENT=(\d+)")

@@ -48,7 +48,7 @@ class UniqueIndex:
 
 @dataclass(frozen=True)
 class UniqueCheck:
-    """One UNIQUE key of the new table (other than the primary key)."""
+    """One UNIQUE key of the new table (other than the run's key, keys.py)."""
 
     name: str
     columns: tuple[str, ...]    # new-table column names, for messages
@@ -61,6 +61,12 @@ class UniqueCheck:
     # `values` compare exactly as the index will and survive a round trip through the
     # client, so the applier can tell a stale holder of a value from a real duplicate.
     exact: bool
+
+    @property
+    def label(self) -> str:
+        """How messages name the key: `PRIMARY KEY (a, b)`, `UNIQUE key k (a)`."""
+        kind = "PRIMARY KEY" if self.name == "PRIMARY" else f"UNIQUE key {self.name}"
+        return f"{kind} ({', '.join(self.columns)})"
 
 
 def violation_hint(table: str) -> str:
@@ -78,10 +84,12 @@ def guarded(checks: tuple[UniqueCheck, ...]) -> bool:
 
 def unique_checks(session: Session, source: TableInfo, shadow: TableInfo,
                   mapping: ColumnMapping) -> tuple[UniqueCheck, ...]:
-    """The shadow's UNIQUE keys, each with how to compare it against the source."""
+    """The shadow's UNIQUE keys, each with how to compare it against the source; all but
+    the run's key (keys.py), which the flushes find rows by. A new primary key that is
+    not the run's key is one of them."""
     old_keys = load_unique_keys(session, source.database, source.name)
     new_keys = [k for k in load_unique_keys(session, shadow.database, shadow.name)
-                if k.name != "PRIMARY"]
+                if k.name != shadow.key_name]
     to_source = {t.lower(): s for s, t in zip(mapping.source, mapping.target, strict=True)}
     return tuple(_check(key, old_keys, source, shadow, to_source) for key in new_keys)
 

@@ -48,7 +48,7 @@ class KeyShift:
 
 def key_shift(session: Session, info: TableInfo) -> KeyShift | None:
     """None when no key column is a TIMESTAMP (nothing to move) or the zone is UTC."""
-    positions = tuple(i for i, c in enumerate(info.pk_columns) if c.data_type == "timestamp")
+    positions = tuple(i for i, c in enumerate(info.key_columns) if c.data_type == "timestamp")
     if not positions:
         return None
     probes = ", ".join(
@@ -60,10 +60,10 @@ def key_shift(session: Session, info: TableInfo) -> KeyShift | None:
     offsets = set(row[1:])
     if len(offsets) != 1 or None in offsets:
         raise UnsupportedTable(
-            f"the primary key of {info.name} has a TIMESTAMP column and the server's "
-            f"time_zone ({row[0]}) has no fixed UTC offset (daylight saving time): one "
-            "wall-clock hour a year names two instants, so onlineddl could not find such "
-            "a key again", hint="run with a fixed-offset global time_zone (e.g. "
+            f"the key of {info.name} ({', '.join(info.key)}) has a TIMESTAMP column and "
+            f"the server's time_zone ({row[0]}) has no fixed UTC offset (daylight saving "
+            "time): one wall-clock hour a year names two instants, so onlineddl could not "
+            "find such a key again", hint="run with a fixed-offset global time_zone (e.g. "
             "SET GLOBAL time_zone = '+00:00'), or use a plain ALTER for this table")
     seconds = int(offsets.pop())
     return KeyShift(positions, datetime.timedelta(seconds=seconds)) if seconds else None

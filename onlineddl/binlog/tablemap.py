@@ -53,11 +53,11 @@ class TableShape:
     @classmethod
     def of(cls, info: TableInfo, name: str | None = None, *, fold_case: bool = False
            ) -> TableShape:
-        kinds = [key_kind(c) for c in info.pk_columns]
+        kinds = [key_kind(c) for c in info.key_columns]
         wire = all(kinds) and all(wire_sized(c) for c in info.columns)
         bits = tuple(INTEGER_BITS.get(c.data_type, 0) if c.unsigned else 0
-                     for c in info.pk_columns)
-        return cls(info.database, name or info.name, len(info.columns), info.pk_ordinals,
+                     for c in info.key_columns)
+        return cls(info.database, name or info.name, len(info.columns), info.key_ordinals,
                    tuple(k for k in kinds if k is not None) if wire else None, bits,
                    fold_case)
 
