@@ -208,6 +208,20 @@ CORPUS: list[Entry] = [
     E("rename_index", "RENAME INDEX ix_i TO ix_i2"),
     E("add_fulltext_index", "ADD FULLTEXT INDEX ft_tx (tx)"),
     E("drop_primary_key_fails", "DROP PRIMARY KEY"),
+    # --- primary key changes (walked by a unique key both tables share, keys.py) --------
+    E("pk_wider_keeps_old_as_unique",
+      "DROP PRIMARY KEY, ADD PRIMARY KEY (v, id), ADD UNIQUE KEY uq_id (id)"),
+    E("pk_replaced_by_unique_column",
+      "DROP PRIMARY KEY, ADD PRIMARY KEY (v), ADD UNIQUE KEY uq_id (id)"),
+    E("pk_over_nullable_without_nulls",
+      "DROP PRIMARY KEY, ADD PRIMARY KEY (nonull, id), ADD UNIQUE KEY uq_id (id)"),
+    E("pk_over_nulls_fails",
+      "DROP PRIMARY KEY, ADD PRIMARY KEY (i, id), ADD UNIQUE KEY uq_id (id)"),
+    E("pk_over_duplicates_fails",
+      "DROP PRIMARY KEY, ADD PRIMARY KEY (nonull), ADD UNIQUE KEY uq_id (id)"),
+    E("pk_renamed_and_wider",
+      "CHANGE COLUMN id rid INT UNSIGNED NOT NULL AUTO_INCREMENT, DROP PRIMARY KEY, "
+      "ADD PRIMARY KEY (v, rid), ADD UNIQUE KEY uq_rid (rid)"),
     # --- table options ----------------------------------------------------------------
     E("auto_increment_raised", "AUTO_INCREMENT = 1000"),
     E("auto_increment_below_max", "AUTO_INCREMENT = 5"),
@@ -236,7 +250,8 @@ CORPUS: list[Entry] = [
 UNDER_WRITES = ("add_with_default", "int_to_bigint", "timestamp_to_datetime",
                 "varchar_to_char", "float_to_varchar", "utf8mb4_to_latin1_fits",
                 "change_rename", "enum_reorder", "stored_generated_to_regular",
-                "convert_to_utf8mb4_unicode")
+                "convert_to_utf8mb4_unicode", "pk_wider_keeps_old_as_unique",
+                "pk_replaced_by_unique_column")
 BY_ID = {e.id: e for e in CORPUS}
 
 

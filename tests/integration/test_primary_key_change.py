@@ -12,6 +12,7 @@ fails like the native ALTER does, early, table untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import subprocess
@@ -26,7 +27,13 @@ from workload import Writers, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import DataError, InvalidAlter, UniqueViolation, UnsupportedTable
+from onlineddl.errors import (
+    DataError,
+    InvalidAlter,
+    OnlineDDLError,
+    UniqueViolation,
+    UnsupportedTable,
+)
 from onlineddl.migration import migrate
 
 ROWS = 1200
@@ -202,14 +209,18 @@ def test_primary_key_change_under_writers(server: Dsn, db: str, case: Case,
     assert_like_native(server, db, conn, case.alter)
 
 
-def test_renamed_key_columns_with_a_wider_primary_key(server: Dsn, db: str) -> None:
+def test_renamed_key_columns_with_a_wider_primary_key(server: Dsn, db: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """The old PK column renamed and kept UNIQUE, in a wider PK: the same key."""
-    model = TenantModel(PK_ID)
+    caplog.set_level("INFO", logger="onlineddl")
+    model = TenantModel("PRIMARY KEY (id)")
     conn = connect(server, db)
     model.seed(conn)
     alter = ("CHANGE COLUMN id uid BIGINT NOT NULL, DROP PRIMARY KEY, "
              "ADD PRIMARY KEY (tenant_id, uid), ADD UNIQUE KEY uq_uid (uid)")
     migrate(config(server, db, alter))
+    assert ("the run walks PRIMARY KEY (id) of the old table, UNIQUE KEY uq_uid (uid) of "
+            "the new table") in caplog.text
     assert_like_native(server, db, conn, alter)
 
 
@@ -245,6 +256,56 @@ def test_crash_mid_copy_and_resume(server: Dsn, db: str, case: Case) -> None:
     assert_like_native(server, db, conn, case.alter)
 
 
+class Crash(BaseException):
+    """Stops a run in-process the way a kill does: no cleanup, no failure handling."""
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=[CASES[0].id, CASES[2].id])
+def test_resume_trims_the_shadow_by_the_run_key(server: Dsn, db: str, case: Case,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint every tick, the run stopped mid-copy once a checkpoint holds a
+    watermark: the resumed run finds it, a value of the run's key (not of either
+    primary key), and trims the shadow above it by that key."""
+    caplog.set_level("INFO", logger="onlineddl")
+    model = TenantModel(case.keys)
+    conn = connect(server, db)
+    model.seed(conn)
+    writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
+    chunks = {"n": 0}
+
+    def crash_once_checkpointed() -> None:
+        chunks["n"] += 1
+        writers.burst(5, seed=chunks["n"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT low_watermark FROM _t_chkpnt")
+            if chunks["n"] >= 3 and cur.fetchone()[0] is not None:
+                raise Crash()
+
+    # Applier flushes often: the checkpoint records a watermark once one covers it.
+    tuning = Tuning(chunk_rows_initial=50, chunk_rows_min=50, chunk_rows_max=50,
+                    checkpoint_interval=0.0, flush_interval=0.01, progress_interval=5.0)
+    run = MigrationConfig(dsn=server, database=db, table="t", alter=case.alter,
+                          repair=False, tuning=tuning)
+    faults.register("after_chunk", crash_once_checkpointed)
+    writers.start()
+    try:
+        with pytest.raises(Crash):
+            migrate(run)
+        faults.clear()
+        writers.wait_for_commits(40)
+        migrate(dataclasses.replace(run, resume=True))
+        writers.wait_for_commits(20)
+    finally:
+        writers.stop()
+        faults.clear()
+    assert not writers.errors, writers.errors[:5]
+    resumed = [r.getMessage() for r in caplog.records if "continuing from watermark" in
+               r.getMessage()]
+    assert resumed and "watermark None" not in resumed[0], resumed
+    assert any("above the watermark for re-copy" in r.getMessage() for r in caplog.records)
+    assert_like_native(server, db, conn, case.alter)
+
+
 # --- refusals: nothing shared ----------------------------------------------------------------
 
 
@@ -257,7 +318,7 @@ class Refusal:
     id: str
     keys: str
     alter: str
-    error: type[Exception]
+    error: type[OnlineDDLError]
     message: str
     hint: str = ""
 
@@ -337,5 +398,18 @@ def test_data_the_new_primary_key_cannot_hold(server: Dsn, db: str, alter: str,
     assert copied["chunks"] <= 1, "the first chunk holds a duplicate: fail there"
     assert snapshot(conn) == before
     with connect(server, db) as native, native.cursor() as cur, \
-            pytest.raises(Exception, match="Duplicate entry|Invalid use of NULL|Data truncated"):
+            pytest.raises(Exception, match=r"Duplicate entry|Invalid use of NULL|Data truncated"):
         cur.execute(f"ALTER TABLE mirror {alter}")
+
+
+def test_dry_run_names_the_key_the_run_walks(server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    TenantModel(PK_ID).seed(conn, ("t",))
+    before = snapshot(conn)
+    args = migrate_command(server, db, CASES[0].alter, "--dry-run")
+    done = subprocess.run(args, env=cli_env(server), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("Key (the copy chunks, changes are applied and the checksum compares by it):\n"
+            f"  {CASES[0].walks}\n") in done.stdout
+    assert snapshot(conn) == before
