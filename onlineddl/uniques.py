@@ -72,9 +72,9 @@ class UniqueCheck:
 def violation_hint(table: str) -> str:
     """What to do about duplicates a new UNIQUE key cannot hold."""
     return (f"{table} is unchanged, and a plain ALTER TABLE would fail on these rows too. "
-            "Remove or change the duplicate rows (or leave the UNIQUE key out of the "
-            "ALTER), then run the migration again (after `onlineddl cleanup` if a resumed "
-            "run left its tables behind)")
+            "Remove or change the duplicate rows (or leave the new UNIQUE or PRIMARY key "
+            "out of the ALTER), then run the migration again (after `onlineddl cleanup` if "
+            "a resumed run left its tables behind)")
 
 
 def guarded(checks: tuple[UniqueCheck, ...]) -> bool:
