@@ -254,7 +254,7 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
     cols = tuple(c.name for c in info.columns)
     # As a migration builds it for this table: an integer key, no other UNIQUE key.
     target = FlushTarget("bench", "apply_t", "apply_n", tuple(f"`{c}`" for c in cols), cols,
-                         info.pk, other_unique=False, integer_key=True)
+                         info.key, other_unique=False, integer_key=True)
     shape = TableShape.of(info)
     watermark = Watermark()
     watermark.completed(Chunk(None, None))
@@ -263,7 +263,7 @@ def applier_throughput(dsn: Dsn, rows: int) -> dict[str, float]:
         return open_reader(dsn, flavor, shape, pos, random.randint(1 << 30, 1 << 31))
 
     applier = Applier(dsn=dsn, flavor=flavor, reader_factory=reader, target=target,
-                      key_order=KeyOrder(info.pk_columns), watermark=watermark,
+                      key_order=KeyOrder(info.key_columns), watermark=watermark,
                       tuning=Tuning(), start=start)
     started = time.monotonic()
     applier.start()

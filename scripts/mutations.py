@@ -175,6 +175,21 @@ MUTATIONS = [
              "def point(name: str) -> None:\n    if name not in POINTS:\n",
              "def point(name: str) -> None:\n    if False:\n",
              ("tests/unit/test_faults.py::test_unknown_names_are_refused_in_process",)),
+    Mutation("new-primary-key-checked",
+             "a new primary key that is not the run's key is checked like a new UNIQUE key",
+             "onlineddl/uniques.py",
+             "                if k.name != shadow.key_name]\n",
+             '                if k.name != "PRIMARY"]\n',
+             (IT + "test_primary_key_change.py::test_data_the_new_primary_key_cannot_hold"
+                   "[duplicates]",)),
+    Mutation("resume-trims-by-run-key",
+             "--resume trims the shadow above the watermark by the run's key",
+             "onlineddl/resume.py",
+             "    text, params = sql.delete_above(database, names.shadow, walked, "
+             "state.low_watermark)\n",
+             "    text, params = sql.delete_above(database, names.shadow, "
+             "load_table(session, database, names.shadow).pk, state.low_watermark)\n",
+             (IT + "test_primary_key_change.py::test_resume_trims_the_shadow_by_the_run_key",)),
 ]
 
 
