@@ -113,9 +113,11 @@ class FlushTarget:
     target: str
     source_exprs: tuple[str, ...]
     target_cols: tuple[str, ...]
-    pk: tuple[str, ...]                 # the target's key columns
-    source_pk: tuple[str, ...] = ()     # the source's, when a key column was renamed
-    # The target has a UNIQUE key besides the primary key: rows are then never updated
+    # The run's key (keys.py: the primary key, or the unique key both tables share when
+    # the ALTER changes it): the target's columns, and the source's when renamed.
+    pk: tuple[str, ...]
+    source_pk: tuple[str, ...] = ()
+    # The target has a UNIQUE key besides the run's key: rows are then never updated
     # in place, but written by REPLACE, which deletes a stale holder of a unique value,
     # or by write_guarded (see sync_keys).
     other_unique: bool = True
@@ -123,7 +125,7 @@ class FlushTarget:
     # the source's key. A text key can match in another letter case or with other
     # trailing spaces; rewriting it in place costs as much as REPLACE.
     integer_key: bool = False
-    # The target's UNIQUE keys (besides the primary key). When the source does not
+    # The target's UNIQUE keys (besides the run's key). When the source does not
     # enforce one of them, rows are written without REPLACE (see write_guarded).
     unique_checks: tuple[UniqueCheck, ...] = ()
 
