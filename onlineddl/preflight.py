@@ -164,8 +164,9 @@ def check_primary_key(info: TableInfo) -> None:
     if not info.key:
         raise UnsupportedTable(
             f"{info.database}.{info.name} has no PRIMARY KEY and no UNIQUE key over NOT "
-            "NULL columns", hint="add a primary key first; onlineddl walks and applies "
-                                 "changes by it")
+            "NULL columns (a UNIQUE key over a column prefix, such as (email(10)), does "
+            "not count)", hint="add a primary key first; onlineddl walks and applies "
+                               "changes by it")
     candidates = [info.with_key(k) for k in info.unique_keys] or [info]
     refusals = []
     for candidate in candidates:

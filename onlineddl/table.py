@@ -270,17 +270,21 @@ def _load_primary_key(session: Session, database: str, table: str) -> tuple[str,
 
 def _load_unique_keys(session: Session, database: str, table: str,
                       columns: tuple[Column, ...]) -> tuple[UniqueKey, ...]:
-    """The UNIQUE keys (the primary key included) whose every part is a column that is
-    NOT NULL: the primary key first, then by name. A key with a functional part (MySQL 8)
-    is left out; a prefix part is kept (unique prefixes make the whole values unique)."""
+    """The UNIQUE keys (the primary key included) whose every part is a whole column
+    that is NOT NULL: the primary key first, then by name. Left out: a key with a
+    functional part (MySQL 8), and a UNIQUE key with a prefix part (`email(10)`), whose
+    index cannot give the rows in the order of the whole values (every chunk would sort
+    the table). A primary key with a prefix part stays walkable, as before."""
     rows = session.query(
-        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
         "ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, table))
     nullable = {c.name.lower(): c.nullable for c in columns}
     parts: dict[str, list[str | None]] = {}
-    for index, column in rows:
-        parts.setdefault(str(index), []).append(None if column is None else str(column))
+    for index, column, sub_part in rows:
+        whole = sub_part is None or str(index) == "PRIMARY"
+        parts.setdefault(str(index), []).append(
+            str(column) if column is not None and whole else None)
     keys = [UniqueKey(name, tuple(str(c) for c in cols)) for name, cols in parts.items()
             if all(c is not None and nullable.get(c.lower()) is False for c in cols)]
     return tuple(sorted(keys, key=lambda k: (k.name != "PRIMARY", k.name)))

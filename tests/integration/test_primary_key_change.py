@@ -344,6 +344,12 @@ REFUSALS = [
             "no PRIMARY KEY and no UNIQUE key over NOT NULL columns"),
     Refusal("only_a_nullable_unique_key", "UNIQUE KEY uq_note (note)",
             "ADD PRIMARY KEY (id)", UnsupportedTable, "no PRIMARY KEY and no UNIQUE key"),
+    # A prefix key's index cannot give the rows in the order of the whole values.
+    Refusal("only_a_prefix_unique_key", "UNIQUE KEY uq_email (email(10))",
+            "ADD PRIMARY KEY (id)", UnsupportedTable, "(email(10)), does not count"),
+    Refusal("shared_only_by_a_prefix_key", "PRIMARY KEY (id), UNIQUE KEY uq_email (email(10))",
+            "DROP PRIMARY KEY, ADD PRIMARY KEY (tenant_id, id)", InvalidAlter,
+            "share no UNIQUE key over NOT NULL columns", "e.g. ADD UNIQUE KEY (id)"),
 ]
 
 
