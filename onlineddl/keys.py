@@ -71,7 +71,7 @@ def choose(session: Session, source: TableInfo, shadow: TableInfo, mapping: Colu
             refusal = refusal or err
             continue
         chosen = walked, shadow.with_key(new)
-        if old.name != "PRIMARY" or new.name != "PRIMARY" or source.pk != walked.key:
+        if (old.name, new.name) != ("PRIMARY", "PRIMARY"):   # said only when unusual
             log.info("the run walks %s", describe(*chosen))
         return chosen
     assert refusal is not None
