@@ -169,6 +169,11 @@ CASES = [
     Case("unique_becomes_primary", PK_ID,
          "DROP PRIMARY KEY, ADD PRIMARY KEY (email), ADD UNIQUE KEY uq_id (id)",
          "PRIMARY KEY (id) of the old table, UNIQUE KEY uq_id (id) of the new table"),
+    # No primary key, before or after: walked by the UNIQUE NOT NULL key, and (no other
+    # unique key) flushed by updates in place joined on it.
+    Case("no_primary_key_at_all", "UNIQUE KEY uq_id (id)",
+         "ADD COLUMN extra INT NOT NULL DEFAULT 3",
+         "UNIQUE KEY uq_id (id), in the old and the new table"),
     # A new PK the old table does not enforce (tenant_id, v): written by the guarded
     # path (uniques.py), every tenant move changes it.
     Case("not_enforced_by_old_keys", PK_ID,
