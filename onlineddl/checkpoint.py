@@ -56,13 +56,15 @@ SCHEMA = """CREATE TABLE {table} (
   updated_at DATETIME(6) NOT NULL,
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
   shadow_identity VARCHAR(255) NOT NULL DEFAULT '',
-  old_table VARCHAR(64) NOT NULL DEFAULT ''
+  old_table VARCHAR(64) NOT NULL DEFAULT '',
+  triggers LONGTEXT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
-           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table")
+           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table",
+           "triggers")
 
 
 def alter_hash(alter: str) -> str:
@@ -94,6 +96,9 @@ class State:
     # The name the swap gives the original (table.old_table_name), chosen before the
     # copy: resume and swap_state decide whether the swap happened from it.
     old_table: str = ""
+    # T's triggers (triggers.encode), recorded before the cutover puts its guard on T:
+    # what --resume and cleanup put back after a kill in the middle of the carry.
+    triggers: str = ""
 
     @property
     def age_seconds(self) -> float:
@@ -130,6 +135,7 @@ class Checkpoint:
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
             state.started_at, now, state.server, state.shadow, state.old_table,
+            state.triggers or None,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
@@ -174,7 +180,7 @@ class Checkpoint:
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
             started_at=r["started_at"], updated_at=r["updated_at"],
             server=r["server_identity"], shadow=r["shadow_identity"],
-            old_table=r["old_table"])
+            old_table=r["old_table"], triggers=r["triggers"] or "")
 
     def _phase(self, text: str) -> Phase:
         try:

@@ -69,7 +69,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, ledger, sql
+from onlineddl import faults, ledger, sql, triggers
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -157,7 +157,8 @@ class Cutover:
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
                  on_block: Callable[[BinlogPosition], None],
                  is_owner: Callable[[], None],
-                 before_swap: Callable[[Session], None] = lambda session: None) -> None:
+                 before_swap: Callable[[Session], None] = lambda session: None,
+                 carry: triggers.Carry | None = None) -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -172,6 +173,7 @@ class Cutover:
         # Runs after the drain under the write block, on a session that may change the
         # shadow (the lock session where it holds the shadow, else the control session).
         self.before_swap = before_swap
+        self.carry = carry            # T's triggers (triggers.py): moved under the block
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -186,6 +188,8 @@ class Cutover:
         for attempt in range(1, self.tuning.cutover_attempts + 1):
             self.attempts = attempt
             self.is_owner()
+            if self.carry is not None:   # triggers: an earlier attempt's guard, put right
+                self.carry.repair(swapped=False)
             try:
                 self._attempt()
                 break
@@ -268,6 +272,8 @@ class Cutover:
         faults.point("cutover_locked")
         target = self.flavor.current_position(self.control)
         self.shape_under_block = self._shape(self.a.table)
+        if self.carry is not None:   # triggers: record them while no DDL can change them
+            self.carry.snapshot()
         self.drain_position = target
         self.on_block(target)
         faults.point("cutover_started")
@@ -306,6 +312,8 @@ class Cutover:
                 t, s = sql.ident(self.a.table), sql.ident(self.a.shadow)
                 blocked_at = self._block(lock, f"LOCK TABLES {t} WRITE, {s} WRITE")
                 self._drain(lock, None)
+                if self.carry is not None:   # triggers: T and the shadow are ours
+                    self.carry.carry(lock, lock)
                 lock.execute(rename_sql(self.a, guard=False))
                 self.applier.swapped()
                 faults.point("after_swap")
@@ -331,6 +339,10 @@ class Cutover:
             sessions.append(probe)
             watch = Session(self.dsn, name="cutover-watch", read_timeout=30)
             sessions.append(watch)
+            relock = None
+            if self.carry is not None and self.carry.recorded:   # triggers: see _relock
+                relock = self._lock_session("cutover-relock")
+                sessions.append(relock)
             ours = {s.thread_id for s in sessions} | {self.control.thread_id} | \
                 self.applier.thread_ids()
             before_t = self._names_before_table()
@@ -341,14 +353,15 @@ class Cutover:
                 self._check_names_free(lock, (self.a.shadow, self.a.swap))
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
-                self._swap_under_lock(lock, renamer, probe, watcher, before_t)
+                self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
             drop_guards(self.control, self.database, self.a)
         finally:
             for session in sessions:
                 session.close()
 
     def _swap_under_lock(self, lock: Session, renamer: Session, probe: Session,
-                         watcher: Watcher, before_t: list[str]) -> None:
+                         watcher: Watcher, before_t: list[str],
+                         relock: Session | None = None) -> None:
         t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
         outcome: dict[str, BaseException | None] = {}
         thread = threading.Thread(target=self._rename, args=(renamer, outcome),
@@ -359,6 +372,7 @@ class Cutover:
         try:
             watcher.raise_if_found()
             self._drain(None, watcher)
+            lock = self._relock(lock, relock)
             thread.start()
             self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
             faults.point("rename_queued")
@@ -380,6 +394,23 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
+
+    # --- triggers (triggers.py): T's triggers move to the shadow under the block --------
+
+    def _relock(self, lock: Session, relock: Session | None) -> Session:
+        """With triggers to carry: trade the drain's `T READ` for `T WRITE` (DROP
+        TRIGGER needs it) on `relock`, writers kept out (triggers.hand_over), carry the
+        triggers, and return the session that now blocks T."""
+        if self.carry is None or not self.carry.recorded:
+            return lock
+        if relock is None:
+            raise CutoverFailed(f"{self.a.table} gained triggers during the run; the next "
+                                "attempt carries them")
+        t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
+        triggers.hand_over(lock, relock, self.control, f"LOCK TABLES {t} WRITE, {sentry} WRITE",
+                           self._queue_wait())
+        self.carry.carry(relock, self.control)
+        return relock
 
     def _create_guards(self, lock: Session) -> None:
         for name in (self.a.sentry, self.a.swap):
