@@ -28,7 +28,7 @@ from workload import IntModel, Writers, assert_same_rows, make_tables, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import InvalidAlter, MissingPrivilege, UnsupportedTable
+from onlineddl.errors import CutoverFailed, InvalidAlter, MissingPrivilege, UnsupportedTable
 from onlineddl.migration import Migration, migrate
 
 ROWS = 2000
@@ -191,10 +191,12 @@ def app_write(conn: Conn, key: int) -> str | None:
 
 # The points inside the carry, and what a write sees after a kill there.
 CRASH_POINTS = [
+    ("before_swap", "fires"),             # drained, nothing of the carry done yet
     ("trigger_relock_queued", "fires"),   # MariaDB: T WRITE queued, the guard not yet on
     ("triggers_guarded", "fails"),        # guard + every trigger on T
     ("triggers_dropped", "fails"),        # guard only on T
     ("triggers_moved", "fails"),          # guard on T, the triggers on the shadow
+    ("after_swap", "fires"),              # the new T has them; the guard is on the old
 ]
 
 
@@ -227,6 +229,39 @@ def test_kill_inside_the_carry_then_resume(server: Dsn, db: str, server_flavor: 
         writers.stop()
     if write == "fires":
         assert not writers.errors, writers.errors[:3]
+    assert_carried(conn, before, writers)
+
+
+def test_failed_carry_is_put_back_under_the_lock(server: Dsn, db: str,
+                                                 table: tuple[Conn, IntModel]) -> None:
+    """A statement of the carry fails (here: a fault callback, after T lost its
+    triggers): the same attempt puts them back before the lock goes, and the next
+    attempt carries them."""
+    conn, model = table
+    before = triggers_of(conn, "t")
+    failed = {"n": 0}
+
+    def fail_once() -> None:
+        if not failed["n"]:
+            failed["n"] += 1
+            raise CutoverFailed("injected: the CREATE TRIGGER failed")
+
+    def still_whole() -> None:
+        # The next attempt starts with T as it was: every trigger back, no guard.
+        with connect(server, db) as check:
+            assert triggers_of(check, "t") == before
+
+    faults.register("triggers_dropped", fail_once)
+    faults.register("cutover_attempt", lambda: failed["n"] and still_whole())
+    writers = Writers(server, db, "t", "mirror", model, threads=2)
+    writers.start()
+    try:
+        result = migrate(config(server, db))
+        writers.burst(50, seed=7)
+    finally:
+        writers.stop()
+    assert failed["n"] == 1 and result.cutover_attempts == 2
+    assert not writers.errors, writers.errors[:3]
     assert_carried(conn, before, writers)
 
 
