@@ -272,19 +272,28 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
     fold = name_case(session) != 0
     who = str(session.scalar("SELECT CURRENT_USER()"))
     account = grants.account(who)
-    missing = []
+    needs, missing = [], []
     if not all(grants.holds(held, "TRIGGER", database, t, fold=fold)
                for t in (table, Artifacts.for_table(table).shadow)):
+        needs.append("the TRIGGER privilege on it and on the new table")
         missing.append(f"GRANT TRIGGER ON {sql.ident(database)}.* TO {account}")
+    # With the binlog on (always, for onlineddl) the server lets only SUPER create
+    # triggers unless log_bin_trust_function_creators is ON (MariaDB 10.11, error 1419
+    # even for the user's own definer; MySQL 8 documents the same rule).
+    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
+    if not _global(held, "SUPER") and trusted not in ("1", "ON"):
+        needs.append("SUPER, or log_bin_trust_function_creators=ON, to create triggers "
+                     "while binary logging is on")
+        missing.append("SET GLOBAL log_bin_trust_function_creators = ON (and in the server "
+                       f"config), or GRANT SUPER ON *.* TO {account}")
     others = sorted({t.definer for t in triggers if not _same_account(t.definer, who)})
     if others and not any(_global(held, p) for p in DEFINER_PRIVILEGES):
-        missing.append(f"GRANT {_definer_privilege(flavor, held)} ON *.* TO {account}")
+        needs.append(f"to create triggers for their definer(s) {', '.join(others)}")
+        missing.append(f"GRANT {_definer_privilege(flavor)} ON *.* TO {account}")
     if missing:
         raise MissingPrivilege(
             f"the user {account} cannot carry the triggers of {database}.{table}: it needs "
-            "the TRIGGER privilege on the table and the new one"
-            + (f", and to create triggers for the definer(s) {', '.join(others)}"
-               if others else ""), hint="; ".join(missing))
+            + "; ".join(needs), hint="; ".join(missing))
 
 
 def _same_account(definer: str, current: str) -> bool:
@@ -298,7 +307,7 @@ def _global(held: list[grants.Grant], privilege: str) -> bool:
                (privilege in g.privileges or "ALL" in g.privileges) for g in held)
 
 
-def _definer_privilege(flavor: MySQL, held: list[grants.Grant]) -> str:
+def _definer_privilege(flavor: MySQL) -> str:
     return "SET USER" if flavor.name == "mariadb" else "SET_USER_ID"
 
 
