@@ -43,6 +43,13 @@ Two protocols, chosen by the flavor:
      connection dies before dropping the sentry, the RENAME fails on the existing
      sentry: T is untouched.
 
+Triggers (triggers.py; marked "triggers:" below): after the drain, under the block, T's
+triggers move to the shadow (a guard on T first, then DROP on T, CREATE on the shadow)
+so the RENAME gives the new T the same triggers. MySQL's lock connection does it; on
+MariaDB DROP TRIGGER needs T write-locked, so a second lock connection queues `LOCK
+TABLES T WRITE, <sentry> WRITE` and the READ lock goes once it is seen waiting for T
+(a waiting write lock is served before waiting writers); steps 3-5 run from it.
+
 Every lock session tells the server to drop it after a few idle seconds (db.Session
 idle_limit), so a frozen tool host cannot keep T blocked.
 

@@ -448,8 +448,10 @@ def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: 
     thread.start()
     deadline = time.monotonic() + wait
     while True:
-        if "error" in outcome:
-            raise CutoverFailed(f"the write lock for the triggers failed: {outcome['error']}")
+        if "error" in outcome:   # failed, or granted at once: T was not blocked after all
+            raise CutoverFailed("the write lock for carrying the triggers "
+                                + (f"failed: {outcome['error']}" if outcome["error"] else
+                                   "was granted without waiting for the drain's lock"))
         state = control.scalar("SELECT STATE FROM information_schema.PROCESSLIST "
                                "WHERE ID = %s", (new_lock.thread_id,))
         if state == "Waiting for table metadata lock":
