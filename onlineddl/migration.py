@@ -266,7 +266,9 @@ class Migration:
         # run may find the guard of its own interrupted cutover: setup repairs it.
         alter = self._parsed_alter()
         self.triggers = triggers.check(control, flavor, self.db, self.config.table,
-                                       alter.dropped, alter.renames.keys(),
+                                       alter.dropped,
+                                       [o for o, n in alter.renames.items()
+                                        if o.lower() != n.lower()],   # names ignore case
                                        resuming=self.config.resume or self.config.resume_auto)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate

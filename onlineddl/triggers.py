@@ -216,11 +216,30 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
             "finished", hint="run the interrupted migration again with --resume, or "
                              f"`onlineddl cleanup` for {table} to undo it")
     triggers = tuple(t for t in found if not is_guard(t))
+    if triggers:
+        _refuse_guard_names_taken(session, database, table)
     _refuse_lost_columns(triggers, database, table, set(dropped) | set(renamed))
     _refuse_foreign_text(triggers, database, table)
     if triggers:
         _check_privileges(session, flavor, database, table, triggers)
     return triggers
+
+
+def _refuse_guard_names_taken(session: Session, database: str, table: str) -> None:
+    """Trigger names are per schema: one of the guard's names taken by another trigger
+    would fail every cutover attempt."""
+    names = [guard_name(table, e) for e in EVENTS]
+    marks = ", ".join(["%s"] * len(names))
+    rows = session.query(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM "
+        f"information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s AND TRIGGER_NAME IN ({marks})",
+        (database, *names))
+    taken = [f"{r[0]} (on {r[1]})" for r in rows if GUARD_MARK not in str(r[2])]
+    if taken:
+        raise UnsupportedTable(
+            f"{database} has trigger(s) {', '.join(taken)}: onlineddl needs those names for "
+            f"the guard it puts on {table} during the cutover",
+            hint="rename those triggers (DROP and CREATE them under another name) first")
 
 
 _ROW_COLUMN = re.compile(r"\b(?:NEW|OLD)\s*\.\s*(`(?:[^`]|``)+`|[0-9A-Za-z_$\u0080-\uffff]+)",

@@ -46,7 +46,7 @@ def trigger_sql(table: str, audit: str, definer: str) -> list[str]:
     t, a = q(table), q(audit)
     return [
         f"CREATE TRIGGER {q(table + '_bi_b')} BEFORE INSERT ON {t} FOR EACH ROW "
-        "SET NEW.note = CONCAT(NEW.note, '+b')",
+        "SET NEW.note = CONCAT(NEW.note, '+b\u2713')",   # non-ASCII, client utf8mb4
         f"CREATE TRIGGER {q(table + '_bi_a')} BEFORE INSERT ON {t} FOR EACH ROW "
         f"PRECEDES {q(table + '_bi_b')} SET NEW.note = CONCAT(COALESCE(NEW.note, ''), '+a')",
         f"CREATE DEFINER={definer} TRIGGER {q(table + '_ai')} AFTER INSERT ON {t} FOR EACH ROW "
@@ -152,7 +152,7 @@ def test_triggers_carried_and_fire_exactly_once(server: Dsn, db: str,
         cur.execute("INSERT INTO t (id, name, v, note) VALUES (99999, 'z', 1, NULL)")
         cur.execute("DELETE FROM t WHERE id = 99999")
         cur.execute("SELECT note FROM audit_t WHERE kind = 'i' AND id = 99999")
-        assert cur.fetchone()[0] == "+a+b"
+        assert cur.fetchone()[0] == "+a+b\u2713"
         cur.execute("SELECT note FROM audit_t WHERE kind = 'd' AND id = 99999")
         assert cur.fetchone()[0] == "x99999"
 
@@ -330,6 +330,32 @@ def test_leftover_guard_without_a_run_is_refused(server: Dsn, db: str, conn: Con
         migrate(config(server, db, "ADD COLUMN c INT NULL"))
     assert "_t_guard_ins" in info.value.message
     assert tables(conn) == {"t"}
+
+
+def test_guard_name_taken_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        cur.execute("CREATE TABLE other (id INT PRIMARY KEY)")
+        cur.execute("CREATE TRIGGER _t_guard_upd BEFORE UPDATE ON other FOR EACH ROW "
+                    "SET NEW.id = NEW.id")
+        cur.execute("CREATE TRIGGER t_bu BEFORE UPDATE ON t FOR EACH ROW SET NEW.v = 1")
+    with pytest.raises(UnsupportedTable) as info:
+        migrate(config(server, db, "ADD COLUMN c INT NULL"))
+    assert "_t_guard_upd (on other)" in info.value.message
+    assert tables(conn) == {"t", "other"}
+
+
+def test_case_only_rename_of_a_used_column_is_carried(server: Dsn, db: str,
+                                                      conn: Conn) -> None:
+    """Column names ignore case: NEW.v still names `V`, as after a plain ALTER."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        cur.execute("CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = 1")
+    migrate(config(server, db, "RENAME COLUMN v TO V"))
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t (id, V) VALUES (1, 5)")
+        cur.execute("SELECT V FROM t")
+        assert cur.fetchone()[0] == 1
 
 
 def test_definer_privilege_is_checked_up_front(server: Dsn, db: str, conn: Conn) -> None:
