@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -155,6 +157,40 @@ def test_triggers_carried_and_fire_exactly_once(server: Dsn, db: str,
         assert cur.fetchone()[0] == "+a+b\u2713"
         cur.execute("SELECT note FROM audit_t WHERE kind = 'd' AND id = 99999")
         assert cur.fetchone()[0] == "x99999"
+
+
+def test_writes_queued_on_the_block_fire_once_on_the_new_table(
+        server: Dsn, db: str, table: tuple[Conn, IntModel]) -> None:
+    """Writers waiting for T when the block starts, and (MariaDB) when the write lock
+    for the carry is queued: none gets in between (the tripwire would fail the run on a
+    write reaching the old table), each fires the new T's triggers once."""
+    conn, _ = table
+    before = triggers_of(conn, "t")
+    threads: list[threading.Thread] = []
+    outcomes: list[str | None] = []
+
+    def queue_writes(first_key: int) -> None:
+        for key in range(first_key, first_key + 4):
+            def write(key: int = key) -> None:
+                with connect(server, db) as own:
+                    outcomes.append(app_write(own, key))
+            thread = threading.Thread(target=write, daemon=True)
+            thread.start()
+            threads.append(thread)
+        time.sleep(0.1)   # let them reach the lock (they wait on it; nothing else to see)
+
+    faults.register("cutover_started", lambda: queue_writes(10))
+    faults.register("trigger_relock_queued", lambda: queue_writes(20))
+    migrate(config(server, db))
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes and all(o is None for o in outcomes), outcomes
+    writers = Writers(server, db, "t", "mirror", IntModel(id_max=1))
+    assert_carried(conn, before, writers)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM audit_t WHERE kind = 'u' AND id IN "
+                    "(10, 11, 12, 13, 20, 21, 22, 23)")
+        assert cur.fetchone()[0] == len(outcomes)
 
 
 def run_cli(server: Dsn, db: str, *extra: str, fault: str | None = None,
