@@ -193,6 +193,36 @@ def test_writes_queued_on_the_block_fire_once_on_the_new_table(
         assert cur.fetchone()[0] == len(outcomes)
 
 
+@pytest.mark.parametrize("alter", [
+    "ADD COLUMN c INT NOT NULL DEFAULT 3 FIRST",
+    "MODIFY v BIGINT NOT NULL DEFAULT 0, ADD INDEX v_idx (v)",
+    "MODIFY note VARCHAR(200) CHARACTER SET utf8mb4 NULL",
+])
+def test_triggers_as_the_plain_alter_leaves_them(server: Dsn, db: str,
+                                                 table: tuple[Conn, IntModel],
+                                                 alter: str) -> None:
+    """The oracle: the mirror gets the server's own ALTER, T onlineddl's. Both keep
+    their triggers as they were, and the same writes afterwards leave the same rows and
+    the same audit rows."""
+    conn, model = table
+    before = triggers_of(conn, "t")
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE mirror {alter}")
+    migrate(config(server, db, alter))
+    assert triggers_of(conn, "t") == before
+    assert [r[1:] for r in triggers_of(conn, "mirror")] == \
+        [tuple(str(v).replace("audit_t", "audit_mirror") for v in r[1:]) for r in before]
+    with conn.cursor() as cur:
+        shapes = []
+        for name in ("t", "mirror"):
+            cur.execute(f"SHOW CREATE TABLE {name}")
+            shapes.append(cur.fetchone()[1].split("\n", 1)[1])
+        assert shapes[0] == shapes[1]
+    Writers(server, db, "t", "mirror", model).burst(60, seed=11)
+    assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
+    assert audit(conn, "t") == audit(conn, "mirror")
+
+
 def run_cli(server: Dsn, db: str, *extra: str, fault: str | None = None,
             alter: str = ALTER) -> subprocess.CompletedProcess[str]:
     args = migrate_command(server, db, alter, "--chunk-size", "300", "--chunk-size-max",
