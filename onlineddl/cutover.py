@@ -208,6 +208,8 @@ class Cutover:
                     break
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
+                if self.carry is not None:   # triggers: back on T, also before a final error
+                    retry(self._put_triggers_back, what="putting the triggers back")
                 self._stop_if_final(err)
                 last = err
                 self._backoff(attempt, err)
@@ -220,6 +222,10 @@ class Cutover:
                       "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
                 + f"; {self.a.table} is unchanged and the run is resumable with --resume")
         self._verify_swap()
+
+    def _put_triggers_back(self) -> None:
+        assert self.carry is not None
+        self.carry.repair(swapped=False)
 
     def _stop_if_final(self, err: OnlineDDLError) -> None:
         """Another session's DDL on T, a dead binlog stream, or data the new table cannot
@@ -321,7 +327,12 @@ class Cutover:
                 self._drain(lock, None)
                 if self.carry is not None:   # triggers: T and the shadow are ours
                     self.carry.carry(lock, lock)
-                lock.execute(rename_sql(self.a, guard=False))
+                try:
+                    lock.execute(rename_sql(self.a, guard=False))
+                except OnlineDDLError:
+                    if self.carry is not None:   # triggers: back on T under the lock
+                        self.carry.undo(lock, lock)
+                    raise
                 self.applier.swapped()
                 faults.point("after_swap")
                 lock.execute("UNLOCK TABLES")
@@ -379,7 +390,7 @@ class Cutover:
         try:
             watcher.raise_if_found()
             self._drain(None, watcher)
-            lock = self._relock(lock, relock)
+            lock = self._relock(lock, relock, watcher)
             thread.start()
             self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
             faults.point("rename_queued")
@@ -401,10 +412,12 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
+                if self.carry is not None:   # triggers: back on T while it is still locked
+                    self.carry.undo(lock, self.control)
 
     # --- triggers (triggers.py): T's triggers move to the shadow under the block --------
 
-    def _relock(self, lock: Session, relock: Session | None) -> Session:
+    def _relock(self, lock: Session, relock: Session | None, watcher: Watcher) -> Session:
         """With triggers to carry: trade the drain's `T READ` for `T WRITE` (DROP
         TRIGGER needs it) on `relock`, writers kept out (triggers.hand_over), carry the
         triggers, and return the session that now blocks T."""
@@ -414,8 +427,16 @@ class Cutover:
             raise CutoverFailed(f"{self.a.table} gained triggers during the run; the next "
                                 "attempt carries them")
         t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
+        def no_foreign_ddl() -> None:   # DDL queued on T first would run on it now
+            watcher.raise_if_found()
+            # Asked on the control session: the watcher's own is busy in its thread.
+            found = Watcher(self.control, self.database, self.a.table, watcher.ours,
+                            lambda: None).look()
+            if found:
+                raise foreign_ddl(self.a.table, found, before_swap=True)
+
         triggers.hand_over(lock, relock, self.control, f"LOCK TABLES {t} WRITE, {sentry} WRITE",
-                           self._queue_wait())
+                           self._queue_wait(), no_foreign_ddl)
         self.carry.carry(relock, self.control)
         return relock
 

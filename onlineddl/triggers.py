@@ -344,6 +344,7 @@ class Carry:
         self.names = names
         self.recorded = recorded
         self._record = record
+        self.moved = False   # the shadow holds the triggers, T the guard (until the swap)
 
     def snapshot(self) -> None:
         """Under the write block (no trigger DDL on T can run now): T's triggers as they
@@ -379,8 +380,16 @@ class Carry:
             self._restore(on_table, on_shadow)
             raise CutoverFailed(f"carrying the triggers of {t} failed: {err.message}",
                                 hint=err.hint) from err
+        self.moved = True
         log.info("triggers %s moved to %s under the write block",
                  ", ".join(tr.name for tr in self.recorded), s)
+
+    def undo(self, on_table: Session, on_shadow: Session) -> None:
+        """The swap was called off after the carry: put the triggers back on T while
+        `on_table` still holds it write-locked (no write sees the guard)."""
+        if self.moved:
+            self._restore(on_table, on_shadow)
+            self.moved = False
 
     def _first_before(self, event: str) -> str | None:
         for trigger in self.recorded:
@@ -398,6 +407,7 @@ class Carry:
 
     def repair(self, swapped: bool) -> None:
         repair(self.control, self.database, self.names, self.recorded, swapped)
+        self.moved = False
 
 
 def _put_back(on_table: Session, on_shadow: Session, database: str, names: Artifacts,
@@ -444,7 +454,7 @@ def repair(session: Session, database: str, names: Artifacts,
 # --- MariaDB: from the drain's READ lock to a WRITE lock, writers kept out ------------
 
 def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: str,
-              wait: float) -> None:
+              wait: float, before_unlock: Callable[[], None] = lambda: None) -> None:
     """`old_lock` holds T READ (and the sentry); return with `new_lock` holding
     `lock_sql` (T WRITE and the sentry) and no application write in between.
 
@@ -453,7 +463,9 @@ def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: 
     locks prefer a pending SNRW over pending SW requests: MariaDB 10.11, checked with
     writers queued before and after it). T sorts before the sentry, so the new lock
     waits for T first. Raises CutoverFailed (T still blocked by `old_lock`, the queued
-    request killed) when it is not seen waiting within `wait` seconds."""
+    request killed) when it is not seen waiting within `wait` seconds. `before_unlock`
+    raises to call it off at the last moment (another session's DDL queued on T would
+    run on it before the swap)."""
     outcome: dict[str, BaseException | None] = {}
 
     def take() -> None:
@@ -482,6 +494,7 @@ def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: 
         time.sleep(0.002)
     faults.point("trigger_relock_queued")
     try:
+        before_unlock()
         old_lock.execute("UNLOCK TABLES")
     except OnlineDDLError:
         _stop(control, new_lock, thread)

@@ -30,7 +30,13 @@ from workload import IntModel, Writers, assert_same_rows, make_tables, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import CutoverFailed, InvalidAlter, MissingPrivilege, UnsupportedTable
+from onlineddl.errors import (
+    CutoverFailed,
+    InvalidAlter,
+    MissingPrivilege,
+    TableChanged,
+    UnsupportedTable,
+)
 from onlineddl.migration import Migration, migrate
 
 ROWS = 2000
@@ -221,6 +227,53 @@ def test_triggers_as_the_plain_alter_leaves_them(server: Dsn, db: str,
     Writers(server, db, "t", "mirror", model).burst(60, seed=11)
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
     assert audit(conn, "t") == audit(conn, "mirror")
+
+
+@pytest.mark.mariadb_only
+@pytest.mark.parametrize("point", ["trigger_relock_queued", "triggers_moved"])
+def test_foreign_ddl_in_the_block_ends_the_run_with_the_triggers_on_t(
+        server: Dsn, db: str, table: tuple[Conn, IntModel], point: str) -> None:
+    """Another session's DDL queued on T while the triggers move (MariaDB: it would run
+    on T as soon as the lock goes): the swap is called off, the triggers are put back on
+    T before the lock goes, the DDL runs on T, the run ends (exit 13)."""
+    conn, _ = table
+    before = triggers_of(conn, "t")
+    ddl = "ALTER TABLE t ADD COLUMN z INT NULL"
+    done: dict[str, Any] = {}
+
+    def queue_ddl() -> None:
+        def run() -> None:
+            with connect(server, db) as other, other.cursor() as cur:
+                cur.execute(ddl)
+                done["ok"] = True
+        threading.Thread(target=run, daemon=True).start()
+        deadline = time.monotonic() + 20
+        with connect(server, db) as watch, watch.cursor() as cur:
+            while True:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
+                            "INFO = %s AND STATE = 'Waiting for table metadata lock'", (ddl,))
+                if cur.fetchone()[0]:
+                    return
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+    faults.register(point, queue_ddl)
+    with pytest.raises(TableChanged) as caught:
+        migrate(config(server, db))
+    assert caught.value.exit_code == 13
+    deadline = time.monotonic() + 20
+    while "ok" not in done:
+        assert time.monotonic() < deadline, "the DDL never ran"
+        time.sleep(0.01)
+    with conn.cursor() as cur:
+        cur.execute("SHOW COLUMNS FROM t")
+        cols = [r[0] for r in cur.fetchall()]
+    assert "z" in cols and "added" not in cols   # the DDL ran on T; no swap
+    assert triggers_of(conn, "t") == before
+    assert app_write(conn, 5) is None
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM audit_t WHERE kind = 'u' AND id = 5")
+        assert cur.fetchone()[0] == 1
 
 
 def run_cli(server: Dsn, db: str, *extra: str, fault: str | None = None,
