@@ -155,11 +155,12 @@ class Checkpoint:
         if not self.exists():
             return None
         try:
-            rows = self.session.query_dicts(
-                f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+            rows = self._rows()
         except DatabaseError as err:
             if err.errno != ER_BAD_FIELD:
                 raise
+            if self._add_triggers_column():
+                return self.read()
             raise ResumeRefused(
                 f"{self.table} was written by an older onlineddl version, which did not "
                 "record the server, the shadow table it created and its old table's name",
@@ -181,6 +182,22 @@ class Checkpoint:
             started_at=r["started_at"], updated_at=r["updated_at"],
             server=r["server_identity"], shadow=r["shadow_identity"],
             old_table=r["old_table"], triggers=r["triggers"] or "")
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return self.session.query_dicts(
+            f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+
+    def _add_triggers_column(self) -> bool:
+        """A checkpoint of the version before trigger support lacks only `triggers`
+        (that version refused tables with triggers, so there are none to record): the
+        column is added and the run resumes."""
+        present = {str(r[0]).lower() for r in self.session.query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
+        if set(COLUMNS) - present != {"triggers"}:
+            return False
+        self.session.execute(f"ALTER TABLE {self.qualified} ADD COLUMN triggers LONGTEXT NULL")
+        return True
 
     def _phase(self, text: str) -> Phase:
         try:

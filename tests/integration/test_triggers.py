@@ -522,3 +522,17 @@ def test_dry_run_names_the_triggers(server: Dsn, db: str,
     assert "Triggers: 5 on t" in text
     assert "t_bi_a: BEFORE INSERT (order 1" in text and "t_bi_b: BEFORE INSERT (order 2" in text
     assert tables(conn) == {"t", "mirror", "audit_t", "audit_mirror"}
+
+
+def test_resume_of_a_checkpoint_without_the_triggers_column(
+        server: Dsn, db: str, table: tuple[Conn, IntModel]) -> None:
+    """A checkpoint written before trigger support (no `triggers` column) resumes: the
+    column is added; the triggers are read under the write block as always."""
+    conn, _ = table
+    before = triggers_of(conn, "t")
+    assert run_cli(server, db, fault="after_chunk:2").returncode == 137
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE _t_chkpnt DROP COLUMN triggers")
+    resumed = run_cli(server, db, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_carried(conn, before, Writers(server, db, "t", "mirror", IntModel(id_max=1)))
