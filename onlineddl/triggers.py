@@ -26,6 +26,13 @@ triggers' changes to NEW are in the binlog row images and in the rows the flushe
 re-read from T. The shadow has no triggers until the write block, so the copy's and
 the flushes' writes never fire them.
 
+Checked on MariaDB 10.11: CREATE/DROP TRIGGER under `LOCK TABLES T READ` fail (error
+1099) and work under `T WRITE`; a waiting `LOCK TABLES T WRITE` is granted before writes
+that waited longer; a plain ALTER that drops a column keeps a trigger using it (writes
+then fail), and CREATE TRIGGER on a table without that column fails (1054); with the
+binlog on, CREATE TRIGGER needs SUPER unless log_bin_trust_function_creators is ON
+(1419, also for the user's own definer), and another definer needs SET USER or SUPER.
+
 Each trigger is re-created with its definer, its sql_mode, character_set_client and
 collation_connection (SHOW CREATE TRIGGER's and information_schema.TRIGGERS' fields),
 and in ACTION_ORDER (each CREATE without FOLLOWS/PRECEDES goes last among its
