@@ -149,23 +149,30 @@ class Checkpoint:
                      "and run again with --resume") from err
         state.updated_at = now
 
-    def read(self) -> State | None:
+    def read(self, *, upgrade: bool = True) -> State | None:
         """The state, or None when there is no checkpoint of ours or it has no row yet
-        (the run died while setting up)."""
+        (the run died while setting up). `upgrade`: a checkpoint without the `triggers`
+        column gets it (else, for `status`, it is read without)."""
         if not self.exists():
             return None
         try:
-            rows = self._rows()
+            rows = self._rows(COLUMNS)
         except DatabaseError as err:
             if err.errno != ER_BAD_FIELD:
                 raise
-            if self._add_triggers_column():
-                return self.read()
-            raise ResumeRefused(
-                f"{self.table} was written by an older onlineddl version, which did not "
-                "record the server, the shadow table it created and its old table's name",
-                hint="finish or discard that run with the version that started it, or "
-                     "drop its tables by hand and start again") from err
+            if self._lacks_only_triggers():
+                if upgrade:
+                    self.session.execute(
+                        f"ALTER TABLE {self.qualified} ADD COLUMN triggers LONGTEXT NULL")
+                    return self.read()
+                older = tuple(c for c in COLUMNS if c != "triggers")
+                rows = [{**r, "triggers": None} for r in self._rows(older)]
+            else:
+                raise ResumeRefused(
+                    f"{self.table} was written by an older onlineddl version, which did not "
+                    "record the server, the shadow table it created and its old table's "
+                    "name", hint="finish or discard that run with the version that started "
+                                 "it, or drop its tables by hand and start again") from err
         if not rows:
             return None
         r = rows[0]
@@ -183,21 +190,17 @@ class Checkpoint:
             server=r["server_identity"], shadow=r["shadow_identity"],
             old_table=r["old_table"], triggers=r["triggers"] or "")
 
-    def _rows(self) -> list[dict[str, Any]]:
+    def _rows(self, columns: tuple[str, ...]) -> list[dict[str, Any]]:
         return self.session.query_dicts(
-            f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+            f"SELECT {sql.column_list(columns)} FROM {self.qualified} WHERE id = 1")
 
-    def _add_triggers_column(self) -> bool:
+    def _lacks_only_triggers(self) -> bool:
         """A checkpoint of the version before trigger support lacks only `triggers`
-        (that version refused tables with triggers, so there are none to record): the
-        column is added and the run resumes."""
+        (that version refused tables with triggers, so there are none to record)."""
         present = {str(r[0]).lower() for r in self.session.query(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
-        if set(COLUMNS) - present != {"triggers"}:
-            return False
-        self.session.execute(f"ALTER TABLE {self.qualified} ADD COLUMN triggers LONGTEXT NULL")
-        return True
+        return set(COLUMNS) - present == {"triggers"}
 
     def _phase(self, text: str) -> Phase:
         try:

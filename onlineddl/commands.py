@@ -122,7 +122,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
                  ) -> dict[str, Any]:
     lock = RunnerLock(session.dsn, database, table)
     holder = session.scalar("SELECT IS_USED_LOCK(%s)", (lock.name,))
-    state = Checkpoint(session, database, names.checkpoint).read()
+    state = Checkpoint(session, database, names.checkpoint).read(upgrade=False)
     info: dict[str, Any] = {
         "table": f"{database}.{table}",
         "running": holder is not None,

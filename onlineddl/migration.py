@@ -893,7 +893,8 @@ class Migration:
 
     def _describe_holder(self) -> str:
         try:
-            state = Checkpoint(self._control(), self.db, self.names.checkpoint).read()
+            state = Checkpoint(self._control(), self.db, self.names.checkpoint
+                               ).read(upgrade=False)   # another runner's: only read
         except OnlineDDLError:
             return ""
         if state is None:

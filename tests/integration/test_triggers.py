@@ -536,3 +536,21 @@ def test_resume_of_a_checkpoint_without_the_triggers_column(
     resumed = run_cli(server, db, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_carried(conn, before, Writers(server, db, "t", "mirror", IntModel(id_max=1)))
+
+
+def test_status_reads_a_checkpoint_without_the_triggers_column(
+        server: Dsn, db: str, table: tuple[Conn, IntModel]) -> None:
+    """`status` only reads: an older checkpoint is shown, not altered."""
+    conn, _ = table
+    assert run_cli(server, db, fault="after_chunk:2").returncode == 137
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE _t_chkpnt DROP COLUMN triggers")
+    shown = subprocess.run(
+        [sys.executable, "-m", "onlineddl", "status", "--host", server.host, "--port",
+         str(server.port), "--user", server.user, "--database", db, "--table", "t"],
+        env=cli_env(server), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "phase: copy" in shown.stdout
+    with conn.cursor() as cur:
+        cur.execute("SHOW COLUMNS FROM _t_chkpnt LIKE 'triggers'")
+        assert cur.fetchone() is None
