@@ -56,13 +56,15 @@ SCHEMA = """CREATE TABLE {table} (
   updated_at DATETIME(6) NOT NULL,
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
   shadow_identity VARCHAR(255) NOT NULL DEFAULT '',
-  old_table VARCHAR(64) NOT NULL DEFAULT ''
+  old_table VARCHAR(64) NOT NULL DEFAULT '',
+  triggers LONGTEXT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
-           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table")
+           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table",
+           "triggers")
 
 
 def alter_hash(alter: str) -> str:
@@ -94,6 +96,9 @@ class State:
     # The name the swap gives the original (table.old_table_name), chosen before the
     # copy: resume and swap_state decide whether the swap happened from it.
     old_table: str = ""
+    # T's triggers (triggers.encode), recorded before the cutover puts its guard on T:
+    # what --resume and cleanup put back after a kill in the middle of the carry.
+    triggers: str = ""
 
     @property
     def age_seconds(self) -> float:
@@ -130,6 +135,7 @@ class Checkpoint:
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
             state.started_at, now, state.server, state.shadow, state.old_table,
+            state.triggers or None,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
@@ -143,22 +149,30 @@ class Checkpoint:
                      "and run again with --resume") from err
         state.updated_at = now
 
-    def read(self) -> State | None:
+    def read(self, *, upgrade: bool = True) -> State | None:
         """The state, or None when there is no checkpoint of ours or it has no row yet
-        (the run died while setting up)."""
+        (the run died while setting up). `upgrade`: a checkpoint without the `triggers`
+        column gets it (else, for `status`, it is read without)."""
         if not self.exists():
             return None
         try:
-            rows = self.session.query_dicts(
-                f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
+            rows = self._rows(COLUMNS)
         except DatabaseError as err:
             if err.errno != ER_BAD_FIELD:
                 raise
-            raise ResumeRefused(
-                f"{self.table} was written by an older onlineddl version, which did not "
-                "record the server, the shadow table it created and its old table's name",
-                hint="finish or discard that run with the version that started it, or "
-                     "drop its tables by hand and start again") from err
+            if self._lacks_only_triggers():
+                if upgrade:
+                    self.session.execute(
+                        f"ALTER TABLE {self.qualified} ADD COLUMN triggers LONGTEXT NULL")
+                    return self.read()
+                older = tuple(c for c in COLUMNS if c != "triggers")
+                rows = [{**r, "triggers": None} for r in self._rows(older)]
+            else:
+                raise ResumeRefused(
+                    f"{self.table} was written by an older onlineddl version, which did not "
+                    "record the server, the shadow table it created and its old table's "
+                    "name", hint="finish or discard that run with the version that started "
+                                 "it, or drop its tables by hand and start again") from err
         if not rows:
             return None
         r = rows[0]
@@ -174,7 +188,19 @@ class Checkpoint:
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
             started_at=r["started_at"], updated_at=r["updated_at"],
             server=r["server_identity"], shadow=r["shadow_identity"],
-            old_table=r["old_table"])
+            old_table=r["old_table"], triggers=r["triggers"] or "")
+
+    def _rows(self, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        return self.session.query_dicts(
+            f"SELECT {sql.column_list(columns)} FROM {self.qualified} WHERE id = 1")
+
+    def _lacks_only_triggers(self) -> bool:
+        """A checkpoint of the version before trigger support lacks only `triggers`
+        (that version refused tables with triggers, so there are none to record)."""
+        present = {str(r[0]).lower() for r in self.session.query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
+        return set(COLUMNS) - present == {"triggers"}
 
     def _phase(self, text: str) -> Phase:
         try:

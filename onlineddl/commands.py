@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from onlineddl import ledger, leftovers, oldtables
-from onlineddl.checkpoint import Checkpoint
+from onlineddl import ledger, leftovers, oldtables, triggers
+from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.config import Dsn
+from onlineddl.cutover import swap_state
 from onlineddl.db import Session
 from onlineddl.errors import ArtifactsExist, UsageError
 from onlineddl.runlock import RunnerLock
@@ -46,6 +47,8 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: b
     names = Artifacts.for_table(table)
     found = leftovers.survey(session, database, names)
     done: list[str] = []
+    if found.state is not None:   # before the checkpoint (which records them) goes
+        done += _repair_triggers(session, database, names, found.state)
     for name in found.ours:
         ledger.drop(session, database, name, must_exist=True)
         done.append(f"dropped {database}.{name}")
@@ -63,6 +66,23 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: b
             hint="if they are yours, keep them and rename them before migrating this "
                  "table; otherwise drop them yourself once sure they hold nothing you need")
     return done or [f"nothing to clean up for {database}.{table}"]
+
+
+def _repair_triggers(session: Session, database: str, names: Artifacts,
+                     state: State) -> list[str]:
+    """A run killed while carrying T's triggers left a guard that fails writes: put
+    the recorded triggers back on T (unswapped), or drop the guard from the old table."""
+    recorded = triggers.decode(state.triggers)
+    if not state.old_table:
+        return []
+    names = names.with_old(state.old_table)
+    swapped = swap_state(session, database, names).swapped
+    if not triggers.repair(session, database, names, recorded, swapped):
+        return []
+    where = names.old if swapped else names.table
+    return [f"repaired the triggers of {database}.{names.table}: dropped the cutover guard "
+            f"from {where}" + ("" if swapped else
+                                f"; {', '.join(t.name for t in recorded)} are back on it")]
 
 
 def _legacy_old_table(session: Session, database: str, names: Artifacts,
@@ -102,7 +122,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
                  ) -> dict[str, Any]:
     lock = RunnerLock(session.dsn, database, table)
     holder = session.scalar("SELECT IS_USED_LOCK(%s)", (lock.name,))
-    state = Checkpoint(session, database, names.checkpoint).read()
+    state = Checkpoint(session, database, names.checkpoint).read(upgrade=False)
     info: dict[str, Any] = {
         "table": f"{database}.{table}",
         "running": holder is not None,

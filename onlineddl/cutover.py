@@ -43,6 +43,13 @@ Two protocols, chosen by the flavor:
      connection dies before dropping the sentry, the RENAME fails on the existing
      sentry: T is untouched.
 
+Triggers (triggers.py; marked "triggers:" below): after the drain, under the block, T's
+triggers move to the shadow (a guard on T first, then DROP on T, CREATE on the shadow)
+so the RENAME gives the new T the same triggers. MySQL's lock connection does it; on
+MariaDB DROP TRIGGER needs T write-locked, so a second lock connection queues `LOCK
+TABLES T WRITE, <sentry> WRITE` and the READ lock goes once it is seen waiting for T
+(a waiting write lock is served before waiting writers); steps 3-5 run from it.
+
 Every lock session tells the server to drop it after a few idle seconds (db.Session
 idle_limit), so a frozen tool host cannot keep T blocked.
 
@@ -69,7 +76,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, ledger, sql
+from onlineddl import faults, ledger, sql, triggers
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -157,7 +164,8 @@ class Cutover:
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
                  on_block: Callable[[BinlogPosition], None],
                  is_owner: Callable[[], None],
-                 before_swap: Callable[[Session], None] = lambda session: None) -> None:
+                 before_swap: Callable[[Session], None] = lambda session: None,
+                 carry: triggers.Carry | None = None) -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -172,6 +180,7 @@ class Cutover:
         # Runs after the drain under the write block, on a session that may change the
         # shadow (the lock session where it holds the shadow, else the control session).
         self.before_swap = before_swap
+        self.carry = carry            # T's triggers (triggers.py): moved under the block
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -186,6 +195,8 @@ class Cutover:
         for attempt in range(1, self.tuning.cutover_attempts + 1):
             self.attempts = attempt
             self.is_owner()
+            if self.carry is not None:   # triggers: an earlier attempt's guard, put right
+                self.carry.repair(swapped=False)
             try:
                 self._attempt()
                 break
@@ -197,6 +208,8 @@ class Cutover:
                     break
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
+                if self.carry is not None:   # triggers: back on T, also before a final error
+                    retry(self._put_triggers_back, what="putting the triggers back")
                 self._stop_if_final(err)
                 last = err
                 self._backoff(attempt, err)
@@ -209,6 +222,10 @@ class Cutover:
                       "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
                 + f"; {self.a.table} is unchanged and the run is resumable with --resume")
         self._verify_swap()
+
+    def _put_triggers_back(self) -> None:
+        assert self.carry is not None
+        self.carry.repair(swapped=False)
 
     def _stop_if_final(self, err: OnlineDDLError) -> None:
         """Another session's DDL on T, a dead binlog stream, or data the new table cannot
@@ -268,6 +285,8 @@ class Cutover:
         faults.point("cutover_locked")
         target = self.flavor.current_position(self.control)
         self.shape_under_block = self._shape(self.a.table)
+        if self.carry is not None:   # triggers: record them while no DDL can change them
+            self.carry.snapshot()
         self.drain_position = target
         self.on_block(target)
         faults.point("cutover_started")
@@ -306,7 +325,14 @@ class Cutover:
                 t, s = sql.ident(self.a.table), sql.ident(self.a.shadow)
                 blocked_at = self._block(lock, f"LOCK TABLES {t} WRITE, {s} WRITE")
                 self._drain(lock, None)
-                lock.execute(rename_sql(self.a, guard=False))
+                if self.carry is not None:   # triggers: T and the shadow are ours
+                    self.carry.carry(lock, lock)
+                try:
+                    lock.execute(rename_sql(self.a, guard=False))
+                except OnlineDDLError:
+                    if self.carry is not None:   # triggers: back on T under the lock
+                        self.carry.undo(lock, lock)
+                    raise
                 self.applier.swapped()
                 faults.point("after_swap")
                 lock.execute("UNLOCK TABLES")
@@ -331,6 +357,10 @@ class Cutover:
             sessions.append(probe)
             watch = Session(self.dsn, name="cutover-watch", read_timeout=30)
             sessions.append(watch)
+            relock = None
+            if self.carry is not None and self.carry.recorded:   # triggers: see _relock
+                relock = self._lock_session("cutover-relock")
+                sessions.append(relock)
             ours = {s.thread_id for s in sessions} | {self.control.thread_id} | \
                 self.applier.thread_ids()
             before_t = self._names_before_table()
@@ -341,14 +371,15 @@ class Cutover:
                 self._check_names_free(lock, (self.a.shadow, self.a.swap))
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
-                self._swap_under_lock(lock, renamer, probe, watcher, before_t)
+                self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
             drop_guards(self.control, self.database, self.a)
         finally:
             for session in sessions:
                 session.close()
 
     def _swap_under_lock(self, lock: Session, renamer: Session, probe: Session,
-                         watcher: Watcher, before_t: list[str]) -> None:
+                         watcher: Watcher, before_t: list[str],
+                         relock: Session | None = None) -> None:
         t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
         outcome: dict[str, BaseException | None] = {}
         thread = threading.Thread(target=self._rename, args=(renamer, outcome),
@@ -359,6 +390,7 @@ class Cutover:
         try:
             watcher.raise_if_found()
             self._drain(None, watcher)
+            lock = self._relock(lock, relock, watcher)
             thread.start()
             self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
             faults.point("rename_queued")
@@ -380,6 +412,33 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
+                if self.carry is not None:   # triggers: back on T while it is still locked
+                    self.carry.undo(lock, self.control)
+
+    # --- triggers (triggers.py): T's triggers move to the shadow under the block --------
+
+    def _relock(self, lock: Session, relock: Session | None, watcher: Watcher) -> Session:
+        """With triggers to carry: trade the drain's `T READ` for `T WRITE` (DROP
+        TRIGGER needs it) on `relock`, writers kept out (triggers.hand_over), carry the
+        triggers, and return the session that now blocks T."""
+        if self.carry is None or not self.carry.recorded:
+            return lock
+        if relock is None:
+            raise CutoverFailed(f"{self.a.table} gained triggers during the run; the next "
+                                "attempt carries them")
+        t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
+        def no_foreign_ddl() -> None:   # DDL queued on T first would run on it now
+            watcher.raise_if_found()
+            # Asked on the control session: the watcher's own is busy in its thread.
+            found = Watcher(self.control, self.database, self.a.table, watcher.ours,
+                            lambda: None).look()
+            if found:
+                raise foreign_ddl(self.a.table, found, before_swap=True)
+
+        triggers.hand_over(lock, relock, self.control, f"LOCK TABLES {t} WRITE, {sentry} WRITE",
+                           self._queue_wait(), no_foreign_ddl)
+        self.carry.carry(relock, self.control)
+        return relock
 
     def _create_guards(self, lock: Session) -> None:
         for name in (self.a.sentry, self.a.swap):

@@ -17,6 +17,7 @@ from onlineddl.chunker import Chunker
 from onlineddl.config import MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.table import ColumnMapping, TableInfo
+from onlineddl.triggers import Trigger
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ class DryRun:
     sample: Sample
     chunks: int
     copy_seconds: float | None
+    triggers: tuple[Trigger, ...] = ()
 
 
 def build(config: MigrationConfig, server: str, source: TableInfo, shadow: TableInfo,
-          mapping: ColumnMapping, instant: bool) -> DryRun:
+          mapping: ColumnMapping, instant: bool, *,
+          triggers: tuple[Trigger, ...] = ()) -> DryRun:
     """The report, with a sample chunk copied (READ COMMITTED, like the copier) to time."""
     tuning = config.tuning
     session = Session(config.dsn, name="sample", isolation="READ COMMITTED",
@@ -64,7 +67,8 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
     return DryRun(config.database, config.table, config.alter, server, source, shadow,
                 mapping, instant, config.allow_instant, tuning, sample, chunks,
                 # --nice-ratio rests R times each chunk's copy time after it.
-                source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None)
+                source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None,
+                triggers)
 
 
 def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
@@ -114,6 +118,8 @@ def render(report: DryRun) -> str:
         "cutover):",
         report.shadow.create_sql,
         "",
+        *trigger_lines(report),
+        "",
         "Column mapping (old -> new):",
         *mapping_lines(report.source, report.shadow, report.mapping),
         "",
@@ -130,6 +136,19 @@ def render(report: DryRun) -> str:
         *_estimate_lines(report),
     ]
     return "\n".join(lines)
+
+
+def trigger_lines(report: DryRun) -> list[str]:
+    if not report.triggers:
+        return [f"Triggers: none on {report.table}."]
+    lines = [f"Triggers: {len(report.triggers)} on {report.table}, carried to the new "
+             "table with the same names, definers, sql_mode and order. They stay on "
+             f"{report.table} during the copy (the tool's own writes never fire them) and "
+             "move to the new table under the cutover's write block; killed in between, a "
+             f"guard trigger makes writes to {report.table} fail until --resume or cleanup:"]
+    lines += [f"  {t.name}: {t.timing} {t.event} (order {t.order}, definer {t.definer})"
+              for t in report.triggers]
+    return lines
 
 
 def _instant_line(report: DryRun) -> str:

@@ -48,6 +48,10 @@ POINTS = frozenset({
     "after_swap",              # cutover: swapped, the checkpoint does not know yet
     "binlog_savepoint",        # binlog reader: a SAVEPOINT inside a row transaction
     "done_probe",              # --resume=auto: asking whether this ALTER already finished
+    "trigger_relock_queued",   # triggers (MariaDB): T WRITE queued behind the drain's lock
+    "triggers_guarded",        # triggers: the guard is on T, T still has its triggers
+    "triggers_dropped",        # triggers: T has only the guard, the shadow none yet
+    "triggers_moved",          # triggers: the shadow has them all, the RENAME not yet run
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import dryrun, faults, keys, ledger, leftovers, oldtables, resume, sql, zones
+from onlineddl import dryrun, faults, keys, ledger, leftovers, oldtables, resume, sql, triggers, zones
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
@@ -136,6 +136,7 @@ class Migration:
         self.instant = False             # the server can do the ALTER with ALGORITHM=INSTANT
         self.applied_instantly = False   # ... and did, on T itself (--allow-instant)
         self.already_done = False        # --resume=auto found this ALTER already done
+        self.triggers: tuple[triggers.Trigger, ...] = ()   # T's, read by preflight
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -256,6 +257,14 @@ class Migration:
         # A changed primary key is checked once the new table exists (keys.choose).
         self.source = load_table(control, self.db, self.config.table)
         check_table(control, self.source)
+        # Triggers (triggers.py): refused here only when they cannot be carried. A resumed
+        # run may find the guard of its own interrupted cutover: setup repairs it.
+        alter = self._parsed_alter()
+        self.triggers = triggers.check(control, flavor, self.db, self.config.table,
+                                       alter.dropped,
+                                       [o for o, n in alter.renames.items()
+                                        if o.lower() != n.lower()],   # names ignore case
+                                       resuming=self.config.resume or self.config.resume_auto)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -345,7 +354,7 @@ class Migration:
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,
                                                             self.names.shadow),
-                           old_table=self.names.old)
+                           old_table=self.names.old, triggers=triggers.encode(self.triggers))
         self.checkpoint.write(self.state)
         return True
 
@@ -530,7 +539,7 @@ class Migration:
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check,
-                          before_swap=self._carry_auto_increment)
+                          before_swap=self._carry_auto_increment, carry=self._carry())
         try:
             cutover.run()
         finally:
@@ -544,10 +553,22 @@ class Migration:
         state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
 
+    def _carry(self) -> triggers.Carry:
+        state = self._state()
+
+        def record(current: tuple[triggers.Trigger, ...]) -> None:
+            state.triggers = triggers.encode(current)   # written by the cutover's on_block
+
+        return triggers.Carry(self._control(), self.db, self.names,
+                              triggers.decode(state.triggers), record)
+
     def cleanup(self) -> None:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
         drop_guards(control, self.db, self.names)
+        # The trigger guard went with the original to the old table: dropped there.
+        triggers.repair(control, self.db, self.names, triggers.decode(self._state().triggers),
+                        swapped=True)
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
@@ -574,6 +595,9 @@ class Migration:
                                  state, key=self._resumed_key)
         if decision.finish:
             return False
+        # A kill inside the trigger carry left T guarded: its triggers go back first.
+        triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
+                        swapped=False)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
@@ -817,7 +841,8 @@ class Migration:
 
     def _describe_dry_run(self) -> dryrun.DryRun:
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
-                            self._shadow(), self._mapping(), self.instant)
+                            self._shadow(), self._mapping(), self.instant,
+                            triggers=self.triggers)
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:
@@ -864,7 +889,8 @@ class Migration:
 
     def _describe_holder(self) -> str:
         try:
-            state = Checkpoint(self._control(), self.db, self.names.checkpoint).read()
+            state = Checkpoint(self._control(), self.db, self.names.checkpoint
+                               ).read(upgrade=False)   # another runner's: only read
         except OnlineDDLError:
             return ""
         if state is None:
