@@ -18,7 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import dryrun, faults, keys, ledger, leftovers, oldtables, resume, sql, triggers, zones
+from onlineddl import (
+    dryrun,
+    faults,
+    keys,
+    ledger,
+    leftovers,
+    oldtables,
+    resume,
+    sql,
+    triggers,
+    zones,
+)
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
