@@ -69,7 +69,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, ledger, sql
+from onlineddl import faults, foreignkeys, ledger, sql
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -157,7 +157,9 @@ class Cutover:
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
                  on_block: Callable[[BinlogPosition], None],
                  is_owner: Callable[[], None],
-                 before_swap: Callable[[Session], None] = lambda session: None) -> None:
+                 before_swap: Callable[[Session], None] = lambda session: None,
+                 after_failed_attempt: Callable[[Session], None] = lambda session: None
+                 ) -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -172,6 +174,9 @@ class Cutover:
         # Runs after the drain under the write block, on a session that may change the
         # shadow (the lock session where it holds the shadow, else the control session).
         self.before_swap = before_swap
+        # [foreign keys] After an attempt that did not swap, on the control session:
+        # undoes what before_swap did to the shadow that must not stay meanwhile.
+        self.after_failed_attempt = after_failed_attempt
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -197,6 +202,8 @@ class Cutover:
                     break
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
+                retry(lambda: self.after_failed_attempt(self.control),   # [foreign keys]
+                      what="undoing the shadow's pre-swap changes")
                 self._stop_if_final(err)
                 last = err
                 self._backoff(attempt, err)
@@ -291,7 +298,9 @@ class Cutover:
     def _shape(self, table: str) -> str:
         row = self.control.query_one(
             f"SHOW CREATE TABLE {sql.qualified(self.database, table)}")
-        return normalized_shape(str(row[1])) if row else ""
+        # [foreign keys] constraint names the RENAME changes with the table's are not shape
+        return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
+            if row else ""
 
     # --- MySQL: one connection -----------------------------------------------------------
 

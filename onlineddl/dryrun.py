@@ -46,10 +46,11 @@ class DryRun:
     sample: Sample
     chunks: int
     copy_seconds: float | None
+    related: tuple[str, ...] = ()   # foreign keys: what happens to each related table
 
 
 def build(config: MigrationConfig, server: str, source: TableInfo, shadow: TableInfo,
-          mapping: ColumnMapping, instant: bool) -> DryRun:
+          mapping: ColumnMapping, instant: bool, related: tuple[str, ...] = ()) -> DryRun:
     """The report, with a sample chunk copied (READ COMMITTED, like the copier) to time."""
     tuning = config.tuning
     session = Session(config.dsn, name="sample", isolation="READ COMMITTED",
@@ -64,7 +65,8 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
     return DryRun(config.database, config.table, config.alter, server, source, shadow,
                 mapping, instant, config.allow_instant, tuning, sample, chunks,
                 # --nice-ratio rests R times each chunk's copy time after it.
-                source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None)
+                source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None,
+                related)
 
 
 def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
@@ -116,6 +118,9 @@ def render(report: DryRun) -> str:
         "",
         "Column mapping (old -> new):",
         *mapping_lines(report.source, report.shadow, report.mapping),
+        "",
+        "Related tables (foreign keys):",
+        *report.related,
         "",
         "Chunk plan:",
         f"  rows (estimate from statistics): ~{report.source.rows_estimate}",

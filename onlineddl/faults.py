@@ -48,6 +48,9 @@ POINTS = frozenset({
     "after_swap",              # cutover: swapped, the checkpoint does not know yet
     "binlog_savepoint",        # binlog reader: a SAVEPOINT inside a row transaction
     "done_probe",              # --resume=auto: asking whether this ALTER already finished
+    "foreign_keys_attached",   # cutover: under the block, T's constraints on the shadow
+    "old_foreign_keys_dropped",  # foreignkeys: after the swap, the old table's dropped
+    "foreign_keys_renamed",    # foreignkeys: after the swap, T's constraints renamed back
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

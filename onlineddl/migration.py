@@ -18,7 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from onlineddl import dryrun, faults, ledger, leftovers, oldtables, resume, sql, zones
+from onlineddl import (
+    dryrun,
+    faults,
+    foreignkeys,
+    ledger,
+    leftovers,
+    oldtables,
+    resume,
+    sql,
+    zones,
+)
 from onlineddl.applier import Applier, FlushTarget
 from onlineddl.binlog import BinlogReader, TableShape, open_reader
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
@@ -113,6 +123,7 @@ class Migration:
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
         self.shadow_unique: tuple[UniqueCheck, ...] | None = None
+        self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
         self.applier: Applier | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
@@ -261,6 +272,9 @@ class Migration:
         self.source = load_table(control, self.db, self.config.table)
         self._refuse_dropping_key_columns(self.source)
         check_table(control, self.source)
+        # [foreign keys] refuses what is not supported; T's own constraints otherwise.
+        self.foreign_keys = foreignkeys.check_table(
+            control, self.source, resuming=self.config.resume or self.config.resume_auto)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -540,13 +554,17 @@ class Migration:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
         self._refuse_taken_old_name()
+        # [foreign keys] every row's parent exists, or the run stops before the swap.
+        foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
+                                     self._source().pk, self.foreign_keys)
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check,
-                          before_swap=self._carry_auto_increment)
+                          before_swap=self._before_swap,
+                          after_failed_attempt=self._after_failed_attempt)
         try:
             cutover.run()
         finally:
@@ -564,6 +582,7 @@ class Migration:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
         drop_guards(control, self.db, self.names)
+        foreignkeys.finish(control, self.db, self.names)   # [foreign keys] idempotent
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
@@ -590,6 +609,8 @@ class Migration:
                                  state)
         if decision.finish:
             return False
+        # [foreign keys] a failed cutover may have left them on the shadow.
+        foreignkeys.detach(self._control(), self.db, self.names.shadow)
         self.shadow = load_table(self._control(), self.db, self.names.shadow)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
@@ -747,6 +768,19 @@ class Migration:
             session.execute(sql.set_auto_increment(self.db, shadow.name, ours))
             log.info("AUTO_INCREMENT of %s carried over: %d", shadow.name, ours)
 
+    def _before_swap(self, session: Session) -> None:
+        """Under the write block, drained: the counter, then [foreign keys] T's
+        constraints onto the shadow (in place, metadata only)."""
+        self._carry_auto_increment(session)
+        foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
+        faults.point("foreign_keys_attached")
+
+    def _after_failed_attempt(self, session: Session) -> None:
+        """[foreign keys] Off the shadow again until the next attempt: while it lags
+        behind T they would refuse the application's parent deletes."""
+        if self.foreign_keys:
+            foreignkeys.detach(session, self.db, self.names.shadow)
+
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
         state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
@@ -773,8 +807,16 @@ class Migration:
 
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
-        control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
+        if self.foreign_keys:   # [foreign keys] LIKE would mark their indexes generated
+            control.execute(foreignkeys.shadow_ddl(self._source().create_sql, self.db,
+                                                   self.names.shadow))
+        else:
+            control.execute(
+                f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
         self.ledger.record(self.names.shadow)
+        # [foreign keys] T's constraints are on the (empty) shadow while the ALTER runs:
+        # the server's own verdict on it with them present; dropped again after.
+        foreignkeys.attach(control, self.db, self.names, self.foreign_keys, None)
         self.instant = self._alter_shadow_instantly()
         if not self.instant:
             try:
@@ -784,6 +826,7 @@ class Migration:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
                     from err
+        foreignkeys.detach(control, self.db, self.names.shadow)   # [foreign keys]
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         check_same_primary_key(self._source(), self.shadow, self._mapping())
@@ -821,7 +864,10 @@ class Migration:
 
     def _describe_dry_run(self) -> dryrun.DryRun:
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
-                            self._shadow(), self._mapping(), self.instant)
+                            self._shadow(), self._mapping(), self.instant,
+                            related=tuple(foreignkeys.describe(
+                                self.config.table, self.names.shadow, self.foreign_keys,
+                                self._source().rows_estimate)))
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:

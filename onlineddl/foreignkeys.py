@@ -1,0 +1,402 @@
+"""Tables in foreign-key relations: what is supported, what is refused and why.
+
+T is a child (its own FOREIGN KEYs reference parents), RESTRICT / NO ACTION only:
+
+- `CREATE TABLE ... LIKE` drops foreign keys, so the shadow is built without them and
+  stays without them while it is copied and kept in sync: a constraint on it would refuse
+  the application's parent deletes while the shadow still holds a child row that T has
+  already lost (the applier's lag), an error the application would never see otherwise.
+- Setting up, the shadow gets T's constraints for a moment, under temporary names, and
+  the operator's ALTER runs on it (empty) with foreign_key_checks on: the server's own
+  verdict on the ALTER with the constraints present (a dropped column or index a
+  constraint needs, a changed column type: errors 1553, 1828, 1832 as a plain ALTER
+  gives them). Then they are dropped again.
+- After the checksum, T's referential integrity is verified: for each constraint, a
+  chunked anti-join finds a row whose parent is missing (rows another session wrote with
+  foreign_key_checks=0). One found stops the run before the swap (DataError), changing
+  nothing: onlineddl never "repairs" data.
+- Under the cutover's write block, after the drain, the shadow gets the constraints with
+  foreign_key_checks=0 and ALGORITHM=INPLACE: metadata only, no rebuild, no row check.
+  Constraint names are unique per schema, so they carry temporary names: `<T>_ibfk_N`
+  (the server's own names) become `<_T_new>_ibfk_N`, which the RENAME itself turns into
+  `<T>_ibfk_N` (InnoDB renames constraints named after the table); any other name N
+  becomes `_odl_N`.
+- After the swap (finish()): the old table's constraints are dropped (a backup must not
+  refuse the parent's deletes for rows it still holds), then T's `_odl_N` constraints are
+  renamed to N in one ALTER (DROP FOREIGN KEY + ADD CONSTRAINT, INPLACE with checks off),
+  and index names the server derived from a temporary constraint name are renamed back.
+  Every step is idempotent from what the server shows, so --resume finishes it.
+
+Refused, with every related constraint named (exit 5, nothing created):
+
+- T is a parent (other tables, or T itself, reference it). Verified on MariaDB 10.11:
+  `RENAME TABLE T TO _T_old, _T_new TO T` moves every child's constraint to `_T_old`,
+  with foreign_key_checks 0 or 1. Re-pointing them is one ALTER per child after the swap
+  (pt-online-schema-change's rebuild_constraints: meanwhile the children check and
+  cascade against the old table), or DROP T and RENAME (its drop_swap: T does not exist
+  for a moment and there is no way back). No single statement moves the family
+  atomically, so neither is offered.
+- T's constraint has ON DELETE / ON UPDATE CASCADE, SET NULL or SET DEFAULT: the server
+  applies those effects to T without writing them to the binlog (verified: a parent
+  DELETE logs only the parent's row), so the applier would never see them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from onlineddl import faults, sql
+from onlineddl.db import Session
+from onlineddl.errors import DataError, InvalidAlter, OnlineDDLError
+from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, TableInfo
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = "_odl_"
+SUPPORTED_RULES = ("RESTRICT", "NO ACTION")
+OLD_STAMP = len("_old_20261129_123456") + 1   # the old table's name is `_` T this
+CHECK_CHUNK = 10_000                          # rows per anti-join chunk
+CHECK_TIMEOUT = 60                            # seconds a chunk's read may wait for locks
+SHOWN_ORPHANS = 5
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    database: str             # the child's
+    table: str                # the child
+    name: str
+    columns: tuple[str, ...]
+    ref_database: str
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    on_update: str
+    on_delete: str
+    # The server's own text from REFERENCES on (SHOW CREATE TABLE): it writes the rules
+    # it was given (ON UPDATE NO ACTION) and leaves out the default, so re-adding the
+    # constraint with this text gives back the same SHOW CREATE TABLE.
+    references: str = ""
+
+    def describe(self) -> str:
+        return (f"{self.database}.{self.table}.{self.name} ({', '.join(self.columns)}) -> "
+                f"{self.ref_database}.{self.ref_table} ({', '.join(self.ref_columns)}) "
+                f"ON DELETE {self.on_delete} ON UPDATE {self.on_update}")
+
+    def clause(self, name: str, columns: Sequence[str] | None = None) -> str:
+        """ADD CONSTRAINT text, under `name`, on `columns` (default: its own)."""
+        if not self.references:
+            raise ValueError(f"no REFERENCES text for the foreign key {self.name}")
+        return (f"ADD CONSTRAINT {sql.ident(name)} FOREIGN KEY "
+                f"({sql.column_list(columns or self.columns)}) {self.references}")
+
+
+_QUERY = (
+    "SELECT rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.COLUMN_NAME, "
+    "k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, "
+    "rc.UPDATE_RULE, rc.DELETE_RULE "
+    "FROM information_schema.REFERENTIAL_CONSTRAINTS rc "
+    "JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA "
+    "AND k.TABLE_NAME = rc.TABLE_NAME AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME "
+    "AND k.REFERENCED_TABLE_NAME IS NOT NULL ")
+
+
+def _collect(rows: list[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
+    found: dict[tuple[str, str, str], list[tuple[object, ...]]] = {}
+    for r in rows:
+        found.setdefault((str(r[0]), str(r[1]), str(r[2])), []).append(r)
+    return tuple(ForeignKey(db, table, name, tuple(str(r[3]) for r in parts),
+                            str(parts[0][4]), str(parts[0][5]),
+                            tuple(str(r[6]) for r in parts),
+                            str(parts[0][7]), str(parts[0][8]))
+                 for (db, table, name), parts in found.items())
+
+
+def load(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
+    """The table's own foreign keys (it is their child), with their REFERENCES text."""
+    found = _collect(session.query(
+        _QUERY + "WHERE rc.CONSTRAINT_SCHEMA = %s AND rc.TABLE_NAME = %s "
+        "ORDER BY rc.CONSTRAINT_NAME, k.ORDINAL_POSITION", (database, table)))
+    if not found:
+        return found
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    texts = _references(str(row[1]) if row else "")
+    return tuple(dataclasses.replace(fk, references=texts.get(fk.name, "")) for fk in found)
+
+
+def _references(create_sql: str) -> dict[str, str]:
+    """Constraint name -> its text from REFERENCES on, from SHOW CREATE TABLE."""
+    out = {}
+    for line in create_sql.splitlines():
+        m = re.match(r"\s*CONSTRAINT `((?:[^`]|``)*)` FOREIGN KEY \(.*?\) (REFERENCES .*?),?$",
+                     line)
+        if m:
+            out[m.group(1).replace("``", "`")] = m.group(2)
+    return out
+
+
+def referencing(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
+    """Foreign keys of any table, in any database (itself included), that reference it."""
+    return _collect(session.query(
+        _QUERY + "WHERE k.REFERENCED_TABLE_SCHEMA = %s AND k.REFERENCED_TABLE_NAME = %s "
+        "ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, "
+        "k.ORDINAL_POSITION", (database, table)))
+
+
+# --- preflight ---------------------------------------------------------------------------
+
+def check_table(session: Session, info: TableInfo, *, resuming: bool = False
+                ) -> tuple[ForeignKey, ...]:
+    """Refuse (exit 5, nothing created) what is not supported; return T's own keys.
+    (`resuming`: T may be the new table, its constraints still under temporary names.)"""
+    children = referencing(session, info.database, info.name)
+    if children:
+        raise InvalidAlter(
+            f"{info.database}.{info.name} is referenced by foreign key(s): "
+            + "; ".join(fk.describe() for fk in children)
+            + ". The swap's RENAME moves these constraints to the old table, and no single "
+            "statement re-points them to the new table atomically (one ALTER per child "
+            "after the swap lets the children check and cascade against the old table "
+            "meanwhile; DROP and RENAME leaves the table missing for a moment)",
+            hint="onlineddl changes nothing here; drop those constraints for the migration "
+                 "and add them back after (ALTER TABLE child ADD FOREIGN KEY with "
+                 "foreign_key_checks=0 is in place), or use a plain ALTER TABLE")
+    own = load(session, info.database, info.name)
+    actions = [fk for fk in own
+               if fk.on_delete not in SUPPORTED_RULES or fk.on_update not in SUPPORTED_RULES]
+    if actions:
+        raise InvalidAlter(
+            f"{info.database}.{info.name} has foreign key(s) with referential actions: "
+            + "; ".join(fk.describe() for fk in actions)
+            + ". The server applies CASCADE / SET NULL / SET DEFAULT effects to the child "
+            "without writing them to the binlog, so the online copy would miss them",
+            hint="onlineddl changes nothing here; only RESTRICT / NO ACTION constraints "
+                 "are carried over; use a plain ALTER TABLE, or change the constraint to "
+                 "RESTRICT for the migration")
+    if not resuming:
+        _check_names(info, own)
+    return own
+
+
+def _check_names(info: TableInfo, own: tuple[ForeignKey, ...]) -> None:
+    shadow = Artifacts.for_table(info.name).shadow
+    for fk in own:
+        too_long = len(temp_name(fk.name, info.name, shadow)) > MAX_IDENT or (
+            _auto_number(fk.name, info.name) is not None and
+            len(fk.name) + OLD_STAMP > MAX_IDENT)
+        if fk.name.startswith(TEMP_PREFIX) or too_long:
+            raise InvalidAlter(
+                f"the foreign key {fk.describe()} has a name onlineddl cannot carry across "
+                f"the swap ({'it starts with ' + TEMP_PREFIX if not too_long else ''}"
+                f"{'its temporary name would pass 64 characters' if too_long else ''})",
+                hint="onlineddl changes nothing here; rename the constraint first (drop "
+                     "and add it with foreign_key_checks=0, in place), or use a plain "
+                     "ALTER TABLE")
+
+
+def _auto_number(name: str, table: str) -> str | None:
+    """N when `name` is the server's own `<table>_ibfk_N`."""
+    prefix = f"{table}_ibfk_"
+    rest = name[len(prefix):]
+    return rest if name.startswith(prefix) and rest.isdigit() else None
+
+
+def temp_name(name: str, table: str, shadow: str) -> str:
+    """The constraint's name on the shadow (see the module docstring)."""
+    number = _auto_number(name, table)
+    return f"{shadow}_ibfk_{number}" if number is not None else TEMP_PREFIX + name
+
+
+def same_across_rename(create_sql: str, table: str) -> str:
+    """SHOW CREATE TABLE text as the swap's RENAME leaves it alone: InnoDB renames the
+    server's own constraint names with the table (`t_ibfk_1` becomes
+    `_t_old_<stamp>_ibfk_1`), and SHOW CREATE TABLE lists constraints by name."""
+    own = "CONSTRAINT " + sql.ident(table)[:-1] + "_ibfk_"
+    lines = [line.rstrip(",").replace(own, "CONSTRAINT `_ibfk_")
+             for line in create_sql.splitlines()]
+    rules = sorted(line for line in lines if line.lstrip().startswith("CONSTRAINT "))
+    rest = iter(rules)
+    return "\n".join(next(rest) if line.lstrip().startswith("CONSTRAINT ") else line
+                     for line in lines)
+
+
+def final_name(name: str) -> str:
+    return name[len(TEMP_PREFIX):] if name.startswith(TEMP_PREFIX) else name
+
+
+# --- the shadow ----------------------------------------------------------------------------
+
+def shadow_ddl(create_sql: str, database: str, shadow: str) -> str:
+    """CREATE TABLE for the shadow of a child table: T's SHOW CREATE TABLE without its
+    FOREIGN KEY lines and AUTO_INCREMENT counter, so the same as `CREATE TABLE ... LIKE`
+    but for one thing. An index the server created for a constraint is marked as
+    generated, and `LIKE` copies the mark: adding a constraint later replaces such an
+    index, renamed after the constraint and moved to the end (MariaDB 10.11: `KEY pid`
+    came back as `KEY _T_new_ibfk_1`, after the indexes the ALTER added). Declared here,
+    the indexes are the table's own: the constraints reuse them, names and order kept."""
+    lines = create_sql.splitlines()
+    body = [line.rstrip().rstrip(",") for line in lines[1:] if line.startswith("  ")]
+    kept = [line for line in body if not _is_foreign_key(line)]
+    tail = [line for line in lines[1:] if line.startswith(")")]
+    options = re.sub(r"\s+AUTO_INCREMENT=\d+", "", "\n".join(tail))
+    return (f"CREATE TABLE {sql.qualified(database, shadow)} (\n" + ",\n".join(kept)
+            + "\n" + options)
+
+
+def _is_foreign_key(line: str) -> bool:
+    return re.match(r"\s*CONSTRAINT `(?:[^`]|``)*` FOREIGN KEY ", line) is not None
+
+
+@contextmanager
+def checks_off(session: Session) -> Iterator[None]:
+    """foreign_key_checks=0 on this session only (never global), restored after. Every
+    ALTER run under it names ALGORITHM=INPLACE: should the setting be lost (a reconnect),
+    the server refuses (error 1846) instead of rebuilding the table."""
+    before = int(session.scalar("SELECT @@SESSION.foreign_key_checks") or 0)
+    session.execute("SET SESSION foreign_key_checks = 0")
+    try:
+        yield
+    finally:
+        try:
+            session.execute("SET SESSION foreign_key_checks = %s", (before,))
+        except OnlineDDLError as err:
+            log.warning("could not restore foreign_key_checks: %s", err.message)
+
+
+def _alter(session: Session, database: str, table: str, clauses: list[str]) -> None:
+    session.execute(f"ALTER TABLE {sql.qualified(database, table)} "
+                    + ", ".join(clauses) + ", ALGORITHM=INPLACE")
+
+
+def attach(session: Session, database: str, names: Artifacts, own: tuple[ForeignKey, ...],
+           mapping: ColumnMapping | None) -> None:
+    """Give the shadow T's constraints under their temporary names (those it lacks):
+    in place, metadata only, rows unchecked. `mapping` carries renamed columns; None
+    while the shadow still has T's columns (setup)."""
+    if not own:
+        return
+    present = {fk.name for fk in load(session, database, names.shadow)}
+    clauses = [fk.clause(temp_name(fk.name, names.table, names.shadow),
+                         _columns(fk, mapping))
+               for fk in own if temp_name(fk.name, names.table, names.shadow) not in present]
+    if not clauses:
+        return
+    with checks_off(session):
+        _alter(session, database, names.shadow, clauses)
+    log.info("foreign keys added to %s: %d", names.shadow, len(clauses))
+
+
+def detach(session: Session, database: str, table: str) -> None:
+    """Drop every constraint of `table` (the shadow, the old table): in place."""
+    found = load(session, database, table)
+    if not found:
+        return
+    with checks_off(session):
+        _alter(session, database, table,
+               [f"DROP FOREIGN KEY {sql.ident(fk.name)}" for fk in found])
+    log.info("foreign keys dropped from %s: %s", table, ", ".join(fk.name for fk in found))
+
+
+def _columns(fk: ForeignKey, mapping: ColumnMapping | None) -> tuple[str, ...]:
+    if mapping is None:
+        return fk.columns
+    to_new = {old.lower(): new for old, new in zip(mapping.source, mapping.target,
+                                                    strict=True)}
+    missing = [c for c in fk.columns if c.lower() not in to_new]
+    if missing:
+        raise InvalidAlter(f"the ALTER drops column(s) {', '.join(missing)} that the foreign "
+                           f"key {fk.name} uses", hint="a plain ALTER fails the same way; "
+                           "drop the constraint first")
+    return tuple(to_new[c.lower()] for c in fk.columns)
+
+
+# --- referential integrity ----------------------------------------------------------------
+
+def verify_integrity(session: Session, database: str, table: str, pk: Sequence[str],
+                     own: tuple[ForeignKey, ...], chunk: int = CHECK_CHUNK) -> None:
+    """Every row of `table` whose key columns are all non-NULL has its parent row (the
+    server's MATCH SIMPLE rule), checked chunk by chunk in primary-key order: a plain
+    read, no locks. A missing parent stops the run (DataError) naming the rows."""
+    for fk in own:
+        found = _orphans(session, database, table, pk, fk, chunk)
+        if found:
+            raise DataError(
+                f"{database}.{table} holds row(s) whose parent is missing for the foreign "
+                f"key {fk.describe()}: primary key(s) {found[:SHOWN_ORPHANS]}; the swap "
+                "would carry them into the new table unchecked",
+                hint="they were written with foreign_key_checks=0; fix or delete them (or "
+                     "add the parent rows), then run again; nothing was changed")
+
+
+def _orphans(session: Session, database: str, table: str, pk: Sequence[str],
+             fk: ForeignKey, chunk: int) -> list[tuple[object, ...]]:
+    child, parent = sql.qualified(database, table), sql.qualified(fk.ref_database,
+                                                                  fk.ref_table)
+    keys = ", ".join(f"c.{sql.ident(c)}" for c in pk)
+    present = " AND ".join(f"c.{sql.ident(c)} IS NOT NULL" for c in fk.columns)
+    joined = " AND ".join(f"p.{sql.ident(r)} = c.{sql.ident(c)}"
+                          for c, r in zip(fk.columns, fk.ref_columns, strict=True))
+    lower: tuple[object, ...] | None = None
+    while True:
+        upper = _chunk_end(session, database, table, pk, lower, chunk)
+        # The outer query's bare names are the child's own columns.
+        where, params = sql.key_range(pk, lower, upper)
+        rows = session.query(
+            f"SELECT {keys} FROM {child} c WHERE {where} AND {present} AND NOT EXISTS "
+            f"(SELECT 1 FROM {parent} p WHERE {joined}) LIMIT {SHOWN_ORPHANS}", params)
+        if rows:
+            return [tuple(r) for r in rows]
+        if upper is None:
+            return []
+        lower = upper
+
+
+def _chunk_end(session: Session, database: str, table: str, pk: Sequence[str],
+               lower: tuple[object, ...] | None, chunk: int) -> tuple[object, ...] | None:
+    text, params = sql.next_chunk_bound(database, table, tuple(pk), lower, chunk)
+    row = session.query_one(text, params)
+    return tuple(row) if row else None
+
+
+# --- after the swap ------------------------------------------------------------------------
+
+def finish(session: Session, database: str, names: Artifacts) -> None:
+    """After the swap: the old table loses its constraints, T's get their names back.
+    Idempotent: --resume runs it again from whatever the server shows."""
+    if names.old:
+        detach(session, database, names.old)
+    faults.point("old_foreign_keys_dropped")
+    temp = [fk for fk in load(session, database, names.table)
+            if fk.name.startswith(TEMP_PREFIX)]
+    if temp:
+        clauses = [f"DROP FOREIGN KEY {sql.ident(fk.name)}" for fk in temp] + \
+            [fk.clause(final_name(fk.name)) for fk in temp]
+        with checks_off(session):
+            _alter(session, database, names.table, clauses)
+        log.info("foreign keys of %s renamed: %s", names.table,
+                 ", ".join(final_name(fk.name) for fk in temp))
+    faults.point("foreign_keys_renamed")
+
+
+# --- the dry run ----------------------------------------------------------------------------
+
+def describe(table: str, shadow: str, own: tuple[ForeignKey, ...], rows: int) -> list[str]:
+    """What the dry run says about related tables (`rows`: T's row estimate)."""
+    if not own:
+        return ["  none: no table references this one and it has no foreign keys"]
+    lines = [f"  {table} is a child of "
+             + ", ".join(sorted({f"{fk.ref_database}.{fk.ref_table}" for fk in own}))
+             + "; the parent table(s) are not changed, locked or rebuilt"]
+    for fk in own:
+        lines.append(f"  {fk.describe()}: added to {shadow} as "
+                     f"{temp_name(fk.name, table, shadow)} under the write block (in place, "
+                     f"no rebuild), named {fk.name} again after the swap; the old table "
+                     "loses it")
+    lines.append(f"  before the swap: every row's parent is checked, one anti-join per "
+                 f"constraint over ~{rows} rows ({CHECK_CHUNK} rows at a time, about "
+                 f"{max(1, -(-rows // CHECK_CHUNK)) * len(own)} reads in all); a missing "
+                 "parent stops the run")
+    return lines
