@@ -237,13 +237,18 @@ def shadow_ddl(create_sql: str, database: str, shadow: str) -> str:
     index, renamed after the constraint and moved to the end (MariaDB 10.11: `KEY pid`
     came back as `KEY _T_new_ibfk_1`, after the indexes the ALTER added). Declared here,
     the indexes are the table's own: the constraints reuse them, names and order kept."""
-    lines = create_sql.splitlines()
-    body = [line.rstrip().rstrip(",") for line in lines[1:] if line.startswith("  ")]
-    kept = [line for line in body if not _is_foreign_key(line)]
-    tail = [line for line in lines[1:] if line.startswith(")")]
-    options = re.sub(r"\s+AUTO_INCREMENT=\d+", "", "\n".join(tail))
-    return (f"CREATE TABLE {sql.qualified(database, shadow)} (\n" + ",\n".join(kept)
-            + "\n" + options)
+    body = without_foreign_keys(create_sql).split("\n", 1)[1]
+    return (f"CREATE TABLE {sql.qualified(database, shadow)} (\n"
+            + re.sub(r"\s+AUTO_INCREMENT=\d+", "", body))
+
+
+def without_foreign_keys(create_sql: str) -> str:
+    """SHOW CREATE TABLE text without its FOREIGN KEY lines."""
+    kept = [line for line in create_sql.splitlines() if not _is_foreign_key(line)]
+    for i, line in enumerate(kept[:-1]):   # the definition list's last line has no comma
+        if kept[i + 1].startswith(")") and line.endswith(","):
+            kept[i] = line[:-1]
+    return "\n".join(kept)
 
 
 def _is_foreign_key(line: str) -> bool:

@@ -816,7 +816,13 @@ class Migration:
         self.ledger.record(self.names.shadow)
         # [foreign keys] T's constraints are on the (empty) shadow while the ALTER runs:
         # the server's own verdict on it with them present; dropped again after.
-        foreignkeys.attach(control, self.db, self.names, self.foreign_keys, None)
+        try:
+            foreignkeys.attach(control, self.db, self.names, self.foreign_keys, None)
+        except OnlineDDLError as err:
+            raise InvalidAlter(f"the server refused {self.config.table}'s foreign keys on "
+                               f"the new table: {err.message}",
+                               hint="nothing was changed; the user needs the REFERENCES "
+                                    "privilege on the parent tables") from err
         self.instant = self._alter_shadow_instantly()
         if not self.instant:
             try:
