@@ -163,7 +163,8 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False
             "meanwhile; DROP and RENAME leaves the table missing for a moment)",
             hint="onlineddl changes nothing here; drop those constraints for the migration "
                  "and add them back after (ALTER TABLE child ADD FOREIGN KEY with "
-                 "foreign_key_checks=0 is in place), or use a plain ALTER TABLE")
+                 "foreign_key_checks=0 is in place but checks no rows), or use a plain "
+                 "ALTER TABLE")
     own = load(session, info.database, info.name)
     actions = [fk for fk in own
                if fk.on_delete not in SUPPORTED_RULES or fk.on_update not in SUPPORTED_RULES]
