@@ -329,6 +329,19 @@ def test_parent_table_is_refused_naming_each_child(server: Dsn, db: str, conn: C
     assert snapshot(conn) == before
 
 
+def test_a_child_in_another_database_is_found(server: Dsn, db: str, conn: Conn,
+                                              twin: Conn) -> None:
+    with conn.cursor() as cur:
+        make_family(cur, rows=20, names=("t",))
+    with twin.cursor() as cur:
+        cur.execute(f"CREATE TABLE elsewhere (id INT PRIMARY KEY, tid INT, CONSTRAINT "
+                    f"far FOREIGN KEY (tid) REFERENCES {q(db)}.t (id)) ENGINE=InnoDB")
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match=rf"{db}_twin\.elsewhere\.far \(tid\)"):
+        migrate(config(server, db))
+    assert snapshot(conn) == before
+
+
 def test_self_reference_is_refused(server: Dsn, db: str, conn: Conn) -> None:
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, up INT NULL, CONSTRAINT t_up "
