@@ -1,44 +1,51 @@
 """Tables in foreign-key relations: what is supported, what is refused and why.
 
-T is a child (its own FOREIGN KEYs reference parents), RESTRICT / NO ACTION only:
+T is a child (its own FOREIGN KEYs reference parents):
 
-- `CREATE TABLE ... LIKE` drops foreign keys, so the shadow is built without them and
-  stays without them while it is copied and kept in sync: a constraint on it would refuse
-  the application's parent deletes while the shadow still holds a child row that T has
-  already lost (the applier's lag), an error the application would never see otherwise.
-- Setting up, the shadow gets T's constraints for a moment, under temporary names, and
-  the operator's ALTER runs on it (empty) with foreign_key_checks on: the server's own
-  verdict on the ALTER with the constraints present (a dropped column or index a
-  constraint needs, a changed column type: errors 1553, 1828, 1832 as a plain ALTER
-  gives them). Then they are dropped again.
+- The shadow is built from T's SHOW CREATE TABLE without the constraints (shadow_ddl
+  says why not `CREATE TABLE ... LIKE`). Setting up, it gets T's constraints under
+  temporary names and the operator's ALTER runs on it (empty) with foreign_key_checks
+  on: the server's own verdict on the ALTER with the constraints present (a dropped
+  column or index a constraint needs, a changed column type: errors 1553, 1828, 1832 as
+  a plain ALTER gives them).
+- Only RESTRICT / NO ACTION constraints are carried. They are taken off again
+  (release()) until the cutover: on the lagging shadow they would refuse the
+  application's parent deletes for a child row T has already lost. Under the cutover's
+  write block, after the drain, they are added back with foreign_key_checks=0 and
+  ALGORITHM=INPLACE (metadata only, no rebuild, no row check); a failed attempt takes
+  them off again.
+- Constraint names are unique per schema, so on the shadow they carry temporary names:
+  `<T>_ibfk_N` (the server's own names) become `<_T_new>_ibfk_N`, which the swap's
+  RENAME itself turns into `<T>_ibfk_N` (InnoDB renames constraints named after the
+  table); any other name N becomes `_odl_N`.
 - After the checksum, T's referential integrity is verified: for each constraint, a
   chunked anti-join finds a row whose parent is missing (rows another session wrote with
   foreign_key_checks=0). One found stops the run before the swap (DataError), changing
   nothing: onlineddl never "repairs" data.
-- Under the cutover's write block, after the drain, the shadow gets the constraints with
-  foreign_key_checks=0 and ALGORITHM=INPLACE: metadata only, no rebuild, no row check.
-  Constraint names are unique per schema, so they carry temporary names: `<T>_ibfk_N`
-  (the server's own names) become `<_T_new>_ibfk_N`, which the RENAME itself turns into
-  `<T>_ibfk_N` (InnoDB renames constraints named after the table); any other name N
-  becomes `_odl_N`.
 - After the swap (finish()): the old table's constraints are dropped (a backup must not
-  refuse the parent's deletes for rows it still holds), then T's `_odl_N` constraints are
-  renamed to N in one ALTER (DROP FOREIGN KEY + ADD CONSTRAINT, INPLACE with checks off),
-  and index names the server derived from a temporary constraint name are renamed back.
-  Every step is idempotent from what the server shows, so --resume finishes it.
+  refuse or receive the parents' changes), then T's `_odl_N` constraints are renamed to
+  N in one ALTER (DROP FOREIGN KEY + ADD CONSTRAINT, INPLACE with checks off). Every
+  step is idempotent from what the server shows, so --resume finishes it.
 
 Refused, with every related constraint named (exit 5, nothing created):
 
 - T is a parent (other tables, or T itself, reference it). Verified on MariaDB 10.11:
   `RENAME TABLE T TO _T_old, _T_new TO T` moves every child's constraint to `_T_old`,
-  with foreign_key_checks 0 or 1. Re-pointing them is one ALTER per child after the swap
-  (pt-online-schema-change's rebuild_constraints: meanwhile the children check and
-  cascade against the old table), or DROP T and RENAME (its drop_swap: T does not exist
-  for a moment and there is no way back). No single statement moves the family
-  atomically, so neither is offered.
-- T's constraint has ON DELETE / ON UPDATE CASCADE, SET NULL or SET DEFAULT: the server
-  applies those effects to T without writing them to the binlog (verified: a parent
-  DELETE logs only the parent's row), so the applier would never see them.
+  with foreign_key_checks 0 or 1 (MySQL 8's RENAME updates the children's definitions
+  too). Re-pointing them is one ALTER per child after the swap (pt-online-schema-change's
+  rebuild_constraints: meanwhile the children check and cascade against the old table),
+  or DROP T and RENAME (its drop_swap: T does not exist for a moment and there is no way
+  back). No single statement moves the family atomically, so neither is offered.
+- T's constraint has ON DELETE / ON UPDATE CASCADE or SET NULL. The server applies a
+  parent's cascade to T without writing it to the binlog (verified on MariaDB 10.11: a
+  parent DELETE logs only the parent's row), so the applier never sees it. Tried and
+  dropped: the same constraint on the shadow for the whole run, so the cascade reaches
+  both tables in the application's transaction, with onlineddl's own writes checked
+  (a write from a read taken before the cascade then fails with 1452 and is read
+  again). It leaves a race: when the parent key is deleted and inserted again between
+  that read and the write, the check passes and the stale row comes back. A test under
+  writers that delete, re-insert and re-key parents found two rows differing at the
+  checksum. Closing it needs locking reads in the copy and in every flush.
 """
 
 from __future__ import annotations
@@ -58,7 +65,8 @@ from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, TableInfo
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = "_odl_"
-SUPPORTED_RULES = ("RESTRICT", "NO ACTION")
+CHECKING_RULES = ("RESTRICT", "NO ACTION")
+LIVE_RULES = ("CASCADE", "SET NULL")     # the server changes T when a parent changes
 OLD_STAMP = len("_old_20261129_123456") + 1   # the old table's name is `_` T this
 CHECK_CHUNK = 10_000                          # rows per anti-join chunk
 CHECK_TIMEOUT = 60                            # seconds a chunk's read may wait for locks
@@ -80,6 +88,11 @@ class ForeignKey:
     # it was given (ON UPDATE NO ACTION) and leaves out the default, so re-adding the
     # constraint with this text gives back the same SHOW CREATE TABLE.
     references: str = ""
+
+    @property
+    def live(self) -> bool:
+        """Does a parent's change change T (CASCADE, SET NULL), without a binlog row?"""
+        return self.on_delete in LIVE_RULES or self.on_update in LIVE_RULES
 
     def describe(self) -> str:
         return (f"{self.database}.{self.table}.{self.name} ({', '.join(self.columns)}) -> "
@@ -166,17 +179,27 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False
                  "foreign_key_checks=0 is in place but checks no rows), or use a plain "
                  "ALTER TABLE")
     own = load(session, info.database, info.name)
-    actions = [fk for fk in own
-               if fk.on_delete not in SUPPORTED_RULES or fk.on_update not in SUPPORTED_RULES]
-    if actions:
+    rules = CHECKING_RULES + LIVE_RULES
+    odd = [fk for fk in own if fk.on_delete not in rules or fk.on_update not in rules]
+    if odd:
+        raise InvalidAlter(
+            f"{info.database}.{info.name} has foreign key(s) with a rule onlineddl does "
+            "not know: " + "; ".join(fk.describe() for fk in odd),
+            hint="onlineddl changes nothing here; use a plain ALTER TABLE")
+    live = [fk for fk in own if fk.live]
+    if live:
         raise InvalidAlter(
             f"{info.database}.{info.name} has foreign key(s) with referential actions: "
-            + "; ".join(fk.describe() for fk in actions)
-            + ". The server applies CASCADE / SET NULL / SET DEFAULT effects to the child "
-            "without writing them to the binlog, so the online copy would miss them",
-            hint="onlineddl changes nothing here; only RESTRICT / NO ACTION constraints "
-                 "are carried over; use a plain ALTER TABLE, or change the constraint to "
-                 "RESTRICT for the migration")
+            + "; ".join(fk.describe() for fk in live)
+            + ". The server applies a parent's CASCADE / SET NULL to the child without "
+            "writing it to the binlog, so the applier never sees it; carrying the "
+            "constraint on the new table as well would let the parent's change reach both "
+            "tables, but a row onlineddl copies or re-syncs from a read taken just before "
+            "such a change, checked against a parent key that was meanwhile deleted and "
+            "inserted again, would come back",
+            hint="onlineddl changes nothing here; change the constraint to RESTRICT for the "
+                 "migration (drop it and add it back in place with foreign_key_checks=0), "
+                 "or use a plain ALTER TABLE")
     if not resuming:
         _check_names(info, own)
     return own
@@ -293,6 +316,24 @@ def attach(session: Session, database: str, names: Artifacts, own: tuple[Foreign
     with checks_off(session):
         _alter(session, database, names.shadow, clauses)
     log.info("foreign keys added to %s: %d", names.shadow, len(clauses))
+
+
+def release(session: Session, database: str, names: Artifacts,
+            own: tuple[ForeignKey, ...]) -> None:
+    """Take off the shadow the constraints that must not be there while it lags behind
+    T: a RESTRICT / NO ACTION one would refuse the application's parent deletes for a
+    child row T has already lost."""
+    if not own:
+        return
+    checking = {temp_name(fk.name, names.table, names.shadow) for fk in own if not fk.live}
+    present = [fk.name for fk in load(session, database, names.shadow)
+               if fk.name in checking]
+    if not present:
+        return
+    with checks_off(session):
+        _alter(session, database, names.shadow,
+               [f"DROP FOREIGN KEY {sql.ident(name)}" for name in present])
+    log.info("foreign keys off %s until the cutover: %s", names.shadow, ", ".join(present))
 
 
 def detach(session: Session, database: str, table: str) -> None:

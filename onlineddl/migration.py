@@ -610,7 +610,7 @@ class Migration:
         if decision.finish:
             return False
         # [foreign keys] a failed cutover may have left them on the shadow.
-        foreignkeys.detach(self._control(), self.db, self.names.shadow)
+        foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.shadow = load_table(self._control(), self.db, self.names.shadow)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
@@ -778,8 +778,7 @@ class Migration:
     def _after_failed_attempt(self, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
         behind T they would refuse the application's parent deletes."""
-        if self.foreign_keys:
-            foreignkeys.detach(session, self.db, self.names.shadow)
+        foreignkeys.release(session, self.db, self.names, self.foreign_keys)
 
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
@@ -832,7 +831,7 @@ class Migration:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
                     from err
-        foreignkeys.detach(control, self.db, self.names.shadow)   # [foreign keys]
+        foreignkeys.release(control, self.db, self.names, self.foreign_keys)  # [fks]
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         check_same_primary_key(self._source(), self.shadow, self._mapping())
