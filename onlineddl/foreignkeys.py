@@ -208,17 +208,27 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False
 def _check_names(info: TableInfo, own: tuple[ForeignKey, ...]) -> None:
     shadow = Artifacts.for_table(info.name).shadow
     for fk in own:
-        too_long = len(temp_name(fk.name, info.name, shadow)) > MAX_IDENT or (
-            _auto_number(fk.name, info.name) is not None and
-            len(fk.name) + OLD_STAMP > MAX_IDENT)
-        if fk.name.startswith(TEMP_PREFIX) or too_long:
+        why = _name_problem(fk, info.name, shadow)
+        if why:
             raise InvalidAlter(
                 f"the foreign key {fk.describe()} has a name onlineddl cannot carry across "
-                f"the swap ({'it starts with ' + TEMP_PREFIX if not too_long else ''}"
-                f"{'its temporary name would pass 64 characters' if too_long else ''})",
+                f"the swap: {why}",
                 hint="onlineddl changes nothing here; rename the constraint first (drop "
                      "and add it with foreign_key_checks=0, in place), or use a plain "
                      "ALTER TABLE")
+
+
+def _name_problem(fk: ForeignKey, table: str, shadow: str) -> str:
+    if fk.name.startswith(TEMP_PREFIX):
+        return f"it starts with {TEMP_PREFIX}, onlineddl's prefix for temporary names"
+    if len(temp_name(fk.name, table, shadow)) > MAX_IDENT:
+        return "its temporary name would pass 64 characters"
+    if _auto_number(fk.name, table) is not None and len(fk.name) + OLD_STAMP > MAX_IDENT:
+        # The RENAME renames it with the table: MariaDB cuts the name at 64 characters,
+        # MySQL may refuse the RENAME.
+        return ("the swap's RENAME renames it after the old table, and that name would "
+                "pass 64 characters")
+    return ""
 
 
 def _auto_number(name: str, table: str) -> str | None:

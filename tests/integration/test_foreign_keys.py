@@ -10,6 +10,7 @@ run SHOW CREATE TABLE of T (constraint and index names included) must equal the 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import subprocess
 from collections.abc import Iterator
@@ -202,6 +203,51 @@ def test_renamed_foreign_key_column_follows(server: Dsn, db: str, conn: Conn,
         make_family(cur, rows=300, names=("t",))
     migrate(config(server, db, alter))
     assert show_create(conn, "t") == native_shape(twin, alter)
+
+
+def test_composite_key_in_another_database(server: Dsn, db: str, conn: Conn,
+                                           twin: Conn) -> None:
+    """A two-column constraint to a parent in another database; the twin's child
+    references the same parent, so both SHOW CREATE TABLE texts name it alike."""
+    shared = f"{db}_p"
+    child = (f"CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL, b CHAR(3) NULL, "
+             f"v INT, CONSTRAINT t_pair FOREIGN KEY (a, b) REFERENCES {q(shared)}.pair "
+             "(a, b)) ENGINE=InnoDB")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {q(shared)}")
+        try:
+            cur.execute(f"CREATE TABLE {q(shared)}.pair (a INT, b CHAR(3), "
+                        "PRIMARY KEY (a, b)) ENGINE=InnoDB")
+            cur.executemany(f"INSERT INTO {q(shared)}.pair VALUES (%s, %s)",
+                            [(i, f"k{i % 7}") for i in range(50)])
+            cur.execute(child)
+            cur.executemany("INSERT INTO t VALUES (%s, %s, %s, %s)",
+                            [(i, i % 50, f"k{i % 50 % 7}" if i % 4 else None, i)
+                             for i in range(300)])
+            with twin.cursor() as tcur:
+                tcur.execute("DROP TABLE t")
+                tcur.execute(child)
+            alter = "MODIFY v BIGINT NULL, ADD INDEX v_idx (v)"
+            migrate(config(server, db, alter))
+            assert show_create(conn, "t") == native_shape(twin, alter)
+            assert constraints(conn, "t") == ["t_pair"]
+        finally:
+            with twin.cursor() as tcur:
+                tcur.execute("DROP TABLE IF EXISTS t")
+            cur.execute(f"DROP TABLE IF EXISTS {q(db)}.t")
+            cur.execute(f"DROP DATABASE {q(shared)}")
+
+
+def test_a_name_too_long_to_carry_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    long = "a" * 40
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE parent (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"CREATE TABLE {long} (id INT PRIMARY KEY, pid INT, FOREIGN KEY (pid) "
+                    "REFERENCES parent (id)) ENGINE=InnoDB")
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match="old table, and that name would pass 64 characters"):
+        migrate(dataclasses.replace(config(server, db), table=long))
+    assert snapshot(conn) == before
 
 
 @pytest.mark.parametrize("alter", [
