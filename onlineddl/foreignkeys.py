@@ -161,10 +161,11 @@ def referencing(session: Session, database: str, table: str) -> tuple[ForeignKey
 
 # --- preflight ---------------------------------------------------------------------------
 
-def check_table(session: Session, info: TableInfo, *, resuming: bool = False
-                ) -> tuple[ForeignKey, ...]:
-    """Refuse (exit 5, nothing created) what is not supported; return T's own keys.
-    (`resuming`: T may be the new table, its constraints still under temporary names.)"""
+def check_table(session: Session, info: TableInfo, *, resuming: bool = False,
+                dropped: Sequence[str] = ()) -> tuple[ForeignKey, ...]:
+    """Refuse (exit 5, nothing created) what is not supported; return T's own keys the
+    new table keeps (all but the ALTER's DROP FOREIGN KEYs, `dropped`). (`resuming`: T
+    may be the new table, its constraints still under temporary names.)"""
     children = referencing(session, info.database, info.name)
     if children:
         raise InvalidAlter(
@@ -202,13 +203,31 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False
                  "or use a plain ALTER TABLE")
     if not resuming:
         _check_names(info, own)
-    return own
+        _check_dropped(info, own, dropped)
+    return tuple(fk for fk in own if fk.name not in dropped)
+
+
+def _check_dropped(info: TableInfo, own: tuple[ForeignKey, ...], dropped: Sequence[str]
+                   ) -> None:
+    """DROP FOREIGN KEY of a constraint T does not have fails as the server's (1091)."""
+    names = {fk.name for fk in own}
+    missing = [name for name in dropped if name not in names]
+    if missing:
+        raise InvalidAlter(f"Can't DROP FOREIGN KEY `{missing[0]}`; check that it exists "
+                           f"({info.database}.{info.name} has "
+                           f"{', '.join(sorted(names)) or 'no foreign keys'})",
+                           hint="fix the ALTER; the table is unchanged")
 
 
 def _check_names(info: TableInfo, own: tuple[ForeignKey, ...]) -> None:
     shadow = Artifacts.for_table(info.name).shadow
     for fk in own:
         why = _name_problem(fk, info.name, shadow)
+        if not why and "_ibfk_" in info.database and _auto_number(fk.name, info.name):
+            # Seen on MariaDB 10.11: RENAME then finds "_ibfk_" in the database part of
+            # the constraint's internal name and makes t_ibfk_1_<...>/_t_new_ibfk_1 of it.
+            why = "the database's name contains _ibfk_, which the swap's RENAME mistakes " \
+                  "for the constraint's"
         if why:
             raise InvalidAlter(
                 f"the foreign key {fk.describe()} has a name onlineddl cannot carry across "
@@ -440,20 +459,31 @@ def finish(session: Session, database: str, names: Artifacts) -> None:
 
 # --- the dry run ----------------------------------------------------------------------------
 
-def describe(table: str, shadow: str, own: tuple[ForeignKey, ...], rows: int) -> list[str]:
-    """What the dry run says about related tables (`rows`: T's row estimate)."""
-    if not own:
+def describe(table: str, shadow: str, own: tuple[ForeignKey, ...], rows: int,
+             dropped: Sequence[str] = (), added: Sequence[str] = ()) -> list[str]:
+    """What the dry run says about related tables (`rows`: T's row estimate; `dropped`,
+    `added`: the ALTER's DROP / ADD FOREIGN KEY names, "" for one the server names)."""
+    if not (own or dropped or added):
         return ["  none: no table references this one and it has no foreign keys"]
-    lines = [f"  {table} is a child of "
-             + ", ".join(sorted({f"{fk.ref_database}.{fk.ref_table}" for fk in own}))
-             + "; the parent table(s) are not changed, locked or rebuilt"]
+    parents = sorted({f"{fk.ref_database}.{fk.ref_table}" for fk in own})
+    lines = [f"  {table} is a child of {', '.join(parents)}; no parent table is changed, "
+             "locked or rebuilt"] if own else \
+        ["  no parent table is changed, locked or rebuilt"]
     for fk in own:
         lines.append(f"  {fk.describe()}: added to {shadow} as "
                      f"{temp_name(fk.name, table, shadow)} under the write block (in place, "
                      f"no rebuild), named {fk.name} again after the swap; the old table "
                      "loses it")
-    lines.append(f"  before the swap: every row's parent is checked, one anti-join per "
-                 f"constraint over ~{rows} rows ({CHECK_CHUNK} rows at a time, about "
-                 f"{max(1, -(-rows // CHECK_CHUNK)) * len(own)} reads in all); a missing "
-                 "parent stops the run")
+    lines += [f"  {name}: dropped by the ALTER (the new table never has it)"
+              for name in dropped]
+    lines += [f"  {name or 'the new foreign key the server names'}: added by the ALTER, on "
+              f"{shadow} from the start, so every row written to it is checked (a row "
+              "whose parent is missing stops the run, and the application's deletes of "
+              "parent rows the new table still references are refused meanwhile)"
+              for name in added]
+    if own:
+        lines.append(f"  before the swap: every row's parent is checked, one anti-join per "
+                     f"constraint over ~{rows} rows ({CHECK_CHUNK} rows at a time, about "
+                     f"{max(1, -(-rows // CHECK_CHUNK)) * len(own)} reads in all); a "
+                     "missing parent stops the run")
     return lines

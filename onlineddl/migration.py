@@ -274,7 +274,8 @@ class Migration:
         check_table(control, self.source)
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
-            control, self.source, resuming=self.config.resume or self.config.resume_auto)
+            control, self.source, resuming=self.config.resume or self.config.resume_auto,
+            dropped=self.parsed_alter.foreign_keys_dropped)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -663,7 +664,8 @@ class Migration:
                             f"LIKE {sql.qualified(self.db, names.old)}")
             self.ledger.record(names.shadow)
             faults.point("done_probe")
-            return resume.done_before(control, self.db, names, self._parsed_alter().clauses)
+            return resume.done_before(control, self.db, names,
+                                      self._parsed_alter().clauses_for_shadow)
         finally:
             for name in (names.shadow, names.checkpoint):
                 if name in self.ledger:
@@ -823,10 +825,10 @@ class Migration:
                                hint="nothing was changed; the user needs the REFERENCES "
                                     "privilege on the parent tables") from err
         self.instant = self._alter_shadow_instantly()
-        if not self.instant:
+        clauses = self._parsed_alter().clauses_for_shadow   # [foreign keys] see there
+        if not self.instant and clauses:
             try:
-                control.execute(sql.alter_table(self.db, self.names.shadow,
-                                                self._parsed_alter().clauses))
+                control.execute(sql.alter_table(self.db, self.names.shadow, clauses))
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
@@ -851,10 +853,10 @@ class Migration:
     def _alter_shadow_instantly(self) -> bool:
         """Can the server do the ALTER with ALGORITHM=INSTANT? Asked on the empty shadow
         (the server refuses rather than copies when it cannot); if so, that altered it."""
-        if not self._flavor().supports_instant:
+        clauses = self._parsed_alter().clauses_for_shadow
+        if not self._flavor().supports_instant or not clauses:
             return False
-        text = sql.alter_table(self.db, self.names.shadow, self._parsed_alter().clauses,
-                               instant=True)
+        text = sql.alter_table(self.db, self.names.shadow, clauses, instant=True)
         try:
             self._control().execute(text)
         except OnlineDDLError:
@@ -872,7 +874,9 @@ class Migration:
                             self._shadow(), self._mapping(), self.instant,
                             related=tuple(foreignkeys.describe(
                                 self.config.table, self.names.shadow, self.foreign_keys,
-                                self._source().rows_estimate)))
+                                self._source().rows_estimate,
+                                self._parsed_alter().foreign_keys_dropped,
+                                self._parsed_alter().foreign_keys_added)))
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:

@@ -186,7 +186,8 @@ def done_before(session: Session, database: str, names: Artifacts, clauses: str)
     original the earlier run kept. When the server refuses the ALTER there, it cannot
     tell: False (the caller refuses as for any `_T_old` in the way)."""
     try:
-        session.execute(sql.alter_table(database, names.shadow, clauses))
+        if clauses:   # [foreign keys] "" when the ALTER only drops foreign keys
+            session.execute(sql.alter_table(database, names.shadow, clauses))
     except OnlineDDLError as err:
         log.warning("--resume=auto: cannot tell whether %s was already migrated by this "
                     "ALTER: the server refused it on a copy of %s's definition (%s)",

@@ -162,9 +162,23 @@ def snapshot(conn: Conn) -> dict[str, str]:
 
 # --- T is a child -----------------------------------------------------------------------
 
-def test_child_under_writers(server: Dsn, db: str, conn: Conn, twin: Conn) -> None:
+# (ALTER, the mirror's constraint it drops): the mirror goes without that one from the
+# start, so a write T refuses before the swap never reaches it, and one T takes after
+# the swap the mirror takes too. (Test ids: the database is named after them, and a
+# database name with "_ibfk_" in it is refused.)
+@pytest.mark.parametrize(("alter", "unchecked"), [
+    (ALTER, None),
+    ("DROP FOREIGN KEY t_owner, ADD INDEX v_idx (v)", "mirror_owner"),
+    ("ADD COLUMN lid INT NULL, ADD FOREIGN KEY (lid) REFERENCES parent (id)", None),
+    ("ADD COLUMN lid INT NULL, ADD CONSTRAINT t_label FOREIGN KEY (lid) REFERENCES parent "
+     "(id) ON DELETE NO ACTION, DROP FOREIGN KEY t_ibfk_1", "mirror_ibfk_1"),
+], ids=["add-column", "drop-fk", "add-fk-unnamed", "add-and-drop-fk"])
+def test_child_under_writers(server: Dsn, db: str, conn: Conn, twin: Conn, alter: str,
+                             unchecked: str | None) -> None:
     with conn.cursor() as cur:
         make_family(cur)
+        if unchecked:
+            cur.execute(f"ALTER TABLE mirror DROP FOREIGN KEY {q(unchecked)}")
     writers = Writers(server, db, "t", "mirror", ChildModel(), threads=3)
     boundaries = {"n": 0}
 
@@ -175,20 +189,20 @@ def test_child_under_writers(server: Dsn, db: str, conn: Conn, twin: Conn) -> No
     faults.register("after_chunk", burst)
     writers.start()
     try:
-        result = migrate(config(server, db))
+        result = migrate(config(server, db, alter))
         writers.burst(40, seed=777)     # after the swap, against the new T
     finally:
         writers.stop()
     assert not writers.errors, writers.errors[:5]
     assert boundaries["n"] >= 5
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
-    assert show_create(conn, "t") == native_shape(twin, ALTER)
-    assert constraints(conn, "t") == ["t_group", "t_ibfk_1", "t_owner"]
+    assert show_create(conn, "t") == native_shape(twin, alter)
+    assert constraints(conn, "t") == constraints(twin, "t")
     assert constraints(conn, result.old_table) == []   # the backup refuses no parent delete
     with conn.cursor() as cur:                          # ... and T refuses what it should
         cur.execute("SET SESSION foreign_key_checks = 1")
         with pytest.raises(pymysql.err.IntegrityError):
-            cur.execute("INSERT INTO t (pid, oid, v) VALUES (%s, 1, 0)", (10_000,))
+            cur.execute("INSERT INTO t (oid, gid, v) VALUES (1, %s, 0)", (10_000,))
         cur.execute("SELECT oid FROM t ORDER BY id LIMIT 1")
         with pytest.raises(pymysql.err.IntegrityError):
             cur.execute("DELETE FROM parent WHERE id = %s", (cur.fetchone()[0],))
@@ -254,6 +268,9 @@ def test_a_name_too_long_to_carry_is_refused(server: Dsn, db: str, conn: Conn) -
     "DROP INDEX t_owner",            # the constraint needs it (1553)
     "DROP COLUMN gid",               # ... and this column's only index (1553 / 1828)
     "MODIFY oid BIGINT NULL",        # a constraint's column changes type (1832 / 3780)
+    "DROP FOREIGN KEY nope",         # no such constraint (1091)
+    "DROP FOREIGN KEY t_owner, ADD CONSTRAINT t_owner FOREIGN KEY (oid) REFERENCES "
+    "parent (id) ON UPDATE NO ACTION",   # MariaDB: 1005 (duplicate key on write)
 ])
 def test_alter_the_server_refuses_with_the_constraints(server: Dsn, db: str, conn: Conn,
                                                         twin: Conn, alter: str) -> None:
@@ -264,6 +281,19 @@ def test_alter_the_server_refuses_with_the_constraints(server: Dsn, db: str, con
     before = snapshot(conn)
     with pytest.raises(InvalidAlter):                # ... so do we, changing nothing
         migrate(config(server, db, alter))
+    assert snapshot(conn) == before
+
+
+def test_an_added_foreign_key_the_rows_violate_fails_fast(server: Dsn, db: str,
+                                                         conn: Conn) -> None:
+    """As the plain ALTER with foreign_key_checks=1: the first chunk's copy into the new
+    table, which holds the constraint from the start, is refused (exit 10)."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=400, names=("t",))
+    before = snapshot(conn)
+    faults.register("after_chunk", lambda: pytest.fail("the run went past the first chunk"))
+    with pytest.raises(DataError, match="foreign key constraint fails"):
+        migrate(config(server, db, "ADD CONSTRAINT t_v FOREIGN KEY (v) REFERENCES parent (id)"))
     assert snapshot(conn) == before
 
 
@@ -389,6 +419,19 @@ def test_a_child_in_another_database_is_found(server: Dsn, db: str, conn: Conn,
     assert snapshot(conn) == before
 
 
+def test_a_database_named_with_ibfk_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    """The database is named after the test: it contains "_ibfk_", which MariaDB's
+    RENAME takes for part of a server-named constraint's name (t_ibfk_1 came out as
+    `t_ibfk_1_<suffix>/_t_new_ibfk_1`)."""
+    assert "_ibfk_" in db
+    with conn.cursor() as cur:
+        make_family(cur, rows=5, names=("t",))
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match="database's name contains _ibfk_"):
+        migrate(config(server, db))
+    assert snapshot(conn) == before
+
+
 def test_self_reference_is_refused(server: Dsn, db: str, conn: Conn) -> None:
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, up INT NULL, CONSTRAINT t_up "
@@ -435,7 +478,7 @@ def test_dry_run_says_what_happens_to_each_related_table(server: Dsn, db: str,
     before = snapshot(conn)
     text = render(Migration(config(server, db)).dry_run())
     assert "Related tables (foreign keys):" in text
-    assert f"t is a child of {db}.parent; the parent table(s) are not changed" in text
+    assert f"t is a child of {db}.parent; no parent table is changed" in text
     assert "t_owner (oid) -> " in text and "added to _t_new as _odl_t_owner" in text
     assert "t_ibfk_1 (pid)" in text and "as _t_new_ibfk_1" in text
     assert "one anti-join per constraint" in text
