@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -69,7 +69,6 @@ CHECKING_RULES = ("RESTRICT", "NO ACTION")
 LIVE_RULES = ("CASCADE", "SET NULL")     # the server changes T when a parent changes
 OLD_STAMP = len("_old_20261129_123456") + 1   # the old table's name is `_` T this
 CHECK_CHUNK = 10_000                          # rows per anti-join chunk
-CHECK_TIMEOUT = 60                            # seconds a chunk's read may wait for locks
 SHOWN_ORPHANS = 5
 
 
@@ -392,12 +391,17 @@ def _columns(fk: ForeignKey, mapping: ColumnMapping | None) -> tuple[str, ...]:
 # --- referential integrity ----------------------------------------------------------------
 
 def verify_integrity(session: Session, database: str, table: str, pk: Sequence[str],
-                     own: tuple[ForeignKey, ...], chunk: int = CHECK_CHUNK) -> None:
+                     own: tuple[ForeignKey, ...], between: Callable[[], None],
+                     chunk: int = CHECK_CHUNK) -> None:
     """Every row of `table` whose key columns are all non-NULL has its parent row (the
     server's MATCH SIMPLE rule), checked chunk by chunk in primary-key order: a plain
-    read, no locks. A missing parent stops the run (DataError) naming the rows."""
+    read, no locks; `between` runs after each chunk (the run's health checks). A missing
+    parent stops the run (DataError) naming the rows."""
+    if own:
+        log.info("checking that every row of %s has its parent (%d constraint(s))", table,
+                 len(own))
     for fk in own:
-        found = _orphans(session, database, table, pk, fk, chunk)
+        found = _orphans(session, database, table, pk, fk, chunk, between)
         if found:
             raise DataError(
                 f"{database}.{table} holds row(s) whose parent is missing for the foreign "
@@ -408,7 +412,8 @@ def verify_integrity(session: Session, database: str, table: str, pk: Sequence[s
 
 
 def _orphans(session: Session, database: str, table: str, pk: Sequence[str],
-             fk: ForeignKey, chunk: int) -> list[tuple[object, ...]]:
+             fk: ForeignKey, chunk: int, between: Callable[[], None]
+             ) -> list[tuple[object, ...]]:
     child, parent = sql.qualified(database, table), sql.qualified(fk.ref_database,
                                                                   fk.ref_table)
     keys = ", ".join(f"c.{sql.ident(c)}" for c in pk)
@@ -428,6 +433,7 @@ def _orphans(session: Session, database: str, table: str, pk: Sequence[str],
         if upper is None:
             return []
         lower = upper
+        between()
 
 
 def _chunk_end(session: Session, database: str, table: str, pk: Sequence[str],

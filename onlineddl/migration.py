@@ -557,7 +557,7 @@ class Migration:
         self._refuse_taken_old_name()
         # [foreign keys] every row's parent exists, or the run stops before the swap.
         foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
-                                     self._source().pk, self.foreign_keys)
+                                     self._source().pk, self.foreign_keys, self.tick)
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),

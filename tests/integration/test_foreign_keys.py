@@ -21,8 +21,9 @@ import pytest
 from helpers import Conn, Cursor, cli_env, connect, kept_tables, migrate_command, tables
 from workload import Writers, assert_same_rows, q
 
-from onlineddl import faults
+from onlineddl import faults, foreignkeys
 from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.db import Session
 from onlineddl.errors import CutoverFailed, DataError, InvalidAlter
 from onlineddl.migration import Migration, migrate
 
@@ -317,6 +318,29 @@ def test_orphan_row_stops_the_run_before_the_swap(server: Dsn, db: str, conn: Co
     assert tables(conn) == {"t", "parent"}
     assert "extra" not in show_create(conn, "t")
     assert constraints(conn, "t") == ["t_group", "t_ibfk_1", "t_owner"]
+
+
+def test_the_integrity_check_walks_the_table_in_chunks(server: Dsn, db: str,
+                                                       conn: Conn) -> None:
+    """Chunk by chunk, to the last row: an orphan at the end is found; NULL keys are not
+    checked (MATCH SIMPLE)."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=400, names=("t",))
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute("INSERT INTO t (id, pid, oid, v) VALUES (5000, NULL, 9999, 0)")
+    session = Session(server, name="test", database=db)
+    chunks = {"n": 0}
+
+    def count() -> None:
+        chunks["n"] += 1
+
+    try:
+        own = foreignkeys.load(session, db, "t")
+        with pytest.raises(DataError, match=r"t_owner .*\(5000,\)"):
+            foreignkeys.verify_integrity(session, db, "t", ("id",), own, count, chunk=50)
+        assert chunks["n"] >= 8 * 2     # t_group and t_ibfk_1 walked all 401 rows first
+    finally:
+        session.close()
 
 
 def test_a_failed_cutover_attempt_takes_the_constraints_off_again(
