@@ -472,9 +472,10 @@ def describe(table: str, shadow: str, own: tuple[ForeignKey, ...], rows: int,
     if not (own or dropped or added):
         return ["  none: no table references this one and it has no foreign keys"]
     parents = sorted({f"{fk.ref_database}.{fk.ref_table}" for fk in own})
-    lines = [f"  {table} is a child of {', '.join(parents)}; no parent table is changed, "
-             "locked or rebuilt"] if own else \
-        ["  no parent table is changed, locked or rebuilt"]
+    # MySQL 8 documents it: LOCK TABLES also locks the tables related by a foreign key.
+    lines = [f"  {table} is a child of {', '.join(parents)}; no parent table is changed "
+             "or rebuilt (the cutover's write block may hold writes to it too)"] if own \
+        else ["  no parent table is changed or rebuilt"]
     for fk in own:
         lines.append(f"  {fk.describe()}: added to {shadow} as "
                      f"{temp_name(fk.name, table, shadow)} under the write block (in place, "
