@@ -2,12 +2,12 @@
 
 T is a child (its own FOREIGN KEYs reference parents):
 
-- The shadow is built from T's SHOW CREATE TABLE without the constraints (shadow_ddl
-  says why not `CREATE TABLE ... LIKE`). Setting up, it gets T's constraints under
-  temporary names and the operator's ALTER runs on it (empty) with foreign_key_checks
-  on: the server's own verdict on the ALTER with the constraints present (a dropped
-  column or index a constraint needs, a changed column type: errors 1553, 1828, 1832 as
-  a plain ALTER gives them).
+- The shadow is built with `CREATE TABLE ... LIKE`, which drops the constraints, and its
+  indexes for them are made its own (own_indexes says why). Setting up, it gets T's
+  constraints under temporary names and the operator's ALTER runs on it (empty) with
+  foreign_key_checks on: the server's own verdict on the ALTER with the constraints
+  present (a dropped column or index a constraint needs, a changed column type: errors
+  1553, 1828, 1832 as a plain ALTER gives them).
 - Only RESTRICT / NO ACTION constraints are carried. They are taken off again
   (release()) until the cutover: on the lagging shadow they would refuse the
   application's parent deletes for a child row T has already lost. Under the cutover's
@@ -281,17 +281,32 @@ def final_name(name: str) -> str:
 
 # --- the shadow ----------------------------------------------------------------------------
 
-def shadow_ddl(create_sql: str, database: str, shadow: str) -> str:
-    """CREATE TABLE for the shadow of a child table: T's SHOW CREATE TABLE without its
-    FOREIGN KEY lines and AUTO_INCREMENT counter, so the same as `CREATE TABLE ... LIKE`
-    but for one thing. An index the server created for a constraint is marked as
-    generated, and `LIKE` copies the mark: adding a constraint later replaces such an
-    index, renamed after the constraint and moved to the end (MariaDB 10.11: `KEY pid`
-    came back as `KEY _T_new_ibfk_1`, after the indexes the ALTER added). Declared here,
-    the indexes are the table's own: the constraints reuse them, names and order kept."""
-    body = without_foreign_keys(create_sql).split("\n", 1)[1]
-    return (f"CREATE TABLE {sql.qualified(database, shadow)} (\n"
-            + re.sub(r"\s+AUTO_INCREMENT=\d+", "", body))
+def own_indexes(session: Session, database: str, shadow: str,
+                own: tuple[ForeignKey, ...]) -> None:
+    """Make the (empty) shadow's indexes for T's constraints its own. An index the server
+    created for a constraint is marked as generated, and `CREATE TABLE ... LIKE` copies
+    the mark; adding a constraint later replaces such an index, renamed after the
+    constraint and moved to the end (MariaDB 10.11: `KEY pid` came back as
+    `KEY _T_new_ibfk_1`, after the indexes the ALTER added). Renamed by hand (away and
+    back, in place), an index loses the mark: the constraints then reuse it, names and
+    order kept."""
+    rows = session.query(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME <> 'PRIMARY' "
+        "ORDER BY INDEX_NAME, SEQ_IN_INDEX", (database, shadow))
+    columns: dict[str, list[str]] = {}
+    for name, column in rows:
+        columns.setdefault(str(name), []).append(str(column).lower())
+    leads = {tuple(c.lower() for c in fk.columns) for fk in own}
+    names = [n for n, cols in columns.items()
+             if any(tuple(cols[:len(lead)]) == lead for lead in leads)]
+    if not names:
+        return
+    away = {n: f"{TEMP_PREFIX}ix{i}" for i, n in enumerate(names)}
+    _alter(session, database, shadow,
+           [f"RENAME INDEX {sql.ident(n)} TO {sql.ident(t)}" for n, t in away.items()])
+    _alter(session, database, shadow,
+           [f"RENAME INDEX {sql.ident(t)} TO {sql.ident(n)}" for n, t in away.items()])
 
 
 def without_foreign_keys(create_sql: str) -> str:

@@ -808,13 +808,9 @@ class Migration:
 
     def _create_shadow(self) -> None:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
-        if self.foreign_keys:   # [foreign keys] LIKE would mark their indexes generated
-            control.execute(foreignkeys.shadow_ddl(self._source().create_sql, self.db,
-                                                   self.names.shadow))
-        else:
-            control.execute(
-                f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
+        control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
         self.ledger.record(self.names.shadow)
+        foreignkeys.own_indexes(control, self.db, self.names.shadow, self.foreign_keys)
         # [foreign keys] T's constraints are on the (empty) shadow while the ALTER runs:
         # the server's own verdict on it with them present; dropped again after.
         try:

@@ -29,8 +29,8 @@ def test_temporary_names() -> None:
     assert foreignkeys.final_name("t_ibfk_3") == "t_ibfk_3"
 
 
-def test_shadow_ddl_drops_only_foreign_keys_and_the_counter() -> None:
-    assert foreignkeys.shadow_ddl(CREATE, "db", "_t_new") == """CREATE TABLE `db`.`_t_new` (
+def test_without_foreign_keys_keeps_everything_else() -> None:
+    assert foreignkeys.without_foreign_keys(CREATE) == """CREATE TABLE `t` (
   `id` int(11) NOT NULL AUTO_INCREMENT,
   `pid` int(11) DEFAULT NULL,
   `o``id` int(11) DEFAULT NULL,
@@ -38,7 +38,7 @@ def test_shadow_ddl_drops_only_foreign_keys_and_the_counter() -> None:
   KEY `pid` (`pid`),
   KEY `t_owner` (`o``id`),
   CONSTRAINT `positive` CHECK (`pid` > 0)
-) ENGINE=InnoDB DEFAULT CHARSET=latin1"""
+) ENGINE=InnoDB AUTO_INCREMENT=7 DEFAULT CHARSET=latin1"""
 
 
 def test_without_foreign_keys_fixes_the_last_comma() -> None:
