@@ -290,6 +290,8 @@ def own_indexes(session: Session, database: str, shadow: str,
     `KEY _T_new_ibfk_1`, after the indexes the ALTER added). Renamed by hand (away and
     back, in place), an index loses the mark: the constraints then reuse it, names and
     order kept."""
+    if not own:
+        return
     rows = session.query(
         "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME <> 'PRIMARY' "
