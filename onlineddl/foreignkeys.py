@@ -45,7 +45,9 @@ Refused, with every related constraint named (exit 5, nothing created):
   again). It leaves a race: when the parent key is deleted and inserted again between
   that read and the write, the check passes and the stale row comes back. A test under
   writers that delete, re-insert and re-key parents found two rows differing at the
-  checksum. Closing it needs locking reads in the copy and in every flush.
+  checksum. Closing it needs locking reads in the copy and in every flush. Also, a
+  parent DELETE waiting for T under the cutover's block holds the shadow (its child
+  too) meanwhile, so adding the RESTRICT constraints to it there timed out every attempt.
 """
 
 from __future__ import annotations
