@@ -404,14 +404,36 @@ def test_kill_and_resume(server: Dsn, db: str, conn: Conn, twin: Conn, point: st
     assert constraints(conn, old) == []
 
 
-def test_resume_auto_after_success_is_already_done(server: Dsn, db: str, conn: Conn) -> None:
+@pytest.mark.parametrize("alter", [
+    ALTER,
+    "DROP FOREIGN KEY t_owner",     # nothing left for the shadow: it runs no ALTER at all
+    "DROP FOREIGN KEY t_owner, ADD COLUMN lid INT NULL, ADD FOREIGN KEY (lid) REFERENCES "
+    "parent (id)",
+], ids=["add-column", "drop-fk", "drop-and-add-fk"])
+def test_resume_auto_after_success_is_already_done(server: Dsn, db: str, conn: Conn,
+                                                   twin: Conn, alter: str) -> None:
     """A scheduler's retry of a finished run: T has its constraints, the old table it
     kept has none, and the run still counts as done."""
     with conn.cursor() as cur:
         make_family(cur, rows=100, names=("t",))
-    migrate(config(server, db))
-    again = migrate(config(server, db, resume_auto=True))
+    migrate(config(server, db, alter))
+    assert show_create(conn, "t") == native_shape(twin, alter)
+    again = migrate(config(server, db, alter, resume_auto=True))
     assert again.already_done
+
+
+def test_kill_and_resume_an_alter_that_adds_and_drops_foreign_keys(
+        server: Dsn, db: str, conn: Conn, twin: Conn) -> None:
+    alter = ("DROP FOREIGN KEY t_owner, ADD COLUMN lid INT NULL, ADD CONSTRAINT t_label "
+             "FOREIGN KEY (lid) REFERENCES parent (id)")
+    with conn.cursor() as cur:
+        make_family(cur, names=("t",))
+    args = migrate_command(server, db, alter, "--chunk-size", "300")
+    crashed = subprocess.run(args, env=cli_env(server, "after_chunk:2"), capture_output=True,
+                             text=True, timeout=300)
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    migrate(config(server, db, alter, resume=True))
+    assert show_create(conn, "t") == native_shape(twin, alter)
 
 
 # --- refusals -------------------------------------------------------------------------------
