@@ -275,7 +275,8 @@ class Migration:
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
-            dropped=self.parsed_alter.foreign_keys_dropped)
+            dropped=self.parsed_alter.foreign_keys_dropped,
+            added=self.parsed_alter.foreign_keys_added)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,

@@ -286,6 +286,21 @@ def test_alter_the_server_refuses_with_the_constraints(server: Dsn, db: str, con
     assert snapshot(conn) == before
 
 
+def test_an_unnamed_one_after_a_dropped_one_is_refused(server: Dsn, db: str, conn: Conn,
+                                                       twin: Conn) -> None:
+    """The server names it after the dropped t_ibfk_1 (t_ibfk_2), which the shadow,
+    never holding the dropped one, cannot reproduce: refused, nothing changed."""
+    alter = "DROP FOREIGN KEY t_ibfk_1, ADD COLUMN lid INT NULL, ADD FOREIGN KEY (lid) " \
+            "REFERENCES parent (id)"
+    assert "t_ibfk_2" in native_shape(twin, alter)
+    with conn.cursor() as cur:
+        make_family(cur, rows=50, names=("t",))
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match="number after the dropped one"):
+        migrate(config(server, db, alter))
+    assert snapshot(conn) == before
+
+
 def test_an_added_foreign_key_the_rows_violate_fails_fast(server: Dsn, db: str,
                                                          conn: Conn) -> None:
     """As the plain ALTER with foreign_key_checks=1: the first chunk's copy into the new
