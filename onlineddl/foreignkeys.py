@@ -163,7 +163,8 @@ def referencing(session: Session, database: str, table: str) -> tuple[ForeignKey
 # --- preflight ---------------------------------------------------------------------------
 
 def check_table(session: Session, info: TableInfo, *, resuming: bool = False,
-                dropped: Sequence[str] = ()) -> tuple[ForeignKey, ...]:
+                dropped: Sequence[str] = (), added: Sequence[str] = ()
+                ) -> tuple[ForeignKey, ...]:
     """Refuse (exit 5, nothing created) what is not supported; return T's own keys the
     new table keeps (all but the ALTER's DROP FOREIGN KEYs, `dropped`). (`resuming`: T
     may be the new table, its constraints still under temporary names.)"""
@@ -205,6 +206,7 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False,
     if not resuming:
         _check_names(info, own)
         _check_dropped(info, own, dropped)
+        _check_numbering(info, own, dropped, added)
     return tuple(fk for fk in own if fk.name not in dropped)
 
 
@@ -218,6 +220,25 @@ def _check_dropped(info: TableInfo, own: tuple[ForeignKey, ...], dropped: Sequen
                            f"({info.database}.{info.name} has "
                            f"{', '.join(sorted(names)) or 'no foreign keys'})",
                            hint="fix the ALTER; the table is unchanged")
+
+
+def _check_numbering(info: TableInfo, own: tuple[ForeignKey, ...], dropped: Sequence[str],
+                     added: Sequence[str]) -> None:
+    """The server names a new unnamed constraint T_ibfk_<highest N + 1>, counting one the
+    same ALTER drops (seen on MariaDB 10.11: T_ibfk_2 after dropping T_ibfk_1). The
+    shadow never holds a dropped one, so it would count one less: refused."""
+    def top(names: Sequence[str]) -> int:
+        return max((int(n) for n in (_auto_number(x, info.name) for x in names) if n),
+                   default=0)
+
+    kept_names = [fk.name for fk in own if fk.name not in dropped]
+    if "" in added and top(dropped) > top(kept_names):
+        raise InvalidAlter(
+            f"the ALTER drops {info.name}_ibfk_{top(dropped)} and adds a foreign key "
+            "without a name, which the server would number after the dropped one; "
+            "onlineddl cannot reproduce that name",
+            hint="name the new constraint (ADD CONSTRAINT name FOREIGN KEY ...), or drop "
+                 "the old one in a run of its own; the table is unchanged")
 
 
 def _check_names(info: TableInfo, own: tuple[ForeignKey, ...]) -> None:
