@@ -424,7 +424,9 @@ def test_kill_and_resume(server: Dsn, db: str, conn: Conn, twin: Conn, point: st
     "DROP FOREIGN KEY t_owner",     # nothing left for the shadow: it runs no ALTER at all
     "DROP FOREIGN KEY t_owner, ADD COLUMN lid INT NULL, ADD FOREIGN KEY (lid) REFERENCES "
     "parent (id)",
-], ids=["add-column", "drop-fk", "drop-and-add-fk"])
+    "MODIFY v BIGINT NOT NULL DEFAULT 0",   # ALGORITHM=COPY on the shadow at setup
+    "FORCE",
+], ids=["add-column", "drop-fk", "drop-and-add-fk", "copy-algorithm", "force"])
 def test_resume_auto_after_success_is_already_done(server: Dsn, db: str, conn: Conn,
                                                    twin: Conn, alter: str) -> None:
     """A scheduler's retry of a finished run: T has its constraints, the old table it
