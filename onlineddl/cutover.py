@@ -76,7 +76,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, ledger, sql, triggers
+from onlineddl import faults, foreignkeys, ledger, sql, triggers
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -165,7 +165,9 @@ class Cutover:
                  on_block: Callable[[BinlogPosition], None],
                  is_owner: Callable[[], None],
                  before_swap: Callable[[Session], None] = lambda session: None,
-                 carry: triggers.Carry | None = None) -> None:
+                 carry: triggers.Carry | None = None,
+                 after_failed_attempt: Callable[[Session], None] = lambda session: None
+                 ) -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -181,6 +183,9 @@ class Cutover:
         # shadow (the lock session where it holds the shadow, else the control session).
         self.before_swap = before_swap
         self.carry = carry            # T's triggers (triggers.py): moved under the block
+        # [foreign keys] After an attempt that did not swap, on the control session:
+        # undoes what before_swap did to the shadow that must not stay meanwhile.
+        self.after_failed_attempt = after_failed_attempt
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -210,6 +215,8 @@ class Cutover:
                       what="removing cutover guards")
                 if self.carry is not None:   # triggers: back on T, also before a final error
                     retry(self._put_triggers_back, what="putting the triggers back")
+                retry(lambda: self.after_failed_attempt(self.control),   # [foreign keys]
+                      what="undoing the shadow's pre-swap changes")
                 self._stop_if_final(err)
                 last = err
                 self._backoff(attempt, err)
@@ -310,7 +317,9 @@ class Cutover:
     def _shape(self, table: str) -> str:
         row = self.control.query_one(
             f"SHOW CREATE TABLE {sql.qualified(self.database, table)}")
-        return normalized_shape(str(row[1])) if row else ""
+        # [foreign keys] constraint names the RENAME changes with the table's are not shape
+        return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
+            if row else ""
 
     # --- MySQL: one connection -----------------------------------------------------------
 

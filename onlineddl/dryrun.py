@@ -48,11 +48,12 @@ class DryRun:
     chunks: int
     copy_seconds: float | None
     triggers: tuple[Trigger, ...] = ()
+    related: tuple[str, ...] = ()   # foreign keys: what happens to each related table
 
 
 def build(config: MigrationConfig, server: str, source: TableInfo, shadow: TableInfo,
           mapping: ColumnMapping, instant: bool, *,
-          triggers: tuple[Trigger, ...] = ()) -> DryRun:
+          triggers: tuple[Trigger, ...] = (), related: tuple[str, ...] = ()) -> DryRun:
     """The report, with a sample chunk copied (READ COMMITTED, like the copier) to time."""
     tuning = config.tuning
     session = Session(config.dsn, name="sample", isolation="READ COMMITTED",
@@ -68,7 +69,7 @@ def build(config: MigrationConfig, server: str, source: TableInfo, shadow: Table
                 mapping, instant, config.allow_instant, tuning, sample, chunks,
                 # --nice-ratio rests R times each chunk's copy time after it.
                 source.rows_estimate / rate * (1 + tuning.nice_ratio) if rate else None,
-                triggers)
+                triggers, related)
 
 
 def copy_sample(session: Session, source: TableInfo, shadow: TableInfo,
@@ -125,6 +126,9 @@ def render(report: DryRun) -> str:
         "",
         "Key (the copy chunks, changes are applied and the checksum compares by it):",
         f"  {keys.describe(report.source, report.shadow)}",
+        "",
+        "Related tables (foreign keys):",
+        *report.related,
         "",
         "Chunk plan:",
         f"  rows (estimate from statistics): ~{report.source.rows_estimate}",

@@ -21,6 +21,7 @@ from typing import Any
 from onlineddl import (
     dryrun,
     faults,
+    foreignkeys,
     keys,
     ledger,
     leftovers,
@@ -123,6 +124,7 @@ class Migration:
         self.shadow: TableInfo | None = None
         self.mapping: ColumnMapping | None = None
         self.shadow_unique: tuple[UniqueCheck, ...] | None = None
+        self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
         self.applier: Applier | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
@@ -276,6 +278,11 @@ class Migration:
                                        [o for o, n in alter.renames.items()
                                         if o.lower() != n.lower()],   # names ignore case
                                        resuming=self.config.resume or self.config.resume_auto)
+        # [foreign keys] refuses what is not supported; T's own constraints otherwise.
+        self.foreign_keys = foreignkeys.check_table(
+            control, self.source, resuming=self.config.resume or self.config.resume_auto,
+            dropped=self.parsed_alter.foreign_keys_dropped,
+            added=self.parsed_alter.foreign_keys_added)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -544,13 +551,17 @@ class Migration:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
         self._refuse_taken_old_name()
+        # [foreign keys] every row's parent exists, or the run stops before the swap.
+        foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
+                                     self._source().pk, self.foreign_keys, self.tick)
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check,
-                          before_swap=self._carry_auto_increment, carry=self._carry())
+                          before_swap=self._before_swap, carry=self._carry(),
+                          after_failed_attempt=self._after_failed_attempt)
         try:
             cutover.run()
         finally:
@@ -580,6 +591,7 @@ class Migration:
         # The trigger guard went with the original to the old table: dropped there.
         triggers.repair(control, self.db, self.names, triggers.decode(self._state().triggers),
                         swapped=True)
+        foreignkeys.finish(control, self.db, self.names)   # [foreign keys] idempotent
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
@@ -609,6 +621,8 @@ class Migration:
         # A kill inside the trigger carry left T guarded: its triggers go back first.
         triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
                         swapped=False)
+        # [foreign keys] a failed cutover may have left them on the shadow.
+        foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
@@ -667,7 +681,8 @@ class Migration:
                             f"LIKE {sql.qualified(self.db, names.old)}")
             self.ledger.record(names.shadow)
             faults.point("done_probe")
-            return resume.done_before(control, self.db, names, self._parsed_alter().clauses)
+            return resume.done_before(control, self.db, names,
+                                      self._parsed_alter().clauses_for_shadow)
         finally:
             for name in (names.shadow, names.checkpoint):
                 if name in self.ledger:
@@ -772,6 +787,18 @@ class Migration:
             session.execute(sql.set_auto_increment(self.db, shadow.name, ours))
             log.info("AUTO_INCREMENT of %s carried over: %d", shadow.name, ours)
 
+    def _before_swap(self, session: Session) -> None:
+        """Under the write block, drained: the counter, then [foreign keys] T's
+        constraints onto the shadow (in place, metadata only)."""
+        self._carry_auto_increment(session)
+        foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
+        faults.point("foreign_keys_attached")
+
+    def _after_failed_attempt(self, session: Session) -> None:
+        """[foreign keys] Off the shadow again until the next attempt: while it lags
+        behind T they would refuse the application's parent deletes."""
+        foreignkeys.release(session, self.db, self.names, self.foreign_keys)
+
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
         state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
@@ -800,15 +827,26 @@ class Migration:
         control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
         control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
         self.ledger.record(self.names.shadow)
+        foreignkeys.own_indexes(control, self.db, self.names.shadow, self.foreign_keys)
+        # [foreign keys] T's constraints are on the (empty) shadow while the ALTER runs:
+        # the server's own verdict on it with them present; dropped again after.
+        try:
+            foreignkeys.attach(control, self.db, self.names, self.foreign_keys, None)
+        except OnlineDDLError as err:
+            raise InvalidAlter(f"the server refused {self.config.table}'s foreign keys on "
+                               f"the new table: {err.message}",
+                               hint="nothing was changed; the user needs the REFERENCES "
+                                    "privilege on the parent tables") from err
         self.instant = self._alter_shadow_instantly()
-        if not self.instant:
+        clauses = self._parsed_alter().clauses_for_shadow   # [foreign keys] see there
+        if not self.instant and clauses:
             try:
-                control.execute(sql.alter_table(self.db, self.names.shadow,
-                                                self._parsed_alter().clauses))
+                control.execute(sql.alter_table(self.db, self.names.shadow, clauses))
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
                     from err
+        foreignkeys.release(control, self.db, self.names, self.foreign_keys)  # [fks]
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         self._choose_key()
@@ -834,10 +872,10 @@ class Migration:
     def _alter_shadow_instantly(self) -> bool:
         """Can the server do the ALTER with ALGORITHM=INSTANT? Asked on the empty shadow
         (the server refuses rather than copies when it cannot); if so, that altered it."""
-        if not self._flavor().supports_instant:
+        clauses = self._parsed_alter().clauses_for_shadow
+        if not self._flavor().supports_instant or not clauses:
             return False
-        text = sql.alter_table(self.db, self.names.shadow, self._parsed_alter().clauses,
-                               instant=True)
+        text = sql.alter_table(self.db, self.names.shadow, clauses, instant=True)
         try:
             self._control().execute(text)
         except OnlineDDLError:
@@ -853,7 +891,12 @@ class Migration:
     def _describe_dry_run(self) -> dryrun.DryRun:
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
                             self._shadow(), self._mapping(), self.instant,
-                            triggers=self.triggers)
+                            triggers=self.triggers,
+                            related=tuple(foreignkeys.describe(
+                                self.config.table, self.names.shadow, self.foreign_keys,
+                                self._source().rows_estimate,
+                                self._parsed_alter().foreign_keys_dropped,
+                                self._parsed_alter().foreign_keys_added)))
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:

@@ -18,7 +18,6 @@ from onlineddl.table import (
     TableInfo,
     name_case,
     old_table_name,
-    triggers_and_foreign_keys,
     wire_sized,
 )
 
@@ -150,14 +149,8 @@ def check_table(session: Session, info: TableInfo) -> None:
             f"{info.database}.{info.name} uses the {info.engine} engine; onlineddl needs InnoDB "
             "(transactions and consistent snapshots)", hint="convert the table to InnoDB first")
     check_primary_key(info)
-    # Triggers are carried (triggers.py, checked there); foreign keys are refused.
-    found = [f for f in triggers_and_foreign_keys(session, info.database, info.name)
-             if not f.startswith("trigger ")]
-    if found:
-        raise UnsupportedTable(
-            f"{info.database}.{info.name} has {', '.join(found)}; onlineddl does not carry "
-            "foreign keys over yet",
-            hint="drop them for the migration and recreate them after, or use an offline ALTER")
+    # Triggers are carried (triggers.check); foreign keys are checked, and carried where
+    # supported, by foreignkeys.check_table (both from migration.preflight).
 
 
 def check_primary_key(info: TableInfo) -> None:

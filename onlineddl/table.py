@@ -290,19 +290,6 @@ def _load_unique_keys(session: Session, database: str, table: str,
     return tuple(sorted(keys, key=lambda k: (k.name != "PRIMARY", k.name)))
 
 
-def triggers_and_foreign_keys(session: Session, database: str, table: str) -> list[str]:
-    """Names of triggers on the table and foreign keys from or to it."""
-    found = [f"trigger {r[0]}" for r in session.query(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-        "WHERE EVENT_OBJECT_SCHEMA = %s AND EVENT_OBJECT_TABLE = %s", (database, table))]
-    found += [f"foreign key {r[0]} ({r[1]} -> {r[2]})" for r in session.query(
-        "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME "
-        "FROM information_schema.REFERENTIAL_CONSTRAINTS "
-        "WHERE CONSTRAINT_SCHEMA = %s AND (TABLE_NAME = %s OR REFERENCED_TABLE_NAME = %s)",
-        (database, table, table))]
-    return found
-
-
 # PK column types whose order the engine can reason about; see chunker.KeyOrder.
 SUPPORTED_PK_TYPES = {
     "tinyint", "smallint", "mediumint", "int", "bigint", "decimal",

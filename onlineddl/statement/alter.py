@@ -58,15 +58,29 @@ class ParsedAlter:
     # AUTO_INCREMENT=N as a table option: a plain ALTER then sets the counter to N (or
     # past the largest id) instead of keeping the table's own.
     auto_increment: int | None = None
+    # [foreign keys] DROP FOREIGN KEY names; ADD [CONSTRAINT [name]] FOREIGN KEY names
+    # ("" where the server names it). The shadow never holds T's constraints under
+    # their names, so it gets the clauses without the DROP FOREIGN KEYs (None: all).
+    foreign_keys_dropped: tuple[str, ...] = ()
+    foreign_keys_added: tuple[str, ...] = ()
+    shadow_clauses: str | None = None
+
+    @property
+    def clauses_for_shadow(self) -> str:
+        """What runs on the shadow ("" when the ALTER only drops foreign keys)."""
+        return self.clauses if self.shadow_clauses is None else self.shadow_clauses
 
 
 def parse_alter(text: str, *, database: str, table: str) -> ParsedAlter:
     """Classify --alter (clauses only, or a full ALTER TABLE for `table`); refuse the rest."""
     toks = _strip_alter_table(_tokenize(text), database, table)
-    builder = _Builder()
+    builder = _Builder(database=database, table=table)
     for clause_toks in _split_commas(toks):
         clause = text[clause_toks[0].start : clause_toks[-1].end + 1]
-        _classify(_Clause(clause_toks, clause), builder)
+        parsed = _Clause(clause_toks, clause)
+        _classify(parsed, builder)
+        if not _drops_foreign_key(parsed):
+            builder.shadow_parts.append(clause)
     return builder.build(text[toks[0].start : toks[-1].end + 1])
 
 
@@ -224,6 +238,11 @@ class _Builder:
     charset: bool = False
     kinds: list[str] = field(default_factory=list)
     auto_increment: int | None = None
+    database: str = ""
+    table: str = ""
+    fk_dropped: list[str] = field(default_factory=list)
+    fk_added: list[str] = field(default_factory=list)
+    shadow_parts: list[str] = field(default_factory=list)
 
     def build(self, clauses: str) -> ParsedAlter:
         return ParsedAlter(
@@ -232,6 +251,9 @@ class _Builder:
             modified=frozenset(self.modified), unique_keys_added=tuple(self.unique_keys),
             changes_primary_key=self.primary_key, changes_charset=self.charset,
             kinds=tuple(self.kinds), auto_increment=self.auto_increment,
+            foreign_keys_dropped=tuple(self.fk_dropped),
+            foreign_keys_added=tuple(self.fk_added),
+            shadow_clauses=", ".join(self.shadow_parts) if self.fk_dropped else None,
         )
 
 
@@ -285,9 +307,10 @@ def _refuse_anywhere(c: _Clause) -> None:
             raise c.refuse("partition management is not supported",
                            hint="run partition changes directly with ALTER TABLE, "
                                 "separately from onlineddl")
-        if w in ("FOREIGN", "REFERENCES"):
-            raise c.refuse("foreign keys are not supported yet",
-                           hint="leave the foreign key out; change it outside onlineddl")
+        if w in ("FOREIGN", "REFERENCES") and not _is_foreign_key_clause(c):
+            raise c.refuse("REFERENCES in a column definition is not supported",
+                           hint="write the constraint as its own clause: ADD [CONSTRAINT "
+                                "name] FOREIGN KEY (column) REFERENCES parent (column)")
         if w == "CHECK":
             raise c.refuse("CHECK constraints are not supported",
                            hint="add or drop the CHECK constraint with a plain ALTER TABLE "
@@ -318,7 +341,9 @@ _KEY_WORDS = ("INDEX", "KEY", "UNIQUE", "PRIMARY", "CONSTRAINT", "FULLTEXT", "SP
 
 def _add(c: _Clause, b: _Builder) -> None:
     w = c.word(1)
-    if w in ("INDEX", "KEY", "FULLTEXT", "SPATIAL"):
+    if _is_foreign_key_clause(c):
+        _add_foreign_key(c, b)
+    elif w in ("INDEX", "KEY", "FULLTEXT", "SPATIAL"):
         b.kinds.append("add_index")
     elif w in ("UNIQUE", "PRIMARY"):
         _add_key(c, b, 1)
@@ -378,7 +403,10 @@ def _add_key(c: _Clause, b: _Builder, at: int) -> None:
 
 def _drop(c: _Clause, b: _Builder) -> None:
     w = c.word(1)
-    if w == "PRIMARY" and c.word(2) == "KEY":
+    if _drops_foreign_key(c):
+        b.fk_dropped.append(c.name(3))
+        b.kinds.append("drop_foreign_key")
+    elif w == "PRIMARY" and c.word(2) == "KEY":
         b.primary_key = True
         b.kinds.append("drop_primary_key")
     elif w in ("INDEX", "KEY"):
@@ -392,6 +420,47 @@ def _drop(c: _Clause, b: _Builder) -> None:
     else:
         b.dropped.add(c.name(2 if w == "COLUMN" else 1))
         b.kinds.append("drop_column")
+
+
+# --- [foreign keys] ADD / DROP FOREIGN KEY (how they run: onlineddl/foreignkeys.py) -----
+
+def _is_foreign_key_clause(c: _Clause) -> bool:
+    """ADD [CONSTRAINT [name]] FOREIGN KEY ..., or DROP FOREIGN KEY name."""
+    if c.word(0) == "ADD":
+        return c.word(1) == "FOREIGN" or (c.word(1) == "CONSTRAINT" and "FOREIGN" in
+                                          (c.word(2), c.word(3)))
+    return _drops_foreign_key(c)
+
+
+def _drops_foreign_key(c: _Clause) -> bool:
+    return c.word(0) == "DROP" and c.word(1) == "FOREIGN" and c.word(2) == "KEY"
+
+
+_CHANGING_RULES = ("CASCADE", "SET")   # SET NULL, SET DEFAULT
+
+
+def _add_foreign_key(c: _Clause, b: _Builder) -> None:
+    named = c.word(1) == "CONSTRAINT" and c.word(2) != "FOREIGN"
+    words = [t.text.upper() if t.kind == "word" else "" for t in c.toks]
+    if "REFERENCES" not in words:
+        raise c.refuse("the foreign key has no REFERENCES", hint=_SUPPORTED)
+    at = words.index("REFERENCES") + 1
+    parent = c.name(at)
+    if at + 2 < len(c.toks) and c.toks[at + 1].is_punct("."):
+        parent = c.name(at + 2) if parent == b.database else ""
+    if parent == b.table:
+        raise c.refuse("a foreign key from the table to itself is not supported (the swap's "
+                       "RENAME would move it to the old table)",
+                       hint="add it with a plain ALTER TABLE after the migration")
+    for i, w in enumerate(words[:-2]):
+        if w == "ON" and words[i + 1] in ("DELETE", "UPDATE") and \
+                words[i + 2] in _CHANGING_RULES:
+            raise c.refuse(f"ON {words[i + 1]} {words[i + 2]} is not supported: the server "
+                           "would apply it to the new table alone during the run",
+                           hint="add the constraint with RESTRICT or NO ACTION, or with a "
+                                "plain ALTER TABLE after the migration")
+    b.fk_added.append(c.name(2) if named else "")
+    b.kinds.append("add_foreign_key")
 
 
 def _modify(c: _Clause, b: _Builder) -> None:

@@ -203,10 +203,13 @@ REFUSED: list[tuple[str, str]] = [
     ("ADD c INT, LOCK=NONE", "chosen by onlineddl"),
     ("ADD c INT, LOCK NONE", "chosen by onlineddl"),
     ("ENGINE=InnoDB ALGORITHM=COPY", "chosen by onlineddl"),
-    ("ADD FOREIGN KEY (a) REFERENCES p (id)", "foreign keys"),
-    ("ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id)", "foreign keys"),
-    ("DROP FOREIGN KEY fk", "foreign keys"),
-    ("ADD c INT REFERENCES p (id)", "foreign keys"),
+    ("ADD FOREIGN KEY (a) REFERENCES p (id) ON DELETE CASCADE", "ON DELETE CASCADE"),
+    ("ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id) ON UPDATE SET NULL",
+     "ON UPDATE SET"),
+    ("ADD FOREIGN KEY (a) REFERENCES t (id)", "from the table to itself"),
+    ("ADD FOREIGN KEY (a) REFERENCES `db`.`t` (id)", "from the table to itself"),
+    ("ADD FOREIGN KEY (a)", "no REFERENCES"),
+    ("ADD c INT REFERENCES p (id)", "REFERENCES in a column definition"),
     ("ADD PARTITION (PARTITION p3 VALUES LESS THAN (30))", "partition"),
     ("DROP PARTITION p1", "partition"),
     ("COALESCE PARTITION 2", "partition"),
@@ -267,8 +270,24 @@ def test_refused(text: str, fragment: str) -> None:
 
 
 def test_refusal_quotes_the_offending_clause() -> None:
-    with pytest.raises(InvalidAlter, match="'DROP FOREIGN KEY fk_a'"):
-        parse("ADD c INT, DROP FOREIGN KEY fk_a, DROP d")
+    with pytest.raises(InvalidAlter, match="'ADD CHECK \\(c > 0\\)'"):
+        parse("ADD c INT, ADD CHECK (c > 0), DROP d")
+
+
+def test_foreign_key_clauses() -> None:
+    """[foreign keys] The shadow gets the clauses without DROP FOREIGN KEY (it never
+    holds T's constraints under their own names)."""
+    got = parse("DROP FOREIGN KEY `fk a`, ADD c INT, ADD CONSTRAINT `n` FOREIGN KEY (c) "
+                "REFERENCES p (id) ON DELETE RESTRICT, ADD FOREIGN KEY (c) REFERENCES "
+                "other.t (id), DROP FOREIGN KEY b")
+    assert got.foreign_keys_dropped == ("fk a", "b")
+    assert got.foreign_keys_added == ("n", "")
+    assert got.clauses_for_shadow == ("ADD c INT, ADD CONSTRAINT `n` FOREIGN KEY (c) "
+                                      "REFERENCES p (id) ON DELETE RESTRICT, ADD FOREIGN KEY "
+                                      "(c) REFERENCES other.t (id)")
+    assert parse("DROP FOREIGN KEY x").clauses_for_shadow == ""
+    plain = parse("ADD c INT")
+    assert plain.clauses_for_shadow == plain.clauses
 
 
 def test_semicolon_inside_strings_and_names_is_fine() -> None:
