@@ -126,6 +126,11 @@ class FlushTarget:
     # The target's UNIQUE keys (besides the primary key). When the source does not
     # enforce one of them, rows are written without REPLACE (see write_guarded).
     unique_checks: tuple[UniqueCheck, ...] = ()
+    # A revert's target (the old table) has columns the source does not feed (ones the
+    # migration dropped): rows are upserted so those keep their values (sql.upsert_keys),
+    # and written in strict mode, so a value the old type cannot hold fails the flush.
+    keep_unfed: bool = False
+    strict: bool = False
 
     @property
     def updates_in_place(self) -> bool:
@@ -160,11 +165,16 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     gone = keys if gone is None else gone
     args = (t.database, t.source, t.target, t.source_exprs, t.target_cols)
 
+    if t.strict:
+        session.make_strict()
+
     def run() -> None:
         if keys and in_place and t.updates_in_place:
             _, info = session.execute_info(*sql.update_keys(*args, src_pk, t.pk, keys))
             if rows_matched(info) < len(keys):
                 session.execute(*sql.replace_missing(*args, src_pk, t.pk, keys))
+        elif keys and t.keep_unfed:
+            session.execute(*sql.upsert_keys(*args, src_pk, keys))
         elif keys and t.guarded:
             write_guarded(session, t, keys)
         elif keys:

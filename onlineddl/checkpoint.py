@@ -56,13 +56,18 @@ SCHEMA = """CREATE TABLE {table} (
   updated_at DATETIME(6) NOT NULL,
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
   shadow_identity VARCHAR(255) NOT NULL DEFAULT '',
-  old_table VARCHAR(64) NOT NULL DEFAULT ''
+  old_table VARCHAR(64) NOT NULL DEFAULT '',
+  kind VARCHAR(16) NOT NULL DEFAULT 'migrate'
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
-           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table")
+           "started_at", "updated_at", "server_identity", "shadow_identity", "old_table",
+           "kind")
+# Added after the others: a checkpoint of an earlier version lacks it (read as a
+# migration's; its first write adds it).
+KIND_COLUMN = "kind VARCHAR(16) NOT NULL DEFAULT 'migrate'"
 
 
 def alter_hash(alter: str) -> str:
@@ -94,6 +99,9 @@ class State:
     # The name the swap gives the original (table.old_table_name), chosen before the
     # copy: resume and swap_state decide whether the swap happened from it.
     old_table: str = ""
+    # Which command's run this is: `migrate` and `revert` never take each other's
+    # checkpoints (a revert's shadow is the old table it swaps back in).
+    kind: str = "migrate"
 
     @property
     def age_seconds(self) -> float:
@@ -130,11 +138,12 @@ class Checkpoint:
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
             state.started_at, now, state.server, state.shadow, state.old_table,
+            state.kind,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
         try:
-            retry(lambda: self.session.execute(text, values), what="writing the checkpoint",
+            retry(lambda: self._replace(text, values), what="writing the checkpoint",
                   attempts=3)
         except OnlineDDLError as err:
             raise ReplicationError(
@@ -143,22 +152,28 @@ class Checkpoint:
                      "and run again with --resume") from err
         state.updated_at = now
 
+    def _replace(self, text: str, values: tuple[Any, ...]) -> None:
+        try:
+            self.session.execute(text, values)
+        except DatabaseError as err:
+            if err.errno != ER_BAD_FIELD:
+                raise
+            self.session.execute(f"ALTER TABLE {self.qualified} ADD COLUMN {KIND_COLUMN}")
+            self.session.execute(text, values)
+
     def read(self) -> State | None:
         """The state, or None when there is no checkpoint of ours or it has no row yet
         (the run died while setting up)."""
         if not self.exists():
             return None
-        try:
-            rows = self.session.query_dicts(
-                f"SELECT {sql.column_list(COLUMNS)} FROM {self.qualified} WHERE id = 1")
-        except DatabaseError as err:
-            if err.errno != ER_BAD_FIELD:
-                raise
+        # SELECT *: `kind` may be missing (an earlier version's checkpoint).
+        rows = self.session.query_dicts(f"SELECT * FROM {self.qualified} WHERE id = 1")
+        if rows and not set(COLUMNS[:-1]) <= set(rows[0]):
             raise ResumeRefused(
                 f"{self.table} was written by an older onlineddl version, which did not "
                 "record the server, the shadow table it created and its old table's name",
                 hint="finish or discard that run with the version that started it, or "
-                     "drop its tables by hand and start again") from err
+                     "drop its tables by hand and start again")
         if not rows:
             return None
         r = rows[0]
@@ -174,7 +189,7 @@ class Checkpoint:
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
             started_at=r["started_at"], updated_at=r["updated_at"],
             server=r["server_identity"], shadow=r["shadow_identity"],
-            old_table=r["old_table"])
+            old_table=r["old_table"], kind=str(r.get("kind") or "migrate"))
 
     def _phase(self, text: str) -> Phase:
         try:
