@@ -48,6 +48,9 @@ POINTS = frozenset({
     "after_swap",              # cutover: swapped, the checkpoint does not know yet
     "binlog_savepoint",        # binlog reader: a SAVEPOINT inside a row transaction
     "done_probe",              # --resume=auto: asking whether this ALTER already finished
+    "revert_setup",            # revert: its checkpoint exists, no state written yet
+    "revert_recorded",         # revert: the swapped-out table recorded, the record of
+                               # the table brought back not yet forgotten
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

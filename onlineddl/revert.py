@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 
-from onlineddl import leftovers, oldtables, revertplan, sql
+from onlineddl import faults, leftovers, oldtables, revertplan, sql
 from onlineddl.applier import FlushTarget
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.chunker import Watermark
@@ -112,9 +112,9 @@ class Revert(Run):
             self.plan = revertplan.record_of(control, self.db, self.config.table,
                                              self.target)
             return
-        if found.checkpoint and found.state is None and not found.foreign and \
-                self.config.resume:
-            return   # died while setting up: setup() starts over
+        if self.config.resume and found.state is None and \
+                found.ours == (self.names.checkpoint,) and not found.foreign:
+            return   # a run died while setting up, nothing else made: setup() starts over
         refusal = leftovers.refusal(found, self.db, self.config.table)
         if refusal is not None:
             raise refusal
@@ -161,6 +161,7 @@ class Revert(Run):
         start = revertplan.start_after_swap(control, self._flavor(), self.config, plan)
         self.checkpoint.create()
         self.ledger.record(self.names.checkpoint)
+        faults.point("revert_setup")
         self.watermark = Watermark(None, True)   # the target is complete as of the swap
         self.state = State(alter_text=self.config.alter, phase=Phase.CATCHUP, position=start,
                            copy_complete=True,
@@ -223,6 +224,7 @@ class Revert(Run):
             swap = oldtables.swap_record(control, self.db, self.names, "revert", state.drain,
                                          pairs, state.server)
             oldtables.register(control, self.db, self.names, state.alter_text, swap)
+        faults.point("revert_recorded")
         oldtables.forget(control, self.db, self.target)
         self._drop_checkpoint()
         self.set_phase(Phase.DONE)

@@ -9,19 +9,17 @@ back with its old value for old rows and its default for rows inserted since.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import Conn, cli_env, columns, connect, recorded_old_tables, scalar, tables
+from helpers import Conn, cli_env, columns, connect, recorded_old_tables, tables
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
-from onlineddl.commands import status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.errors import (
     ArtifactsExist,
@@ -63,7 +61,6 @@ def execute(conn: Conn, *statements: str) -> None:
 
 def shape(conn: Conn, table: str = "t") -> str:
     """SHOW CREATE TABLE without the name and the AUTO_INCREMENT counter."""
-    import re
     text = str(scalar_row(conn, f"SHOW CREATE TABLE `{table}`")[1])
     return re.sub(r"\s+AUTO_INCREMENT=\d+", "", text.split("\n", 1)[1])
 
@@ -144,3 +141,215 @@ def test_revert_brings_back_the_old_schema_with_every_write(
     assert migrated.old_table not in tables(conn)
     assert migrated.old_table not in recorded_old_tables(conn)
     assert "_t_chkpnt" not in tables(conn)
+
+
+def revert_command(server: Dsn, db: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "onlineddl", "revert", "--host", server.host, "--port",
+            str(server.port), "--user", server.user, "--database", db, "--table", "t",
+            "--no-repair", *extra]
+
+
+def cli(server: Dsn, db: str, *extra: str, fault: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(revert_command(server, db, *extra), env=cli_env(server, fault),
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("point", ["revert_setup", "applier_started", "after_checkpoint",
+                                   "after_checksum", "cutover_started", "before_swap",
+                                   "after_swap", "revert_recorded"])
+def test_revert_killed_at_each_point_resumes(server: Dsn, db: str,
+                                             seeded: tuple[Conn, Writers], point: str) -> None:
+    conn, writers = seeded
+    before = shape(conn)
+    writers.start()
+    migrate(config(server, db, ALTER))
+    writers.wait_for_commits(10)
+    killed = cli(server, db, fault=point)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    writers.wait_for_commits(10)
+    again = cli(server, db)     # without --resume: refused, nothing changed
+    assert again.returncode == 14, again.stderr[-2000:]
+    assert "--resume" in again.stderr
+    resumed = cli(server, db, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    writers.wait_for_commits(10)
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    assert shape(conn) == before
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    assert extras(conn) == {i: i * 3 for i in FIXED}
+    assert {n for n in tables(conn) if not n.startswith("_t_old_")} == \
+        {"t", "mirror", "_onlineddl_old_tables"}
+    assert len(recorded_old_tables(conn)) == 1
+
+
+def snapshot(conn: Conn) -> dict[str, tuple[str, Any]]:
+    """Every table's definition and contents (CHECKSUM TABLE), the registry's too."""
+    out = {}
+    for name in sorted(tables(conn)):
+        out[name] = (shape(conn, name), scalar_row(conn, f"CHECKSUM TABLE `{name}`")[1])
+    return out
+
+
+def refused(server: Dsn, db: str, conn: Conn, error: type[Exception], *words: str) -> None:
+    before = snapshot(conn)
+    with pytest.raises(error) as caught:
+        run_revert(server, db)
+    message = str(caught.value)
+    for word in words:
+        assert word in message, message
+    assert snapshot(conn) == before
+
+
+def test_refused_without_a_recorded_old_table(server: Dsn, db: str,
+                                              seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    refused(server, db, conn, RevertRefused, "no recorded old table")
+
+
+def test_refused_when_the_old_table_is_gone_or_changed(server: Dsn, db: str,
+                                                       seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    first = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    second = migrate(config(server, db, "ADD COLUMN b INT NULL")).old_table
+    execute(conn, f"ALTER TABLE `{second}` ADD COLUMN z INT NULL")
+    refused(server, db, conn, RevertRefused, second, "columns changed",
+            "only the most recent swap", first)
+    execute(conn, f"DROP TABLE `{second}`")
+    refused(server, db, conn, RevertRefused, second, "is gone")
+
+
+def test_refused_when_the_binlog_since_the_swap_is_purged(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    execute(conn, "FLUSH BINARY LOGS")
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        current = str(cur.fetchall()[-1][0])
+    execute(conn, f"PURGE BINARY LOGS TO '{current}'")
+    refused(server, db, conn, RevertRefused, "purged")
+
+
+def test_refused_for_a_dropped_not_null_column_without_default(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    execute(conn, "ALTER TABLE t ADD COLUMN must INT NOT NULL")
+    migrate(config(server, db, "DROP COLUMN must"))
+    refused(server, db, conn, RevertRefused, "must", "NOT NULL without a DEFAULT")
+
+
+def test_refused_when_current_values_do_not_fit_the_old_type(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    migrate(config(server, db, "MODIFY v BIGINT NOT NULL DEFAULT 0, MODIFY name "
+                               "VARCHAR(200) CHARACTER SET utf8mb4 NULL"))
+    execute(conn, "UPDATE t SET v = 1 << 40 WHERE id = 3")
+    refused(server, db, conn, RevertRefused, "t.v", "bigint", "int")
+    execute(conn, "UPDATE t SET v = 3 WHERE id = 3",
+            "UPDATE t SET name = REPEAT('x', 100) WHERE id = 4")
+    refused(server, db, conn, RevertRefused, "t.name", "varchar(64)")
+
+
+def test_refused_while_another_runner_or_a_migration_holds_the_table(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    with pytest.raises(ResumeRefused, match="no revert checkpoint"):
+        run_revert(server, db, resume=True)
+    lock = RunnerLock(server, db, "t")
+    lock.acquire(0)
+    try:
+        refused(server, db, conn, LockHeld)
+    finally:
+        lock.release()
+
+    def stop() -> None:
+        raise RuntimeError("stopped by the test")
+
+    faults.register("after_checksum", stop)
+    try:
+        with pytest.raises(RuntimeError):
+            migrate(config(server, db, "ADD COLUMN b INT NULL"))
+    finally:
+        faults.clear()
+    refused(server, db, conn, ArtifactsExist, "_t_chkpnt", "onlineddl migrate")
+    with pytest.raises(ArtifactsExist, match="onlineddl migrate` again with --resume"):
+        run_revert(server, db, resume=True)
+    migrate(config(server, db, "ADD COLUMN b INT NULL", resume=True))
+
+    # The other way round: a revert's checkpoint is never a migration's.
+    faults.register("after_checksum", stop)
+    try:
+        with pytest.raises(RuntimeError):
+            run_revert(server, db)
+    finally:
+        faults.clear()
+    before = snapshot(conn)
+    with pytest.raises(ResumeRefused, match="belongs to an unfinished `revert`"):
+        migrate(config(server, db, "ADD COLUMN c INT NULL", resume=True))
+    with pytest.raises(ArtifactsExist, match="onlineddl revert"):
+        migrate(config(server, db, "ADD COLUMN c INT NULL"))
+    assert snapshot(conn) == before
+    run_revert(server, db, resume=True)
+    assert "b" not in columns(conn) and "a" in columns(conn)
+
+
+def test_three_migrations_then_revert_then_revert_the_revert(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, writers = seeded
+    writers.start()
+    shapes = [shape(conn)]
+    olds = []
+    for alter in ("ADD COLUMN a INT NULL", "DROP COLUMN extra",
+                  "ADD COLUMN b INT NOT NULL DEFAULT 2, ADD INDEX v_idx (v)"):
+        olds.append(migrate(config(server, db, alter)).old_table)
+        shapes.append(shape(conn))
+        writers.wait_for_commits(10)
+    first = run_revert(server, db)            # back to the 2nd schema
+    assert shape(conn) == shapes[2]
+    writers.wait_for_commits(10)
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    assert recorded_old_tables(conn) == [olds[0], olds[1], first.old_table]
+    second = run_revert(server, db)           # the revert reverted: the 3rd schema again
+    assert shape(conn) == shapes[3]
+    writers.wait_for_commits(10)
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    assert recorded_old_tables(conn) == [olds[0], olds[1], second.old_table]
+    assert shape(conn, second.old_table) == shapes[2]
+    with conn.cursor() as cur:   # b's values survived the round trip through schema 2
+        cur.execute("SELECT COUNT(*) FROM t WHERE b <> 2")
+        assert cur.fetchone()[0] == 0
+
+
+def test_a_later_write_that_does_not_fit_stops_the_revert(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """Strict mode: a value written during the revert that the old type cannot hold
+    fails the flush loudly (never truncated); t is untouched; once the row is fixed,
+    --resume finishes."""
+    conn, _ = seeded
+    migrate(config(server, db, "MODIFY v BIGINT NOT NULL DEFAULT 0"))
+    wrote = {"n": 0}
+
+    def too_big() -> None:
+        if not wrote["n"]:
+            execute(conn, "UPDATE t SET v = 1 << 40 WHERE id = 5")
+        wrote["n"] += 1
+
+    faults.register("applier_started", too_big)
+    try:
+        with pytest.raises(DataError) as caught:
+            run_revert(server, db)
+    finally:
+        faults.clear()
+    assert "revert --resume" in caught.value.hint
+    assert "`v` bigint" in shape(conn)                   # t still the migrated table
+    assert scalar_row(conn, "SELECT v FROM t WHERE id = 5")[0] == 1 << 40
+    assert "_t_chkpnt" in tables(conn)
+    execute(conn, "UPDATE t SET v = 5 WHERE id = 5")
+    run_revert(server, db, resume=True)
+    assert "`v` int" in shape(conn)
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
