@@ -9,6 +9,7 @@ back with its old value for old rows and its default for rows inserted since.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -20,7 +21,10 @@ from helpers import Conn, cli_env, columns, connect, recorded_old_tables, tables
 from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
+from onlineddl.applier import FlushTarget, sync_keys
+from onlineddl.commands import status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.db import Session
 from onlineddl.errors import (
     ArtifactsExist,
     DataError,
@@ -114,6 +118,9 @@ def test_revert_brings_back_the_old_schema_with_every_write(
             "INSERT INTO t (id, name, v) VALUES (500001, 'new', 1)",
             "INSERT INTO mirror (id, name, v) VALUES (500001, 'new', 1)")
     after_migrate = shape(conn)
+    info = json.loads(status(server, db, "t", as_json=True))
+    assert info["old_tables"][-1]["revert"].startswith("yes ("), info["old_tables"]
+    assert info["old_tables"][-1]["kind"] == "migrate"
     commits = {"during": 0}
 
     def write_during_revert() -> None:
@@ -353,3 +360,61 @@ def test_a_later_write_that_does_not_fit_stops_the_revert(
     run_revert(server, db, resume=True)
     assert "`v` int" in shape(conn)
     assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+
+
+def test_a_registry_of_an_earlier_version_is_upgraded_in_place(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """Its rows carry no swap record: such an old table is listed and refused by revert;
+    the next migration adds the columns and records its swap."""
+    conn, _ = seeded
+    execute(conn, "CREATE TABLE _onlineddl_old_tables (old_name VARCHAR(64) CHARACTER SET "
+                  "utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, table_name VARCHAR(64) "
+                  "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, swapped_at "
+                  "DATETIME(6) NOT NULL, alter_text LONGTEXT NOT NULL, identity "
+                  "VARCHAR(255) NOT NULL) ENGINE=InnoDB COMMENT='onlineddl old tables'")
+    first = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    execute(conn, "ALTER TABLE _onlineddl_old_tables DROP COLUMN kind, DROP COLUMN swap_file, "
+                  "DROP COLUMN swap_pos, DROP COLUMN swap_gtid, DROP COLUMN swap_mapping, "
+                  "DROP COLUMN server_identity, DROP COLUMN table_identity")
+    info = json.loads(status(server, db, "t", as_json=True))
+    assert "without `revert`" in info["old_tables"][0]["revert"]
+    refused(server, db, conn, RevertRefused, first, "without `revert`")
+    second = migrate(config(server, db, "ADD COLUMN b INT NULL")).old_table
+    assert "swap_mapping" in columns(conn, "_onlineddl_old_tables")
+    assert run_revert(server, db).old_table in tables(conn)
+    assert columns(conn) == [*COMMON, "extra", "a"]
+    assert second not in tables(conn)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_flush_keeps_columns_the_source_does_not_feed(server: Dsn, db: str,
+                                                      in_place: bool) -> None:
+    """applier.FlushTarget.keep_unfed: an existing row keeps its unfed column, a new row
+    takes the column's default, a gone row is deleted; without the flag REPLACE resets
+    it (the flag is what keeps it). strict: a value the target cannot hold fails."""
+    conn = connect(server, db)
+    execute(conn, "CREATE TABLE src (id INT PRIMARY KEY, v BIGINT NOT NULL)",
+            "CREATE TABLE dst (id INT PRIMARY KEY, v INT NOT NULL, kept INT NOT NULL "
+            "DEFAULT 7)",
+            "INSERT INTO src VALUES (1, 10), (3, 30)",
+            "INSERT INTO dst VALUES (1, 1, 100), (2, 2, 200)")
+    session = Session(server, name="test", database=db)
+    try:
+        def target(**kw: Any) -> FlushTarget:
+            return FlushTarget(db, "src", "dst", ("`src`.`v`", "`src`.`id`"), ("v", "id"),
+                               ("id",), other_unique=False, integer_key=True, **kw)
+
+        sync_keys(session, target(keep_unfed=True, strict=True), [(1,), (2,), (3,)],
+                  atomic=True, in_place=in_place)
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, v, kept FROM dst ORDER BY id")
+            assert cur.fetchall() == ((1, 10, 100), (3, 30, 7))
+        execute(conn, "UPDATE src SET v = 1 << 40 WHERE id = 3")
+        with pytest.raises(DataError):
+            sync_keys(session, target(keep_unfed=True, strict=True), [(3,)], atomic=True,
+                      in_place=in_place)
+        sync_keys(session, target(), [(1,)], atomic=True)
+        assert scalar_row(conn, "SELECT kept FROM dst WHERE id = 1")[0] == 7
+    finally:
+        session.close()
+        conn.close()
