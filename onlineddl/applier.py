@@ -127,10 +127,10 @@ class FlushTarget:
     # enforce one of them, rows are written without REPLACE (see write_guarded).
     unique_checks: tuple[UniqueCheck, ...] = ()
     # A revert's target (the old table) has columns the source does not feed (ones the
-    # migration dropped): rows are upserted so those keep their values (sql.upsert_keys),
-    # and written in strict mode, so a value the old type cannot hold fails the flush.
+    # migration dropped): rows are upserted so those keep their values (sql.upsert_keys).
+    # (Every session is strict, sql.SESSION_SQL_MODE: a value the old type cannot hold
+    # fails the flush instead of being truncated.)
     keep_unfed: bool = False
-    strict: bool = False
 
     @property
     def updates_in_place(self) -> bool:
@@ -164,9 +164,6 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     src_pk = t.source_pk or t.pk
     gone = keys if gone is None else gone
     args = (t.database, t.source, t.target, t.source_exprs, t.target_cols)
-
-    if t.strict:
-        session.make_strict()
 
     def run() -> None:
         if keys and in_place and t.updates_in_place:

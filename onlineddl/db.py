@@ -112,9 +112,6 @@ def is_lost_connection(err: OnlineDDLError) -> bool:
 DEFAULT_READ_TIMEOUT = 3600.0
 
 
-STRICT_SQL = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')"
-
-
 class Session:
     """One pinned connection with the tool's session settings."""
 
@@ -144,7 +141,6 @@ class Session:
         self._settings = (isolation, lock_wait_timeout)
         self._idle_limit = idle_limit
         self._reconnect = reconnect
-        self._strict = False
         self._conn = _connect(dsn, database, read_timeout)
         self.thread_id: int = self._conn.thread_id()
         self._setup(isolation, lock_wait_timeout)
@@ -178,8 +174,6 @@ class Session:
         # under: its date rules, and the zone TIMESTAMP values convert in.
         modes = self.scalar("SELECT @@GLOBAL.sql_mode")
         self.execute("SET SESSION sql_mode = %s", (session_sql_mode(str(modes or "")),))
-        if self._strict:
-            self.execute(STRICT_SQL)
         if self.time_zone is None:
             self.execute("SET SESSION time_zone = @@GLOBAL.time_zone")
         else:
@@ -191,14 +185,6 @@ class Session:
             if isolation not in level:
                 raise ValueError(isolation)
             self.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
-
-    def make_strict(self) -> None:
-        """From now on (also after a reconnect) a value the target column cannot hold
-        fails the statement instead of being truncated or clamped with a warning: a
-        revert writes the new table's values into the old table's narrower types."""
-        if not self._strict:
-            self.execute(STRICT_SQL)
-            self._strict = True
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Run one statement; return the affected-row count."""

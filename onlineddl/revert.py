@@ -200,7 +200,7 @@ class Revert(Run):
         flush = FlushTarget(self.db, source.name, target.name, exprs, mapping.target_cols(),
                             target.pk, source.pk, other_unique=bool(checks),
                             integer_key=integer_key(source, target), unique_checks=checks,
-                            keep_unfed=bool(mapping.added), strict=True)
+                            keep_unfed=bool(mapping.added))
         self.follow(flush, self._state().position)
 
     def finish_after_swap(self) -> None:

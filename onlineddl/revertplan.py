@@ -186,9 +186,8 @@ def check_fit(dsn: Dsn, source: TableInfo, target: TableInfo,
                 or (source.column(s).nullable and not target.column(t).nullable)]
     if not narrowed:
         return
-    session = Session(dsn, name="revert-fit")
+    session = Session(dsn, name="revert-fit")    # strict, as every session
     try:
-        session.make_strict()
         for new, old in narrowed:
             _probe(session, source, new, old, exprs[old.name])
     finally:

@@ -391,7 +391,7 @@ def test_flush_keeps_columns_the_source_does_not_feed(server: Dsn, db: str,
                                                       in_place: bool) -> None:
     """applier.FlushTarget.keep_unfed: an existing row keeps its unfed column, a new row
     takes the column's default, a gone row is deleted; without the flag REPLACE resets
-    it (the flag is what keeps it). strict: a value the target cannot hold fails."""
+    it (the flag is what keeps it). A value the target cannot hold fails (strict sessions)."""
     conn = connect(server, db)
     execute(conn, "CREATE TABLE src (id INT PRIMARY KEY, v BIGINT NOT NULL)",
             "CREATE TABLE dst (id INT PRIMARY KEY, v INT NOT NULL, kept INT NOT NULL "
@@ -404,14 +404,14 @@ def test_flush_keeps_columns_the_source_does_not_feed(server: Dsn, db: str,
             return FlushTarget(db, "src", "dst", ("`src`.`v`", "`src`.`id`"), ("v", "id"),
                                ("id",), other_unique=False, integer_key=True, **kw)
 
-        sync_keys(session, target(keep_unfed=True, strict=True), [(1,), (2,), (3,)],
+        sync_keys(session, target(keep_unfed=True), [(1,), (2,), (3,)],
                   atomic=True, in_place=in_place)
         with conn.cursor() as cur:
             cur.execute("SELECT id, v, kept FROM dst ORDER BY id")
             assert cur.fetchall() == ((1, 10, 100), (3, 30, 7))
         execute(conn, "UPDATE src SET v = 1 << 40 WHERE id = 3")
         with pytest.raises(DataError):
-            sync_keys(session, target(keep_unfed=True, strict=True), [(3,)], atomic=True,
+            sync_keys(session, target(keep_unfed=True), [(3,)], atomic=True,
                       in_place=in_place)
         sync_keys(session, target(), [(1,)], atomic=True)
         assert scalar_row(conn, "SELECT kept FROM dst WHERE id = 1")[0] == 7
