@@ -31,6 +31,7 @@ from onlineddl.errors import (
     LockHeld,
     ResumeRefused,
     RevertRefused,
+    TableChanged,
 )
 from onlineddl.migration import migrate
 from onlineddl.revert import revert
@@ -418,3 +419,17 @@ def test_flush_keeps_columns_the_source_does_not_feed(server: Dsn, db: str,
     finally:
         session.close()
         conn.close()
+
+
+def test_a_change_to_t_after_the_recorded_swap_stops_the_revert(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """A later migration with --drop-old records nothing; the last record is then not
+    the most recent swap: the revert meets that migration's RENAME in the binlog and
+    stops (exit 13), T unchanged, saying why."""
+    conn, _ = seeded
+    migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    migrate(config(server, db, "ADD INDEX v_idx (v)", drop_old=True))
+    before = shape(conn)
+    with pytest.raises(TableChanged, match="only the most recent swap"):
+        run_revert(server, db)
+    assert shape(conn) == before
