@@ -31,6 +31,7 @@ from onlineddl.errors import (
     OnlineDDLError,
     PreflightFailed,
     ResumeRefused,
+    TableChanged,
 )
 from onlineddl.leftovers import shadow_identity
 from onlineddl.preflight import check_privileges, check_server, check_table
@@ -69,20 +70,39 @@ class Revert(Run):
             self.cut_over()
             self.cleanup()
             return self.succeed(started)
-        except OnlineDDLError as err:
+        except OnlineDDLError as caught:
+            err = self._explain_ddl(caught)
             if isinstance(err, PreflightFailed):
                 self.discard_created()
             elif isinstance(err, DataError):
-                err.hint = (f"a value written to {self.config.table} since the swap does not "
-                            f"fit {self.target}'s column; {self.config.table} is unchanged. "
-                            "Change that row so it fits, then run `onlineddl revert "
-                            "--resume`; or give up with `onlineddl cleanup`")
+                err.hint = (f"a row written to {self.config.table} since the swap cannot be "
+                            f"written to {self.target} (a value its column cannot hold, or a "
+                            "duplicate under one of its UNIQUE keys); "
+                            f"{self.config.table} is unchanged. Change that row, then run "
+                            "`onlineddl revert --resume`; or give up with `onlineddl cleanup`")
             else:
                 self._resumable_note(err)
             self.events.fire("failure", err)
+            if err is not caught:
+                raise err from caught
             raise
         finally:
             self.close()
+
+    def _explain_ddl(self, err: OnlineDDLError) -> OnlineDDLError:
+        """The applier met DDL on T before our own swap: T changed after the swap being
+        reverted (a plain ALTER, or a later migration that kept no record: --drop-old).
+        The revert cannot go on; say so instead of the applier's generic message."""
+        ddl = self.applier.ddl if self.applier else None
+        if ddl is None or self.phase >= Phase.CUTOVER:
+            return err
+        return TableChanged(
+            f"{self.config.table} was changed after the swap that kept {self.target} (the "
+            f"binlog shows: {ddl[:300]}); only the most recent swap of a table can be "
+            "reverted, and this one is not it",
+            hint=f"`onlineddl cleanup --database {self.db} --table {self.config.table}` "
+                 f"discards this revert ({self.config.table} is unchanged; {self.target} "
+                 "holds some of the writes made since its swap); migrate back instead")
 
     # --- stages ----------------------------------------------------------------------
 
