@@ -433,3 +433,22 @@ def test_a_change_to_t_after_the_recorded_swap_stops_the_revert(
     with pytest.raises(TableChanged, match="only the most recent swap"):
         run_revert(server, db)
     assert shape(conn) == before
+
+
+def test_refused_when_t_changed_or_the_swap_ran_elsewhere(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    execute(conn, "UPDATE _onlineddl_old_tables SET server_identity = 'server_uuid=elsewhere'")
+    refused(server, db, conn, RevertRefused, "another server", "elsewhere")
+    execute(conn, "UPDATE _onlineddl_old_tables SET server_identity = ''",
+            "ALTER TABLE t ADD COLUMN z INT NULL")
+    refused(server, db, conn, RevertRefused, "columns of", "changed since the swap")
+
+
+def test_refused_for_a_dropped_column_under_another_unique_key(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    execute(conn, "ALTER TABLE t ADD UNIQUE KEY data_u (id, data)")
+    migrate(config(server, db, "DROP COLUMN extra"))
+    refused(server, db, conn, RevertRefused, "extra", "data_u")
