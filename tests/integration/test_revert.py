@@ -117,7 +117,10 @@ def test_revert_brings_back_the_old_schema_with_every_write(
             "UPDATE mirror SET v = v + 1 WHERE id = 100001",
             "DELETE FROM t WHERE id = 100002", "DELETE FROM mirror WHERE id = 100002",
             "INSERT INTO t (id, name, v) VALUES (500001, 'new', 1)",
-            "INSERT INTO mirror (id, name, v) VALUES (500001, 'new', 1)")
+            "INSERT INTO mirror (id, name, v) VALUES (500001, 'new', 1)",
+            # Only T's AUTO_INCREMENT counter remembers this row.
+            "INSERT INTO t (id, name, v) VALUES (600001, 'gone', 1)",
+            "DELETE FROM t WHERE id = 600001")
     after_migrate = shape(conn)
     info = json.loads(status(server, db, "t", as_json=True))
     assert info["old_tables"][-1]["revert"].startswith("yes ("), info["old_tables"]
@@ -135,6 +138,9 @@ def test_revert_brings_back_the_old_schema_with_every_write(
         faults.clear()
     writers.wait_for_commits(30)
     writers.stop()
+    # T's AUTO_INCREMENT counter came along (ids of rows deleted since are not reused).
+    assert int(scalar_row(conn, "SHOW CREATE TABLE t")[1]
+               .split("AUTO_INCREMENT=")[1].split()[0]) > 600001
     assert not writers.errors, writers.errors[:5]
     assert commits["during"] > 0
     assert shape(conn) == before
@@ -452,3 +458,43 @@ def test_refused_for_a_dropped_column_under_another_unique_key(
     execute(conn, "ALTER TABLE t ADD UNIQUE KEY data_u (id, data)")
     migrate(config(server, db, "DROP COLUMN extra"))
     refused(server, db, conn, RevertRefused, "extra", "data_u")
+
+
+def test_renamed_and_dropped_columns_come_back(server: Dsn, db: str) -> None:
+    conn = connect(server, db)
+    execute(conn, "CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL, b VARCHAR(8) NOT NULL "
+                  "DEFAULT 'dflt', c INT NULL)",
+            "INSERT INTO t VALUES (1, 10, 'one', 100), (2, 20, 'two', 200), (3, 30, 'x', 3)")
+    migrate(config(server, db, "CHANGE COLUMN a a2 BIGINT NOT NULL, DROP COLUMN b, "
+                               "ADD COLUMN d INT NOT NULL DEFAULT 4"))
+    execute(conn, "UPDATE t SET a2 = 11, d = 44 WHERE id = 1", "DELETE FROM t WHERE id = 3",
+            "INSERT INTO t (id, a2, c) VALUES (4, 40, NULL)")
+    run_revert(server, db)
+    assert columns(conn) == ["id", "a", "b", "c"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, a, b, c FROM t ORDER BY id")
+        assert cur.fetchall() == ((1, 11, "one", 100), (2, 20, "two", 200),
+                                  (4, 40, "dflt", None))
+    conn.close()
+
+
+def test_a_checkpoint_of_an_earlier_version_is_a_migrations(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """A checkpoint written before `kind` existed resumes as a migration; its first
+    write adds the column."""
+    conn, _ = seeded
+
+    def stop() -> None:
+        raise RuntimeError("stopped by the test")
+
+    faults.register("after_checksum", stop)
+    try:
+        with pytest.raises(RuntimeError):
+            migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    finally:
+        faults.clear()
+    execute(conn, "ALTER TABLE _t_chkpnt DROP COLUMN kind")
+    with pytest.raises(ArtifactsExist, match="onlineddl migrate"):
+        run_revert(server, db)
+    migrate(config(server, db, "ADD COLUMN a INT NULL", resume=True))
+    assert "a" in columns(conn)
