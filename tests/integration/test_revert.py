@@ -120,8 +120,8 @@ def test_revert_brings_back_the_old_schema_with_every_write(
             "INSERT INTO mirror (id, name, v) VALUES (500001, 'new', 1)",
             # Only T's AUTO_INCREMENT counter remembers this row (one transaction: the
             # binlog applier never sees the row exist).
-            "BEGIN", "INSERT INTO t (id, name, v) VALUES (600001, 'gone', 1)",
-            "DELETE FROM t WHERE id = 600001", "COMMIT")
+            "BEGIN", "INSERT INTO t (id, name, v) VALUES (5000000001, 'gone', 1)",
+            "DELETE FROM t WHERE id = 5000000001", "COMMIT")
     after_migrate = shape(conn)
     info = json.loads(status(server, db, "t", as_json=True))
     assert info["old_tables"][-1]["revert"].startswith("yes ("), info["old_tables"]
@@ -141,7 +141,7 @@ def test_revert_brings_back_the_old_schema_with_every_write(
     writers.stop()
     # T's AUTO_INCREMENT counter came along (ids of rows deleted since are not reused).
     assert int(scalar_row(conn, "SHOW CREATE TABLE t")[1]
-               .split("AUTO_INCREMENT=")[1].split()[0]) > 600001
+               .split("AUTO_INCREMENT=")[1].split()[0]) > 5_000_000_001
     assert not writers.errors, writers.errors[:5]
     assert commits["during"] > 0
     assert shape(conn) == before
