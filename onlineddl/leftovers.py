@@ -117,12 +117,12 @@ def refusal(found: Survey, database: str, table: str) -> ArtifactsExist | None:
     cleanup = f"onlineddl cleanup --database {database} --table {table}"
     if found.checkpoint:
         left = ", ".join(found.ours)
-        kind = found.state.kind if found.state else "migrate"
+        kind = found.state.kind if found.state else ""
+        again = f"run `onlineddl {kind}` again" if kind else "run again"
         return ArtifactsExist(
             f"an earlier run on {database}.{table} left {left}{_foreign_note(found)}"
-            + ("" if kind == "migrate" else f" (an unfinished `{kind}`)"),
-            hint=f"run `onlineddl {kind}` again with --resume to continue it, or "
-                 f"`{cleanup}` to discard it")
+            + (f" (an unfinished `{kind}`)" if kind not in ("", "migrate") else ""),
+            hint=f"{again} with --resume to continue it, or `{cleanup}` to discard it")
     if found.foreign:
         return ArtifactsExist(
             f"{database} has {', '.join(found.foreign)}, named like onlineddl's work tables "

@@ -98,8 +98,9 @@ class Revert(Run):
             return err
         return TableChanged(
             f"{self.config.table} was changed after the swap that kept {self.target} (the "
-            f"binlog shows: {ddl[:300]}); only the most recent swap of a table can be "
-            "reverted, and this one is not it",
+            f"binlog shows: {ddl[:300]}): a later migration that kept no record "
+            "(--drop-old), or another session's DDL; a revert cannot replay across it (only "
+            "the most recent swap of a table can be reverted)",
             hint=f"`onlineddl cleanup --database {self.db} --table {self.config.table}` "
                  f"discards this revert ({self.config.table} is unchanged; {self.target} "
                  "holds some of the writes made since its swap); migrate back instead")
