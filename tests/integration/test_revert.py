@@ -22,7 +22,7 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 
 from onlineddl import faults
 from onlineddl.applier import FlushTarget, sync_keys
-from onlineddl.commands import status
+from onlineddl.commands import cleanup, status
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import (
@@ -507,3 +507,25 @@ def test_the_auto_increment_counter_comes_along(server: Dsn, db: str) -> None:
     execute(conn, "INSERT INTO t (v) VALUES (4)")
     assert scalar_row(conn, "SELECT MAX(id) FROM t")[0] == 1001
     conn.close()
+
+
+def test_cleanup_discards_an_unfinished_revert_and_keeps_the_old_table(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, _ = seeded
+    old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+
+    def stop() -> None:
+        raise RuntimeError("stopped by the test")
+
+    faults.register("after_checksum", stop)
+    try:
+        with pytest.raises(RuntimeError):
+            run_revert(server, db)
+    finally:
+        faults.clear()
+    assert cleanup(server, db, "t") == [f"dropped {db}._t_chkpnt"]
+    assert old in tables(conn) and recorded_old_tables(conn) == [old]
+    assert "a" in columns(conn)
+    run_revert(server, db)
+    assert "a" not in columns(conn)
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
