@@ -523,7 +523,12 @@ def test_cleanup_discards_an_unfinished_revert_and_keeps_the_old_table(
             run_revert(server, db)
     finally:
         faults.clear()
-    assert cleanup(server, db, "t") == [f"dropped {db}._t_chkpnt"]
+    # A user's `_t_new` with the old table's columns is never taken for the revert's.
+    execute(conn, f"CREATE TABLE _t_new LIKE `{old}`", f"INSERT INTO _t_new SELECT * FROM `{old}`")
+    with pytest.raises(ArtifactsExist, match="_t_new"):
+        cleanup(server, db, "t")
+    assert "_t_new" in tables(conn) and "_t_chkpnt" not in tables(conn)
+    execute(conn, "DROP TABLE _t_new")
     assert old in tables(conn) and recorded_old_tables(conn) == [old]
     assert "a" in columns(conn)
     run_revert(server, db)
