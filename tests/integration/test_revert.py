@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from workload import IntModel, Writers, assert_same_rows, make_tables
 from onlineddl import faults
 from onlineddl.applier import FlushTarget, sync_keys
 from onlineddl.commands import cleanup, status
-from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.config import Dsn, HookConfig, MigrationConfig, Tuning
 from onlineddl.db import Session
 from onlineddl.errors import (
     ArtifactsExist,
@@ -534,3 +535,19 @@ def test_cleanup_discards_an_unfinished_revert_and_keeps_the_old_table(
     run_revert(server, db)
     assert "a" not in columns(conn)
     assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+
+
+def test_hooks_tell_a_revert_apart_and_status_shows_it(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers], tmp_path: Path) -> None:
+    old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    text = status(server, db, "t")
+    assert f"{old}  swapped " in text and "revert: yes (" in text
+    seen = tmp_path / "seen"
+    for event in ("startup", "before-cutover", "success"):
+        hook = tmp_path / event
+        hook.write_text(f'#!/bin/sh\necho "$ONLINEDDL_EVENT $ONLINEDDL_KIND $ONLINEDDL_ALTER" '
+                        f'>> {seen}\n')
+        hook.chmod(0o755)
+    run_revert(server, db, hooks=HookConfig(directory=str(tmp_path), timeout=10))
+    assert seen.read_text().splitlines() == [f"{e} revert revert to {old}" for e in
+                                             ("startup", "before-cutover", "success")]
