@@ -269,6 +269,17 @@ def _replace_select(database: str, source: str, target: str, source_exprs: Seque
             f"WHERE {where} LOCK IN SHARE MODE")
 
 
+def insert_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
+                target_cols: Sequence[str], pk: Sequence[str], keys: Sequence[Key]
+                ) -> tuple[str, Params]:
+    """replace_keys without REPLACE: a row whose unique value another row of the target
+    holds fails the statement (duplicate-key error) instead of deleting that row. The
+    target must not have the rows for `keys` (delete_keys them first)."""
+    where, params = key_in(pk, keys)
+    return _replace_select(database, source, target, source_exprs, target_cols, where,
+                           verb="INSERT"), params
+
+
 def upsert_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
                 target_cols: Sequence[str], pk: Sequence[str], keys: Sequence[Key]
                 ) -> tuple[str, Params]:
@@ -283,17 +294,6 @@ def upsert_keys(database: str, source: str, target: str, source_exprs: Sequence[
     tq = qualified(database, target)
     sets = ", ".join(f"{tq}.{ident(c)} = VALUES({ident(c)})" for c in target_cols)
     return f"{text} ON DUPLICATE KEY UPDATE {sets}", params
-
-
-def insert_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
-                target_cols: Sequence[str], pk: Sequence[str], keys: Sequence[Key]
-                ) -> tuple[str, Params]:
-    """replace_keys without REPLACE: a row whose unique value another row of the target
-    holds fails the statement (duplicate-key error) instead of deleting that row. The
-    target must not have the rows for `keys` (delete_keys them first)."""
-    where, params = key_in(pk, keys)
-    return _replace_select(database, source, target, source_exprs, target_cols, where,
-                           verb="INSERT"), params
 
 
 def key_values(database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
