@@ -21,6 +21,7 @@ Refused, naming what is wrong (RevertRefused, exit 4), when:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -222,9 +223,8 @@ def start_after_swap(session: Session, flavor: MySQL, config: MigrationConfig,
     """Where the revert reads the binlog from: right after the swap's RENAME, found by
     reading from the drain position recorded at the swap (no change to T between)."""
     swap = plan.swap
-    names = Artifacts.for_table(config.table, plan.old.name)
-    names = Artifacts(names.table, swap.shadow, plan.old.name, names.checkpoint,
-                      names.sentry, names.swap)
+    names = dataclasses.replace(Artifacts.for_table(config.table, plan.old.name),
+                                shadow=swap.shadow)   # the swap's own names
     before = load_table(session, config.database, plan.old.name)  # T's shape then
     shape = TableShape.of(before, name=config.table)
     server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)

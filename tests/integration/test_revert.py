@@ -551,3 +551,20 @@ def test_hooks_tell_a_revert_apart_and_status_shows_it(
     run_revert(server, db, hooks=HookConfig(directory=str(tmp_path), timeout=10))
     assert seen.read_text().splitlines() == [f"{e} revert revert to {old}" for e in
                                              ("startup", "before-cutover", "success")]
+
+
+def test_a_text_key_keeps_dropped_values_through_the_upsert(server: Dsn, db: str) -> None:
+    """A text primary key is never updated in place: every flush of the revert is the
+    upsert (sql.upsert_keys), which must keep the dropped column's values."""
+    conn = connect(server, db)
+    execute(conn, "CREATE TABLE t (k VARCHAR(16) PRIMARY KEY, v INT NOT NULL, "
+                  "extra INT NOT NULL DEFAULT 7)",
+            "INSERT INTO t VALUES ('a', 1, 100), ('b', 2, 200), ('c', 3, 300)")
+    migrate(config(server, db, "DROP COLUMN extra"))
+    execute(conn, "UPDATE t SET v = 10 WHERE k = 'a'", "DELETE FROM t WHERE k = 'b'",
+            "INSERT INTO t VALUES ('d', 4)")
+    run_revert(server, db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT k, v, extra FROM t ORDER BY k")
+        assert cur.fetchall() == (("a", 10, 100), ("c", 3, 300), ("d", 4, EXTRA_DEFAULT))
+    conn.close()
