@@ -319,7 +319,10 @@ def test_three_migrations_then_revert_then_revert_the_revert(
     first = run_revert(server, db)            # back to the 2nd schema
     assert shape(conn) == shapes[2]
     writers.wait_for_commits(10)
+    # The writers still run: both tables read in one snapshot (they commit to both).
+    execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
     assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    execute(conn, "COMMIT")
     assert recorded_old_tables(conn) == [olds[0], olds[1], first.old_table]
     second = run_revert(server, db)           # the revert reverted: the 3rd schema again
     assert shape(conn) == shapes[3]
