@@ -128,6 +128,11 @@ class FlushTarget:
     # The target's UNIQUE keys (besides the run's key). When the source does not
     # enforce one of them, rows are written without REPLACE (see write_guarded).
     unique_checks: tuple[UniqueCheck, ...] = ()
+    # A revert's target (the old table) has columns the source does not feed (ones the
+    # migration dropped): rows are upserted so those keep their values (sql.upsert_keys).
+    # (Every session is strict, sql.SESSION_SQL_MODE: a value the old type cannot hold
+    # fails the flush instead of being truncated.)
+    keep_unfed: bool = False
 
     @property
     def updates_in_place(self) -> bool:
@@ -167,6 +172,8 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
             _, info = session.execute_info(*sql.update_keys(*args, src_pk, t.pk, keys))
             if rows_matched(info) < len(keys):
                 session.execute(*sql.replace_missing(*args, src_pk, t.pk, keys))
+        elif keys and t.keep_unfed:
+            session.execute(*sql.upsert_keys(*args, src_pk, keys))
         elif keys and t.guarded:
             write_guarded(session, t, keys)
         elif keys:

@@ -57,14 +57,19 @@ SCHEMA = """CREATE TABLE {table} (
   server_identity VARCHAR(255) NOT NULL DEFAULT '',
   shadow_identity VARCHAR(255) NOT NULL DEFAULT '',
   old_table VARCHAR(64) NOT NULL DEFAULT '',
-  triggers LONGTEXT NULL
+  triggers LONGTEXT NULL,
+  kind VARCHAR(16) NOT NULL DEFAULT 'migrate'
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + MARK + "'"
 
 COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_complete",
            "rows_copied", "binlog_file", "binlog_pos", "binlog_gtid", "checksum_state",
            "cutover_started", "drain_file", "drain_pos", "drain_gtid", "swapped", "runner",
            "started_at", "updated_at", "server_identity", "shadow_identity", "old_table",
-           "triggers")
+           "triggers", "kind")
+# Added after the others, with their definitions: a checkpoint of an earlier version
+# lacks them (read as empty: no triggers recorded, a migration's); a write adds them.
+LATER_COLUMNS = {"triggers": "triggers LONGTEXT NULL",
+                 "kind": "kind VARCHAR(16) NOT NULL DEFAULT 'migrate'"}
 
 
 def alter_hash(alter: str) -> str:
@@ -99,6 +104,9 @@ class State:
     # T's triggers (triggers.encode), recorded before the cutover puts its guard on T:
     # what --resume and cleanup put back after a kill in the middle of the carry.
     triggers: str = ""
+    # Which command's run this is: `migrate` and `revert` never take each other's
+    # checkpoints (a revert's shadow is the old table it swaps back in).
+    kind: str = "migrate"
 
     @property
     def age_seconds(self) -> float:
@@ -135,12 +143,12 @@ class Checkpoint:
             drain.file if drain else None, drain.pos if drain else None,
             drain.gtid if drain else None, int(state.swapped), state.runner,
             state.started_at, now, state.server, state.shadow, state.old_table,
-            state.triggers or None,
+            state.triggers or None, state.kind,
         )
         marks = ", ".join(["%s"] * len(COLUMNS))
         text = f"REPLACE INTO {self.qualified} ({sql.column_list(COLUMNS)}) VALUES ({marks})"
         try:
-            retry(lambda: self.session.execute(text, values), what="writing the checkpoint",
+            retry(lambda: self._replace(text, values), what="writing the checkpoint",
                   attempts=3)
         except OnlineDDLError as err:
             raise ReplicationError(
@@ -149,30 +157,38 @@ class Checkpoint:
                      "and run again with --resume") from err
         state.updated_at = now
 
-    def read(self, *, upgrade: bool = True) -> State | None:
-        """The state, or None when there is no checkpoint of ours or it has no row yet
-        (the run died while setting up). `upgrade`: a checkpoint without the `triggers`
-        column gets it (else, for `status`, it is read without)."""
-        if not self.exists():
-            return None
+    def _replace(self, text: str, values: tuple[Any, ...]) -> None:
         try:
-            rows = self._rows(COLUMNS)
+            self.session.execute(text, values)
         except DatabaseError as err:
             if err.errno != ER_BAD_FIELD:
                 raise
-            if self._lacks_only_triggers():
-                if upgrade:
-                    self.session.execute(
-                        f"ALTER TABLE {self.qualified} ADD COLUMN triggers LONGTEXT NULL")
-                    return self.read()
-                older = tuple(c for c in COLUMNS if c != "triggers")
-                rows = [{**r, "triggers": None} for r in self._rows(older)]
-            else:
-                raise ResumeRefused(
-                    f"{self.table} was written by an older onlineddl version, which did not "
-                    "record the server, the shadow table it created and its old table's "
-                    "name", hint="finish or discard that run with the version that started "
-                                 "it, or drop its tables by hand and start again") from err
+            self._add_later_columns()
+            self.session.execute(text, values)
+
+    def _add_later_columns(self) -> None:
+        present = {str(r[0]).lower() for r in self.session.query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
+        missing = [d for c, d in LATER_COLUMNS.items() if c not in present]
+        if missing:
+            self.session.execute(f"ALTER TABLE {self.qualified} "
+                                 + ", ".join(f"ADD COLUMN {d}" for d in missing))
+
+    def read(self) -> State | None:
+        """The state, or None when there is no checkpoint of ours or it has no row yet
+        (the run died while setting up)."""
+        if not self.exists():
+            return None
+        # SELECT *: the later columns may be missing (an earlier version's checkpoint);
+        # reading never changes it (`status` reads another runner's).
+        rows = self.session.query_dicts(f"SELECT * FROM {self.qualified} WHERE id = 1")
+        if rows and not set(COLUMNS) - set(LATER_COLUMNS) <= set(rows[0]):
+            raise ResumeRefused(
+                f"{self.table} was written by an older onlineddl version, which did not "
+                "record the server, the shadow table it created and its old table's name",
+                hint="finish or discard that run with the version that started it, or "
+                     "drop its tables by hand and start again")
         if not rows:
             return None
         r = rows[0]
@@ -188,19 +204,8 @@ class Checkpoint:
             drain=drain, swapped=bool(r["swapped"]), runner=r["runner"],
             started_at=r["started_at"], updated_at=r["updated_at"],
             server=r["server_identity"], shadow=r["shadow_identity"],
-            old_table=r["old_table"], triggers=r["triggers"] or "")
-
-    def _rows(self, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-        return self.session.query_dicts(
-            f"SELECT {sql.column_list(columns)} FROM {self.qualified} WHERE id = 1")
-
-    def _lacks_only_triggers(self) -> bool:
-        """A checkpoint of the version before trigger support lacks only `triggers`
-        (that version refused tables with triggers, so there are none to record)."""
-        present = {str(r[0]).lower() for r in self.session.query(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
-        return set(COLUMNS) - present == {"triggers"}
+            old_table=r["old_table"], triggers=str(r.get("triggers") or ""),
+            kind=str(r.get("kind") or "migrate"))
 
     def _phase(self, text: str) -> Phase:
         try:

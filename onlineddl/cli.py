@@ -34,6 +34,7 @@ from onlineddl.hooks import EVENTS
 from onlineddl.migration import Migration
 from onlineddl.oldtables import parse_duration
 from onlineddl.progress import TerminalBar
+from onlineddl.revert import Revert
 
 log = logging.getLogger("onlineddl")
 
@@ -114,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the server can do the ALTER with ALGORITHM=INSTANT, do that "
                         "in place instead of copying")
     _operator_args(m)
+
+    r = sub.add_parser("revert", help="undo the most recent swap of a table: its old table "
+                                      "back as T, with every write made since")
+    _server_args(r)
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted revert (refused when there is none)")
+    r.add_argument("--repair", dest="repair", action="store_true", default=True,
+                   help="re-sync rows the checksum finds different (default)")
+    r.add_argument("--no-repair", dest="repair", action="store_false",
+                   help="stop with an error on any checksum difference")
+    r.add_argument("--wait-for-lock", type=float, default=0.0,
+                   help="seconds to wait for another run on the same table")
+    r.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
+    r.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
+    r.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
+    r.add_argument("--postpone-cutover-flag-file", default=None, metavar="FILE",
+                   help="while FILE exists, stay in sync and hold the cutover")
+    r.add_argument("--max-checkpoint-age", type=float, default=72.0,
+                   help="hours; --resume refuses an older checkpoint (default 72)")
+    r.add_argument("--server-id", type=int, default=0,
+                   help="binlog reader server id (default: a random unused-looking id)")
+    _operator_args(r)
 
     c = sub.add_parser("cleanup", help="remove artifacts of a dead run (never touches T)")
     _server_args(c)
@@ -234,6 +257,45 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
                            allow_instant=args.allow_instant)
 
 
+def revert_config_from(args: argparse.Namespace) -> MigrationConfig:
+    """`revert` takes the options of `migrate` that apply to it; the rest keep their
+    defaults (there is no copy)."""
+    tuning = Tuning(cutover_attempts=args.cutover_attempts,
+                    cutover_lock_timeout=args.cutover_lock_timeout,
+                    progress_interval=args.progress_interval)
+    dsn = dsn_from(args)
+    throttling = Throttling(
+        max_lag=args.max_lag, replicas=tuple(parse_replica(r, dsn) for r in args.replica),
+        discover_replicas=args.discover_replicas,
+        max_load=parse_load(args.max_load, "--max-load") if args.max_load else (),
+        critical_load=parse_load(args.critical_load, "--critical-load")
+        if args.critical_load else (),
+        flag_file=args.throttle_flag_file)
+    hooks = HookConfig(directory=args.hooks_dir, timeout=args.hooks_timeout,
+                       status_interval=args.hooks_status_interval)
+    return MigrationConfig(
+        dsn=dsn, database=args.database, table=args.table, alter="", kind="revert",
+        repair=args.repair, resume=args.resume, server_id=args.server_id,
+        lock_wait=args.wait_for_lock, max_checkpoint_age=args.max_checkpoint_age * 3600,
+        postpone_flag_file=args.postpone_cutover_flag_file, tuning=tuning,
+        throttling=throttling, hooks=hooks,
+        control_socket=args.control_socket or control.default_socket_path(args.database,
+                                                                          args.table),
+        metrics_port=args.metrics_port, metrics_address=args.metrics_address)
+
+
+def run_revert(args: argparse.Namespace, bar: TerminalBar | None) -> None:
+    try:
+        result = Revert(revert_config_from(args), bar=bar).run()
+    finally:
+        if bar is not None:
+            bar.finish()
+    log.info("success: %s.%s reverted, %d rows verified, %.1fs, writes blocked %.3fs at "
+             "cutover; the table it was is kept as %s", result.database, result.table,
+             result.rows_checked, result.seconds, result.write_block_seconds,
+             result.old_table)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({"time": self.formatTime(record), "level": record.levelname,
@@ -256,7 +318,8 @@ def configure_logging(verbose: bool, fmt: str, bar: TerminalBar | None = None) -
 
 def progress_bar(args: argparse.Namespace) -> TerminalBar | None:
     """A bar only for a person watching a terminal; log shippers get plain lines."""
-    if args.command != "migrate" or args.dry_run or args.log_format != "text":
+    if args.command not in ("migrate", "revert") or getattr(args, "dry_run", False) \
+            or args.log_format != "text":
         return None
     return TerminalBar(sys.stderr) if sys.stderr.isatty() else None
 
@@ -330,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             run_migrate(args, bar)
+        elif args.command == "revert":
+            run_revert(args, bar)
         elif args.command == "ctl":
             run_ctl(args)
         elif args.command == "cleanup":
@@ -344,12 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OnlineDDLError as err:
         log.error("%s (exit %d)", err, err.exit_code)
-        if args.command == "migrate":
+        if args.command in ("migrate", "revert"):
             advise_retry(should_retry(err), args.log_format)
         return err.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; the run is resumable with --resume")
-        if args.command == "migrate":
+        if args.command in ("migrate", "revert"):
             advise_retry(True, args.log_format)
         return 11
 

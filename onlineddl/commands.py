@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
-from onlineddl import ledger, leftovers, oldtables, triggers
+from onlineddl import ledger, leftovers, oldtables, revertplan, triggers
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.config import Dsn
 from onlineddl.cutover import swap_state
 from onlineddl.db import Session
-from onlineddl.errors import ArtifactsExist, UsageError
+from onlineddl.errors import ArtifactsExist, OnlineDDLError, UsageError
+from onlineddl.flavor import detect
 from onlineddl.runlock import RunnerLock
 from onlineddl.table import Artifacts, present_artifacts, resolve_names
 
@@ -122,7 +124,7 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
                  ) -> dict[str, Any]:
     lock = RunnerLock(session.dsn, database, table)
     holder = session.scalar("SELECT IS_USED_LOCK(%s)", (lock.name,))
-    state = Checkpoint(session, database, names.checkpoint).read(upgrade=False)
+    state = Checkpoint(session, database, names.checkpoint).read()
     info: dict[str, Any] = {
         "table": f"{database}.{table}",
         "running": holder is not None,
@@ -132,11 +134,17 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
                             if n != names.table),
     }
     olds = oldtables.recorded(session, database, table)
+    revertible = _revertible(session, database, table, olds)
     info["old_tables"] = [
         {"name": o.name, "swapped_at": o.swapped_at, "alter": o.alter,
-         "size_bytes": o.size_bytes, "exists": o.exists, "recorded_table": o.ours}
+         "size_bytes": o.size_bytes, "exists": o.exists, "recorded_table": o.ours,
+         "kind": o.swap.kind if o.swap else None,
+         "revert": revertible.get(o.name, "no: only the most recent swap can be reverted")}
         for o in olds]
-    info["old_tables_text"] = [oldtables.describe(o) for o in olds]
+    info["old_tables_text"] = [
+        f"{oldtables.describe(o)}\n    revert: "
+        f"{revertible.get(o.name, 'no: only the most recent swap can be reverted')}"
+        for o in olds]
     if state is None:
         info["checkpoint"] = None
         return info
@@ -146,12 +154,38 @@ def _status_info(session: Session, database: str, table: str, names: Artifacts
         "low_watermark": state.low_watermark, "binlog_position": str(state.position),
         "checksum": state.checksum_state or "-", "cutover_started": state.cutover_started,
         "drain_position": str(state.drain) if state.drain else None,
-        "swapped": state.swapped, "old_table": state.old_table,
+        "swapped": state.swapped, "old_table": state.old_table, "kind": state.kind,
         "started_at": state.started_at,
         "updated_at": state.updated_at,
         "checkpoint_age_seconds": round(state.age_seconds, 1),
     })
     return info
+
+
+def _revertible(session: Session, database: str, table: str,
+                olds: list[oldtables.OldTable]) -> dict[str, str]:
+    """Whether `onlineddl revert` can bring the most recent old table back now, and
+    until about when the server keeps the binlog it needs (its own expiry; a manual
+    PURGE or a full disk can end that sooner)."""
+    if not olds:
+        return {}
+    latest = olds[-1]
+    flavor = detect(str(session.scalar("SELECT VERSION()")))
+    try:
+        revertplan.check_record(session, flavor, database, table, latest, "")
+    except OnlineDDLError as err:
+        return {latest.name: f"no: {err.message}"}
+    files = flavor.binlog_files(session)
+    expiry = flavor.binlog_expiry_seconds(session)
+    oldest = f"oldest binlog file on the server {files[0]}" if files else "no binlog files"
+    if not expiry:
+        until = "the server never purges binlogs by itself (binlog_expire_logs_seconds=0)"
+    else:
+        assert latest.swap is not None   # check_record refuses a record without one
+        end = latest.swapped_at + datetime.timedelta(seconds=expiry)
+        until = (f"until about {end:%Y-%m-%d %H:%M:%S} UTC, when the server's binlog expiry "
+                 f"({expiry:.0f}s) may purge {latest.swap.position.file}")
+    return {latest.name: f"yes ({oldest}; {until}; sooner if the binlogs are purged by hand)"}
 
 
 def _describe_connection(session: Session, conn_id: Any) -> str | None:

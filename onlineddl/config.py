@@ -209,13 +209,18 @@ class MigrationConfig:
     metrics_port: int | None = None          # Prometheus endpoint; None: none, 0: any port
     metrics_address: str = "127.0.0.1"
     allow_instant: bool = False              # apply an INSTANT-capable ALTER in place
+    # "migrate", or "revert" (revert.py; `alter` then names the old table it brings back,
+    # "revert to <old table>", once the run found it)
+    kind: str = "migrate"
 
     def validate(self) -> None:
         if not self.database:
             raise UsageError("--database is required")
         if not self.table:
             raise UsageError("--table is required")
-        if not self.alter.strip():
+        if self.kind not in ("migrate", "revert"):
+            raise UsageError(f"unknown kind of run {self.kind!r}")
+        if self.kind == "migrate" and not self.alter.strip():
             raise UsageError("--alter is required", hint='e.g. --alter "ADD COLUMN c INT NULL"')
         for name in (self.database, self.table):
             if len(name) > 64:

@@ -6,6 +6,7 @@
     +-- PreflightFailed            exit 4   server or table not suitable (binlog, PK, ...)
     |   +-- TableNotFound
     |   +-- UnsupportedTable
+    |   +-- RevertRefused                   `revert` cannot bring the old table back
     +-- MissingPrivilege           exit 4   the user lacks a privilege the run needs
     +-- InvalidAlter               exit 5   the ALTER does not parse or is refused
     +-- LockHeld                   exit 6   another runner owns the table
@@ -64,6 +65,11 @@ class TableNotFound(PreflightFailed):
 
 class UnsupportedTable(PreflightFailed):
     pass
+
+
+class RevertRefused(PreflightFailed):
+    """`revert` found no old table it can bring back, or bringing it back would lose
+    or alter values; nothing was changed."""
 
 
 class MissingPrivilege(OnlineDDLError):

@@ -55,6 +55,9 @@ POINTS = frozenset({
     "foreign_keys_attached",   # cutover: under the block, T's constraints on the shadow
     "old_foreign_keys_dropped",  # foreignkeys: after the swap, the old table's dropped
     "foreign_keys_renamed",    # foreignkeys: after the swap, T's constraints renamed back
+    "revert_setup",            # revert: its checkpoint exists, no state written yet
+    "revert_recorded",         # revert: the swapped-out table recorded, the record of
+                               # the table brought back not yet forgotten
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

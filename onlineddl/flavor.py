@@ -100,6 +100,15 @@ class MySQL:
     def binlog_files(self, session: Queryable) -> list[str]:
         return [str(row[0]) for row in session.query("SHOW BINARY LOGS")]
 
+    def binlog_expiry_seconds(self, session: Queryable) -> float:
+        """How long the server keeps binlog files before purging them by itself
+        (binlog_expire_logs_seconds, else expire_logs_days); 0: never."""
+        seconds = _variable(session, "binlog_expire_logs_seconds")
+        if seconds:
+            return float(seconds)
+        days = _variable(session, "expire_logs_days")
+        return float(days or 0) * 86400
+
     def position_available(self, session: Queryable, pos: BinlogPosition) -> bool:
         """Is the binlog still on the server from `pos` on (not purged)?"""
         return pos.file in self.binlog_files(session)
@@ -224,6 +233,14 @@ class MariaDB(MySQL):
     @property
     def supports_instant(self) -> bool:
         return True  # since 10.3; the server decides per ALTER
+
+
+def _variable(session: Queryable, name: str) -> float:
+    rows = session.query("SHOW GLOBAL VARIABLES LIKE %s", (name,))
+    try:
+        return float(rows[0][1]) if rows else 0.0
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def replica_lag(rows: list[dict[str, Any]]) -> float | None:

@@ -48,6 +48,7 @@ def hook_env(event: str, snap: Snapshot, config: MigrationConfig,
         "ONLINEDDL_DATABASE": config.database,
         "ONLINEDDL_TABLE": config.table,
         "ONLINEDDL_ALTER": config.alter,
+        "ONLINEDDL_KIND": config.kind,   # migrate | revert
         "ONLINEDDL_PHASE": snap.phase,
         "ONLINEDDL_ROWS_COPIED": str(snap.rows_copied),
         "ONLINEDDL_ROWS_ESTIMATE": str(snap.rows_estimate),

@@ -88,6 +88,8 @@ def survey(session: Session, database: str, names: Artifacts) -> Survey:
 
 def _shadow_is_ours(session: Session, database: str, names: Artifacts,
                     state: State | None) -> bool:
+    if state is not None and state.kind != "migrate":
+        return False   # a revert creates no `_T_new` (its target is an old table)
     current = shadow_identity(session, database, names.shadow)
     if state is not None:
         return identity_matches(state.shadow, current)
@@ -115,9 +117,12 @@ def refusal(found: Survey, database: str, table: str) -> ArtifactsExist | None:
     cleanup = f"onlineddl cleanup --database {database} --table {table}"
     if found.checkpoint:
         left = ", ".join(found.ours)
+        kind = found.state.kind if found.state else ""
+        again = f"run `onlineddl {kind}` again" if kind else "run again"
         return ArtifactsExist(
-            f"an earlier run on {database}.{table} left {left}{_foreign_note(found)}",
-            hint=f"run again with --resume to continue it, or `{cleanup}` to discard it")
+            f"an earlier run on {database}.{table} left {left}{_foreign_note(found)}"
+            + (f" (an unfinished `{kind}`)" if kind not in ("", "migrate") else ""),
+            hint=f"{again} with --resume to continue it, or `{cleanup}` to discard it")
     if found.foreign:
         return ArtifactsExist(
             f"{database} has {', '.join(found.foreign)}, named like onlineddl's work tables "

@@ -3,19 +3,15 @@
     preflight -> setup -> [applier starts] -> copy -> catch-up -> checksum
               -> (postponed) -> cutover -> cleanup
 
-Only this module knows the order of the stages. The operator's handles on a run (the
-control socket, throttling, hooks, metrics; control.py, throttle.py, hooks.py,
-metrics.py) are consulted between units of work, in `tick()` and between copy chunks.
+Only this module knows the order of a migration's stages; the stages it shares with
+`revert` (the applier, catch-up, checksum, postponement, cutover, the operator's
+handles consulted in `tick()` and between copy chunks) are in run.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from onlineddl import (
@@ -31,125 +27,57 @@ from onlineddl import (
     triggers,
     zones,
 )
-from onlineddl.applier import Applier, FlushTarget
-from onlineddl.binlog import BinlogReader, TableShape, open_reader
+from onlineddl.applier import FlushTarget
 from onlineddl.checkpoint import Checkpoint, State, alter_hash
-from onlineddl.checksum import Checksum
-from onlineddl.chunker import Chunker, KeyOrder, Watermark
+from onlineddl.chunker import Chunker, Watermark
 from onlineddl.config import MigrationConfig
-from onlineddl.control import Controls, ControlServer
 from onlineddl.copier import Copier
-from onlineddl.cutover import Cutover, drop_guards
+from onlineddl.cutover import drop_guards
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
-    ArtifactsExist,
     CutoverFailed,
     DatabaseError,
     DataError,
     InvalidAlter,
     OnlineDDLError,
     PreflightFailed,
-    ReplicationError,
     ResumeRefused,
-    TableChanged,
-    TableNotFound,
-    TableVanished,
-    WaitTimeout,
 )
-from onlineddl.flavor import BinlogPosition, MySQL, detect
-from onlineddl.hooks import Events
-from onlineddl.ledger import Ledger
-from onlineddl.metrics import MetricsSink, NoMetrics, serve
 from onlineddl.preflight import check_privileges, check_server, check_table
-from onlineddl.progress import HeadLag, Phase, Progress, TerminalBar
-from onlineddl.runlock import RunnerLock
+from onlineddl.progress import Phase, TerminalBar
+from onlineddl.run import Result as Result  # re-exported: the API's result type
+from onlineddl.run import Run
 from onlineddl.statement import ParsedAlter, parse_alter
 from onlineddl.table import (
-    Artifacts,
     ColumnMapping,
     TableInfo,
-    auto_increment_counter,
     build_mapping,
     integer_key,
     load_table,
-    present_artifacts,
-    resolve_names,
 )
-from onlineddl.throttle import CopyGate, Hold, NoThrottle, Throttle, make_throttle
+from onlineddl.throttle import CopyGate, make_throttle
 from onlineddl.uniques import UniqueCheck, unique_checks
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Result:
-    database: str
-    table: str
-    rows_copied: int
-    rows_checked: int
-    seconds: float
-    cutover_attempts: int
-    write_block_seconds: float
-    resumed: bool
-    instant: bool = False   # applied in place with ALGORITHM=INSTANT (--allow-instant)
-    already_done: bool = False  # --resume=auto: an earlier run of this ALTER finished
-    old_table: str = ""     # where the original is kept ("" with --drop-old or instant)
-
-
-CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
-CATCHUP_SETTLE = 20.0  # seconds to try for that before going on
-
 # Errors a resume cannot fix: clean up what this run created so nothing is left behind.
 FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
 
 
-class Migration:
+class Migration(Run):
     """One run. `run()` is the table of contents; each stage is a short method."""
 
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
-        config.validate()
-        self.config = config
-        self.tuning = config.tuning
-        self.db = config.database
-        self.names = Artifacts.for_table(config.table)
-        self.phase = Phase.PREFLIGHT
-        self.progress = Progress(f"{config.database}.{config.table}",
-                                 config.tuning.progress_interval, bar=bar)
-        self.control: Session | None = None
-        self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
-        self.flavor: MySQL | None = None
+        super().__init__(config, bar=bar)
         self.parsed_alter: ParsedAlter | None = None
-        self.source: TableInfo | None = None
-        self.shadow: TableInfo | None = None
-        self.mapping: ColumnMapping | None = None
         self.shadow_unique: tuple[UniqueCheck, ...] | None = None
-        self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
-        self.applier: Applier | None = None
-        self.checkpoint: Checkpoint | None = None
-        self.state: State | None = None
-        self.watermark = Watermark()
-        self.ledger = Ledger()          # the artifacts this run created
-        self.resumed = False
-        self.rows_checked = 0
-        self.cutover_attempts = 0
-        self.block_seconds = 0.0
-        self._last_checkpoint = 0.0
-        self._last_lock_check = 0.0
-        # The operator's handles (see the module docstring).
-        self.controls = Controls(chunk_time=config.tuning.chunk_time,
-                                 max_lag=config.throttling.max_lag,
-                                 nice_ratio=config.tuning.nice_ratio)
-        self.throttle: Throttle = NoThrottle()
-        self.gate = CopyGate(self.controls, self.throttle)
-        self.events = Events(config, self.progress.snapshot)
-        self.metrics: MetricsSink = NoMetrics()
-        self.ctl_server: ControlServer | None = None
-        self.head_lag = HeadLag()
         self.instant = False             # the server can do the ALTER with ALGORITHM=INSTANT
         self.applied_instantly = False   # ... and did, on T itself (--allow-instant)
         self.already_done = False        # --resume=auto found this ALTER already done
         self.triggers: tuple[triggers.Trigger, ...] = ()   # T's, read by preflight
+        self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -185,23 +113,11 @@ class Migration:
                 if vanished is not None:
                     raise vanished from err
                 raise
-            if self.phase >= Phase.COPY and self.phase < Phase.DONE and self._resumable(err):
-                note = ("the run is resumable: run the same command again (--resume=auto "
-                        "continues it)" if self.config.resume_auto else
-                        "the run is resumable: run the same command with --resume")
-                err.hint = f"{err.hint}; {note}" if err.hint else note
+            self._resumable_note(err)
             self.events.fire("failure", err)
             raise
         finally:
             self.close()
-
-    def _resumable(self, err: OnlineDDLError) -> bool:
-        """May the failure note say "resumable"? Not after another session's DDL on the
-        table (the shadow is stale: --resume would refuse), nor when the error's own
-        advice already says how to go on."""
-        if isinstance(err, TableChanged) or (self.applier and self.applier.ddl):
-            return False
-        return "--resume" not in err.hint and "cleanup" not in err.hint
 
     def dry_run(self) -> dryrun.DryRun:
         """--dry-run: every check, the new table as the server builds it, the column
@@ -218,47 +134,6 @@ class Migration:
             self.close()
 
     # --- stages ----------------------------------------------------------------------
-
-    def connect(self) -> None:
-        self.control = Session(self.config.dsn, name="control",
-                               lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
-        version = str(self.control.scalar("SELECT VERSION()"))
-        self.flavor = detect(version)
-        log.info("connected to %s (%s)", self.config.dsn.describe(), version)
-        self._use_stored_names()
-        self.runner_lock.acquire(self.config.lock_wait, self._describe_holder)
-
-    def _use_stored_names(self) -> None:
-        """From here on the run knows T by the server's stored names (with
-        lower_case_table_names=1, `--table Orders` is `orders`): artifacts, the runner
-        lock, messages and the binlog reader's table are all built from them."""
-        try:
-            database, table = resolve_names(self._control(), self.config.database,
-                                            self.config.table)
-        except TableNotFound:
-            # A user without privileges on the database does not see it: say so.
-            check_privileges(self._control(), self._flavor(), self.config.database,
-                             Artifacts.for_table(self.config.table))
-            raise
-        if (database, table) == (self.config.database, self.config.table):
-            return
-        log.info("the server stores %s.%s as %s.%s", self.config.database,
-                 self.config.table, database, table)
-        self.config = dataclasses.replace(self.config, database=database, table=table)
-        self.events.config = self.config
-        self.db, self.names = database, Artifacts.for_table(table)
-        self.progress.table = f"{database}.{table}"
-        self.runner_lock = RunnerLock(self.config.dsn, database, table)
-
-    def open_controls(self) -> None:
-        """The control socket and the metrics endpoint (once we own the table, so a second
-        runner never takes over the first one's socket)."""
-        if self.config.control_socket:
-            self.ctl_server = ControlServer(self.config.control_socket, self.controls,
-                                            self.status)
-            self.ctl_server.start()
-        self.metrics = serve(self.config.metrics_port, self.config.metrics_address,
-                             self.progress.snapshot, self.db, self.config.table)
 
     def preflight(self) -> None:
         self.set_phase(Phase.PREFLIGHT)
@@ -281,19 +156,13 @@ class Migration:
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
-            dropped=self.parsed_alter.foreign_keys_dropped,
-            added=self.parsed_alter.foreign_keys_added)
+            dropped=alter.foreign_keys_dropped, added=alter.foreign_keys_added)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
                                       self.controls)
         self.gate = CopyGate(self.controls, self.throttle)
         self.throttle.check()
-
-    def startup_hook(self) -> None:
-        if not self.events.fire("startup"):
-            raise Aborted("the startup hook failed, so the run did not start; nothing was "
-                          "changed", hint="see the hook's output above")
 
     def drop_expired_old_tables(self) -> None:
         """--keep-old-for, at the start: T's old tables swapped longer ago than that (this
@@ -398,8 +267,7 @@ class Migration:
         """Start reading the binlog before the first chunk is read: the stream then
         starts before every chunk's snapshot, so a change a chunk's read missed is
         always in it."""
-        source, shadow, state = self._source(), self._shadow(), self._state()
-        mapping = self._mapping()
+        source, shadow, mapping = self._source(), self._shadow(), self._mapping()
         # Qualified: the in-place flush joins the two tables.
         exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
         target = FlushTarget(self.db, source.name, shadow.name, exprs,
@@ -407,22 +275,7 @@ class Migration:
                              source.key, other_unique=bool(self._unique_checks()),
                              integer_key=integer_key(source, shadow),
                              unique_checks=self._unique_checks())
-        shape = TableShape.of(source)
-        server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
-
-        shift = zones.key_shift(self._control(), source)
-
-        def reader(start: BinlogPosition) -> BinlogReader:
-            opened = open_reader(self.config.dsn, self._flavor(), shape, start, server_id)
-            return zones.ShiftedReader(opened, shift) if shift else opened
-
-        self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
-                               reader_factory=reader, target=target,
-                               key_order=KeyOrder(source.key_columns),
-                               watermark=self.watermark, tuning=self.tuning,
-                               start=state.position)
-        self.applier.start()
-        faults.point("applier_started")
+        self.follow(target, self._state().position)
 
     def copy(self) -> None:
         self.set_phase(Phase.COPY)
@@ -477,113 +330,6 @@ class Migration:
                         "(a server start-up setting) lets them copy side by side",
                         self.tuning.copy_workers, mode)
 
-    def catch_up(self) -> None:
-        """Wait, bounded, until the applier has reached the binlog head with a small
-        backlog; then, for up to CATCHUP_SETTLE seconds, until it reaches a head within
-        CATCHUP_LAG seconds of reading it, so the drain under the write block (checksum
-        snapshot, cutover) is short. Under writes faster than the applier it goes on
-        after CATCHUP_SETTLE rather than wait for a quiet moment that may not come."""
-        self.set_phase(Phase.CATCHUP)
-        applier = self._applier()
-        deadline = time.monotonic() + self.tuning.catchup_timeout
-        settle_until = None
-        while True:
-            head, asked = self._flavor().current_position(self._control()), time.monotonic()
-            self._wait_for_head(applier, head, deadline)
-            if time.monotonic() - asked <= CATCHUP_LAG:
-                break
-            settle_until = settle_until or time.monotonic() + CATCHUP_SETTLE
-            if time.monotonic() > settle_until:
-                log.info("the applier stays more than %.1fs behind under this write load; "
-                         "going on (the drain under the write block will be longer)",
-                         CATCHUP_LAG)
-                break
-        applier.flush_now()
-
-    def _wait_for_head(self, applier: Applier, head: BinlogPosition, deadline: float) -> None:
-        while not (applier.received_position().reached(head)
-                   and applier.backlog() <= self.tuning.flush_batch):
-            applier.wake_reader()
-            self.tick()
-            if time.monotonic() > deadline:
-                raise WaitTimeout(
-                    f"the applier did not catch up within {self.tuning.catchup_timeout:.0f}s "
-                    f"(backlog {applier.backlog()}, at {applier.received_position()}, "
-                    f"head {head})",
-                    hint="the write load is higher than onlineddl applies; the run is "
-                         "resumable with --resume at a quieter time")
-            time.sleep(0.01)
-
-    def verify(self) -> None:
-        self.set_phase(Phase.CHECKSUM)
-        mapping = self._mapping()
-        applier = self._applier()
-        checksum = Checksum(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
-                            source=self._source(), shadow=self._shadow(), mapping=mapping,
-                            target=applier.target, applier=applier, tuning=self.tuning)
-        result = checksum.run(self.config.repair, self.tick)
-        self.rows_checked = result.rows
-        self._state().checksum_state = "passed"
-        self.tick(force_checkpoint=True)
-        log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
-        faults.point("after_checksum")
-
-    def wait_while_postponed(self, tick: Callable[[], None] | None = None) -> None:
-        """Hold the cutover while the operator wants it held (the flag file, `ctl
-        postpone`) or the before-cutover hook fails; stay in sync meanwhile."""
-        reason = self._postpone_reason()
-        if reason is None:
-            return
-        self.set_phase(Phase.POSTPONED)
-        log.info("cutover %s", reason)
-        while reason is not None:
-            self.progress.postpone_reason = reason
-            (tick or self.tick)()
-            time.sleep(0.2)
-            current = self._postpone_reason()
-            if current is not None and current != reason:
-                log.info("cutover %s", current)
-            reason = current
-        self.progress.postpone_reason = ""
-        log.info("cutover no longer postponed; cutting over")
-
-    def cut_over(self) -> None:
-        self.set_phase(Phase.CUTOVER)
-        self.runner_lock.check()
-        self._refuse_taken_old_name()
-        # [foreign keys] every row's parent exists, or the run stops before the swap.
-        foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
-                                     self._source().pk, self.foreign_keys, self.tick)
-        # Most of the counter is carried now; under the write block only what moved since.
-        self._carry_auto_increment(self._control())
-        cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
-                          database=self.db, artifacts=self.names, applier=self._applier(),
-                          tuning=self.tuning, on_block=self._record_cutover_started,
-                          is_owner=self.runner_lock.check,
-                          before_swap=self._before_swap, carry=self._carry(),
-                          after_failed_attempt=self._after_failed_attempt)
-        try:
-            cutover.run()
-        finally:
-            self.progress.cutover_attempts = cutover.attempts
-        self.cutover_attempts, self.block_seconds = cutover.attempts, cutover.block_seconds
-        self.progress.write_block_seconds = cutover.block_seconds
-        log.info("cutover done after %d attempt(s); writes blocked for %.3fs",
-                 cutover.attempts, cutover.block_seconds)
-        self._applier().stop()
-        state = self._state()
-        state.swapped, state.phase = True, Phase.CLEANUP
-        self._checkpoint().write(state)
-
-    def _carry(self) -> triggers.Carry:
-        state = self._state()
-
-        def record(current: tuple[triggers.Trigger, ...]) -> None:
-            state.triggers = triggers.encode(current)   # written by the cutover's on_block
-
-        return triggers.Carry(self._control(), self.db, self.names,
-                              triggers.decode(state.triggers), record)
-
     def cleanup(self) -> None:
         self.set_phase(Phase.CLEANUP)
         control = self._control()
@@ -597,7 +343,10 @@ class Migration:
         if self.config.drop_old:
             ledger.drop(control, self.db, self.names.old)
         else:
-            oldtables.register(control, self.db, self.names, self._state().alter_text)
+            state = self._state()
+            swap = oldtables.swap_record(control, self.db, self.names, "migrate", state.drain,
+                                         self._swap_pairs(), state.server)
+            oldtables.register(control, self.db, self.names, state.alter_text, swap)
         self._checkpoint().drop()
         if self.config.drop_old:
             oldtables.forget(control, self.db, self.names.old)
@@ -607,6 +356,15 @@ class Migration:
         kept = self._kept_old()
         log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
                  f"; the original is kept as {kept}" if kept else "")
+
+    def _swap_pairs(self) -> tuple[tuple[str, str], ...]:
+        """(original's column, new T's column it fed), for a later revert. A resumed
+        run that finds the swap done has no mapping yet: built from the two tables."""
+        mapping = self.mapping
+        if mapping is None:
+            old = load_table(self._control(), self.db, self.names.old)
+            mapping = build_mapping(old, self._source(), self._parsed_alter())
+        return tuple(zip(mapping.source, mapping.target, strict=True))
 
     # --- resume ----------------------------------------------------------------------
 
@@ -696,23 +454,6 @@ class Migration:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def tick(self, force_checkpoint: bool = False) -> None:
-        """Between units of work: health checks, the operator's stop, checkpoint,
-        progress, the status hook."""
-        applier = self._applier()
-        applier.check()
-        self._check_stop()
-        now = time.monotonic()
-        if now - self._last_lock_check >= 1.0:
-            self.runner_lock.check()
-            self._last_lock_check = now
-        if force_checkpoint or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
-            self._write_checkpoint()
-            self._last_checkpoint = now
-        self._measure(now)
-        self.progress.maybe_report()
-        self.events.tick(now)
-
     def _tick_without_copy(self) -> None:
         """tick() for the instant path: no applier and no checkpoint to look after."""
         if self.controls.state().abort_requested:
@@ -721,76 +462,35 @@ class Migration:
         self.runner_lock.check()
         self.progress.maybe_report()
 
-    def _check_stop(self) -> None:
-        """`ctl abort` and --critical-load stop the run resumably, checkpoint first."""
-        try:
-            if self.controls.state().abort_requested:
-                raise Aborted("aborted by the operator (`ctl abort`)")
-            self.throttle.check_critical()
-        except Aborted:
-            self._write_checkpoint()
-            raise
-
-    def _measure(self, now: float) -> None:
-        applier = self._applier()
-        self.progress.backlog = applier.backlog()
-        self.progress.applied = applier.flushed_rows
-        self.head_lag.maybe_observe(
-            now, lambda: self._flavor().current_position(self._control()))
-        self.progress.lag_seconds = self.head_lag.lag(now, applier.received_position())
-
-    def _show_hold(self, hold: Hold | None) -> None:
-        self.progress.throttle_reason = str(hold) if hold else ""
-
-    def _steer(self, chunker: Chunker) -> None:
-        """`ctl chunk-time=S`: the chunker sizes the chunks after the next for it."""
-        chunk_time = self.controls.state().chunk_time
-        if chunker.tuning.chunk_time != chunk_time:
-            chunker.tuning = dataclasses.replace(chunker.tuning, chunk_time=chunk_time)
-
-    def _postpone_reason(self) -> str | None:
-        reason = self.controls.postpone_reason(self.config.postpone_flag_file)
-        if reason is None and not self.events.cutover_allowed():
-            reason = ("postponed: the before-cutover hook failed; it runs again every "
-                      f"{self.config.hooks.retry_interval:g}s")
-        return reason
-
     def status(self) -> dict[str, Any]:
         """What `ctl status` shows (with the controls' state)."""
-        return {**self.progress.snapshot().as_dict(), "alter": self.config.alter,
-                "instant_possible": self.instant}
+        return {**super().status(), "instant_possible": self.instant}
 
-    def _write_checkpoint(self) -> None:
+    def _counter_set_by_alter(self) -> bool:
+        """With AUTO_INCREMENT=N in the ALTER the shadow already has what a plain ALTER
+        gives: N, or past the largest id."""
+        return self._parsed_alter().auto_increment is not None
+
+    # --- the cutover's hooks (run.Run.cut_over) ----------------------------------------
+
+    def _before_cutover(self) -> None:
+        """[foreign keys] every row's parent exists, or the run stops before the swap."""
+        foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
+                                     self._source().pk, self.foreign_keys, self.tick)
+
+    def _carry(self) -> triggers.Carry:
         state = self._state()
-        safe = self._applier().safe
-        state.low_watermark = safe.watermark.bound
-        state.copy_complete = safe.watermark.complete
-        state.position = safe.position
-        state.rows_copied = self.progress.rows_copied
-        state.phase = self.phase
-        self._checkpoint().write(state)
-        faults.point("after_checkpoint")
 
-    def _carry_auto_increment(self, session: Session) -> None:
-        """A plain ALTER keeps T's AUTO_INCREMENT counter, so ids of deleted or rolled
-        back rows are not handed out again; CREATE TABLE ... LIKE starts the shadow at 1
-        and the copy only takes it past the largest id. Raise the shadow's counter to
-        T's (never lower it). With AUTO_INCREMENT=N in the ALTER the shadow already has
-        what a plain ALTER gives: N, or past the largest id."""
-        shadow = self._shadow()
-        if self._parsed_alter().auto_increment is not None or \
-                not any(c.auto_increment for c in shadow.columns):
-            return
-        ours = auto_increment_counter(session, self.db, self.config.table)
-        theirs = auto_increment_counter(session, self.db, shadow.name) or 1
-        if ours is not None and ours > theirs:
-            session.execute(sql.set_auto_increment(self.db, shadow.name, ours))
-            log.info("AUTO_INCREMENT of %s carried over: %d", shadow.name, ours)
+        def record(current: tuple[triggers.Trigger, ...]) -> None:
+            state.triggers = triggers.encode(current)   # written by the cutover's on_block
+
+        return triggers.Carry(self._control(), self.db, self.names,
+                              triggers.decode(state.triggers), record)
 
     def _before_swap(self, session: Session) -> None:
         """Under the write block, drained: the counter, then [foreign keys] T's
         constraints onto the shadow (in place, metadata only)."""
-        self._carry_auto_increment(session)
+        super()._before_swap(session)
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
 
@@ -798,24 +498,6 @@ class Migration:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
         behind T they would refuse the application's parent deletes."""
         foreignkeys.release(session, self.db, self.names, self.foreign_keys)
-
-    def _record_cutover_started(self, drain: BinlogPosition) -> None:
-        state = self._state()
-        state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
-        self._checkpoint().write(state)
-
-    def set_phase(self, phase: Phase) -> None:
-        self.phase = phase
-        self.progress.set_phase(phase)
-
-    def _refuse_taken_old_name(self) -> None:
-        """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
-        if self.names.old in present_artifacts(self._control(), self.db, self.names):
-            raise ArtifactsExist(
-                f"{self.db}.{self.names.old} exists: that is the name this run's swap gives "
-                f"the original {self.config.table}, and another table took it during the run",
-                hint=f"rename or drop {self.names.old} yourself (check first what it holds), "
-                     "then run the same command with --resume")
 
     def _refuse_leftovers(self) -> None:
         found = leftovers.survey(self._control(), self.db, self.names)
@@ -885,9 +567,6 @@ class Migration:
                  "; --allow-instant would apply it to the table in place, without a copy")
         return True
 
-    def _drop_created(self, name: str) -> None:
-        self.ledger.drop(self._control(), self.db, name)
-
     def _describe_dry_run(self) -> dryrun.DryRun:
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
                             self._shadow(), self._mapping(), self.instant,
@@ -910,48 +589,6 @@ class Migration:
                                                self._shadow(), self._mapping())
         return self.shadow_unique
 
-    def discard_created(self) -> None:
-        if not self.ledger or self.control is None:
-            return
-        created = ", ".join(self.ledger.names)
-        try:
-            if self.applier:
-                self.applier.stop()
-            self.ledger.discard(self.control, self.db)
-            log.info("removed %s", created)
-        except OnlineDDLError:
-            log.warning("could not remove %s; use `onlineddl cleanup`", created)
-
-    def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
-        """T gone after preflight found it (the copy's "no such table", or the applier's
-        DDL error, whichever comes first): another session renamed or dropped it.
-        Nothing can be resumed; the run's own tables are removed."""
-        if not isinstance(err, (TableNotFound, ReplicationError)) or self.control is None \
-                or not Phase.PREFLIGHT < self.phase < Phase.CUTOVER:
-            return None
-        try:
-            if self.names.table in present_artifacts(self.control, self.db, self.names):
-                return None
-        except OnlineDDLError:
-            return None   # cannot tell: report the error as it is
-        return TableVanished(
-            f"{self.db}.{self.config.table} disappeared during the run: another session "
-            f"renamed or dropped it ({err.message})",
-            hint="no DDL on the table while onlineddl runs; once the table is back under "
-                 "its name, start again (`onlineddl cleanup` removes anything of this run "
-                 "that is left)")
-
-    def _describe_holder(self) -> str:
-        try:
-            state = Checkpoint(self._control(), self.db, self.names.checkpoint
-                               ).read(upgrade=False)   # another runner's: only read
-        except OnlineDDLError:
-            return ""
-        if state is None:
-            return ""
-        return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
-                f"phase {state.phase.text}")
-
     def succeed(self, started: float) -> Result:
         self.events.fire("success")
         return Result(self.db, self.config.table, self.progress.rows_copied, self.rows_checked,
@@ -968,50 +605,9 @@ class Migration:
             return ""
         return self.names.old
 
-    def close(self) -> None:
-        if self.applier:
-            self.applier.stop()
-        self.throttle.close()
-        self.events.close()
-        self.metrics.close()
-        if self.ctl_server:
-            self.ctl_server.close()
-        self.runner_lock.release()
-        if self.control:
-            self.control.close()
-
-    # Typed accessors: each stage may rely on the ones before it having run.
-    def _control(self) -> Session:
-        assert self.control is not None
-        return self.control
-
-    def _flavor(self) -> MySQL:
-        assert self.flavor is not None
-        return self.flavor
-
     def _parsed_alter(self) -> ParsedAlter:
         assert self.parsed_alter is not None
         return self.parsed_alter
-
-    def _source(self) -> TableInfo:
-        assert self.source is not None
-        return self.source
-
-    def _shadow(self) -> TableInfo:
-        assert self.shadow is not None
-        return self.shadow
-
-    def _applier(self) -> Applier:
-        assert self.applier is not None
-        return self.applier
-
-    def _checkpoint(self) -> Checkpoint:
-        assert self.checkpoint is not None
-        return self.checkpoint
-
-    def _state(self) -> State:
-        assert self.state is not None
-        return self.state
 
 
 def migrate(config: MigrationConfig) -> Result:

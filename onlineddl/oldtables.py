@@ -21,13 +21,16 @@ in between is finished by --resume, which writes it again (one row per old table
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from onlineddl import ledger, sql
 from onlineddl.db import Session, retry
 from onlineddl.errors import ArtifactsExist, OnlineDDLError, UsageError
+from onlineddl.flavor import BinlogPosition
 from onlineddl.leftovers import shadow_identity
 from onlineddl.table import Artifacts, name_case, old_table_name, same_name
 
@@ -42,8 +45,20 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
   table_name VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   swapped_at DATETIME(6) NOT NULL,
   alter_text LONGTEXT NOT NULL,
-  identity VARCHAR(255) NOT NULL
+  identity VARCHAR(255) NOT NULL{swap}
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='""" + REGISTRY_MARK + "'"
+
+# What `revert` needs, added later: nullable, so a registry of an earlier version is
+# upgraded in place (ALTER TABLE ... ADD COLUMN) and its rows read as "no swap record".
+SWAP_COLUMNS = (
+    ("kind", "VARCHAR(16) NULL"),                  # migrate | revert
+    ("swap_file", "VARCHAR(512) NULL"),            # the drain position of the swap: no
+    ("swap_pos", "BIGINT UNSIGNED NULL"),          # change to T between it and the RENAME
+    ("swap_gtid", "TEXT NULL"),
+    ("swap_mapping", "LONGTEXT NULL"),             # JSON, see SwapRecord
+    ("server_identity", "VARCHAR(255) NULL"),
+    ("table_identity", "VARCHAR(255) NULL"),       # T's identity right after the swap
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -63,6 +78,44 @@ def utc_now() -> datetime.datetime:
 
 
 @dataclass(frozen=True)
+class SwapRecord:
+    """What a revert of a swap needs, recorded with the old table it kept."""
+
+    kind: str                            # "migrate" or "revert": the run that swapped
+    position: BinlogPosition             # the drain position under the swap's write block
+    pairs: tuple[tuple[str, str], ...]   # (old table's column, T's column that it fed)
+    shadow: str                          # the name the new T had before the swap
+    server: str                          # MySQL.server_identity of the server it ran on
+    table_identity: str                  # leftovers.shadow_identity of T after the swap
+
+    def mapping_json(self) -> str:
+        return json.dumps({"pairs": [list(p) for p in self.pairs], "shadow": self.shadow})
+
+
+def swap_record(session: Session, database: str, names: Artifacts, kind: str,
+                drain: BinlogPosition | None, pairs: tuple[tuple[str, str], ...],
+                server: str) -> SwapRecord | None:
+    """The record of a swap just done (T is the new table); None without a drain
+    position (a checkpoint of an earlier version): that old table cannot be reverted."""
+    if drain is None:
+        return None
+    return SwapRecord(kind, drain, pairs, names.shadow, server,
+                      shadow_identity(session, database, names.table))
+
+
+def _swap_record(row: dict[str, Any]) -> SwapRecord | None:
+    if not row.get("swap_file") or not row.get("swap_mapping"):
+        return None
+    mapping = json.loads(str(row["swap_mapping"]))
+    position = BinlogPosition(str(row["swap_file"]), int(row["swap_pos"]),
+                              str(row.get("swap_gtid") or ""))
+    return SwapRecord(str(row.get("kind") or "migrate"), position,
+                      tuple((str(a), str(b)) for a, b in mapping["pairs"]),
+                      str(mapping["shadow"]), str(row.get("server_identity") or ""),
+                      str(row.get("table_identity") or ""))
+
+
+@dataclass(frozen=True)
 class OldTable:
     name: str
     table: str
@@ -71,6 +124,8 @@ class OldTable:
     exists: bool                      # a table of that name exists
     ours: bool                        # ... and it is the one recorded (same identity)
     size_bytes: int                   # data + indexes, as information_schema estimates
+    identity: str = ""                # as recorded at the swap (leftovers.shadow_identity)
+    swap: SwapRecord | None = None    # None: recorded by a version before `revert`
 
     @property
     def age_seconds(self) -> float:
@@ -88,23 +143,49 @@ def choose_name(session: Session, database: str, table: str) -> str:
     return old_table_name(table, when)
 
 
-def register(session: Session, database: str, names: Artifacts, alter: str) -> None:
-    """Record this run's old table (after the swap; idempotent for a resumed finish)."""
+def register(session: Session, database: str, names: Artifacts, alter: str,
+             swap: SwapRecord | None = None) -> None:
+    """Record this run's old table (after the swap; idempotent for a resumed finish),
+    with what a revert of this swap needs (`swap`)."""
     identity = shadow_identity(session, database, names.old)
     if not identity:
         return   # not there (dropped with --drop-old before a crash): nothing to record
     registry = sql.qualified(database, REGISTRY)
+    columns = ("old_name", "table_name", "swapped_at", "alter_text", "identity",
+               *(name for name, _ in SWAP_COLUMNS))
+    values = (names.old, names.table, utc_now(), alter, identity,
+              *(_swap_values(swap) if swap else [None] * len(SWAP_COLUMNS)))
+    update = ", ".join(f"{sql.ident(c)} = VALUES({sql.ident(c)})" for c in columns
+                       if c not in ("old_name", "swapped_at"))
 
     def write() -> None:
-        _refuse_foreign_registry(session, database)
-        session.execute(SCHEMA.format(table=registry))
+        ensure_registry(session, database)
         session.execute(
-            f"INSERT INTO {registry} (old_name, table_name, swapped_at, alter_text, "
-            "identity) VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
-            "table_name = VALUES(table_name), alter_text = VALUES(alter_text), "
-            "identity = VALUES(identity)",
-            (names.old, names.table, utc_now(), alter, identity))
+            f"INSERT INTO {registry} ({sql.column_list(columns)}) VALUES "
+            f"({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}",
+            values)
     retry(write, what=f"recording the old table {names.old}", attempts=3)
+
+
+def ensure_registry(session: Session, database: str) -> None:
+    """Create the registry, or add the columns an earlier version's lacks."""
+    _refuse_foreign_registry(session, database)
+    registry = sql.qualified(database, REGISTRY)
+    definitions = "".join(f",\n  {name} {kind}" for name, kind in SWAP_COLUMNS)
+    session.execute(SCHEMA.format(table=registry, swap=definitions))
+    present = {str(r[0]).lower() for r in session.query(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, REGISTRY))}
+    missing = [f"ADD COLUMN {sql.ident(name)} {kind}" for name, kind in SWAP_COLUMNS
+               if name not in present]
+    if missing:
+        session.execute(f"ALTER TABLE {registry} {', '.join(missing)}")
+        log.info("upgraded %s.%s for revert records", database, REGISTRY)
+
+
+def _swap_values(swap: SwapRecord) -> list[Any]:
+    return [swap.kind, swap.position.file, swap.position.pos, swap.position.gtid,
+            swap.mapping_json(), swap.server, swap.table_identity]
 
 
 def recorded(session: Session, database: str, table: str) -> list[OldTable]:
@@ -112,19 +193,21 @@ def recorded(session: Session, database: str, table: str) -> list[OldTable]:
     if not _registry_exists(session, database):
         return []
     case = name_case(session)
-    rows = session.query(
-        f"SELECT old_name, table_name, swapped_at, alter_text, identity "
-        f"FROM {sql.qualified(database, REGISTRY)} ORDER BY swapped_at, old_name")
+    # SELECT *: a registry of an earlier version lacks the swap columns.
+    rows = session.query_dicts(
+        f"SELECT * FROM {sql.qualified(database, REGISTRY)} ORDER BY swapped_at, old_name")
     sizes = _sizes(session, database)
     out = []
-    for old_name, table_name, swapped_at, alter, identity in rows:
-        if not same_name(str(table_name), table, case):
+    for row in rows:
+        old_name, identity = str(row["old_name"]), str(row["identity"])
+        if not same_name(str(row["table_name"]), table, case):
             continue
-        stored = next((n for n in sizes if same_name(n, str(old_name), case)), None)
+        stored = next((n for n in sizes if same_name(n, old_name, case)), None)
         current = shadow_identity(session, database, stored) if stored else ""
-        out.append(OldTable(str(old_name), str(table_name), swapped_at, str(alter),
-                            stored is not None, bool(current) and current == identity,
-                            sizes.get(stored or "", 0)))
+        out.append(OldTable(old_name, str(row["table_name"]), row["swapped_at"],
+                            str(row["alter_text"]), stored is not None,
+                            bool(current) and current == identity,
+                            sizes.get(stored or "", 0), identity, _swap_record(row)))
     return out
 
 

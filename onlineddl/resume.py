@@ -87,6 +87,13 @@ def decide(session: Session, flavor: MySQL, config: MigrationConfig, names: Arti
 
 
 def _refuse_unsafe(config: MigrationConfig, state: State) -> None:
+    if state.kind != config.kind:
+        cleanup = f"onlineddl cleanup --database {config.database} --table {config.table}"
+        raise ResumeRefused(
+            f"the checkpoint of {config.table} belongs to an unfinished `{state.kind}` "
+            f"({state.alter_text!r}), not to a `{config.kind}`",
+            hint=f"finish it with `onlineddl {state.kind} ... --resume`, or discard it "
+                 f"with `{cleanup}`; then run this command")
     if alter_hash(state.alter_text) != alter_hash(config.alter):
         cleanup = f"onlineddl cleanup --database {config.database} --table {config.table}"
         raise ResumeRefused(
@@ -163,7 +170,7 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
             f"before the swap reached the new {config.table}",
             hint=f"run --resume again (the binlog may be slow to read), or check by hand: "
                  f"{where}; then `onlineddl cleanup`")
-    late, ddl = found
+    late, ddl = found[0], found[1].query
     if not is_our_rename(ddl, names):
         raise TableChanged(
             f"another session changed the original {config.table} between the drain "

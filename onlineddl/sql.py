@@ -280,6 +280,22 @@ def insert_keys(database: str, source: str, target: str, source_exprs: Sequence[
                            verb="INSERT"), params
 
 
+def upsert_keys(database: str, source: str, target: str, source_exprs: Sequence[str],
+                target_cols: Sequence[str], pk: Sequence[str], keys: Sequence[Key]
+                ) -> tuple[str, Params]:
+    """replace_keys for a target with columns the source does not feed (a revert's old
+    table: a column the migration dropped): REPLACE would reset them to their defaults,
+    so an existing row has only the fed columns updated (INSERT ... ON DUPLICATE KEY
+    UPDATE) and a new row takes the defaults. Only for a target whose one UNIQUE key is
+    the primary key: a duplicate under another one would update that other row."""
+    where, params = key_in(pk, keys)
+    text = _replace_select(database, source, target, source_exprs, target_cols, where,
+                           verb="INSERT")
+    tq = qualified(database, target)
+    sets = ", ".join(f"{tq}.{ident(c)} = VALUES({ident(c)})" for c in target_cols)
+    return f"{text} ON DUPLICATE KEY UPDATE {sets}", params
+
+
 def key_values(database: str, table: str, exprs: Sequence[str], pk: Sequence[str],
                keys: Sequence[Key]) -> tuple[str, Params]:
     """The distinct values of a unique key's parts (`exprs`) among the rows for `keys`,

@@ -5,7 +5,7 @@ statement that changes the table outside row events."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from onlineddl import faults
 from onlineddl.errors import ReplicationError
@@ -38,9 +38,12 @@ class Commit:
 
 @dataclass(frozen=True)
 class SchemaChange:
-    """DDL (or statement-logged DML) naming the table: the run cannot continue safely."""
+    """DDL (or statement-logged DML) naming the table: the run cannot continue safely.
+    `after`: the position right after the statement, where it is a transaction by
+    itself (DDL); a revert starts reading there, after the swap's RENAME."""
 
     query: str
+    after: BinlogPosition | None = field(default=None, compare=False)
 
 
 Item = Keys | Commit | SchemaChange
@@ -173,12 +176,18 @@ class Tracker:
         if control == "inside":
             faults.point("binlog_savepoint")   # tests cut the stream inside a transaction
             return
-        if ddl_names_table(text, self.table, database=self.database, default_db=database,
-                           fold_case=self.fold_case):
+        change = ddl_names_table(text, self.table, database=self.database,
+                                 default_db=database, fold_case=self.fold_case)
+        if change:
             self.take(out)                 # everything before the statement comes first
-            out.append(SchemaChange(text))
-        if not self._in_txn:               # DDL: a transaction by itself
-            self.commit(log_pos)
+        if self._in_txn:
+            if change:
+                out.append(SchemaChange(text))
+            return
+        self.commit(log_pos)               # DDL: a transaction by itself
+        if change and self._end is not None:
+            file, pos = self._end
+            out.append(SchemaChange(text, BinlogPosition(file, pos, self._gtid_state)))
 
     def heartbeat(self, log_pos: int, out: list[Item]) -> None:
         """Idle: the server's position, so waiters see the stream is at the head."""

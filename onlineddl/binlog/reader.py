@@ -275,9 +275,11 @@ def _load_query(event: Any) -> tuple[str, str]:
     return _text(packet.read(max(0, rest))), database
 
 
-def first_statement(reader: BinlogReader, timeout: float) -> tuple[int, str] | None:
+def first_statement(reader: BinlogReader, timeout: float
+                    ) -> tuple[int, SchemaChange] | None:
     """Row changes to the table before the first statement naming it, and that
-    statement; None when none shows up within `timeout` seconds."""
+    statement (with the position after it); None when none shows up within `timeout`
+    seconds."""
     stop = threading.Event()
     timer = threading.Timer(timeout, stop.set)
     timer.start()
@@ -287,7 +289,7 @@ def first_statement(reader: BinlogReader, timeout: float) -> tuple[int, str] | N
             if isinstance(item, Keys):
                 count += len(item.keys)
             elif isinstance(item, SchemaChange):
-                return count, item.query
+                return count, item
     finally:
         timer.cancel()
     return None

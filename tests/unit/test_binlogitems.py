@@ -380,3 +380,19 @@ def test_table_maps_match_without_case_when_the_server_folds_names() -> None:
                         fold_case=True)
     assert Keys([(1,)], UPSERT) in read(HEAD + b"".join(txn), folded)
     assert Keys([(1,)], UPSERT) not in read(HEAD + b"".join(txn))
+
+
+def test_ddl_on_the_table_carries_the_position_after_it() -> None:
+    """A revert starts reading right after the swap's RENAME: the SchemaChange says where
+    that is (MariaDB: by the GTID state too); a statement inside a transaction has none."""
+    t = tracker()
+    out: list[Item] = []
+    t.begin("0-1-12", opens=False)
+    t.query("RENAME TABLE orders TO o2, n TO orders", 300, out, "shop")
+    assert out[-1] == SchemaChange("RENAME TABLE orders TO o2, n TO orders")
+    change = out[-1]
+    assert isinstance(change, SchemaChange)
+    assert change.after == BinlogPosition("bin.000001", 300, "0-1-12")
+    t.begin("0-1-13")
+    t.query("INSERT INTO orders VALUES (1)", 400, out, "shop")
+    assert isinstance(out[-1], SchemaChange) and out[-1].after is None

@@ -1,0 +1,276 @@
+"""`onlineddl revert`: the most recent swap of T undone, with every write made since.
+
+    preflight (the record, every refusal: revertplan.py) -> setup -> [applier from
+    right after the swap's RENAME] -> catch-up -> checksum -> (postponed) -> cutover
+    -> cleanup
+
+A revert is a run with T as the source and the old table the swap kept as the target.
+That table is complete as of the swap, so there is no copy (the watermark is complete
+from the start): the applier replays every change to T since the swap onto it,
+through the inverse of the swap's column mapping. The cutover is the migration's, with
+the old table in the shadow's place and a fresh `_T_old_<stamp>` for the table T is
+now; that one is recorded like any old table, so a revert can be reverted too.
+The checkpoint `_T_chkpnt` records kind "revert": `migrate --resume` never takes it,
+nor `revert --resume` a migration's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from onlineddl import faults, keys, leftovers, oldtables, revertplan, sql
+from onlineddl.applier import FlushTarget
+from onlineddl.checkpoint import Checkpoint, State
+from onlineddl.chunker import Watermark
+from onlineddl.config import MigrationConfig
+from onlineddl.errors import (
+    ArtifactsExist,
+    DataError,
+    OnlineDDLError,
+    PreflightFailed,
+    ResumeRefused,
+    TableChanged,
+)
+from onlineddl.leftovers import shadow_identity
+from onlineddl.preflight import check_privileges, check_server, check_table
+from onlineddl.progress import Phase, TerminalBar
+from onlineddl.resume import decide
+from onlineddl.run import Result, Run
+from onlineddl.table import integer_key, load_table
+from onlineddl.throttle import CopyGate, make_throttle
+from onlineddl.uniques import unique_checks
+
+log = logging.getLogger(__name__)
+
+
+class Revert(Run):
+    """One revert. `run()` is the table of contents."""
+
+    def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
+        super().__init__(dataclasses.replace(config, kind="revert"), bar=bar)
+        self.plan: revertplan.Plan | None = None
+        self.target = ""     # the old table this revert brings back
+
+    def run(self) -> Result:
+        started = time.monotonic()
+        try:
+            self.connect()
+            self.open_controls()
+            self.preflight()
+            self.startup_hook()
+            if not self.setup():           # False: a resumed revert found the swap done
+                self.finish_after_swap()
+                return self.succeed(started)
+            self.catch_up()
+            self.verify()
+            self.wait_while_postponed()
+            self.catch_up()
+            self.cut_over()
+            self.cleanup()
+            return self.succeed(started)
+        except OnlineDDLError as caught:
+            err = self._explain_ddl(caught)
+            if isinstance(err, PreflightFailed):
+                self.discard_created()
+            elif isinstance(err, DataError):
+                err.hint = (f"a row written to {self.config.table} since the swap cannot be "
+                            f"written to {self.target} (a value its column cannot hold, or a "
+                            "duplicate under one of its UNIQUE keys); "
+                            f"{self.config.table} is unchanged. Change that row, then run "
+                            "`onlineddl revert --resume`; or give up with `onlineddl cleanup`")
+            else:
+                self._resumable_note(err)
+            self.events.fire("failure", err)
+            if err is not caught:
+                raise err from caught
+            raise
+        finally:
+            self.close()
+
+    def _explain_ddl(self, err: OnlineDDLError) -> OnlineDDLError:
+        """The applier met DDL on T before our own swap: T changed after the swap being
+        reverted (a plain ALTER, or a later migration that kept no record: --drop-old).
+        The revert cannot go on; say so instead of the applier's generic message."""
+        ddl = self.applier.ddl if self.applier else None
+        if ddl is None or self.phase >= Phase.CUTOVER:
+            return err
+        return TableChanged(
+            f"{self.config.table} was changed after the swap that kept {self.target} (the "
+            f"binlog shows: {ddl[:300]}): a later migration that kept no record "
+            "(--drop-old), or another session's DDL; a revert cannot replay across it (only "
+            "the most recent swap of a table can be reverted)",
+            hint=f"`onlineddl cleanup --database {self.db} --table {self.config.table}` "
+                 f"discards this revert ({self.config.table} is unchanged; {self.target} "
+                 "holds some of the writes made since its swap); migrate back instead")
+
+    # --- stages ----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """The server, T, and either the checkpoint of a revert to resume or the swap to
+        revert with every refusal (revertplan.py). Nothing is created here."""
+        self.set_phase(Phase.PREFLIGHT)
+        control, flavor = self._control(), self._flavor()
+        check_server(control, flavor)
+        check_privileges(control, flavor, self.db, self.names)
+        self.source = load_table(control, self.db, self.config.table)
+        check_table(control, self.source)
+        revertplan.check_relations(control, self.db, self.config.table)
+        self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
+                                      self.controls)
+        self.gate = CopyGate(self.controls, self.throttle)
+        self.throttle.check()
+        found = leftovers.survey(control, self.db, self.names)
+        if found.state is not None and found.state.kind == "revert":
+            if not self.config.resume:
+                raise ArtifactsExist(
+                    f"an unfinished revert of {self.db}.{self.config.table} left "
+                    f"{self.names.checkpoint}",
+                    hint="run `onlineddl revert` again with --resume to continue it, or "
+                         "`onlineddl cleanup` to discard it")
+            self.state = found.state
+            self.target = revertplan.revert_target(found.state.alter_text)
+            self.plan = revertplan.record_of(control, self.db, self.config.table,
+                                             self.target)
+            return
+        if self.config.resume and found.state is None and \
+                found.ours == (self.names.checkpoint,) and not found.foreign:
+            return   # a run died while setting up, nothing else made: setup() starts over
+        refusal = leftovers.refusal(found, self.db, self.config.table)
+        if refusal is not None:
+            raise refusal
+        if self.config.resume:
+            raise ResumeRefused(
+                f"nothing to resume: {self.db} has no revert checkpoint for "
+                f"{self.config.table} ({self.names.checkpoint})",
+                hint="run `onlineddl revert` without --resume to start one")
+        self.plan = revertplan.latest(control, flavor, self.db, self.config.table)
+        self._load_target()
+
+    def _load_target(self) -> None:
+        plan, control = self._plan(), self._control()
+        self.target = plan.old.name
+        self.config = dataclasses.replace(self.config,
+                                          alter=revertplan.revert_text(plan.old.name))
+        self.events.config = self.config
+        self.shadow = load_table(control, self.db, plan.old.name)
+        check_table(control, self.shadow)
+        self.mapping = revertplan.inverse_mapping(self._source(), self.shadow, plan.swap)
+        # The key both tables share (keys.py): a migration may have changed the PK.
+        self.source, self.shadow = keys.choose(control, self._source(), self.shadow,
+                                               self.mapping)
+        revertplan.check_unfed(control, self.shadow, self.mapping)
+        revertplan.check_fit(self.config.dsn, self._source(), self.shadow, self.mapping)
+        log.info("revert: %s.%s goes back to %s (swapped %s UTC, %s)", self.db,
+                 self.config.table, plan.old.name,
+                 f"{plan.old.swapped_at:%Y-%m-%d %H:%M:%S}", plan.old.alter)
+
+    def setup(self) -> bool:
+        """The checkpoint (kind "revert"), or with --resume the one found. Returns
+        False when a resumed revert finds its swap done."""
+        self.set_phase(Phase.SETUP)
+        control = self._control()
+        self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
+        if self.state is not None:
+            return self._resume()
+        if self.plan is None:    # --resume after a death while setting up: start over
+            log.warning("--resume: the earlier revert died while setting up; starting over")
+            self.checkpoint.drop()
+            self.plan = revertplan.latest(control, self._flavor(), self.db, self.config.table)
+            self._load_target()
+        plan = self._plan()
+        self.names = dataclasses.replace(
+            self.names, shadow=plan.old.name,
+            old=oldtables.choose_name(control, self.db, self.config.table))
+        start = revertplan.start_after_swap(control, self._flavor(), self.config, plan)
+        self.checkpoint.create()
+        self.ledger.record(self.names.checkpoint)
+        faults.point("revert_setup")
+        self.watermark = Watermark(None, True)   # the target is complete as of the swap
+        self.state = State(alter_text=self.config.alter, phase=Phase.CATCHUP, position=start,
+                           copy_complete=True,
+                           server=self._flavor().server_identity(control),
+                           shadow=shadow_identity(control, self.db, plan.old.name),
+                           old_table=self.names.old, kind="revert")
+        self.checkpoint.write(self.state)
+        self.start_applier()
+        return True
+
+    def _resume(self) -> bool:
+        state = self._state()
+        self.resumed = True
+        self.config = dataclasses.replace(self.config, alter=state.alter_text)
+        self.events.config = self.config
+        self.names = dataclasses.replace(self.names, shadow=self.target,
+                                         old=state.old_table)
+        # The revert's watermark is complete: nothing is trimmed, and _load_target
+        # chooses the key again.
+        if decide(self._control(), self._flavor(), self.config, self.names, state,
+                  key=lambda shadow: shadow.key).finish:
+            return False
+        if self.plan is None:
+            raise ResumeRefused(f"{self.target}, which the revert brings back, is no longer "
+                                f"recorded as an old table of {self.config.table}",
+                                hint="run `onlineddl cleanup` to discard the revert")
+        revertplan.check_record(self._control(), self._flavor(), self.db, self.config.table,
+                                self.plan.old, "")
+        self._load_target()
+        self.watermark = Watermark(None, True)
+        state.cutover_started, state.drain = False, None
+        self.start_applier()
+        return True
+
+    def start_applier(self) -> None:
+        source, target, mapping = self._source(), self._shadow(), self._mapping()
+        checks = unique_checks(self._control(), source, target, mapping)
+        exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
+        flush = FlushTarget(self.db, source.name, target.name, exprs, mapping.target_cols(),
+                            target.key, source.key, other_unique=bool(checks),
+                            integer_key=integer_key(source, target), unique_checks=checks,
+                            keep_unfed=bool(mapping.added))
+        self.follow(flush, self._state().position)
+
+    def finish_after_swap(self) -> None:
+        state = self._state()
+        state.swapped, state.phase = True, Phase.CLEANUP
+        self._checkpoint().write(state)
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Record the table T was as this revert's old table (with the swap, so it can
+        be reverted), forget the record of the one brought back (it is T now), then
+        drop the checkpoint: a crash in between is finished by --resume."""
+        self.set_phase(Phase.CLEANUP)
+        control, state = self._control(), self._state()
+        self._drop_guards()
+        recorded = {o.name: o for o in oldtables.recorded(control, self.db, self.config.table)}
+        if self.names.old not in recorded:
+            # The record of the table brought back is forgotten only after this one is
+            # written, so a resumed finish still has it here.
+            pairs = tuple((t, o) for o, t in self._plan().swap.pairs)
+            swap = oldtables.swap_record(control, self.db, self.names, "revert", state.drain,
+                                         pairs, state.server)
+            oldtables.register(control, self.db, self.names, state.alter_text, swap)
+        faults.point("revert_recorded")
+        oldtables.forget(control, self.db, self.target)
+        self._drop_checkpoint()
+        self.set_phase(Phase.DONE)
+        log.info("done: %s.%s is back to %s's schema, with every write since its swap; the "
+                 "table it was is kept as %s (`onlineddl revert` again brings it back)",
+                 self.db, self.config.table, self.target, self.names.old)
+
+    def succeed(self, started: float) -> Result:
+        self.events.fire("success")
+        return Result(self.db, self.config.table, 0, self.rows_checked,
+                      time.monotonic() - started, self.cutover_attempts, self.block_seconds,
+                      self.resumed, old_table=self.names.old)
+
+    def _plan(self) -> revertplan.Plan:
+        assert self.plan is not None
+        return self.plan
+
+
+def revert(config: MigrationConfig) -> Result:
+    """The Python API: revert the most recent swap of T (or raise OnlineDDLError)."""
+    return Revert(config).run()
