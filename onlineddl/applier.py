@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 class DeltaMap:
     """Keys changed since they were last flushed; each remembers its latest change as
     one int: a sequence number (to tell a later change apart) and the flush operations
-    that change calls for (binlog.UPSERT / GONE bits, in the low two bits)."""
+    that change calls for (binlog.UPSERT / GONE bits, in the low two bits). GONE stays
+    set once any change since the last flush took the key's row away: a row there now
+    is then a new row (sync_keys resets what a revert's target keeps for old rows)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -77,8 +79,9 @@ class DeltaMap:
             for event in events:
                 for key in event.keys:
                     self._seq += 4
-                    self._keys.pop(key, None)  # re-insert: dict order = order of last change
-                    self._keys[key] = self._seq | event.kind
+                    # Re-inserted: dict order = order of the last change.
+                    before = self._keys.pop(key, 0)
+                    self._keys[key] = self._seq | event.kind | (before & GONE)
                 self.received += len(event.keys)
 
     def snapshot(self) -> list[tuple[Key, int]]:
@@ -164,10 +167,17 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     Under LOCK TABLES held by `session`, `atomic` must be False: BEGIN would release them.
     """
     src_pk = t.source_pk or t.pk
+    gone_before = set(gone or ())
+    renewed = [k for k in keys if k in gone_before]
     gone = keys if gone is None else gone
     args = (t.database, t.source, t.target, t.source_exprs, t.target_cols)
 
     def run() -> None:
+        if renewed and t.keep_unfed:
+            # A key whose row was taken away since the last flush (deleted, or moved to
+            # another key) and is there again is a new row: the columns the source
+            # does not feed get their defaults, not the old row's values.
+            session.execute(*sql.delete_keys(t.database, t.target, t.pk, renewed))
         if keys and in_place and t.updates_in_place:
             _, info = session.execute_info(*sql.update_keys(*args, src_pk, t.pk, keys))
             if rows_matched(info) < len(keys):
