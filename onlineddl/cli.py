@@ -222,6 +222,22 @@ def dsn_from(args: argparse.Namespace) -> Dsn:
                unix_socket=args.socket, connect_timeout=args.connect_timeout)
 
 
+def throttling_from(args: argparse.Namespace, dsn: Dsn) -> Throttling:
+    """The throttling options, which `migrate` and `revert` share."""
+    return Throttling(
+        max_lag=args.max_lag, replicas=tuple(parse_replica(r, dsn) for r in args.replica),
+        discover_replicas=args.discover_replicas,
+        max_load=parse_load(args.max_load, "--max-load") if args.max_load else (),
+        critical_load=parse_load(args.critical_load, "--critical-load")
+        if args.critical_load else (),
+        flag_file=args.throttle_flag_file)
+
+
+def hooks_from(args: argparse.Namespace) -> HookConfig:
+    return HookConfig(directory=args.hooks_dir, timeout=args.hooks_timeout,
+                      status_interval=args.hooks_status_interval)
+
+
 def config_from(args: argparse.Namespace) -> MigrationConfig:
     tuning = Tuning(chunk_time=args.chunk_time, chunk_rows_initial=args.chunk_size,
                     chunk_rows_min=min(Tuning.chunk_rows_min, args.chunk_size),
@@ -231,15 +247,7 @@ def config_from(args: argparse.Namespace) -> MigrationConfig:
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)
     dsn = dsn_from(args)
-    throttling = Throttling(
-        max_lag=args.max_lag, replicas=tuple(parse_replica(r, dsn) for r in args.replica),
-        discover_replicas=args.discover_replicas,
-        max_load=parse_load(args.max_load, "--max-load") if args.max_load else (),
-        critical_load=parse_load(args.critical_load, "--critical-load")
-        if args.critical_load else (),
-        flag_file=args.throttle_flag_file)
-    hooks = HookConfig(directory=args.hooks_dir, timeout=args.hooks_timeout,
-                       status_interval=args.hooks_status_interval)
+    throttling, hooks = throttling_from(args, dsn), hooks_from(args)
     socket = None if args.dry_run else (
         args.control_socket or control.default_socket_path(args.database, args.table))
     return MigrationConfig(dsn=dsn, database=args.database, table=args.table,
@@ -264,15 +272,7 @@ def revert_config_from(args: argparse.Namespace) -> MigrationConfig:
                     cutover_lock_timeout=args.cutover_lock_timeout,
                     progress_interval=args.progress_interval)
     dsn = dsn_from(args)
-    throttling = Throttling(
-        max_lag=args.max_lag, replicas=tuple(parse_replica(r, dsn) for r in args.replica),
-        discover_replicas=args.discover_replicas,
-        max_load=parse_load(args.max_load, "--max-load") if args.max_load else (),
-        critical_load=parse_load(args.critical_load, "--critical-load")
-        if args.critical_load else (),
-        flag_file=args.throttle_flag_file)
-    hooks = HookConfig(directory=args.hooks_dir, timeout=args.hooks_timeout,
-                       status_interval=args.hooks_status_interval)
+    throttling, hooks = throttling_from(args, dsn), hooks_from(args)
     return MigrationConfig(
         dsn=dsn, database=args.database, table=args.table, alter="", kind="revert",
         repair=args.repair, resume=args.resume, server_id=args.server_id,
