@@ -135,11 +135,13 @@ def test_delta_map_latest_wins_and_discard_keeps_newer_changes() -> None:
 
 def test_delta_map_keeps_the_operation_of_each_keys_latest_change() -> None:
     delta = DeltaMap()
-    # One transaction: insert 1 and 2, delete 1, move 2 -> 3, re-insert 1.
+    # One transaction: insert 1 and 2, delete 1, move 2 -> 3, re-insert 1, update 4.
     delta.add([Keys([(1,), (2,)], UPSERT), Keys([(1,)], GONE), Keys([(2,), (3,)], MOVED),
-               Keys([(1,)], UPSERT)])
+               Keys([(1,)], UPSERT), Keys([(4,)], UPSERT)])
     latest = {k[0]: op & 3 for k, op in delta.snapshot()}
-    assert latest == {1: UPSERT, 2: MOVED, 3: MOVED}
+    # 1 was gone before it came back: GONE stays (a revert resets what it keeps for
+    # old rows); 4 was only changed.
+    assert latest == {1: UPSERT | GONE, 2: MOVED, 3: MOVED, 4: UPSERT}
 
 
 def test_exit_codes_are_distinct_and_documented() -> None:
