@@ -166,7 +166,8 @@ class Cutover:
                  is_owner: Callable[[], None],
                  before_swap: Callable[[Session], None] = lambda session: None,
                  carry: triggers.Carry | None = None,
-                 after_failed_attempt: Callable[[Session], None] = lambda session: None
+                 after_failed_attempt: Callable[[Session], None] = lambda session: None,
+                 undo_under_block: Callable[[Session], None] = lambda session: None
                  ) -> None:
         self.dsn = dsn
         self.flavor = flavor
@@ -186,6 +187,9 @@ class Cutover:
         # [foreign keys] After an attempt that did not swap, on the control session:
         # undoes what before_swap did to the shadow that must not stay meanwhile.
         self.after_failed_attempt = after_failed_attempt
+        # [fk parents] An attempt that did not swap, on the control session, before the
+        # applier resumes (T still blocked where it can be): the children back to T.
+        self.undo_under_block = undo_under_block
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -380,7 +384,12 @@ class Cutover:
                 self._check_names_free(lock, (self.a.shadow, self.a.swap))
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
-                self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
+                try:
+                    self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
+                except OnlineDDLError:
+                    if not self._swapped():   # [fk parents] before the applier resumes
+                        self.undo_under_block(self.control)
+                    raise
             drop_guards(self.control, self.database, self.a)
         finally:
             for session in sessions:
@@ -421,8 +430,17 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
+                self._undo_quietly()   # [fk parents] while T is still blocked
                 if self.carry is not None:   # triggers: back on T while it is still locked
                     self.carry.undo(lock, self.control)
+
+    def _undo_quietly(self) -> None:
+        """[fk parents] A failure here is retried once T is unblocked (the caller)."""
+        try:
+            self.undo_under_block(self.control)
+        except OnlineDDLError as err:
+            log.warning("could not re-point the children back under the block: %s",
+                        err.message)
 
     # --- triggers (triggers.py): T's triggers move to the shadow under the block --------
 

@@ -55,6 +55,11 @@ POINTS = frozenset({
     "foreign_keys_attached",   # cutover: under the block, T's constraints on the shadow
     "old_foreign_keys_dropped",  # foreignkeys: after the swap, the old table's dropped
     "foreign_keys_renamed",    # foreignkeys: after the swap, T's constraints renamed back
+    "parents_guard_armed",     # fkparents: under the block, the guard on T armed
+    "parent_twin_added",       # fkparents: a child has its twin (to the shadow) and original
+    "children_repointed",      # fkparents: every child references the shadow only
+    "parent_original_added",   # fkparents: repair: a child has its original and its twin
+    "parents_renamed",         # fkparents: after the swap, the children's names back
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

@@ -21,6 +21,7 @@ from typing import Any
 from onlineddl import (
     dryrun,
     faults,
+    fkparents,
     foreignkeys,
     keys,
     ledger,
@@ -125,6 +126,8 @@ class Migration:
         self.mapping: ColumnMapping | None = None
         self.shadow_unique: tuple[UniqueCheck, ...] | None = None
         self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
+        # [fk parents] other tables' constraints referencing T (fkparents.py)
+        self.fk_children: tuple[foreignkeys.ForeignKey, ...] = ()
         self.applier: Applier | None = None
         self.checkpoint: Checkpoint | None = None
         self.state: State | None = None
@@ -283,6 +286,10 @@ class Migration:
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
             dropped=self.parsed_alter.foreign_keys_dropped,
             added=self.parsed_alter.foreign_keys_added)
+        # [fk parents] the tables referencing T: re-pointed under the block, or refused.
+        self.fk_children = fkparents.check(
+            control, flavor, self.db, self.config.table, bool(self.triggers),
+            resuming=self.config.resume or self.config.resume_auto)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -556,12 +563,16 @@ class Migration:
                                      self._source().pk, self.foreign_keys, self.tick)
         # Most of the counter is carried now; under the write block only what moved since.
         self._carry_auto_increment(self._control())
+        # [fk parents] guards (inert) on T and the children's indexes made their own.
+        self.fk_children = fkparents.children(self._control(), self.db, self.config.table)
+        fkparents.prepare(self._control(), self.db, self.names, self.fk_children)
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check,
                           before_swap=self._before_swap, carry=self._carry(),
-                          after_failed_attempt=self._after_failed_attempt)
+                          after_failed_attempt=self._after_failed_attempt,
+                          undo_under_block=self._undo_repoint)
         try:
             cutover.run()
         finally:
@@ -592,6 +603,7 @@ class Migration:
         triggers.repair(control, self.db, self.names, triggers.decode(self._state().triggers),
                         swapped=True)
         foreignkeys.finish(control, self.db, self.names)   # [foreign keys] idempotent
+        fkparents.finish(control, self.db, self.names)     # [fk parents] idempotent
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
@@ -618,6 +630,8 @@ class Migration:
                                  state, key=self._resumed_key)
         if decision.finish:
             return False
+        # [fk parents] a kill while re-pointing: the children back to T, guard disarmed.
+        fkparents.repair(self._control(), self.db, self.names, swapped=False)
         # A kill inside the trigger carry left T guarded: its triggers go back first.
         triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
                         swapped=False)
@@ -793,11 +807,24 @@ class Migration:
         self._carry_auto_increment(session)
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
+        # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
+        found = fkparents.children(session, self.db, self.config.table)
+        if {fk.name for fk in found} - {fk.name for fk in self.fk_children}:
+            raise TableChanged(
+                f"a table gained a foreign key referencing {self.config.table} during the "
+                f"run: {'; '.join(fk.describe() for fk in found)}",
+                hint="run the same command with --resume: it prepares the new one too")
+        fkparents.repoint(session, self.db, self.names, found)
 
     def _after_failed_attempt(self, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
         behind T they would refuse the application's parent deletes."""
         foreignkeys.release(session, self.db, self.names, self.foreign_keys)
+        self._undo_repoint(session)
+
+    def _undo_repoint(self, session: Session) -> None:
+        """[fk parents] The children back to T, the guard disarmed (no swap happened)."""
+        fkparents.repair(session, self.db, self.names, swapped=False)
 
     def _record_cutover_started(self, drain: BinlogPosition) -> None:
         state = self._state()
@@ -889,14 +916,17 @@ class Migration:
         self.ledger.drop(self._control(), self.db, name)
 
     def _describe_dry_run(self) -> dryrun.DryRun:
+        own = foreignkeys.describe(self.config.table, self.names.shadow, self.foreign_keys,
+                                   self._source().rows_estimate,
+                                   self._parsed_alter().foreign_keys_dropped,
+                                   self._parsed_alter().foreign_keys_added)
+        if self.fk_children:   # [fk parents] "none" no longer true
+            own = [line for line in own if not line.lstrip().startswith("none:")]
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
                             self._shadow(), self._mapping(), self.instant,
                             triggers=self.triggers,
-                            related=tuple(foreignkeys.describe(
-                                self.config.table, self.names.shadow, self.foreign_keys,
-                                self._source().rows_estimate,
-                                self._parsed_alter().foreign_keys_dropped,
-                                self._parsed_alter().foreign_keys_added)))
+                            related=tuple(own + fkparents.describe(
+                                self._control(), self.fk_children, self.names.shadow)))
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:

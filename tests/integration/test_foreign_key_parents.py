@@ -1,0 +1,398 @@
+"""Tables other tables reference (onlineddl/fkparents.py): T is the parent of `child`
+(RESTRICT, the server's own constraint name) and of `child2` (ON DELETE CASCADE, a
+user's name). Writers insert, update, re-key and delete T's rows and insert and delete
+child rows; `mirror` is a parent with its own `mirror_child` / `mirror_child2` under the
+same constraints, changed in the same transaction, so a write a constraint refuses on
+T's side is never replayed and a cascade on T's side happens on the mirror's too.
+Checksum repair is off.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+from typing import Any
+
+import pymysql
+import pytest
+from helpers import Conn, Cursor, cli_env, connect, kept_tables, migrate_command, tables
+from workload import Writers, assert_same_rows, q
+
+from onlineddl import faults, fkparents
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.errors import InvalidAlter, UnsupportedTable
+from onlineddl.migration import Migration, migrate
+
+pytestmark = pytest.mark.mariadb_only
+
+ROWS = 300
+CHILD_ROWS = 400
+TUNING = Tuning(chunk_rows_initial=100, chunk_rows_min=50, chunk_rows_max=200,
+                progress_interval=1.0, checkpoint_interval=0.5)
+ALTER = "ADD COLUMN extra INT NOT NULL DEFAULT 5, ADD INDEX v_idx (v)"
+# A constraint refused the write (1451, 1452), or the guard of an interrupted cutover
+# did (1644: SIGNAL), or a killed run's re-pointed child did not find a new parent.
+REFUSED = (1451, 1452, 1644)
+CHILDREN = ("child", "child2")
+
+
+def make_family(cur: Cursor, rows: int = ROWS) -> None:
+    for parent, kid, kid2 in (("t", "child", "child2"),
+                              ("mirror", "mirror_child", "mirror_child2")):
+        cur.execute(f"CREATE TABLE {q(parent)} (id INT NOT NULL PRIMARY KEY, "
+                    "v INT NOT NULL DEFAULT 0) ENGINE=InnoDB")
+        cur.executemany(f"INSERT INTO {q(parent)} VALUES (%s, %s)",
+                        [(i, i) for i in range(1, rows + 1)])
+        cur.execute(f"CREATE TABLE {q(kid)} (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                    "pid INT NULL, v INT NOT NULL DEFAULT 0, "
+                    f"FOREIGN KEY (pid) REFERENCES {q(parent)} (id)) ENGINE=InnoDB")
+        cur.execute(f"CREATE TABLE {q(kid2)} (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                    "pid INT NULL, v INT NOT NULL DEFAULT 0, KEY by_pid (pid), "
+                    f"CONSTRAINT {q(kid2 + '_cascade')} FOREIGN KEY (pid) REFERENCES "
+                    f"{q(parent)} (id) ON DELETE CASCADE) ENGINE=InnoDB")
+        data = [(i, (i * 7) % rows + 1 if i % 9 else None, i) for i in range(1, CHILD_ROWS)]
+        for table in (kid, kid2):
+            cur.executemany(f"INSERT INTO {q(table)} (id, pid, v) VALUES (%s, %s, %s)", data)
+
+
+class ParentModel:
+    """Random changes to T and its children, mirrored."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        self.guarded = 0      # refused by the guard of an interrupted cutover
+
+    def ops(self) -> list[Any]:
+        return [self.add_parent, self.update_parent, self.rekey_parent, self.delete_parent,
+                self.delete_parent, self.add_child, self.add_child2, self.delete_child]
+
+    def _try(self, cur: Cursor, text: str, params: list[Any]) -> bool:
+        try:
+            cur.execute(text, params)
+        except pymysql.err.MySQLError as exc:
+            if exc.args[0] in REFUSED:
+                if exc.args[0] == 1644:
+                    assert fkparents.GUARD_MARK in str(exc.args[1]), exc
+                    self.guarded += 1
+                self.refused += 1
+                return False
+            raise
+        return True
+
+    def add_parent(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        params = [rng.randrange(1, ROWS + 60), rng.randrange(1000)]
+        if not self._try(cur, f"INSERT IGNORE INTO {q(table)} (id, v) VALUES (%s, %s)", params):
+            return []
+        return [("INSERT IGNORE INTO {m} (id, v) VALUES (%s, %s)", params)] if cur.rowcount else []
+
+    def update_parent(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        params = [rng.randrange(1, ROWS + 60)]
+        if not self._try(cur, f"UPDATE {q(table)} SET v = v + 1 WHERE id = %s", params):
+            return []
+        return [("UPDATE {m} SET v = v + 1 WHERE id = %s", params)]
+
+    def rekey_parent(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        params = [rng.randrange(ROWS + 60, ROWS + 120), rng.randrange(1, ROWS + 60)]
+        if not self._try(cur, f"UPDATE IGNORE {q(table)} SET id = %s WHERE id = %s", params):
+            return []
+        return [("UPDATE IGNORE {m} SET id = %s WHERE id = %s", params)] if cur.rowcount \
+            else []
+
+    def delete_parent(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        params = [rng.randrange(1, ROWS + 120)]
+        if not self._try(cur, f"DELETE FROM {q(table)} WHERE id = %s", params):
+            return []
+        return [("DELETE FROM {m} WHERE id = %s", params)]
+
+    def _add(self, cur: Cursor, rng: random.Random, kid: str, mirror_kid: str
+             ) -> list[Any]:
+        values = [rng.choice([None, rng.randrange(1, ROWS + 120)]), rng.randrange(100)]
+        if not self._try(cur, f"INSERT INTO {q(kid)} (pid, v) VALUES (%s, %s)", values):
+            return []
+        return [(f"INSERT INTO {q(mirror_kid)} (id, pid, v) VALUES (%s, %s, %s)",
+                 [cur.lastrowid, *values])]
+
+    def add_child(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        return self._add(cur, rng, "child", "mirror_child")
+
+    def add_child2(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        return self._add(cur, rng, "child2", "mirror_child2")
+
+    def delete_child(self, cur: Cursor, rng: random.Random, table: str) -> list[Any]:
+        kid = rng.choice(CHILDREN)
+        params = [rng.randrange(1, CHILD_ROWS + 200)]
+        cur.execute(f"DELETE FROM {q(kid)} WHERE id = %s", params)
+        return [(f"DELETE FROM {q('mirror_' + kid)} WHERE id = %s", params)]
+
+
+def config(server: Dsn, db: str, alter: str = ALTER, **kw: Any) -> MigrationConfig:
+    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
+                           tuning=kw.pop("tuning", TUNING), **kw)
+
+
+def references(conn: Conn) -> list[tuple[str, str, str, str]]:
+    """(table, constraint, referenced table, delete rule) of every constraint in the db."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE "
+                    "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
+                    "CONSTRAINT_SCHEMA = DATABASE() ORDER BY TABLE_NAME, CONSTRAINT_NAME")
+        return [tuple(r) for r in cur.fetchall()]
+
+
+EXPECTED = [("child", "child_ibfk_1", "t", "RESTRICT"),
+            ("child2", "child2_cascade", "t", "CASCADE"),
+            ("mirror_child", "mirror_child_ibfk_1", "mirror", "RESTRICT"),
+            ("mirror_child2", "mirror_child2_cascade", "mirror", "CASCADE")]
+
+
+def show_create(conn: Conn, table: str) -> str:
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW CREATE TABLE {q(table)}")
+        return re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
+
+
+def triggers_on(conn: Conn) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = DATABASE()")
+        return [r[0] for r in cur.fetchall()]
+
+
+def assert_family_right(conn: Conn, children_before: dict[str, str]) -> None:
+    assert_same_rows(conn, "t", "mirror", ["id", "v"], ["id"])
+    for kid in CHILDREN:
+        assert_same_rows(conn, kid, f"mirror_{kid}", ["id", "pid", "v"], ["id"])
+        assert show_create(conn, kid) == children_before[kid]   # names, index, actions
+    assert references(conn) == EXPECTED       # nothing references the old table
+    assert triggers_on(conn) == []
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM child c LEFT JOIN t p ON p.id = c.pid "
+                    "WHERE c.pid IS NOT NULL AND p.id IS NULL")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT COUNT(*) FROM child2 c LEFT JOIN t p ON p.id = c.pid "
+                    "WHERE c.pid IS NOT NULL AND p.id IS NULL")
+        assert cur.fetchone()[0] == 0
+
+
+def assert_constraints_work(conn: Conn) -> None:
+    """After the run: T refuses deleting a parent of `child`, cascades to `child2`."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t (id, v) VALUES (100000, 0), (100001, 0)")
+        cur.execute("INSERT INTO child (pid) VALUES (100000)")
+        cur.execute("INSERT INTO child2 (pid) VALUES (100001), (100001)")
+        with pytest.raises(pymysql.err.IntegrityError):
+            cur.execute("DELETE FROM t WHERE id = 100000")
+        cur.execute("DELETE FROM t WHERE id = 100001")
+        cur.execute("SELECT COUNT(*) FROM child2 WHERE pid = 100001")
+        assert cur.fetchone()[0] == 0
+        with pytest.raises(pymysql.err.IntegrityError):
+            cur.execute("INSERT INTO child (pid) VALUES (100001)")
+
+
+def children_shape(conn: Conn) -> dict[str, str]:
+    return {kid: show_create(conn, kid) for kid in CHILDREN}
+
+
+def test_parent_under_writers(server: Dsn, db: str, conn: Conn) -> None:
+    with conn.cursor() as cur:
+        make_family(cur)
+    before = children_shape(conn)
+    model = ParentModel()
+    writers = Writers(server, db, "t", "mirror", model, threads=3)
+    bursts = {"n": 0}
+
+    def burst() -> None:
+        bursts["n"] += 1
+        writers.burst(10, seed=bursts["n"])
+
+    faults.register("after_chunk", burst)
+    writers.start()
+    try:
+        result = migrate(config(server, db))
+        writers.wait_for_commits(30)       # after the swap, against the new T
+    finally:
+        writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    assert bursts["n"] >= 3
+    assert_family_right(conn, before)
+    assert_constraints_work(conn)
+    assert kept_tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2",
+                                 "_t_old_*"}
+    assert result.old_table.startswith("_t_old_")
+
+
+@pytest.mark.parametrize("point", [
+    "parents_guard_armed",     # the guard armed, no child re-pointed
+    "parent_twin_added",       # the first child has its twin and its original
+    "parent_twin_added:2",     # the first child re-pointed, the second half-way
+    "children_repointed",      # every child references the shadow only
+    "after_swap",              # swapped: the children's twins reference the new T
+    "parent_original_added",   # swapped, the first child has both names
+    "parents_renamed",         # names back, the old table's guards not yet dropped
+])
+def test_kill_and_resume(server: Dsn, db: str, conn: Conn, point: str) -> None:
+    with conn.cursor() as cur:
+        make_family(cur)
+    before = children_shape(conn)
+    model = ParentModel()
+    writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
+    writers.start()
+    try:
+        args = migrate_command(server, db, ALTER, "--chunk-size", "100")
+        crashed = subprocess.run(args, env=cli_env(server, point), capture_output=True,
+                                 text=True, timeout=300)
+        assert crashed.returncode == 137, crashed.stderr[-2000:]
+        # In the crash window application writes go on: each works or fails loudly.
+        writers.wait_for_commits(40)
+        guarded = model.guarded
+        migrate(config(server, db, resume=True))
+        writers.wait_for_commits(20)
+    finally:
+        writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    # Unswapped, the armed guard refused T's updates and deletes; swapped, it is on the
+    # old table, which nobody writes.
+    swapped = point in ("after_swap", "parent_original_added", "parents_renamed")
+    assert (guarded == 0) == swapped, guarded
+    assert_family_right(conn, before)
+    assert_constraints_work(conn)
+    assert "_t_fkgd" not in tables(conn)
+
+
+def test_killed_while_repointed_then_cleanup_undoes_it(server: Dsn, db: str,
+                                                       conn: Conn) -> None:
+    from onlineddl.commands import cleanup
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    before = children_shape(conn)
+    args = migrate_command(server, db, ALTER)
+    crashed = subprocess.run(args, env=cli_env(server, "children_repointed"),
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    with conn.cursor() as cur:   # the guard refuses what could orphan a child
+        with pytest.raises(pymysql.err.OperationalError, match="--resume"):
+            cur.execute("DELETE FROM t WHERE id = 1")
+        cur.execute("INSERT INTO t (id, v) VALUES (5000, 1)")   # inserts are harmless
+    with pytest.raises(UnsupportedTable, match="re-pointing"):
+        migrate(config(server, db))                     # a fresh run is refused
+    cleanup(server, db, "t")
+    assert children_shape(conn) == before
+    assert triggers_on(conn) == []
+    assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM t WHERE id = 5000")
+
+
+def test_a_failed_attempt_repoints_back(server: Dsn, db: str, conn: Conn) -> None:
+    """An application transaction holding `child2`'s metadata lock: the child's ALTER
+    times out, the attempt fails, the children reference T again and T is unchanged."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    before = children_shape(conn)
+    holder = connect(server, db, autocommit=False)
+    seen: list[list[tuple[str, str, str, str]]] = []
+    attempts = {"n": 0}
+
+    def hold() -> None:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            with holder.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM child2")   # holds its metadata lock
+
+    def release() -> None:
+        seen.append(references(conn))
+        holder.rollback()
+
+    faults.register("cutover_paused", hold)
+    faults.register("cutover_attempt", release)
+    try:
+        migrate(config(server, db, tuning=TUNING.__class__(
+            **{**TUNING.__dict__, "cutover_lock_timeout": 1})))
+    finally:
+        holder.close()
+    assert attempts["n"] >= 2
+    assert seen[1] == EXPECTED    # after the failed attempt: back on T, original names
+    assert children_shape(conn) == before
+    assert triggers_on(conn) == []
+    assert_constraints_work(conn)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+def snapshot(conn: Conn) -> dict[str, str]:
+    return {name: show_create(conn, name) for name in sorted(tables(conn))}
+
+
+def test_self_reference_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, up INT NULL, CONSTRAINT t_up "
+                    "FOREIGN KEY (up) REFERENCES t (id)) ENGINE=InnoDB")
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match=r"\.t\.t_up \(up\).*references itself"):
+        migrate(config(server, db))
+    assert snapshot(conn) == before
+
+
+def test_a_parent_with_triggers_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    with conn.cursor() as cur:
+        make_family(cur, rows=5)
+        cur.execute("CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = 1")
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match="also has triggers") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 5
+    assert snapshot(conn) == before
+
+
+def test_a_long_constraint_name_is_refused(server: Dsn, db: str, conn: Conn) -> None:
+    name = "c" * 60
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"CREATE TABLE kid (id INT PRIMARY KEY, pid INT, CONSTRAINT {q(name)} "
+                    "FOREIGN KEY (pid) REFERENCES t (id)) ENGINE=InnoDB")
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter, match="would pass 64 characters"):
+        migrate(config(server, db))
+    assert snapshot(conn) == before
+
+
+def test_a_child_in_another_database(server: Dsn, db: str, conn: Conn) -> None:
+    other = f"{db}_far"
+    with conn.cursor() as cur:
+        make_family(cur, rows=30)
+        cur.execute(f"CREATE DATABASE {q(other)}")
+        cur.execute(f"CREATE TABLE {q(other)}.elsewhere (id INT PRIMARY KEY, tid INT, "
+                    f"CONSTRAINT far FOREIGN KEY (tid) REFERENCES {q(db)}.t (id) "
+                    "ON DELETE SET NULL) ENGINE=InnoDB")
+        cur.execute("INSERT INTO t (id, v) VALUES (9003, 0), (9004, 0)")
+        cur.execute(f"INSERT INTO {q(other)}.elsewhere VALUES (1, 9003), (2, 9004)")
+    try:
+        migrate(config(server, db))
+        with conn.cursor() as cur:
+            cur.execute("SELECT CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, "
+                        "REFERENCED_TABLE_NAME, DELETE_RULE FROM "
+                        "information_schema.REFERENTIAL_CONSTRAINTS WHERE "
+                        "CONSTRAINT_SCHEMA = %s", (other,))
+            assert cur.fetchall() == (("far", db, "t", "SET NULL"),)
+            cur.execute("DELETE FROM t WHERE id = 9003")
+            cur.execute(f"SELECT tid FROM {q(other)}.elsewhere ORDER BY id")
+            assert cur.fetchall() == ((None,), (9004,))
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {q(other)}")
+
+
+def test_dry_run_says_what_happens_to_each_child(server: Dsn, db: str, conn: Conn) -> None:
+    from onlineddl.dryrun import render
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    before = snapshot(conn)
+    text = render(Migration(config(server, db)).dry_run())
+    assert f"constraint child_ibfk_1 on {db}.child (ON DELETE RESTRICT" in text
+    assert "re-pointed to the new table under the write block: two metadata-only " \
+           "ALTERs (no rebuild, no row check" in text
+    assert f"constraint child2_cascade on {db}.child2 (ON DELETE CASCADE" in text
+    assert "rows not touched" in text
+    assert "none: no table references" not in text
+    assert snapshot(conn) == before
