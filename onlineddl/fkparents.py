@@ -232,10 +232,22 @@ def guard_sql(database: str, table: str, event: str) -> str:
 # --- under the write block ----------------------------------------------------------------
 
 def repoint(session: Session, database: str, names: Artifacts,
-            found: Sequence[ForeignKey]) -> None:
-    """Under the block, drained: arm the guard, re-point every child to the shadow."""
+            found: Sequence[ForeignKey], wait: int) -> None:
+    """Under the block, drained: arm the guard, re-point every child to the shadow. Each
+    ALTER waits at most `wait` seconds for its child's metadata lock (an application
+    transaction holding it fails the attempt)."""
     if not found:
         return
+    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, wait),))
+    try:
+        _repoint(session, database, names, found)
+    finally:
+        session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+
+
+def _repoint(session: Session, database: str, names: Artifacts,
+             found: Sequence[ForeignKey]) -> None:
     session.execute(f"INSERT IGNORE INTO "
                     f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
     faults.point("parents_guard_armed")

@@ -814,7 +814,8 @@ class Migration:
                 f"a table gained a foreign key referencing {self.config.table} during the "
                 f"run: {'; '.join(fk.describe() for fk in found)}",
                 hint="run the same command with --resume: it prepares the new one too")
-        fkparents.repoint(session, self.db, self.names, found)
+        fkparents.repoint(session, self.db, self.names, found,
+                          int(min(self.tuning.cutover_lock_timeout, self.tuning.block_timeout)))
 
     def _after_failed_attempt(self, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
