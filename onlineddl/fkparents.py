@@ -54,7 +54,7 @@ from collections.abc import Sequence
 
 from onlineddl import faults, foreignkeys, grants, ledger, sql, triggers
 from onlineddl.db import Session
-from onlineddl.errors import InvalidAlter, MissingPrivilege, UnsupportedTable
+from onlineddl.errors import DatabaseError, InvalidAlter, MissingPrivilege, UnsupportedTable
 from onlineddl.flavor import MySQL
 from onlineddl.foreignkeys import ForeignKey
 from onlineddl.table import MAX_IDENT, Artifacts, artifact_name, name_case
@@ -131,6 +131,8 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
     found = children(session, database, table)
     if not resuming:
         _refuse_live_guards(session, database, table)
+    if flavor.name == "mariadb":
+        _refuse_hidden(session, database, table, found)
     if not found:
         return found
     listed = "; ".join(fk.describe() for fk in found)
@@ -161,8 +163,38 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
     if why:
         raise InvalidAlter(f"{database}.{table} is referenced by foreign key(s): {listed}; "
                            f"onlineddl cannot re-point them here: {why}", hint=keep)
-    _check_privileges(session, flavor, found)
+    _check_privileges(session, flavor, database, table, found)
     return found
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _refuse_hidden(session: Session, database: str, table: str,
+                   found: Sequence[ForeignKey]) -> None:
+    """information_schema shows a user only the constraints of tables it holds a
+    privilege on: a child in a database it cannot see would silently follow the old
+    table at the swap. InnoDB's own list (MariaDB, with the PROCESS privilege) shows
+    them all; without PROCESS, or for names InnoDB stores encoded, nothing to compare."""
+    if not (_PLAIN.match(database) and _PLAIN.match(table)):
+        return
+    try:
+        rows = session.query("SELECT ID FROM information_schema.INNODB_SYS_FOREIGN "
+                             "WHERE LOWER(REF_NAME) = LOWER(%s)", (f"{database}/{table}",))
+    except DatabaseError:
+        log.info("cannot read information_schema.INNODB_SYS_FOREIGN (PROCESS privilege): "
+                 "tables referencing %s.%s in databases this user cannot see are not "
+                 "found", database, table)
+        return
+    seen = {f"{fk.database}/{fk.name}".lower() for fk in found}
+    hidden = sorted(str(r[0]) for r in rows if str(r[0]).lower() not in seen)
+    if hidden:
+        raise MissingPrivilege(
+            f"{database}.{table} is referenced by foreign key(s) of tables this user cannot "
+            f"see: {', '.join(hidden)} (database/constraint); the swap would leave them "
+            "referencing the old table",
+            hint="grant the user ALTER on those databases (and SELECT to read them), or "
+                 "drop those constraints for the migration")
 
 
 def _refuse_live_guards(session: Session, database: str, table: str) -> None:
@@ -179,19 +211,36 @@ def _refuse_live_guards(session: Session, database: str, table: str) -> None:
                  f"cleanup` for {table} to undo it")
 
 
-def _check_privileges(session: Session, flavor: MySQL,
+def _check_privileges(session: Session, flavor: MySQL, database: str, table: str,
                       found: Sequence[ForeignKey]) -> None:
+    """ALTER on every child; the guard triggers need TRIGGER on T and, with the binlog
+    on, SUPER unless log_bin_trust_function_creators is ON (error 1419 otherwise)."""
     held = grants.parse(flavor.grant_lines(session))
     fold = name_case(session) != 0
-    missing = sorted({f"{fk.database}.{fk.table}" for fk in found
+    account = grants.account(str(session.scalar("SELECT CURRENT_USER()")))
+    needs, hints = [], []
+    missing = sorted({(fk.database, fk.table) for fk in found
                       if not grants.holds(held, "ALTER", fk.database, fk.table, fold=fold)})
     if missing:
-        account = grants.account(str(session.scalar("SELECT CURRENT_USER()")))
+        needs.append("ALTER on " + ", ".join(f"{d}.{t}" for d, t in missing)
+                     + " (tables that reference it)")
+        hints += [f"GRANT ALTER ON {sql.ident(d)}.* TO {account}"
+                  for d in sorted({d for d, _ in missing})]
+    if not grants.holds(held, "TRIGGER", database, table, fold=fold):
+        needs.append("the TRIGGER privilege on it (for the cutover's guard triggers)")
+        hints.append(f"GRANT TRIGGER ON {sql.ident(database)}.* TO {account}")
+    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
+    superuser = any(not g.revoke and g.database == "*" and
+                    ("SUPER" in g.privileges or "ALL" in g.privileges) for g in held)
+    if not superuser and trusted not in ("1", "ON"):
+        needs.append("SUPER, or log_bin_trust_function_creators=ON, to create the guard "
+                     "triggers while binary logging is on")
+        hints.append("SET GLOBAL log_bin_trust_function_creators = ON (and in the server "
+                     f"config), or GRANT SUPER ON *.* TO {account}")
+    if needs:
         raise MissingPrivilege(
-            f"the user {account} cannot re-point the foreign keys of {', '.join(missing)} "
-            "(tables that reference the migrated table): it needs ALTER on them",
-            hint="; ".join(f"GRANT ALTER ON {sql.ident(m.split('.', 1)[0])}.* TO {account}"
-                           for m in missing))
+            f"the user {account} cannot re-point the foreign keys referencing "
+            f"{database}.{table}: it needs " + "; ".join(needs), hint="; ".join(hints))
 
 
 # --- before the cutover ------------------------------------------------------------------

@@ -40,7 +40,7 @@ from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
 from onlineddl.control import Controls, ControlServer
 from onlineddl.copier import Copier
-from onlineddl.cutover import Cutover, drop_guards
+from onlineddl.cutover import Cutover, drop_guards, swap_state
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
@@ -942,6 +942,7 @@ class Migration:
         return self.shadow_unique
 
     def discard_created(self) -> None:
+        self._undo_parents()
         if not self.ledger or self.control is None:
             return
         created = ", ".join(self.ledger.names)
@@ -952,6 +953,18 @@ class Migration:
             log.info("removed %s", created)
         except OnlineDDLError:
             log.warning("could not remove %s; use `onlineddl cleanup`", created)
+
+    def _undo_parents(self) -> None:
+        """[fk parents] A run that ends for good leaves no guard trigger or marker table
+        behind (the children back on T, or named back after a swap)."""
+        if self.control is None or not self.names.old:
+            return
+        try:
+            swapped = swap_state(self.control, self.db, self.names).swapped
+            fkparents.cleanup(self.control, self.db, self.names, swapped)
+        except OnlineDDLError as err:
+            log.warning("could not remove the foreign-key guards of %s (%s); use "
+                        "`onlineddl cleanup`", self.config.table, err.message)
 
     def _vanished(self, err: OnlineDDLError) -> TableVanished | None:
         """T gone after preflight found it (the copy's "no such table", or the applier's

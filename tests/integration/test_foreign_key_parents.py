@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import time
+import uuid
 from typing import Any
 
 import pymysql
@@ -23,7 +24,7 @@ from workload import Writers, assert_same_rows, q
 
 from onlineddl import faults, fkparents
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import InvalidAlter, UnsupportedTable
+from onlineddl.errors import DataError, InvalidAlter, MissingPrivilege, UnsupportedTable
 from onlineddl.migration import Migration, migrate
 
 pytestmark = pytest.mark.mariadb_only
@@ -401,3 +402,73 @@ def test_dry_run_says_what_happens_to_each_child(server: Dsn, db: str, conn: Con
     assert "rows not touched" in text
     assert "none: no table references" not in text
     assert snapshot(conn) == before
+
+
+def test_a_run_that_ends_for_good_leaves_no_guard(server: Dsn, db: str, conn: Conn) -> None:
+    """A final error under the block (here injected once every child is re-pointed):
+    the children are put back, and the guards and the marker table go with the run's
+    other tables."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    before = children_shape(conn)
+
+    def fail() -> None:
+        raise DataError("injected: a final error under the write block")
+
+    faults.register("children_repointed", fail)
+    with pytest.raises(DataError, match="injected"):
+        migrate(config(server, db))
+    assert children_shape(conn) == before
+    assert references(conn) == EXPECTED
+    assert triggers_on(conn) == []
+    assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
+    assert_constraints_work(conn)
+
+
+def test_privileges_are_checked_up_front(server: Dsn, db: str, conn: Conn) -> None:
+    """ALTER on a child in another database, and what creating the guard triggers
+    takes with the binlog on: refused with exit 4 before anything is created."""
+    other = f"{db}_far"
+    user, password = f"odl_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    who = f"'{user}'@'127.0.0.1'"
+    with conn.cursor() as cur:
+        make_family(cur, rows=5)
+        cur.execute(f"CREATE DATABASE {q(other)}")
+        cur.execute(f"CREATE TABLE {q(other)}.elsewhere (id INT PRIMARY KEY, tid INT, "
+                    f"CONSTRAINT far FOREIGN KEY (tid) REFERENCES {q(db)}.t (id)) "
+                    "ENGINE=InnoDB")
+        cur.execute("SELECT @@GLOBAL.log_bin_trust_function_creators")
+        trusted = int(cur.fetchone()[0])
+        cur.execute(f"CREATE USER {who} IDENTIFIED BY '{password}'")
+        cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {who}")
+        cur.execute(f"GRANT ALL PRIVILEGES ON {q(db)}.* TO {who}")
+    before = snapshot(conn)
+    dsn = Dsn(host=server.host, port=server.port, user=user, password=password)
+    try:
+        # No privilege on the child's database: information_schema hides the child;
+        # InnoDB's own list (PROCESS) shows it.
+        with conn.cursor() as cur:
+            cur.execute(f"GRANT PROCESS ON *.* TO {who}")
+        with pytest.raises(MissingPrivilege, match=rf"cannot see: {other}/far") as info:
+            migrate(config(dsn, db))
+        assert info.value.exit_code == 4
+        with conn.cursor() as cur:
+            cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {q(other)}.* TO {who}")
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_trust_function_creators = OFF")
+        with pytest.raises(MissingPrivilege) as info:
+            migrate(config(dsn, db))
+        assert info.value.exit_code == 4
+        assert f"ALTER on {other}.elsewhere" in info.value.message
+        assert "log_bin_trust_function_creators" in info.value.message
+        assert f"GRANT ALTER ON `{other}`.* TO {who}" in info.value.hint
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_trust_function_creators = ON")
+            cur.execute(f"GRANT ALTER ON {q(other)}.* TO {who}")
+        migrate(config(dsn, db))
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"SET GLOBAL log_bin_trust_function_creators = {trusted}")
+            cur.execute(f"DROP USER {who}")
+            cur.execute(f"DROP DATABASE IF EXISTS {q(other)}")
+    assert set(snapshot(conn)) >= set(before)
