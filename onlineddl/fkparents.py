@@ -57,7 +57,7 @@ from onlineddl.db import Session
 from onlineddl.errors import DatabaseError, InvalidAlter, MissingPrivilege, UnsupportedTable
 from onlineddl.flavor import MySQL
 from onlineddl.foreignkeys import ForeignKey
-from onlineddl.table import MAX_IDENT, Artifacts, artifact_name, name_case
+from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, artifact_name, name_case
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,37 @@ def children(session: Session, database: str, table: str) -> tuple[ForeignKey, .
     return _with_text(session, foreignkeys.referencing(session, database, table))
 
 
-def _add_clause(fk: ForeignKey, name: str, database: str, target: str) -> str:
-    """ADD CONSTRAINT `name`, as `fk` but referencing database.target."""
-    text, found = re.subn(r"^REFERENCES (?:`(?:[^`]|``)*`\.)?`(?:[^`]|``)*` ",
-                          f"REFERENCES {sql.qualified(database, target)} ", fk.references)
+# `REFERENCES [db.]table (columns)`, names quoted as SHOW CREATE TABLE writes them.
+_NAME = r"`(?:[^`]|``)*`"
+_REFERENCED = rf"^REFERENCES (?:{_NAME}\.)?{_NAME} \((?:[^`)]|{_NAME})*\)"
+
+
+def _add_clause(fk: ForeignKey, name: str, database: str, target: str,
+                mapping: ColumnMapping | None = None) -> str:
+    """ADD CONSTRAINT `name`, as `fk` but referencing database.target (its columns
+    renamed by `mapping`, T's to the new table's; None: as they are)."""
+    columns = sql.column_list(new_columns(fk, mapping))
+    text, found = re.subn(_REFERENCED, f"REFERENCES {sql.qualified(database, target)} ({columns})",
+                          fk.references)
     if not found:
         raise ValueError(f"cannot read the REFERENCES text of {fk.name}: {fk.references!r}")
     return (f"ADD CONSTRAINT {sql.ident(name)} FOREIGN KEY "
             f"({sql.column_list(fk.columns)}) {text}")
+
+
+def new_columns(fk: ForeignKey, mapping: ColumnMapping | None) -> tuple[str, ...]:
+    """The referenced columns' names in the new table (an ALTER may rename them)."""
+    if mapping is None:
+        return fk.ref_columns
+    to_new = {old.lower(): new for old, new in zip(mapping.source, mapping.target,
+                                                    strict=True)}
+    missing = [c for c in fk.ref_columns if c.lower() not in to_new]
+    if missing:
+        raise InvalidAlter(
+            f"the ALTER drops column(s) {', '.join(missing)} that the foreign key "
+            f"{fk.describe()} references", hint="a plain ALTER fails the same way; drop "
+            "the constraint first; the table is unchanged")
+    return tuple(to_new[c.lower()] for c in fk.ref_columns)
 
 
 def _alter(session: Session, fk: ForeignKey, clause: str) -> None:
@@ -243,6 +266,51 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
             f"{database}.{table}: it needs " + "; ".join(needs), hint="; ".join(hints))
 
 
+# --- the new table ----------------------------------------------------------------------
+
+PROBE_CONSTRAINT = PREFIX + "probe"
+
+
+def probe_name(table: str) -> str:
+    return artifact_name(table, "fkprobe")
+
+
+def check_shadow(session: Session, database: str, names: Artifacts,
+                 found: Sequence[ForeignKey], mapping: ColumnMapping) -> None:
+    """The server's verdict on each child's constraint against the new table (still
+    empty): an empty copy of the child gets it, with foreign_key_checks on. A plain ALTER
+    that changes a referenced column's type or drops its index fails (1832, 1553); the
+    same change here fails on the copy (150, 1822), and the run is refused, nothing
+    changed. The copy is dropped again."""
+    if not found:
+        return
+    for fk in found:
+        renamed = new_columns(fk, mapping)
+        if [c.lower() for c in renamed] != [c.lower() for c in fk.ref_columns]:
+            raise InvalidAlter(
+                f"the ALTER renames column(s) the foreign key {fk.describe()} references; "
+                "onlineddl does not re-point a constraint to renamed columns",
+                hint="rename the column with a plain ALTER TABLE, or drop the constraint "
+                     "for the migration; the table is unchanged")
+    probe = sql.qualified(database, probe_name(names.table))
+    try:
+        for fk in found:
+            session.execute(f"DROP TABLE IF EXISTS {probe}")
+            session.execute(f"CREATE TABLE {probe} LIKE "
+                            f"{sql.qualified(fk.database, fk.table)}")
+            try:
+                session.execute(f"ALTER TABLE {probe} " + _add_clause(
+                    fk, PROBE_CONSTRAINT, database, names.shadow, mapping))
+            except DatabaseError as err:
+                raise InvalidAlter(
+                    f"the new table cannot be referenced by the foreign key "
+                    f"{fk.describe()}: {err.message}",
+                    hint="a plain ALTER fails the same way (the referenced columns keep "
+                         "their types and an index); the table is unchanged") from err
+    finally:
+        session.execute(f"DROP TABLE IF EXISTS {probe}")
+
+
 # --- before the cutover ------------------------------------------------------------------
 
 def prepare(session: Session, database: str, names: Artifacts,
@@ -281,7 +349,7 @@ def guard_sql(database: str, table: str, event: str) -> str:
 # --- under the write block ----------------------------------------------------------------
 
 def repoint(session: Session, database: str, names: Artifacts,
-            found: Sequence[ForeignKey], wait: int) -> None:
+            found: Sequence[ForeignKey], wait: int, mapping: ColumnMapping) -> None:
     """Under the block, drained: arm the guard, re-point every child to the shadow. Each
     ALTER waits at most `wait` seconds for its child's metadata lock (an application
     transaction holding it fails the attempt)."""
@@ -290,20 +358,21 @@ def repoint(session: Session, database: str, names: Artifacts,
     before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
     session.execute("SET SESSION lock_wait_timeout = %s", (max(1, wait),))
     try:
-        _repoint(session, database, names, found)
+        _repoint(session, database, names, found, mapping)
     finally:
         session.execute("SET SESSION lock_wait_timeout = %s", (before,))
 
 
 def _repoint(session: Session, database: str, names: Artifacts,
-             found: Sequence[ForeignKey]) -> None:
+             found: Sequence[ForeignKey], mapping: ColumnMapping) -> None:
     session.execute(f"INSERT IGNORE INTO "
                     f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
     faults.point("parents_guard_armed")
     for fk in found:
         on_child = _names_on(session, fk)
         if twin(fk.name) not in on_child:
-            _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow))
+            _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow,
+                                            mapping))
         faults.point("parent_twin_added")
         if fk.name in on_child:
             _alter(session, fk, f"DROP FOREIGN KEY {sql.ident(fk.name)}")
@@ -369,6 +438,7 @@ def drop_guards(session: Session, database: str, table: str) -> None:
 def cleanup(session: Session, database: str, names: Artifacts, swapped: bool) -> list[str]:
     """`onlineddl cleanup`: finish (swapped) or undo (not) the re-pointing, drop the
     guards and the marker table."""
+    session.execute(f"DROP TABLE IF EXISTS {sql.qualified(database, probe_name(names.table))}")
     if not _marker_exists(session, database, names.table):
         return []
     if swapped:

@@ -815,7 +815,8 @@ class Migration:
                 f"run: {'; '.join(fk.describe() for fk in found)}",
                 hint="run the same command with --resume: it prepares the new one too")
         fkparents.repoint(session, self.db, self.names, found,
-                          int(min(self.tuning.cutover_lock_timeout, self.tuning.block_timeout)))
+                          int(min(self.tuning.cutover_lock_timeout, self.tuning.block_timeout)),
+                          self._mapping())
 
     def _after_failed_attempt(self, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
@@ -878,6 +879,9 @@ class Migration:
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         self._choose_key()
+        # [fk parents] the server's verdict on the children's constraints against it.
+        fkparents.check_shadow(control, self.db, self.names, self.fk_children,
+                               self._mapping())
 
     def _choose_key(self) -> None:
         """Set the key the run walks on both tables' infos (keys.py); refuse (exit 5)

@@ -472,3 +472,23 @@ def test_privileges_are_checked_up_front(server: Dsn, db: str, conn: Conn) -> No
             cur.execute(f"DROP USER {who}")
             cur.execute(f"DROP DATABASE IF EXISTS {q(other)}")
     assert set(snapshot(conn)) >= set(before)
+
+
+@pytest.mark.parametrize("alter", [
+    "MODIFY id BIGINT NOT NULL",              # the children's columns stay INT
+    "CHANGE id ident INT NOT NULL",           # renamed: not re-pointed
+    "MODIFY id INT UNSIGNED NOT NULL",        # a key must keep its sign
+], ids=["type", "rename", "unsigned"])
+def test_an_alter_that_breaks_the_children_is_refused(server: Dsn, db: str, conn: Conn,
+                                                       alter: str) -> None:
+    with conn.cursor() as cur:
+        make_family(cur, rows=20)
+    before = snapshot(conn)
+    with pytest.raises(InvalidAlter) as err:
+        migrate(config(server, db, alter))
+    assert "child" in err.value.message
+    assert snapshot(conn) == before
+    assert triggers_on(conn) == []
+    if "CHANGE" not in alter:     # the server's own ALTER fails too
+        with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
+            cur.execute(f"ALTER TABLE t {alter}")
