@@ -364,6 +364,12 @@ class Cutover:
             renamer = Session(self.dsn, name="cutover-rename", database=self.database,
                               lock_wait_timeout=wait, read_timeout=wait + 10)
             sessions.append(renamer)
+            # [fk parents] Once T's lock is its own, a parent's RENAME also waits (InnoDB,
+            # "checking permissions") for transactions open on the child tables, with T
+            # blocked meanwhile (MariaDB 10.11): that wait fails the attempt (error 1205,
+            # nothing renamed) after the cutover lock timeout.
+            renamer.execute("SET SESSION innodb_lock_wait_timeout = %s",
+                            (self.tuning.cutover_lock_timeout,))
             # lock_wait_timeout 0: the probe never waits (MariaDB; see _rename_holds).
             probe = Session(self.dsn, name="cutover-probe", database=self.database,
                             lock_wait_timeout=0, read_timeout=30)
@@ -421,8 +427,9 @@ class Cutover:
             lock.execute(f"DROP TABLE {sentry}")
             lock.execute("UNLOCK TABLES")
             released = True
-            self.block_seconds = time.monotonic() - blocked_at
             thread.join(timeout=RENAME_JOIN)
+            # Writers wait for the RENAME too: the block ends when it does.
+            self.block_seconds = time.monotonic() - blocked_at
             self._rename_result(renamer, thread, outcome)
             self.applier.swapped()
             faults.point("after_swap")

@@ -50,11 +50,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Sequence
 
 from onlineddl import faults, foreignkeys, grants, ledger, sql, triggers
 from onlineddl.db import Session
-from onlineddl.errors import DatabaseError, InvalidAlter, MissingPrivilege, UnsupportedTable
+from onlineddl.errors import (
+    CutoverFailed,
+    DatabaseError,
+    InvalidAlter,
+    MissingPrivilege,
+    UnsupportedTable,
+)
 from onlineddl.flavor import MySQL
 from onlineddl.foreignkeys import ForeignKey
 from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, artifact_name, name_case
@@ -349,36 +356,46 @@ def guard_sql(database: str, table: str, event: str) -> str:
 # --- under the write block ----------------------------------------------------------------
 
 def repoint(session: Session, database: str, names: Artifacts,
-            found: Sequence[ForeignKey], wait: int, mapping: ColumnMapping) -> None:
+            found: Sequence[ForeignKey], wait: int, budget: float,
+            mapping: ColumnMapping) -> None:
     """Under the block, drained: arm the guard, re-point every child to the shadow. Each
     ALTER waits at most `wait` seconds for its child's metadata lock (an application
-    transaction holding it fails the attempt)."""
+    transaction holding it fails the attempt), and all of them together at most
+    `budget` seconds (the rest of the write block's bound)."""
     if not found:
         return
+    deadline = time.monotonic() + budget
     before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
-    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, wait),))
     try:
-        _repoint(session, database, names, found, mapping)
+        session.execute(f"INSERT IGNORE INTO "
+                        f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
+        faults.point("parents_guard_armed")
+        for fk in found:
+            on_child = _names_on(session, fk)
+            if twin(fk.name) not in on_child:
+                _bound(session, wait, deadline)
+                _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow,
+                                                mapping))
+            faults.point("parent_twin_added")
+            if fk.name in on_child:
+                _bound(session, wait, deadline)
+                _alter(session, fk, f"DROP FOREIGN KEY {sql.ident(fk.name)}")
+        faults.point("children_repointed")
     finally:
         session.execute("SET SESSION lock_wait_timeout = %s", (before,))
-
-
-def _repoint(session: Session, database: str, names: Artifacts,
-             found: Sequence[ForeignKey], mapping: ColumnMapping) -> None:
-    session.execute(f"INSERT IGNORE INTO "
-                    f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
-    faults.point("parents_guard_armed")
-    for fk in found:
-        on_child = _names_on(session, fk)
-        if twin(fk.name) not in on_child:
-            _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow,
-                                            mapping))
-        faults.point("parent_twin_added")
-        if fk.name in on_child:
-            _alter(session, fk, f"DROP FOREIGN KEY {sql.ident(fk.name)}")
-    faults.point("children_repointed")
     log.info("foreign keys of %d child table(s) re-pointed to %s under the write block",
              len({(fk.database, fk.table) for fk in found}), names.shadow)
+
+
+def _bound(session: Session, wait: int, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left < 1:
+        raise CutoverFailed("re-pointing the foreign keys of the tables that reference "
+                            "the table took longer than the write block may last",
+                            hint="other sessions hold the child tables' metadata locks "
+                                 "(open transactions): find them in "
+                                 "information_schema.INNODB_TRX")
+    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, min(wait, int(left))),))
 
 
 # --- repair / finish -----------------------------------------------------------------------

@@ -815,7 +815,7 @@ class Migration:
                 f"run: {'; '.join(fk.describe() for fk in found)}",
                 hint="run the same command with --resume: it prepares the new one too")
         fkparents.repoint(session, self.db, self.names, found,
-                          int(min(self.tuning.cutover_lock_timeout, self.tuning.block_timeout)),
+                          self.tuning.cutover_lock_timeout, self.tuning.block_timeout / 2,
                           self._mapping())
 
     def _after_failed_attempt(self, session: Session) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import random
 import re
 import subprocess
+import threading
 import time
 import uuid
 from typing import Any
@@ -492,3 +493,70 @@ def test_an_alter_that_breaks_the_children_is_refused(server: Dsn, db: str, conn
     if "CHANGE" not in alter:     # the server's own ALTER fails too
         with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
             cur.execute(f"ALTER TABLE t {alter}")
+
+
+def thread_ok(waits: list[float]) -> bool:
+    return len(waits) > 10
+
+
+def test_a_child_transaction_open_across_the_rename(server: Dsn, db: str,
+                                                    conn: Conn) -> None:
+    """A child's transaction that starts once the children are re-pointed (the block
+    holds T, not the children) and stays open: the RENAME must not swap while it holds
+    what the RENAME needs, T's writes stay bounded, and the run ends right."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    before = children_shape(conn)
+    holder = connect(server, db, autocommit=False)
+    opened = {"n": 0}
+
+    def open_one() -> None:
+        opened["n"] += 1
+        if opened["n"] == 1:
+            with holder.cursor() as cur:
+                cur.execute("INSERT INTO child (pid, v) VALUES (3, 0)")   # open
+
+            def end() -> None:
+                time.sleep(4)
+                holder.commit()
+
+            threading.Thread(target=end, daemon=True).start()
+
+    faults.register("children_repointed", open_one)
+    stop = threading.Event()
+    waits: list[float] = []
+
+    guarded: list[str] = []
+
+    def write_t() -> None:   # the longest a write to T waits
+        writer = connect(server, db)
+        with writer.cursor() as cur:
+            while not stop.is_set():
+                began = time.monotonic()
+                try:
+                    cur.execute("UPDATE t SET v = v WHERE id = 1")
+                except pymysql.err.OperationalError as exc:
+                    assert exc.args[0] == 1644 and fkparents.GUARD_MARK in exc.args[1]
+                    guarded.append(exc.args[1])
+                waits.append(time.monotonic() - began)
+                time.sleep(0.005)
+        writer.close()
+
+    thread = threading.Thread(target=write_t, daemon=True)
+    thread.start()
+    try:
+        migrate(config(server, db))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        holder.close()
+    assert max(waits) < TUNING.cutover_lock_timeout + 1.5, max(waits)
+    assert thread_ok(waits)
+    print("guarded writes:", len(guarded))
+    assert children_shape(conn) == before
+    assert references(conn) == EXPECTED
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM child WHERE pid = 3 AND v = 0 AND id >= %s",
+                    (CHILD_ROWS,))
+        assert cur.fetchone()[0] == 1
+    assert_constraints_work(conn)
