@@ -167,7 +167,8 @@ class Cutover:
                  before_swap: Callable[[Session], None] = lambda session: None,
                  carry: triggers.Carry | None = None,
                  after_failed_attempt: Callable[[Session], None] = lambda session: None,
-                 undo_under_block: Callable[[Session], None] = lambda session: None
+                 undo_under_block: Callable[[Session], None] = lambda session: None,
+                 children_lock: Callable[[], str] = lambda: ""
                  ) -> None:
         self.dsn = dsn
         self.flavor = flavor
@@ -190,6 +191,9 @@ class Cutover:
         # [fk parents] An attempt that did not swap, on the control session, before the
         # applier resumes (T still blocked where it can be): the children back to T.
         self.undo_under_block = undo_under_block
+        # [fk parents] LOCK TABLES text for the tables referencing T ("" for none): held
+        # from after before_swap until the RENAME is done (see _lock_children).
+        self.children_lock = children_lock
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -376,6 +380,10 @@ class Cutover:
             sessions.append(probe)
             watch = Session(self.dsn, name="cutover-watch", read_timeout=30)
             sessions.append(watch)
+            kids = None
+            if self.children_lock():   # [fk parents] see _lock_children
+                kids = self._lock_session("cutover-children")
+                sessions.append(kids)
             relock = None
             if self.carry is not None and self.carry.recorded:   # triggers: see _relock
                 relock = self._lock_session("cutover-relock")
@@ -391,7 +399,8 @@ class Cutover:
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
                 try:
-                    self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
+                    self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock,
+                                          kids)
                 except OnlineDDLError:
                     if not self._swapped():   # [fk parents] before the applier resumes
                         self.undo_under_block(self.control)
@@ -403,7 +412,7 @@ class Cutover:
 
     def _swap_under_lock(self, lock: Session, renamer: Session, probe: Session,
                          watcher: Watcher, before_t: list[str],
-                         relock: Session | None = None) -> None:
+                         relock: Session | None = None, kids: Session | None = None) -> None:
         t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
         outcome: dict[str, BaseException | None] = {}
         thread = threading.Thread(target=self._rename, args=(renamer, outcome),
@@ -415,6 +424,7 @@ class Cutover:
             watcher.raise_if_found()
             self._drain(None, watcher)
             lock = self._relock(lock, relock, watcher)
+            self._lock_children(kids)
             thread.start()
             self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
             faults.point("rename_queued")
@@ -430,6 +440,7 @@ class Cutover:
             thread.join(timeout=RENAME_JOIN)
             # Writers wait for the RENAME too: the block ends when it does.
             self.block_seconds = time.monotonic() - blocked_at
+            self._unlock_children(kids)
             self._rename_result(renamer, thread, outcome)
             self.applier.swapped()
             faults.point("after_swap")
@@ -437,14 +448,60 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
-                self._undo_quietly()   # [fk parents] while T is still blocked
+                self._unlock_children(kids)   # [fk parents] the undo ALTERs them
+                self._undo_quietly(blocked_at)   # [fk parents] while T is still blocked
                 if self.carry is not None:   # triggers: back on T while it is still locked
                     self.carry.undo(lock, self.control)
+            self._unlock_children(kids)
 
-    def _undo_quietly(self) -> None:
-        """[fk parents] A failure here is retried once T is unblocked (the caller)."""
+    def _lock_children(self, kids: Session | None) -> None:
+        """[fk parents] After the children were re-pointed, hold them (LOCK TABLES ...
+        WRITE) until the RENAME is done. A parent's RENAME takes InnoDB locks on its
+        child tables and waits, T blocked, for any transaction open on them (MariaDB
+        10.11); held here, none can be: one that started after the children's ALTERs
+        makes this lock wait (at most the cutover lock timeout) and then fail the
+        attempt while T is still blocked. The RENAME itself does not wait for this lock
+        (checked: it takes no metadata lock on the children)."""
+        if kids is None:
+            return
+        statement = self.children_lock()
+        if not statement:
+            return
         try:
-            self.undo_under_block(self.control)
+            kids.execute(statement)
+        except DatabaseError as err:
+            if err.errno != ER_LOCK_WAIT_TIMEOUT:
+                raise
+            raise CutoverFailed(
+                "a transaction open on a table that references "
+                f"{self.a.table} held it for {self.tuning.cutover_lock_timeout}s under the "
+                "write block; the swap was called off", hint="find long transactions in "
+                "information_schema.INNODB_TRX") from err
+        faults.point("children_locked")
+
+    def _unlock_children(self, kids: Session | None) -> None:
+        if kids is None:
+            return
+        try:
+            kids.execute("UNLOCK TABLES")
+        except OnlineDDLError as err:   # the session's end releases them as well
+            log.warning("could not unlock the referencing tables: %s", err.message)
+            kids.close()
+
+    def _undo_quietly(self, blocked_at: float) -> None:
+        """[fk parents] Re-point the children back while T is still blocked, each ALTER
+        waiting at most what is left of the block's bound (an application transaction
+        open on a child holds it meanwhile). A failure here is retried once T is
+        unblocked (the caller); until then T's guard makes its UPDATEs and DELETEs fail
+        loudly."""
+        left = self.tuning.block_timeout - (time.monotonic() - blocked_at)
+        try:
+            before = int(self.control.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+            self.control.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(left)),))
+            try:
+                self.undo_under_block(self.control)
+            finally:
+                self.control.execute("SET SESSION lock_wait_timeout = %s", (before,))
         except OnlineDDLError as err:
             log.warning("could not re-point the children back under the block: %s",
                         err.message)

@@ -243,18 +243,23 @@ def _refuse_live_guards(session: Session, database: str, table: str) -> None:
 
 def _check_privileges(session: Session, flavor: MySQL, database: str, table: str,
                       found: Sequence[ForeignKey]) -> None:
-    """ALTER on every child; the guard triggers need TRIGGER on T and, with the binlog
-    on, SUPER unless log_bin_trust_function_creators is ON (error 1419 otherwise)."""
+    """ALTER, LOCK TABLES and SELECT on every child; the guard triggers need TRIGGER on
+    T and, with the binlog on, SUPER unless log_bin_trust_function_creators is ON (error
+    1419 otherwise)."""
     held = grants.parse(flavor.grant_lines(session))
     fold = name_case(session) != 0
     account = grants.account(str(session.scalar("SELECT CURRENT_USER()")))
     needs, hints = [], []
+    # ALTER to re-point them; LOCK TABLES (and SELECT, which it needs) to hold them
+    # until the RENAME is done.
+    wanted = ("ALTER", "LOCK TABLES", "SELECT")
     missing = sorted({(fk.database, fk.table) for fk in found
-                      if not grants.holds(held, "ALTER", fk.database, fk.table, fold=fold)})
+                      if not all(grants.holds(held, p, fk.database, fk.table, fold=fold)
+                                 for p in wanted)})
     if missing:
-        needs.append("ALTER on " + ", ".join(f"{d}.{t}" for d, t in missing)
+        needs.append(", ".join(wanted) + " on " + ", ".join(f"{d}.{t}" for d, t in missing)
                      + " (tables that reference it)")
-        hints += [f"GRANT ALTER ON {sql.ident(d)}.* TO {account}"
+        hints += [f"GRANT {', '.join(wanted)} ON {sql.ident(d)}.* TO {account}"
                   for d in sorted({d for d, _ in missing})]
     if not grants.holds(held, "TRIGGER", database, table, fold=fold):
         needs.append("the TRIGGER privilege on it (for the cutover's guard triggers)")
@@ -385,6 +390,14 @@ def repoint(session: Session, database: str, names: Artifacts,
         session.execute("SET SESSION lock_wait_timeout = %s", (before,))
     log.info("foreign keys of %d child table(s) re-pointed to %s under the write block",
              len({(fk.database, fk.table) for fk in found}), names.shadow)
+
+
+def lock_sql(found: Sequence[ForeignKey]) -> str:
+    """LOCK TABLES ... WRITE for the children ("" for none)."""
+    tables = sorted({(fk.database, fk.table) for fk in found})
+    if not tables:
+        return ""
+    return "LOCK TABLES " + ", ".join(f"{sql.qualified(d, t)} WRITE" for d, t in tables)
 
 
 def _bound(session: Session, wait: int, deadline: float) -> None:

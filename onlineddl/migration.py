@@ -572,7 +572,8 @@ class Migration:
                           is_owner=self.runner_lock.check,
                           before_swap=self._before_swap, carry=self._carry(),
                           after_failed_attempt=self._after_failed_attempt,
-                          undo_under_block=self._undo_repoint)
+                          undo_under_block=self._undo_repoint,
+                          children_lock=self._children_lock)
         try:
             cutover.run()
         finally:
@@ -814,6 +815,7 @@ class Migration:
                 f"a table gained a foreign key referencing {self.config.table} during the "
                 f"run: {'; '.join(fk.describe() for fk in found)}",
                 hint="run the same command with --resume: it prepares the new one too")
+        self.fk_children = found
         fkparents.repoint(session, self.db, self.names, found,
                           self.tuning.cutover_lock_timeout, self.tuning.block_timeout / 2,
                           self._mapping())
@@ -823,6 +825,10 @@ class Migration:
         behind T they would refuse the application's parent deletes."""
         foreignkeys.release(session, self.db, self.names, self.foreign_keys)
         self._undo_repoint(session)
+
+    def _children_lock(self) -> str:
+        """[fk parents] LOCK TABLES for the tables referencing T ("" for none)."""
+        return fkparents.lock_sql(self.fk_children)
 
     def _undo_repoint(self, session: Session) -> None:
         """[fk parents] The children back to T, the guard disarmed (no swap happened)."""

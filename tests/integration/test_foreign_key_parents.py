@@ -460,12 +460,12 @@ def test_privileges_are_checked_up_front(server: Dsn, db: str, conn: Conn) -> No
         with pytest.raises(MissingPrivilege) as info:
             migrate(config(dsn, db))
         assert info.value.exit_code == 4
-        assert f"ALTER on {other}.elsewhere" in info.value.message
+        assert f"ALTER, LOCK TABLES, SELECT on {other}.elsewhere" in info.value.message
         assert "log_bin_trust_function_creators" in info.value.message
-        assert f"GRANT ALTER ON `{other}`.* TO {who}" in info.value.hint
+        assert f"GRANT ALTER, LOCK TABLES, SELECT ON `{other}`.* TO {who}" in info.value.hint
         with conn.cursor() as cur:
             cur.execute("SET GLOBAL log_bin_trust_function_creators = ON")
-            cur.execute(f"GRANT ALTER ON {q(other)}.* TO {who}")
+            cur.execute(f"GRANT ALTER, LOCK TABLES ON {q(other)}.* TO {who}")
         migrate(config(dsn, db))
     finally:
         with conn.cursor() as cur:
@@ -493,10 +493,6 @@ def test_an_alter_that_breaks_the_children_is_refused(server: Dsn, db: str, conn
     if "CHANGE" not in alter:     # the server's own ALTER fails too
         with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
             cur.execute(f"ALTER TABLE t {alter}")
-
-
-def thread_ok(waits: list[float]) -> bool:
-    return len(waits) > 10
 
 
 def test_a_child_transaction_open_across_the_rename(server: Dsn, db: str,
@@ -550,9 +546,11 @@ def test_a_child_transaction_open_across_the_rename(server: Dsn, db: str,
         stop.set()
         thread.join(timeout=30)
         holder.close()
-    assert max(waits) < TUNING.cutover_lock_timeout + 1.5, max(waits)
-    assert thread_ok(waits)
-    print("guarded writes:", len(guarded))
+    # Bounded: the child lock's wait, then putting the children back while T is still
+    # blocked (the transaction holds them), within the block's bound.
+    assert max(waits) < TUNING.block_timeout + 1, max(waits)
+    assert len(waits) > 10
+    assert guarded == []    # T was never unblocked with the children re-pointed
     assert children_shape(conn) == before
     assert references(conn) == EXPECTED
     with conn.cursor() as cur:
