@@ -15,7 +15,10 @@ exactly T's rows and T takes no writes):
    rebuild, no row check), then X is dropped: the child is always checked by at least
    one constraint, and its writes are checked against `_T_new`, equal to T under the
    block;
-3. the swap's RENAME: `_odlp_X` now references the new T, nothing references the old.
+3. a session of the cutover holds the children (LOCK TABLES ... WRITE) until the
+   RENAME is done: a parent's RENAME takes InnoDB locks on its children and waits, T
+   blocked, for a transaction open on one (MariaDB 10.11); held, none can be open;
+4. the swap's RENAME: `_odlp_X` now references the new T, nothing references the old.
 
 After the swap (finish()), each `_odlp_X` is renamed X (ADD X referencing T, DROP
 `_odlp_X`: MariaDB refuses both in one ALTER, error 1005), the marker table and the old
@@ -27,11 +30,16 @@ A kill between 1 and 3 leaves T unblocked, children checked against `_T_new` (wh
 then only lacks T's new rows, so a child row for one of them fails loudly with 1452),
 and T's UPDATE / DELETE refused loudly by the guard: no child row can lose its parent.
 
-The children's ALTERs wait at most the control session's lock wait: an application
-transaction holding a child's metadata lock fails the attempt, T unchanged. The RENAME
-of a parent also waits (InnoDB, "checking permissions") for open transactions on the
-children: the renamer's innodb_lock_wait_timeout bounds it and the attempt fails, T
-unchanged (checked on MariaDB 10.11: error 1205, no table renamed).
+The children's ALTERs wait at most the cutover lock timeout each, half the block's
+bound in all: an application transaction holding a child's metadata lock fails the
+attempt, T unchanged, and the children are put back before T is unblocked. Should the
+RENAME still wait for a child's transaction, the renamer's innodb_lock_wait_timeout
+(the cutover lock timeout) ends it (checked on MariaDB 10.11: error 1205, no table
+renamed).
+
+The marker table `_T_fkgd` and the probe `_T_fkprobe` (check_shadow) carry a COMMENT;
+a user's table or trigger under one of onlineddl's names here is never touched: the
+run is refused (exit 4).
 
 Each child's index for the constraint is renamed away and back once before the cutover
 (in place, metadata only): an index the server created for a constraint carries a mark,
@@ -70,6 +78,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "_odlp_"
 MARKER_COMMENT = "onlineddl foreign-key guard"
+PROBE_COMMENT = "onlineddl foreign-key probe"
 GUARD_MARK = triggers.PARENT_GUARD_MARK   # in the guard's SIGNAL message
 EVENTS = ("UPDATE", "DELETE")
 
@@ -163,6 +172,8 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
         _refuse_live_guards(session, database, table)
     if flavor.name == "mariadb":
         _refuse_hidden(session, database, table, found)
+    if found:
+        _refuse_names_taken(session, database, table)
     if not found:
         return found
     listed = "; ".join(fk.describe() for fk in found)
@@ -227,12 +238,36 @@ def _refuse_hidden(session: Session, database: str, table: str,
                  "drop those constraints for the migration")
 
 
+def _comment(session: Session, database: str, name: str) -> str | None:
+    """The table's COMMENT, None when it does not exist."""
+    row = session.query_one(
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = %s", (database, name))
+    return None if row is None else str(row[0])
+
+
+def _refuse_names_taken(session: Session, database: str, table: str) -> None:
+    """A user's table or trigger under one of the names onlineddl needs here is never
+    touched: the run is refused (exit 4) instead."""
+    taken = [f"table {n}" for n, mark in ((marker_name(table), MARKER_COMMENT),
+                                         (probe_name(table), PROBE_COMMENT))
+             if _comment(session, database, n) not in (None, mark)]
+    names = [guard_name(table, e) for e in EVENTS]
+    rows = session.query(
+        "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = %s AND TRIGGER_NAME IN (%s, %s)", (database, *names))
+    taken += [f"trigger {r[0]}" for r in rows if GUARD_MARK not in str(r[1])]
+    if taken:
+        raise UnsupportedTable(
+            f"{database} has {', '.join(taken)}: onlineddl needs those names to re-point "
+            f"the foreign keys referencing {table}", hint="rename them first; nothing "
+            "was changed")
+
+
 def _refuse_live_guards(session: Session, database: str, table: str) -> None:
     marker = marker_name(table)
-    exists = session.scalar(
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-        "AND TABLE_NAME = %s", (database, marker))
-    if exists and session.scalar(f"SELECT COUNT(*) FROM {sql.qualified(database, marker)}"):
+    if _comment(session, database, marker) == MARKER_COMMENT and \
+            session.scalar(f"SELECT COUNT(*) FROM {sql.qualified(database, marker)}"):
         raise UnsupportedTable(
             f"an onlineddl cutover of {database}.{table} was interrupted while re-pointing "
             "the foreign keys of the tables that reference it: updates and deletes on it "
@@ -304,12 +339,14 @@ def check_shadow(session: Session, database: str, names: Artifacts,
                 "onlineddl does not re-point a constraint to renamed columns",
                 hint="rename the column with a plain ALTER TABLE, or drop the constraint "
                      "for the migration; the table is unchanged")
+    _refuse_names_taken(session, database, names.table)
+    _drop_probe(session, database, names.table)   # a killed run's
     probe = sql.qualified(database, probe_name(names.table))
     try:
         for fk in found:
-            session.execute(f"DROP TABLE IF EXISTS {probe}")
             session.execute(f"CREATE TABLE {probe} LIKE "
                             f"{sql.qualified(fk.database, fk.table)}")
+            session.execute(f"ALTER TABLE {probe} COMMENT = '{PROBE_COMMENT}'")
             try:
                 session.execute(f"ALTER TABLE {probe} " + _add_clause(
                     fk, PROBE_CONSTRAINT, database, names.shadow, mapping))
@@ -319,8 +356,14 @@ def check_shadow(session: Session, database: str, names: Artifacts,
                     f"{fk.describe()}: {err.message}",
                     hint="a plain ALTER fails the same way (the referenced columns keep "
                          "their types and an index); the table is unchanged") from err
+            _drop_probe(session, database, names.table)
     finally:
-        session.execute(f"DROP TABLE IF EXISTS {probe}")
+        _drop_probe(session, database, names.table)
+
+
+def _drop_probe(session: Session, database: str, table: str) -> None:
+    if _comment(session, database, probe_name(table)) == PROBE_COMMENT:
+        ledger.drop(session, database, probe_name(table))
 
 
 # --- before the cutover ------------------------------------------------------------------
@@ -331,9 +374,11 @@ def prepare(session: Session, database: str, names: Artifacts,
     (inert while it is empty), the children's constraint indexes made their own."""
     if not found:
         return
+    _refuse_names_taken(session, database, names.table)
     marker = sql.qualified(database, marker_name(names.table))
-    session.execute(f"CREATE TABLE IF NOT EXISTS {marker} (id INT PRIMARY KEY) "
-                    f"ENGINE=InnoDB COMMENT='{MARKER_COMMENT}'")
+    if _comment(session, database, marker_name(names.table)) is None:
+        session.execute(f"CREATE TABLE {marker} (id INT PRIMARY KEY) ENGINE=InnoDB "
+                        f"COMMENT='{MARKER_COMMENT}'")
     session.execute(f"DELETE FROM {marker}")
     present = {str(r[0]) for r in session.query(
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s",
@@ -418,9 +463,8 @@ def _twins_referencing(session: Session, database: str, table: str) -> list[Fore
 
 
 def _marker_exists(session: Session, database: str, table: str) -> bool:
-    return bool(session.scalar(
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-        "AND TABLE_NAME = %s", (database, marker_name(table))))
+    """Ours only: a user's table under that name is never read, emptied or dropped."""
+    return _comment(session, database, marker_name(table)) == MARKER_COMMENT
 
 
 def repair(session: Session, database: str, names: Artifacts, swapped: bool) -> bool:
@@ -468,7 +512,7 @@ def drop_guards(session: Session, database: str, table: str) -> None:
 def cleanup(session: Session, database: str, names: Artifacts, swapped: bool) -> list[str]:
     """`onlineddl cleanup`: finish (swapped) or undo (not) the re-pointing, drop the
     guards and the marker table."""
-    session.execute(f"DROP TABLE IF EXISTS {sql.qualified(database, probe_name(names.table))}")
+    _drop_probe(session, database, names.table)
     if not _marker_exists(session, database, names.table):
         return []
     if swapped:

@@ -558,3 +558,20 @@ def test_a_child_transaction_open_across_the_rename(server: Dsn, db: str,
                     (CHILD_ROWS,))
         assert cur.fetchone()[0] == 1
     assert_constraints_work(conn)
+
+
+@pytest.mark.parametrize("name", ["_t_fkgd", "_t_fkprobe"])
+def test_a_users_table_under_a_name_onlineddl_needs_is_left_alone(
+        server: Dsn, db: str, conn: Conn, name: str) -> None:
+    with conn.cursor() as cur:
+        make_family(cur, rows=5)
+        cur.execute(f"CREATE TABLE {q(name)} (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"INSERT INTO {q(name)} VALUES (1)")
+    before = snapshot(conn)
+    with pytest.raises(UnsupportedTable, match=f"table {name}") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 4
+    assert snapshot(conn) == before
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {q(name)}")
+        assert cur.fetchone()[0] == 1
