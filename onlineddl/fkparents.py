@@ -222,7 +222,7 @@ def _refuse_hidden(session: Session, database: str, table: str,
     try:
         rows = session.query("SELECT ID FROM information_schema.INNODB_SYS_FOREIGN "
                              "WHERE LOWER(REF_NAME) = LOWER(%s)", (f"{database}/{table}",))
-    except DatabaseError:
+    except (DatabaseError, MissingPrivilege):   # 1227 without PROCESS
         log.info("cannot read information_schema.INNODB_SYS_FOREIGN (PROCESS privilege): "
                  "tables referencing %s.%s in databases this user cannot see are not "
                  "found", database, table)
