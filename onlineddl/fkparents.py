@@ -369,11 +369,23 @@ def _drop_probe(session: Session, database: str, table: str) -> None:
 # --- before the cutover ------------------------------------------------------------------
 
 def prepare(session: Session, database: str, names: Artifacts,
-            found: Sequence[ForeignKey]) -> None:
+            found: Sequence[ForeignKey], wait: int) -> None:
     """Before the first attempt: the marker table (empty), the guard triggers on T
-    (inert while it is empty), the children's constraint indexes made their own."""
+    (inert while it is empty), the children's constraint indexes made their own. Each
+    statement waits at most `wait` seconds for a metadata lock (a CREATE TRIGGER waiting
+    for T holds T's writers meanwhile). Idempotent."""
     if not found:
         return
+    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, wait),))
+    try:
+        _prepare(session, database, names, found)
+    finally:
+        session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+
+
+def _prepare(session: Session, database: str, names: Artifacts,
+             found: Sequence[ForeignKey]) -> None:
     _refuse_names_taken(session, database, names.table)
     marker = sql.qualified(database, marker_name(names.table))
     if _comment(session, database, marker_name(names.table)) is None:

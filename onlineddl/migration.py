@@ -565,7 +565,12 @@ class Migration:
         self._carry_auto_increment(self._control())
         # [fk parents] guards (inert) on T and the children's indexes made their own.
         self.fk_children = fkparents.children(self._control(), self.db, self.config.table)
-        fkparents.prepare(self._control(), self.db, self.names, self.fk_children)
+        # CREATE TRIGGER waits for transactions open on T, and writers queue behind it:
+        # each try waits the cutover lock timeout at most.
+        retry(lambda: fkparents.prepare(self._control(), self.db, self.names,
+                                        self.fk_children, self.tuning.cutover_lock_timeout),
+              what="putting the guard triggers on the table",
+              attempts=self.tuning.cutover_attempts)
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
                           database=self.db, artifacts=self.names, applier=self._applier(),
                           tuning=self.tuning, on_block=self._record_cutover_started,

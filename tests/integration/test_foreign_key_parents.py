@@ -577,3 +577,31 @@ def test_a_users_table_under_a_name_onlineddl_needs_is_left_alone(
     with conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM {q(name)}")
         assert cur.fetchone()[0] == 1
+
+
+def test_the_guards_wait_for_a_long_transaction_on_t(server: Dsn, db: str,
+                                                     conn: Conn) -> None:
+    """CREATE TRIGGER waits for a transaction open on T (and T's writers wait behind it):
+    each try waits the cutover lock timeout, and the run goes on once it ends."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=20)
+    holder = connect(server, db, autocommit=False)
+
+    def hold() -> None:
+        with holder.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM t")      # holds T's metadata lock
+
+        def end() -> None:
+            time.sleep(2.5)
+            holder.rollback()
+
+        threading.Thread(target=end, daemon=True).start()
+
+    faults.register("after_checksum", hold)
+    try:
+        migrate(config(server, db, tuning=dataclasses.replace(TUNING,
+                                                              cutover_lock_timeout=1)))
+    finally:
+        holder.close()
+    assert references(conn) == EXPECTED
+    assert triggers_on(conn) == []
