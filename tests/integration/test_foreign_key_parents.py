@@ -605,3 +605,30 @@ def test_the_guards_wait_for_a_long_transaction_on_t(server: Dsn, db: str,
         holder.close()
     assert references(conn) == EXPECTED
     assert triggers_on(conn) == []
+
+
+def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
+                                                        conn: Conn) -> None:
+    """A child on a composite UNIQUE key of T, ON UPDATE CASCADE ON DELETE SET NULL:
+    re-pointed and named back as it was; the actions work against the new T."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL, b INT NOT NULL, "
+                    "UNIQUE KEY ab (a, b)) ENGINE=InnoDB")
+        cur.executemany("INSERT INTO t VALUES (%s, %s, %s)",
+                        [(i, i % 7, i) for i in range(1, 41)])
+        cur.execute("CREATE TABLE kid (id INT PRIMARY KEY, ka INT NULL, kb INT NULL, "
+                    "CONSTRAINT kid_ab FOREIGN KEY (ka, kb) REFERENCES t (a, b) "
+                    "ON DELETE SET NULL ON UPDATE CASCADE) ENGINE=InnoDB")
+        cur.executemany("INSERT INTO kid VALUES (%s, %s, %s)",
+                        [(i, i % 7, i) for i in range(1, 21)])
+    before = show_create(conn, "kid")
+    migrate(config(server, db, "ADD COLUMN c INT NULL"))
+    assert show_create(conn, "kid") == before
+    with conn.cursor() as cur:
+        cur.execute("UPDATE t SET b = 1000 WHERE id = 3")
+        cur.execute("SELECT ka, kb FROM kid WHERE id = 3")
+        assert cur.fetchone() == (3, 1000)
+        cur.execute("DELETE FROM t WHERE id = 4")
+        cur.execute("SELECT ka, kb FROM kid WHERE id = 4")
+        assert cur.fetchone() == (None, None)
+    assert triggers_on(conn) == []
