@@ -473,9 +473,10 @@ class Cutover:
             if err.errno != ER_LOCK_WAIT_TIMEOUT:
                 raise
             raise CutoverFailed(
-                "a transaction open on a table that references "
-                f"{self.a.table} held it for {self.tuning.cutover_lock_timeout}s under the "
-                "write block; the swap was called off", hint="find long transactions in "
+                f"the tables that reference {self.a.table} could not be locked within "
+                f"{self.tuning.cutover_lock_timeout}s under the write block (a transaction "
+                "open on one of them, or a trigger of theirs that uses the table); the "
+                "swap was called off", hint="find long transactions in "
                 "information_schema.INNODB_TRX") from err
         faults.point("children_locked")
 

@@ -555,4 +555,7 @@ def describe(session: Session, found: Sequence[ForeignKey], shadow: str) -> list
         lines.append("  before the cutover: guard triggers (BEFORE UPDATE / DELETE, inert "
                      "until the write block) are put on the table, and each child's index "
                      "for the constraint is renamed away and back (metadata only)")
+        lines.append("  during the write block the child tables are also held (LOCK "
+                     "TABLES ... WRITE) from their re-pointing until the RENAME: their "
+                     "writes wait those milliseconds too")
     return lines
