@@ -6,7 +6,7 @@ import datetime
 import json
 from typing import Any
 
-from onlineddl import ledger, leftovers, oldtables, revertplan, triggers
+from onlineddl import fkparents, ledger, leftovers, oldtables, revertplan, triggers
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.config import Dsn
 from onlineddl.cutover import swap_state
@@ -50,6 +50,7 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: b
     found = leftovers.survey(session, database, names)
     done: list[str] = []
     if found.state is not None:   # before the checkpoint (which records them) goes
+        done += _repair_parents(session, database, names, found.state)   # [fk parents]
         done += _repair_triggers(session, database, names, found.state)
     for name in found.ours:
         ledger.drop(session, database, name, must_exist=True)
@@ -68,6 +69,17 @@ def _cleanup(session: Session, database: str, table: str, drop_old: bool, old: b
             hint="if they are yours, keep them and rename them before migrating this "
                  "table; otherwise drop them yourself once sure they hold nothing you need")
     return done or [f"nothing to clean up for {database}.{table}"]
+
+
+def _repair_parents(session: Session, database: str, names: Artifacts,
+                    state: State) -> list[str]:
+    """[fk parents] A run killed while re-pointing the children's foreign keys: back to
+    T (unswapped) or renamed back (swapped); the guards and the marker table dropped."""
+    if not state.old_table:
+        return []
+    names = names.with_old(state.old_table)
+    return fkparents.cleanup(session, database, names,
+                             swap_state(session, database, names).swapped)
 
 
 def _repair_triggers(session: Session, database: str, names: Artifacts,

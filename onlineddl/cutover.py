@@ -166,7 +166,9 @@ class Cutover:
                  is_owner: Callable[[], None],
                  before_swap: Callable[[Session], None] = lambda session: None,
                  carry: triggers.Carry | None = None,
-                 after_failed_attempt: Callable[[Session], None] = lambda session: None
+                 after_failed_attempt: Callable[[Session], None] = lambda session: None,
+                 undo_under_block: Callable[[Session], None] = lambda session: None,
+                 children_lock: Callable[[], str] = lambda: ""
                  ) -> None:
         self.dsn = dsn
         self.flavor = flavor
@@ -186,6 +188,12 @@ class Cutover:
         # [foreign keys] After an attempt that did not swap, on the control session:
         # undoes what before_swap did to the shadow that must not stay meanwhile.
         self.after_failed_attempt = after_failed_attempt
+        # [fk parents] An attempt that did not swap, on the control session, before the
+        # applier resumes (T still blocked where it can be): the children back to T.
+        self.undo_under_block = undo_under_block
+        # [fk parents] LOCK TABLES text for the tables referencing T ("" for none): held
+        # from after before_swap until the RENAME is done (see _lock_children).
+        self.children_lock = children_lock
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -360,12 +368,22 @@ class Cutover:
             renamer = Session(self.dsn, name="cutover-rename", database=self.database,
                               lock_wait_timeout=wait, read_timeout=wait + 10)
             sessions.append(renamer)
+            # [fk parents] Once T's lock is its own, a parent's RENAME also waits (InnoDB,
+            # "checking permissions") for transactions open on the child tables, with T
+            # blocked meanwhile (MariaDB 10.11): that wait fails the attempt (error 1205,
+            # nothing renamed) after the cutover lock timeout.
+            renamer.execute("SET SESSION innodb_lock_wait_timeout = %s",
+                            (self.tuning.cutover_lock_timeout,))
             # lock_wait_timeout 0: the probe never waits (MariaDB; see _rename_holds).
             probe = Session(self.dsn, name="cutover-probe", database=self.database,
                             lock_wait_timeout=0, read_timeout=30)
             sessions.append(probe)
             watch = Session(self.dsn, name="cutover-watch", read_timeout=30)
             sessions.append(watch)
+            kids = None
+            if self.children_lock():   # [fk parents] see _lock_children
+                kids = self._lock_session("cutover-children")
+                sessions.append(kids)
             relock = None
             if self.carry is not None and self.carry.recorded:   # triggers: see _relock
                 relock = self._lock_session("cutover-relock")
@@ -380,7 +398,13 @@ class Cutover:
                 self._check_names_free(lock, (self.a.shadow, self.a.swap))
                 watcher = Watcher(watch, self.database, self.a.table, ours,
                                   self.applier.interrupt_drain)
-                self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock)
+                try:
+                    self._swap_under_lock(lock, renamer, probe, watcher, before_t, relock,
+                                          kids)
+                except OnlineDDLError:
+                    if not self._swapped():   # [fk parents] before the applier resumes
+                        self.undo_under_block(self.control)
+                    raise
             drop_guards(self.control, self.database, self.a)
         finally:
             for session in sessions:
@@ -388,7 +412,7 @@ class Cutover:
 
     def _swap_under_lock(self, lock: Session, renamer: Session, probe: Session,
                          watcher: Watcher, before_t: list[str],
-                         relock: Session | None = None) -> None:
+                         relock: Session | None = None, kids: Session | None = None) -> None:
         t, sentry = sql.ident(self.a.table), sql.ident(self.a.sentry)
         outcome: dict[str, BaseException | None] = {}
         thread = threading.Thread(target=self._rename, args=(renamer, outcome),
@@ -400,6 +424,7 @@ class Cutover:
             watcher.raise_if_found()
             self._drain(None, watcher)
             lock = self._relock(lock, relock, watcher)
+            self._lock_children(kids)
             thread.start()
             self._wait_rename_queued(renamer, probe, outcome, watcher, before_t)
             faults.point("rename_queued")
@@ -412,8 +437,10 @@ class Cutover:
             lock.execute(f"DROP TABLE {sentry}")
             lock.execute("UNLOCK TABLES")
             released = True
-            self.block_seconds = time.monotonic() - blocked_at
             thread.join(timeout=RENAME_JOIN)
+            # Writers wait for the RENAME too: the block ends when it does.
+            self.block_seconds = time.monotonic() - blocked_at
+            self._unlock_children(kids)
             self._rename_result(renamer, thread, outcome)
             self.applier.swapped()
             faults.point("after_swap")
@@ -421,8 +448,64 @@ class Cutover:
             watcher.stop()
             if not released:
                 self._call_off(renamer, thread)
+                self._unlock_children(kids)   # [fk parents] the undo ALTERs them
+                self._undo_quietly(blocked_at)   # [fk parents] while T is still blocked
                 if self.carry is not None:   # triggers: back on T while it is still locked
                     self.carry.undo(lock, self.control)
+            self._unlock_children(kids)
+
+    def _lock_children(self, kids: Session | None) -> None:
+        """[fk parents] After the children were re-pointed, hold them (LOCK TABLES ...
+        WRITE) until the RENAME is done. A parent's RENAME takes InnoDB locks on its
+        child tables and waits, T blocked, for any transaction open on them (MariaDB
+        10.11); held here, none can be: one that started after the children's ALTERs
+        makes this lock wait (at most the cutover lock timeout) and then fail the
+        attempt while T is still blocked. The RENAME itself does not wait for this lock
+        (checked: it takes no metadata lock on the children)."""
+        if kids is None:
+            return
+        statement = self.children_lock()
+        if not statement:
+            return
+        try:
+            kids.execute(statement)
+        except DatabaseError as err:
+            if err.errno != ER_LOCK_WAIT_TIMEOUT:
+                raise
+            raise CutoverFailed(
+                f"the tables that reference {self.a.table} could not be locked within "
+                f"{self.tuning.cutover_lock_timeout}s under the write block (a transaction "
+                "open on one of them, or a trigger of theirs that uses the table); the "
+                "swap was called off", hint="find long transactions in "
+                "information_schema.INNODB_TRX") from err
+        faults.point("children_locked")
+
+    def _unlock_children(self, kids: Session | None) -> None:
+        if kids is None:
+            return
+        try:
+            kids.execute("UNLOCK TABLES")
+        except OnlineDDLError as err:   # the session's end releases them as well
+            log.warning("could not unlock the referencing tables: %s", err.message)
+            kids.close()
+
+    def _undo_quietly(self, blocked_at: float) -> None:
+        """[fk parents] Re-point the children back while T is still blocked, each ALTER
+        waiting at most what is left of the block's bound (an application transaction
+        open on a child holds it meanwhile). A failure here is retried once T is
+        unblocked (the caller); until then T's guard makes its UPDATEs and DELETEs fail
+        loudly."""
+        left = self.tuning.block_timeout - (time.monotonic() - blocked_at)
+        try:
+            before = int(self.control.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+            self.control.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(left)),))
+            try:
+                self.undo_under_block(self.control)
+            finally:
+                self.control.execute("SET SESSION lock_wait_timeout = %s", (before,))
+        except OnlineDDLError as err:
+            log.warning("could not re-point the children back under the block: %s",
+                        err.message)
 
     # --- triggers (triggers.py): T's triggers move to the shadow under the block --------
 

@@ -58,6 +58,12 @@ POINTS = frozenset({
     "revert_setup",            # revert: its checkpoint exists, no state written yet
     "revert_recorded",         # revert: the swapped-out table recorded, the record of
                                # the table brought back not yet forgotten
+    "parents_guard_armed",     # fkparents: under the block, the guard on T armed
+    "parent_twin_added",       # fkparents: a child has its twin (to the shadow) and original
+    "children_repointed",      # fkparents: every child references the shadow only
+    "children_locked",         # cutover: the re-pointed children held until the RENAME
+    "parent_original_added",   # fkparents: repair: a child has its original and its twin
+    "parents_renamed",         # fkparents: after the swap, the children's names back
 })
 
 _callbacks: dict[str, Callable[[], None]] = {}

@@ -29,13 +29,9 @@ T is a child (its own FOREIGN KEYs reference parents):
 
 Refused, with every related constraint named (exit 5, nothing created):
 
-- T is a parent (other tables, or T itself, reference it). Verified on MariaDB 10.11:
-  `RENAME TABLE T TO _T_old, _T_new TO T` moves every child's constraint to `_T_old`,
-  with foreign_key_checks 0 or 1 (MySQL 8's RENAME updates the children's definitions
-  too). Re-pointing them is one ALTER per child after the swap (pt-online-schema-change's
-  rebuild_constraints: meanwhile the children check and cascade against the old table),
-  or DROP T and RENAME (its drop_swap: T does not exist for a moment and there is no way
-  back). No single statement moves the family atomically, so neither is offered.
+- T is a parent (other tables reference it): handled by fkparents.py (the children's
+  constraints re-pointed to the new table under the write block), refused there where
+  it cannot be.
 - T's constraint has ON DELETE / ON UPDATE CASCADE or SET NULL. The server applies a
   parent's cascade to T without writing it to the binlog (verified on MariaDB 10.11: a
   parent DELETE logs only the parent's row), so the applier never sees it. Tried and
@@ -137,11 +133,11 @@ def load(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
     if not found:
         return found
     row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
-    texts = _references(str(row[1]) if row else "")
+    texts = references_text(str(row[1]) if row else "")
     return tuple(dataclasses.replace(fk, references=texts.get(fk.name, "")) for fk in found)
 
 
-def _references(create_sql: str) -> dict[str, str]:
+def references_text(create_sql: str) -> dict[str, str]:
     """Constraint name -> its text from REFERENCES on, from SHOW CREATE TABLE."""
     out = {}
     for line in create_sql.splitlines():
@@ -168,19 +164,7 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False,
     """Refuse (exit 5, nothing created) what is not supported; return T's own keys the
     new table keeps (all but the ALTER's DROP FOREIGN KEYs, `dropped`). (`resuming`: T
     may be the new table, its constraints still under temporary names.)"""
-    children = referencing(session, info.database, info.name)
-    if children:
-        raise InvalidAlter(
-            f"{info.database}.{info.name} is referenced by foreign key(s): "
-            + "; ".join(fk.describe() for fk in children)
-            + ". The swap's RENAME moves these constraints to the old table, and no single "
-            "statement re-points them to the new table atomically (one ALTER per child "
-            "after the swap lets the children check and cascade against the old table "
-            "meanwhile; DROP and RENAME leaves the table missing for a moment)",
-            hint="onlineddl changes nothing here; drop those constraints for the migration "
-                 "and add them back after (ALTER TABLE child ADD FOREIGN KEY with "
-                 "foreign_key_checks=0 is in place but checks no rows), or use a plain "
-                 "ALTER TABLE")
+    # T as a parent (other tables reference it): fkparents.check.
     own = load(session, info.database, info.name)
     rules = CHECKING_RULES + LIVE_RULES
     odd = [fk for fk in own if fk.on_delete not in rules or fk.on_update not in rules]

@@ -17,6 +17,7 @@ from typing import Any
 from onlineddl import (
     dryrun,
     faults,
+    fkparents,
     foreignkeys,
     keys,
     ledger,
@@ -32,7 +33,7 @@ from onlineddl.checkpoint import Checkpoint, State, alter_hash
 from onlineddl.chunker import Chunker, Watermark
 from onlineddl.config import MigrationConfig
 from onlineddl.copier import Copier
-from onlineddl.cutover import drop_guards
+from onlineddl.cutover import drop_guards, swap_state
 from onlineddl.db import Session, retry
 from onlineddl.errors import (
     Aborted,
@@ -43,6 +44,7 @@ from onlineddl.errors import (
     OnlineDDLError,
     PreflightFailed,
     ResumeRefused,
+    TableChanged,
 )
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import Phase, TerminalBar
@@ -78,6 +80,8 @@ class Migration(Run):
         self.already_done = False        # --resume=auto found this ALTER already done
         self.triggers: tuple[triggers.Trigger, ...] = ()   # T's, read by preflight
         self.foreign_keys: tuple[foreignkeys.ForeignKey, ...] = ()   # T's own (child side)
+        # [fk parents] other tables' constraints referencing T (fkparents.py)
+        self.fk_children: tuple[foreignkeys.ForeignKey, ...] = ()
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -157,6 +161,10 @@ class Migration(Run):
         self.foreign_keys = foreignkeys.check_table(
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
             dropped=alter.foreign_keys_dropped, added=alter.foreign_keys_added)
+        # [fk parents] the tables referencing T: re-pointed under the block, or refused.
+        self.fk_children = fkparents.check(
+            control, flavor, self.db, self.config.table, bool(self.triggers),
+            resuming=self.config.resume or self.config.resume_auto)
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -338,6 +346,7 @@ class Migration(Run):
         triggers.repair(control, self.db, self.names, triggers.decode(self._state().triggers),
                         swapped=True)
         foreignkeys.finish(control, self.db, self.names)   # [foreign keys] idempotent
+        fkparents.finish(control, self.db, self.names)     # [fk parents] idempotent
         # Recorded (or dropped) before the checkpoint goes: a crash in between is
         # finished by --resume, which does it again.
         if self.config.drop_old:
@@ -376,6 +385,8 @@ class Migration(Run):
                                  state, key=self._resumed_key)
         if decision.finish:
             return False
+        # [fk parents] a kill while re-pointing: the children back to T, guard disarmed.
+        fkparents.repair(self._control(), self.db, self.names, swapped=False)
         # A kill inside the trigger carry left T guarded: its triggers go back first.
         triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
                         swapped=False)
@@ -477,6 +488,14 @@ class Migration(Run):
         """[foreign keys] every row's parent exists, or the run stops before the swap."""
         foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
                                      self._source().pk, self.foreign_keys, self.tick)
+        # [fk parents] guards (inert) on T and the children's indexes made their own.
+        self.fk_children = fkparents.children(self._control(), self.db, self.config.table)
+        # CREATE TRIGGER waits for transactions open on T, and writers queue behind it:
+        # each try waits the cutover lock timeout at most.
+        retry(lambda: fkparents.prepare(self._control(), self.db, self.names,
+                                        self.fk_children, self.tuning.cutover_lock_timeout),
+              what="putting the guard triggers on the table",
+              attempts=self.tuning.cutover_attempts)
 
     def _carry(self) -> triggers.Carry:
         state = self._state()
@@ -493,11 +512,47 @@ class Migration(Run):
         super()._before_swap(session)
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
+        # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
+        found = fkparents.children(session, self.db, self.config.table)
+        if {fk.name for fk in found} - {fk.name for fk in self.fk_children}:
+            raise TableChanged(
+                f"a table gained a foreign key referencing {self.config.table} during the "
+                f"run: {'; '.join(fk.describe() for fk in found)}",
+                hint="run the same command with --resume: it prepares the new one too")
+        self.fk_children = found
+        fkparents.repoint(session, self.db, self.names, found,
+                          self.tuning.cutover_lock_timeout, self.tuning.block_timeout / 2,
+                          self._mapping())
 
     def _after_failed_attempt(self, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
         behind T they would refuse the application's parent deletes."""
         foreignkeys.release(session, self.db, self.names, self.foreign_keys)
+        self._undo_under_block(session)
+
+    def _children_lock(self) -> str:
+        """[fk parents] LOCK TABLES for the tables referencing T ("" for none)."""
+        return fkparents.lock_sql(self.fk_children)
+
+    def _undo_under_block(self, session: Session) -> None:
+        """[fk parents] The children back to T, the guard disarmed (no swap happened)."""
+        fkparents.repair(session, self.db, self.names, swapped=False)
+
+    def discard_created(self) -> None:
+        self._undo_parents()
+        super().discard_created()
+
+    def _undo_parents(self) -> None:
+        """[fk parents] A run that ends for good leaves no guard trigger or marker table
+        behind (the children back on T, or named back after a swap)."""
+        if self.control is None or not self.names.old:
+            return
+        try:
+            swapped = swap_state(self.control, self.db, self.names).swapped
+            fkparents.cleanup(self.control, self.db, self.names, swapped)
+        except OnlineDDLError as err:
+            log.warning("could not remove the foreign-key guards of %s (%s); use "
+                        "`onlineddl cleanup`", self.config.table, err.message)
 
     def _refuse_leftovers(self) -> None:
         found = leftovers.survey(self._control(), self.db, self.names)
@@ -532,6 +587,9 @@ class Migration(Run):
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         self._choose_key()
+        # [fk parents] the server's verdict on the children's constraints against it.
+        fkparents.check_shadow(control, self.db, self.names, self.fk_children,
+                               self._mapping())
 
     def _choose_key(self) -> None:
         """Set the key the run walks on both tables' infos (keys.py); refuse (exit 5)
@@ -568,14 +626,17 @@ class Migration(Run):
         return True
 
     def _describe_dry_run(self) -> dryrun.DryRun:
+        own = foreignkeys.describe(self.config.table, self.names.shadow, self.foreign_keys,
+                                   self._source().rows_estimate,
+                                   self._parsed_alter().foreign_keys_dropped,
+                                   self._parsed_alter().foreign_keys_added)
+        if self.fk_children:   # [fk parents] "none" no longer true
+            own = [line for line in own if not line.lstrip().startswith("none:")]
         return dryrun.build(self.config, self._flavor().version_string, self._source(),
                             self._shadow(), self._mapping(), self.instant,
                             triggers=self.triggers,
-                            related=tuple(foreignkeys.describe(
-                                self.config.table, self.names.shadow, self.foreign_keys,
-                                self._source().rows_estimate,
-                                self._parsed_alter().foreign_keys_dropped,
-                                self._parsed_alter().foreign_keys_added)))
+                            related=tuple(own + fkparents.describe(
+                                self._control(), self.fk_children, self.names.shadow)))
 
     def _mapping(self) -> ColumnMapping:
         if self.mapping is None:

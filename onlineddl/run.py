@@ -271,7 +271,9 @@ class Run:
                           tuning=self.tuning, on_block=self._record_cutover_started,
                           is_owner=self.runner_lock.check,
                           before_swap=self._before_swap, carry=self._carry(),
-                          after_failed_attempt=self._after_failed_attempt)
+                          after_failed_attempt=self._after_failed_attempt,
+                          undo_under_block=self._undo_under_block,
+                          children_lock=self._children_lock)
         try:
             cutover.run()
         finally:
@@ -299,6 +301,13 @@ class Run:
 
     def _after_failed_attempt(self, session: Session) -> None:
         """Undo what _before_swap did that must not stay until the next attempt."""
+
+    def _undo_under_block(self, session: Session) -> None:
+        """Undo, while T is still blocked, what must not outlive a failed attempt."""
+
+    def _children_lock(self) -> str:
+        """LOCK TABLES text for tables the cutover holds until the RENAME ("" none)."""
+        return ""
 
     def _counter_set_by_alter(self) -> bool:
         """Does the run's own statement set the new table's AUTO_INCREMENT (then it is

@@ -65,6 +65,8 @@ from onlineddl.table import MAX_IDENT, Artifacts, artifact_name, name_case
 log = logging.getLogger(__name__)
 
 GUARD_MARK = "onlineddl-guard"   # in the guard's SIGNAL message: tells our guard apart
+# [fk parents] fkparents.py's guards on T: neither T's own triggers nor the carry's guards.
+PARENT_GUARD_MARK = "onlineddl-fk-guard"
 EVENTS = ("INSERT", "UPDATE", "DELETE")
 UTF8_CLIENTS = ("utf8mb4", "utf8mb3", "utf8")
 # Creating a trigger for another definer: MariaDB's SET USER (10.5.2+) or SUPER;
@@ -119,7 +121,8 @@ def is_guard(trigger: Trigger) -> bool:
 
 def load(session: Session, database: str, table: str) -> tuple[Trigger, ...]:
     """T's own triggers (our guards left out), BEFORE ones first, in firing order."""
-    return tuple(t for t in _all_on(session, database, table) if not is_guard(t))
+    return tuple(t for t in _all_on(session, database, table)
+                 if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
 
 
 def guards_on(session: Session, database: str, table: str) -> list[str]:
@@ -222,7 +225,7 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
             "onlineddl cutover that was interrupted: writes to the table fail until it is "
             "finished", hint="run the interrupted migration again with --resume, or "
                              f"`onlineddl cleanup` for {table} to undo it")
-    triggers = tuple(t for t in found if not is_guard(t))
+    triggers = tuple(t for t in found if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
     if triggers:
         _refuse_guard_names_taken(session, database, table)
     _refuse_lost_columns(triggers, database, table, set(dropped) | set(renamed))

@@ -49,7 +49,7 @@ def test_without_foreign_keys_fixes_the_last_comma() -> None:
 
 
 def test_references_text_is_the_servers_own() -> None:
-    assert foreignkeys._references(CREATE) == {
+    assert foreignkeys.references_text(CREATE) == {
         "t_ibfk_1": "REFERENCES `parent` (`id`)",
         "t_owner": "REFERENCES `other`.`parent` (`id`) ON UPDATE NO ACTION",
     }
