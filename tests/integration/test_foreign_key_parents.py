@@ -198,7 +198,13 @@ def children_shape(conn: Conn) -> dict[str, str]:
     return {kid: show_create(conn, kid) for kid in CHILDREN}
 
 
-def test_parent_under_writers(server: Dsn, db: str, conn: Conn) -> None:
+@pytest.mark.parametrize("alter", [
+    ALTER,
+    # A new primary key: the run walks the old one (kept UNIQUE), which the children's
+    # constraints reference.
+    "DROP PRIMARY KEY, ADD PRIMARY KEY (v, id), ADD UNIQUE KEY id_uq (id)",
+], ids=["add-column", "new-primary-key"])
+def test_parent_under_writers(server: Dsn, db: str, conn: Conn, alter: str) -> None:
     with conn.cursor() as cur:
         make_family(cur)
     before = children_shape(conn)
@@ -213,7 +219,7 @@ def test_parent_under_writers(server: Dsn, db: str, conn: Conn) -> None:
     faults.register("after_chunk", burst)
     writers.start()
     try:
-        result = migrate(config(server, db))
+        result = migrate(config(server, db, alter))
         writers.wait_for_commits(30)       # after the swap, against the new T
     finally:
         writers.stop()
