@@ -170,7 +170,7 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
     found = children(session, database, table)
     if not resuming:
         _refuse_live_guards(session, database, table)
-    if flavor.name == "mariadb":
+    if flavor.lists_every_foreign_key:
         _refuse_hidden(session, database, table, found)
     if found:
         _refuse_names_taken(session, database, table)
@@ -182,7 +182,7 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
             "foreign_key_checks=0 is in place but checks no rows), or use a plain "
             "ALTER TABLE")
     why = ""
-    if flavor.name != "mariadb":
+    if not flavor.repoints_fk_children:
         why = ("re-pointing the children is built for MariaDB only: MySQL's cutover "
                "locks the table with LOCK TABLES, under which the children cannot be "
                "altered")

@@ -162,6 +162,24 @@ class MySQL:
         """ALGORITHM=INSTANT exists (MySQL 8.0.12+); the server decides per ALTER."""
         return self.version >= (8, 0, 12)
 
+    @property
+    def definer_privilege(self) -> str:
+        """The privilege that lets a user create an object with another DEFINER."""
+        return "SET_USER_ID"
+
+    @property
+    def repoints_fk_children(self) -> bool:
+        """Can the cutover re-point other tables' foreign keys to the new table
+        (fkparents.py)? Not on MySQL: its cutover holds T with LOCK TABLES on one
+        connection, under which the children cannot be altered; built for MariaDB's."""
+        return False
+
+    @property
+    def lists_every_foreign_key(self) -> bool:
+        """Does information_schema.INNODB_SYS_FOREIGN (with PROCESS) list the foreign
+        keys of every database, also those the user cannot see (fkparents.py)?"""
+        return False
+
 
 class MariaDB(MySQL):
     name = "mariadb"
@@ -233,6 +251,18 @@ class MariaDB(MySQL):
     @property
     def supports_instant(self) -> bool:
         return True  # since 10.3; the server decides per ALTER
+
+    @property
+    def definer_privilege(self) -> str:
+        return "SET USER"
+
+    @property
+    def repoints_fk_children(self) -> bool:
+        return True   # tested on 10.11 (tests/integration/test_foreign_key_parents.py)
+
+    @property
+    def lists_every_foreign_key(self) -> bool:
+        return True
 
 
 def _variable(session: Queryable, name: str) -> float:

@@ -318,7 +318,7 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
     others = sorted({t.definer for t in triggers if not _same_account(t.definer, who)})
     if others and not any(_global(held, p) for p in DEFINER_PRIVILEGES):
         needs.append(f"to create triggers for their definer(s) {', '.join(others)}")
-        missing.append(f"GRANT {_definer_privilege(flavor)} ON *.* TO {account}")
+        missing.append(f"GRANT {flavor.definer_privilege} ON *.* TO {account}")
     if missing:
         raise MissingPrivilege(
             f"the user {account} cannot carry the triggers of {database}.{table}: it needs "
@@ -334,10 +334,6 @@ def _same_account(definer: str, current: str) -> bool:
 def _global(held: list[grants.Grant], privilege: str) -> bool:
     return any(not g.revoke and g.database == "*" and
                (privilege in g.privileges or "ALL" in g.privileges) for g in held)
-
-
-def _definer_privilege(flavor: MySQL) -> str:
-    return "SET USER" if flavor.name == "mariadb" else "SET_USER_ID"
 
 
 # --- the carry -----------------------------------------------------------------------

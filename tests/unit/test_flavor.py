@@ -141,3 +141,15 @@ def test_wire_dump_request_follows_the_flavor(version: str, gtid_state: bool, po
     settings, payload = WireReader._dump_request(detect(version), start, 7, False)
     assert [s for s, _ in settings] == ["@mariadb_slave_capability = 4"]
     assert struct.unpack("<BIHI", payload[:11])[1] == 1234 and payload[11:] == b"bin.000003"
+
+
+@pytest.mark.parametrize(("version", "privilege", "repoints", "lists_all"), [
+    ("8.0.36", "SET_USER_ID", False, False),
+    ("10.11.6-MariaDB", "SET USER", True, True),
+])
+def test_trigger_and_foreign_key_capabilities(version: str, privilege: str, repoints: bool,
+                                              lists_all: bool) -> None:
+    flavor = detect(version)
+    assert flavor.definer_privilege == privilege
+    assert flavor.repoints_fk_children is repoints
+    assert flavor.lists_every_foreign_key is lists_all

@@ -58,8 +58,18 @@ def names_a_flavor_class(node: ast.AST) -> bool:
                getattr(n, "attr", None) in FLAVOR_CLASSES for n in ast.walk(node))
 
 
+def compares_a_flavor_name(node: ast.Compare) -> bool:
+    """`flavor.name == "mariadb"` (or any `.name` compared with "mariadb"/"mysql")."""
+    sides = [node.left, *node.comparators]
+    names = any(isinstance(s, ast.Attribute) and s.attr == "name" for s in sides)
+    flavors = any(isinstance(s, ast.Constant) and s.value in ("mariadb", "mysql")
+                  for s in sides)
+    return names and flavors
+
+
 def flavor_branches(found: list[tuple[str, ast.Module]]) -> list[str]:
-    """isinstance(x, MariaDB/MySQL), `type(x) is MariaDB` and `.is_mariadb` outside
+    """isinstance(x, MariaDB/MySQL), `type(x) is MariaDB`, `.is_mariadb` and a flavor
+    name compared outside
     flavor.py: the decision belongs in a flavor method."""
     out: list[str] = []
     for name, tree in found:
@@ -75,6 +85,8 @@ def flavor_branches(found: list[tuple[str, ast.Module]]) -> list[str]:
                 out.append(f"onlineddl/{name}:{node.lineno}: compares with a flavor class")
             elif isinstance(node, ast.Attribute) and node.attr == "is_mariadb":
                 out.append(f"onlineddl/{name}:{node.lineno}: reads .is_mariadb")
+            elif isinstance(node, ast.Compare) and compares_a_flavor_name(node):
+                out.append(f"onlineddl/{name}:{node.lineno}: compares a flavor's name")
     return out
 
 
