@@ -217,6 +217,27 @@ MUTATIONS = [
              "    text, params = sql.delete_above(database, names.shadow, "
              "load_table(session, database, names.shadow).pk, state.low_watermark)\n",
              (IT + "test_primary_key_change.py::test_resume_trims_the_shadow_by_the_run_key",)),
+    Mutation("revert-relations",
+             "revert refuses T with triggers or foreign keys the old table lacks",
+             "onlineddl/revert.py",
+             "        revertplan.check_relations(control, self.db, self.config.table)\n",
+             "        pass\n",
+             (IT + "test_revert.py::test_refused_while_t_has_triggers_or_foreign_keys",)),
+    Mutation("revert-walks-shared-key",
+             "revert walks the key T and the old table share (a PK change reverted)",
+             "onlineddl/revert.py",
+             "        self.source, self.shadow = keys.choose(control, self._source(), "
+             "self.shadow,\n                                               self.mapping)\n",
+             "        pass\n",
+             (IT + "test_revert.py::test_revert_of_a_primary_key_change",)),
+    Mutation("gone-stays-until-flush",
+             "a key deleted and re-inserted before its flush is a new row for a revert",
+             "onlineddl/applier.py",
+             "self._keys[key] = self._seq | event.kind | (before & GONE)\n",
+             "self._keys[key] = self._seq | event.kind\n",
+             (IT + "test_revert.py::test_revert_brings_back_the_old_schema_with_every_write",
+              "tests/unit/test_pieces.py::"
+              "test_delta_map_keeps_the_operation_of_each_keys_latest_change")),
 ]
 
 
