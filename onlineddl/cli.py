@@ -61,6 +61,28 @@ def _table_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="log lines on stderr as text or as JSON objects (for log shippers)")
 
 
+def _repair_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repair", dest="repair", action="store_true", default=True,
+                   help="re-copy rows the checksum finds different (default)")
+    p.add_argument("--no-repair", dest="repair", action="store_false",
+                   help="stop with an error on any checksum difference")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """The options of a run that ends in a cutover: `migrate` and `revert`."""
+    p.add_argument("--wait-for-lock", type=float, default=0.0,
+                   help="seconds to wait for another run on the same table")
+    p.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
+    p.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
+    p.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
+    p.add_argument("--postpone-cutover-flag-file", default=None, metavar="FILE",
+                   help="while FILE exists, stay in sync and hold the cutover")
+    p.add_argument("--max-checkpoint-age", type=float, default=72.0,
+                   help="hours; --resume refuses an older checkpoint (default 72)")
+    p.add_argument("--server-id", type=int, default=0,
+                   help="binlog reader server id (default: a random unused-looking id)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onlineddl", description="Online schema changes for MySQL and MariaDB.",
@@ -78,10 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--resume=auto: continue one, or start when there is none, or exit "
                         "0 when this ALTER already finished (for schedulers that retry "
                         "the same command)")
-    m.add_argument("--repair", dest="repair", action="store_true", default=True,
-                   help="re-copy rows the checksum finds different (default)")
-    m.add_argument("--no-repair", dest="repair", action="store_false",
-                   help="stop with an error on any checksum difference")
+    _repair_args(m)
     m.add_argument("--drop-old", action="store_true",
                    help="drop this run's old table (the original) after the swap")
     m.add_argument("--keep-old-for", default=None, metavar="DURATION",
@@ -97,17 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--nice-ratio", type=float, default=Tuning.nice_ratio, metavar="R",
                    help="after each chunk, rest R times as long as it took (0: full speed; "
                         "1: the copier works half the time); `ctl nice-ratio=R` changes it")
-    m.add_argument("--wait-for-lock", type=float, default=0.0,
-                   help="seconds to wait for another run on the same table")
-    m.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
-    m.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
-    m.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
-    m.add_argument("--postpone-cutover-flag-file", default=None, metavar="FILE",
-                   help="while FILE exists, stay in sync and hold the cutover")
-    m.add_argument("--max-checkpoint-age", type=float, default=72.0,
-                   help="hours; --resume refuses an older checkpoint (default 72)")
-    m.add_argument("--server-id", type=int, default=0,
-                   help="binlog reader server id (default: a random unused-looking id)")
+    _run_args(m)
     m.add_argument("--dry-run", action="store_true",
                    help="run every check, print the new table, the column mapping, the "
                         "chunk plan and an estimate; change nothing")
@@ -121,21 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(r)
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted revert (refused when there is none)")
-    r.add_argument("--repair", dest="repair", action="store_true", default=True,
-                   help="re-sync rows the checksum finds different (default)")
-    r.add_argument("--no-repair", dest="repair", action="store_false",
-                   help="stop with an error on any checksum difference")
-    r.add_argument("--wait-for-lock", type=float, default=0.0,
-                   help="seconds to wait for another run on the same table")
-    r.add_argument("--cutover-attempts", type=int, default=Tuning.cutover_attempts)
-    r.add_argument("--cutover-lock-timeout", type=int, default=Tuning.cutover_lock_timeout)
-    r.add_argument("--progress-interval", type=float, default=Tuning.progress_interval)
-    r.add_argument("--postpone-cutover-flag-file", default=None, metavar="FILE",
-                   help="while FILE exists, stay in sync and hold the cutover")
-    r.add_argument("--max-checkpoint-age", type=float, default=72.0,
-                   help="hours; --resume refuses an older checkpoint (default 72)")
-    r.add_argument("--server-id", type=int, default=0,
-                   help="binlog reader server id (default: a random unused-looking id)")
+    _repair_args(r)
+    _run_args(r)
     _operator_args(r)
 
     c = sub.add_parser("cleanup", help="remove artifacts of a dead run (never touches T)")
