@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeAlias
 import pymysql
 from helpers import Conn, Cursor, connect, numbers
 
+from onlineddl import faults
 from onlineddl.config import Dsn
 
 RETRY = {1205, 1213}       # lock wait timeout, deadlock: the transaction rolled back
@@ -198,6 +199,18 @@ class Writers:
                 self.one(conn, rng)
         finally:
             conn.close()
+
+    def burst_at(self, point: str, count: int = 10) -> list[int]:
+        """At each pass through the fault point `point`, a burst of `count` transactions
+        (seeded by the pass's number). Returns the list whose length counts the passes."""
+        passes: list[int] = []
+
+        def burst() -> None:
+            passes.append(len(passes) + 1)
+            self.burst(count, seed=len(passes))
+
+        faults.register(point, burst)
+        return passes
 
     def one(self, conn: Conn, rng: random.Random) -> None:
         op = rng.choice(self.model.ops())

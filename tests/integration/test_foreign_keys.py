@@ -181,13 +181,7 @@ def test_child_under_writers(server: Dsn, db: str, conn: Conn, twin: Conn, alter
         if unchecked:
             cur.execute(f"ALTER TABLE mirror DROP FOREIGN KEY {q(unchecked)}")
     writers = Writers(server, db, "t", "mirror", ChildModel(), threads=3)
-    boundaries = {"n": 0}
-
-    def burst() -> None:
-        boundaries["n"] += 1
-        writers.burst(10, seed=boundaries["n"])
-
-    faults.register("after_chunk", burst)
+    boundaries = writers.burst_at("after_chunk", 10)
     writers.start()
     try:
         result = migrate(config(server, db, alter))
@@ -195,7 +189,7 @@ def test_child_under_writers(server: Dsn, db: str, conn: Conn, twin: Conn, alter
     finally:
         writers.stop()
     assert not writers.errors, writers.errors[:5]
-    assert boundaries["n"] >= 5
+    assert len(boundaries) >= 5
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
     assert show_create(conn, "t") == native_shape(twin, alter)
     assert constraints(conn, "t") == constraints(twin, "t")

@@ -39,14 +39,8 @@ def test_writers_during_whole_migration(server: Dsn, db: str,
     conn = connect(server, db)
     make_tables(conn, model, rows)
     writers = Writers(server, db, "t", "mirror", model, threads=3)
-    bursts = {"n": 0}
-
-    def burst() -> None:
-        bursts["n"] += 1
-        writers.burst(15, seed=bursts["n"])
-
     faults.register("copy_start", lambda: writers.burst(200, seed=999))
-    faults.register("after_chunk", burst)
+    bursts = writers.burst_at("after_chunk", 15)
     writers.start()
     try:
         result = migrate(config(server, db, "ADD COLUMN extra INT NOT NULL DEFAULT 5, "
@@ -56,7 +50,7 @@ def test_writers_during_whole_migration(server: Dsn, db: str,
         writers.stop()
     assert not writers.errors, writers.errors[:5]
     assert writers.committed > 500
-    assert bursts["n"] > 10, "the run should span many chunks"
+    assert len(bursts) > 10, "the run should span many chunks"
     n = assert_same_rows(conn, "t", "mirror", ["id", "name", "v", "data", "note"], ["id"])
     assert n > 0
     with conn.cursor() as cur:

@@ -139,20 +139,14 @@ def test_triggers_carried_and_fire_exactly_once(server: Dsn, db: str,
     before = triggers_of(conn, "t")
     assert len(before) == 5
     writers = Writers(server, db, "t", "mirror", model, threads=3)
-    bursts = {"n": 0}
-
-    def burst() -> None:
-        bursts["n"] += 1
-        writers.burst(10, seed=bursts["n"])
-
-    faults.register("after_chunk", burst)
+    bursts = writers.burst_at("after_chunk", 10)
     writers.start()
     try:
         result = migrate(config(server, db))
         writers.burst(100, seed=4242)   # after the swap: the new T's triggers fire
     finally:
         writers.stop()
-    assert writers.committed > 150 and bursts["n"] > 3
+    assert writers.committed > 150 and len(bursts) > 3
     assert result.old_table
     assert_carried(conn, before, writers)
     assert not writers.errors

@@ -438,13 +438,7 @@ def test_values_moving_between_rows_still_migrate(server: Dsn, db: str,
     make_table(conn, names=("t", "mirror"))
     model = EmailModel(list(IDS))
     writers = Writers(server, db, "t", "mirror", model, threads=3)
-    bursts = {"n": 0}
-
-    def burst() -> None:
-        bursts["n"] += 1
-        writers.burst(20, seed=bursts["n"])
-
-    faults.register("after_chunk", burst)
+    writers.burst_at("after_chunk", 20)
     caplog.set_level(logging.DEBUG, logger="onlineddl.applier")
     writers.start()
     try:
