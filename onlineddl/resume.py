@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from onlineddl import foreignkeys, sql
-from onlineddl.binlog import TableShape, first_statement, open_reader
+from onlineddl.binlog import SchemaChange, TableShape, first_statement, open_reader
 from onlineddl.checkpoint import State, alter_hash
 from onlineddl.config import MigrationConfig
 from onlineddl.cutover import drop_guards, is_our_rename, normalized_shape, swap_state
 from onlineddl.db import Session
 from onlineddl.errors import OnlineDDLError, ReplicationError, ResumeRefused, TableChanged
-from onlineddl.flavor import MySQL
+from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.table import Artifacts, TableInfo, load_table
 
@@ -143,6 +143,21 @@ def trim_shadow(session: Session, database: str, names: Artifacts, state: State,
     log.info("--resume: removed %d row(s) above the watermark for re-copy", deleted)
 
 
+def statement_after(session: Session, flavor: MySQL, config: MigrationConfig, old: str,
+                    start: BinlogPosition) -> tuple[int, SchemaChange] | None:
+    """The first statement naming T in the binlog from `start`, read with the shape T
+    had before a swap (its old table's, `old`): the row changes to T before it and the
+    statement; None when none shows up within rename_seen_timeout."""
+    before = load_table(session, config.database, old)
+    shape = TableShape.of(before, name=config.table)
+    server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
+    reader = open_reader(config.dsn, flavor, shape, start, server_id)
+    try:
+        return first_statement(reader, timeout=config.tuning.rename_seen_timeout)
+    finally:
+        reader.close()
+
+
 def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, names: Artifacts,
                   state: State) -> None:
     """The swap only happens after the drain completed (see cutover.py); confirm from
@@ -152,14 +167,7 @@ def confirm_drain(session: Session, flavor: MySQL, config: MigrationConfig, name
     if state.drain is None:
         raise ResumeRefused("the checkpoint says cutover started but has no drain position",
                             hint="inspect the tables by hand; please report this")
-    old = load_table(session, config.database, names.old)  # T's shape before the swap
-    shape = TableShape.of(old, name=config.table)
-    server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
-    reader = open_reader(config.dsn, flavor, shape, state.drain, server_id)
-    try:
-        found = first_statement(reader, timeout=config.tuning.rename_seen_timeout)
-    finally:
-        reader.close()
+    found = statement_after(session, flavor, config, names.old, state.drain)
     where = (f"mysqlbinlog from {state.drain} must show no row event for "
              f"{config.database}.{config.table} before the RENAME")
     if found is None:

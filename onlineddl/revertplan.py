@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from dataclasses import dataclass
 
 from onlineddl import conversion, foreignkeys, oldtables, sql, triggers
-from onlineddl.binlog import TableShape, first_statement, open_reader
 from onlineddl.config import Dsn, MigrationConfig
 from onlineddl.cutover import is_our_rename
 from onlineddl.db import Session
@@ -35,7 +33,8 @@ from onlineddl.errors import OnlineDDLError, RevertRefused
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.oldtables import OldTable, SwapRecord
-from onlineddl.table import Artifacts, Column, ColumnMapping, TableInfo, load_table
+from onlineddl.resume import statement_after
+from onlineddl.table import Artifacts, Column, ColumnMapping, TableInfo
 from onlineddl.uniques import load_unique_keys
 
 log = logging.getLogger(__name__)
@@ -241,14 +240,7 @@ def start_after_swap(session: Session, flavor: MySQL, config: MigrationConfig,
     swap = plan.swap
     names = dataclasses.replace(Artifacts.for_table(config.table, plan.old.name),
                                 shadow=swap.shadow)   # the swap's own names
-    before = load_table(session, config.database, plan.old.name)  # T's shape then
-    shape = TableShape.of(before, name=config.table)
-    server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
-    reader = open_reader(config.dsn, flavor, shape, swap.position, server_id)
-    try:
-        found = first_statement(reader, timeout=config.tuning.rename_seen_timeout)
-    finally:
-        reader.close()
+    found = statement_after(session, flavor, config, plan.old.name, swap.position)
     if found is None or found[1].after is None:
         raise RevertRefused(
             f"the swap's RENAME was not found in the binlog after {swap.position} within "
