@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,20 @@ def test_revert_killed_at_each_point_resumes(server: Dsn, db: str,
     assert len(recorded_old_tables(conn)) == 1
 
 
+def stopped_after_checksum(run: Callable[[], object]) -> None:
+    """`run` (a migrate or a revert) stopped by the test once its checksum passed,
+    leaving its checkpoint behind."""
+    def stop() -> None:
+        raise RuntimeError("stopped by the test")
+
+    faults.register("after_checksum", stop)
+    try:
+        with pytest.raises(RuntimeError):
+            run()
+    finally:
+        faults.clear()
+
+
 def snapshot(conn: Conn) -> dict[str, tuple[str, Any]]:
     """Every table's definition and contents (CHECKSUM TABLE), the registry's too."""
     out = {}
@@ -291,27 +305,14 @@ def test_refused_while_another_runner_or_a_migration_holds_the_table(
     finally:
         lock.release()
 
-    def stop() -> None:
-        raise RuntimeError("stopped by the test")
-
-    faults.register("after_checksum", stop)
-    try:
-        with pytest.raises(RuntimeError):
-            migrate(config(server, db, "ADD COLUMN b INT NULL"))
-    finally:
-        faults.clear()
+    stopped_after_checksum(lambda: migrate(config(server, db, "ADD COLUMN b INT NULL")))
     refused(server, db, conn, ArtifactsExist, "_t_chkpnt", "onlineddl migrate")
     with pytest.raises(ArtifactsExist, match="onlineddl migrate` again with --resume"):
         run_revert(server, db, resume=True)
     migrate(config(server, db, "ADD COLUMN b INT NULL", resume=True))
 
     # The other way round: a revert's checkpoint is never a migration's.
-    faults.register("after_checksum", stop)
-    try:
-        with pytest.raises(RuntimeError):
-            run_revert(server, db)
-    finally:
-        faults.clear()
+    stopped_after_checksum(lambda: run_revert(server, db))
     before = snapshot(conn)
     with pytest.raises(ResumeRefused, match="belongs to an unfinished `revert`"):
         migrate(config(server, db, "ADD COLUMN c INT NULL", resume=True))
@@ -499,15 +500,7 @@ def test_a_checkpoint_of_an_earlier_version_is_a_migrations(
     write adds the column."""
     conn, _ = seeded
 
-    def stop() -> None:
-        raise RuntimeError("stopped by the test")
-
-    faults.register("after_checksum", stop)
-    try:
-        with pytest.raises(RuntimeError):
-            migrate(config(server, db, "ADD COLUMN a INT NULL"))
-    finally:
-        faults.clear()
+    stopped_after_checksum(lambda: migrate(config(server, db, "ADD COLUMN a INT NULL")))
     execute(conn, "ALTER TABLE _t_chkpnt DROP COLUMN kind")
     with pytest.raises(ArtifactsExist, match="onlineddl migrate"):
         run_revert(server, db)
@@ -535,15 +528,7 @@ def test_cleanup_discards_an_unfinished_revert_and_keeps_the_old_table(
     conn, _ = seeded
     old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
 
-    def stop() -> None:
-        raise RuntimeError("stopped by the test")
-
-    faults.register("after_checksum", stop)
-    try:
-        with pytest.raises(RuntimeError):
-            run_revert(server, db)
-    finally:
-        faults.clear()
+    stopped_after_checksum(lambda: run_revert(server, db))
     # A user's `_t_new` with the old table's columns is never taken for the revert's.
     execute(conn, f"CREATE TABLE _t_new LIKE `{old}`", f"INSERT INTO _t_new SELECT * FROM `{old}`")
     with pytest.raises(ArtifactsExist, match="_t_new"):
