@@ -25,12 +25,14 @@ from onlineddl.applier import FlushTarget
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.chunker import Watermark
 from onlineddl.config import MigrationConfig
+from onlineddl.db import Session
 from onlineddl.errors import (
     ArtifactsExist,
     DataError,
     OnlineDDLError,
     PreflightFailed,
     ResumeRefused,
+    RevertRefused,
     TableChanged,
 )
 from onlineddl.leftovers import shadow_identity
@@ -230,6 +232,19 @@ class Revert(Run):
                             integer_key=integer_key(source, target), unique_checks=checks,
                             keep_unfed=bool(mapping.added))
         self.follow(flush, self._state().position)
+
+    def _before_swap(self, session: Session) -> None:
+        """Under the write block: the counter, and T's relations checked again. A
+        trigger or a child's foreign key another session created since preflight would
+        follow T to its old-table name at the RENAME and be lost to the new T; their
+        DDL waits for T's lock now, so this look is final."""
+        super()._before_swap(session)
+        try:
+            revertplan.check_relations(session, self.db, self.config.table)
+        except RevertRefused as err:
+            raise TableChanged(f"{err.message} (created during the revert)",
+                               hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
+                                    "discards the revert") from err
 
     def finish_after_swap(self) -> None:
         state = self._state()

@@ -603,3 +603,26 @@ def test_revert_of_a_primary_key_change(server: Dsn, db: str,
     writers.burst(20, seed=6)
     assert shape(conn) == before
     assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+
+
+@pytest.mark.parametrize("created", [
+    "CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (1)",
+    "CREATE TABLE child (id INT PRIMARY KEY, t_id BIGINT, "
+    "CONSTRAINT fk_child FOREIGN KEY (t_id) REFERENCES t (id))",
+], ids=["trigger", "child-foreign-key"])
+def test_a_relation_created_during_the_revert_stops_it(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers], created: str) -> None:
+    """Checked again under the write block: the RENAME would carry it to the old-table
+    name and the new T would lack it."""
+    conn, _ = seeded
+    execute(conn, "CREATE TABLE audit (n INT)")
+    migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    other = connect(server, db)          # another session's DDL
+    faults.register("after_checksum", lambda: execute(other, created))
+    try:
+        with pytest.raises(TableChanged, match="created during the revert"):
+            run_revert(server, db)
+    finally:
+        faults.clear()
+        other.close()
+    assert "a" in columns(conn)          # T is still the migrated table
