@@ -152,11 +152,7 @@ class Migration(Run):
         # Triggers (triggers.py): refused here only when they cannot be carried. A resumed
         # run may find the guard of its own interrupted cutover: setup repairs it.
         alter = self._parsed_alter()
-        self.triggers = triggers.check(control, flavor, self.db, self.config.table,
-                                       alter.dropped,
-                                       [o for o, n in alter.renames.items()
-                                        if o.lower() != n.lower()],   # names ignore case
-                                       resuming=self.config.resume or self.config.resume_auto)
+        self.triggers = self._check_triggers()
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
@@ -390,12 +386,25 @@ class Migration(Run):
         # A kill inside the trigger carry left T guarded: its triggers go back first.
         triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
                         swapped=False)
+        # ... and are checked as they are now (another session may have changed them):
+        # what this run carries.
+        self.triggers = self._check_triggers()
+        state.triggers = triggers.encode(self.triggers)
         # [foreign keys] a failed cutover may have left them on the shadow.
         foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
         return True
+
+    def _check_triggers(self) -> tuple[triggers.Trigger, ...]:
+        """T's triggers, refused (nothing changed) when they cannot be carried."""
+        alter = self._parsed_alter()
+        return triggers.check(self._control(), self._flavor(), self.db, self.config.table,
+                              alter.dropped,
+                              [o for o, n in alter.renames.items()
+                               if o.lower() != n.lower()],   # names ignore case
+                              resuming=self.config.resume or self.config.resume_auto)
 
     def _resumed_key(self, shadow: TableInfo) -> tuple[str, ...]:
         """The run's key, chosen again as the first run chose it (keys.choose is
@@ -498,13 +507,8 @@ class Migration(Run):
               attempts=self.tuning.cutover_attempts)
 
     def _carry(self) -> triggers.Carry:
-        state = self._state()
-
-        def record(current: tuple[triggers.Trigger, ...]) -> None:
-            state.triggers = triggers.encode(current)   # written by the cutover's on_block
-
         return triggers.Carry(self._control(), self.db, self.names,
-                              triggers.decode(state.triggers), record)
+                              triggers.decode(self._state().triggers))
 
     def _before_swap(self, session: Session) -> None:
         """Under the write block, drained: the counter, then [foreign keys] T's

@@ -57,6 +57,7 @@ from onlineddl.errors import (
     InvalidAlter,
     MissingPrivilege,
     OnlineDDLError,
+    TableChanged,
     UnsupportedTable,
 )
 from onlineddl.flavor import MySQL
@@ -339,30 +340,32 @@ def _global(held: list[grants.Grant], privilege: str) -> bool:
 # --- the carry -----------------------------------------------------------------------
 
 class Carry:
-    """T's triggers across one run's swap. `record` stores the list in the checkpoint
-    state (written by the caller before the guard goes on)."""
+    """T's triggers across one run's swap: `recorded` is the list the checkpoint holds
+    (checked at the start of the run, or of its resume)."""
 
     def __init__(self, control: Session, database: str, names: Artifacts,
-                 recorded: tuple[Trigger, ...],
-                 record: Callable[[tuple[Trigger, ...]], None]) -> None:
+                 recorded: tuple[Trigger, ...]) -> None:
         self.control = control
         self.database = database
         self.names = names
         self.recorded = recorded
-        self._record = record
         self.moved = False   # the shadow holds the triggers, T the guard (until the swap)
 
     def snapshot(self) -> None:
-        """Under the write block (no trigger DDL on T can run now): T's triggers as they
-        are, recorded; a guard still on T means an earlier attempt was not repaired."""
+        """Under the write block (no trigger DDL on T can run now): T's triggers must be
+        the recorded ones; a guard still on T means an earlier attempt was not repaired."""
         if guards_on(self.control, self.database, self.names.table):
             raise CutoverFailed(f"{self.names.table} still carries a cutover guard trigger")
         current = load(self.control, self.database, self.names.table)
         if not same(current, self.recorded):
-            log.info("triggers of %s changed during the run; carrying %d", self.names.table,
-                     len(current))
-            self.recorded = current
-            self._record(current)
+            # Carrying them unchecked could garble a body written under another client
+            # character set, or keep one that uses a column the ALTER drops.
+            raise TableChanged(
+                f"the triggers of {self.names.table} changed during the run (another "
+                f"session's CREATE or DROP TRIGGER): {len(self.recorded)} checked at the "
+                f"start, {len(current)} now", hint="run the same command with --resume: it "
+                "checks the triggers as they are now and carries those; the table is "
+                "unchanged")
 
     def carry(self, on_table: Session, on_shadow: Session) -> None:
         """Guard T, drop its triggers, create them on the shadow. `on_table` holds T

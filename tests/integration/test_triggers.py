@@ -548,3 +548,33 @@ def test_status_reads_a_checkpoint_without_the_triggers_column(
     with conn.cursor() as cur:
         cur.execute("SHOW COLUMNS FROM _t_chkpnt LIKE 'triggers'")
         assert cur.fetchone() is None
+
+
+@pytest.mark.parametrize("change", ["create", "drop"])
+def test_triggers_changed_during_the_run_stop_it_then_resume_carries_them(
+        server: Dsn, db: str, table: tuple[Conn, IntModel], change: str) -> None:
+    """Another session's CREATE / DROP TRIGGER on T during the copy: the run carries
+    nothing it has not checked (exit 13, T unchanged); --resume checks the triggers as
+    they are then and carries exactly those."""
+    conn, _ = table
+    other = connect(server, db)
+    statement = ("CREATE TRIGGER t_extra BEFORE UPDATE ON t FOR EACH ROW "
+                 "SET NEW.note = CONCAT(COALESCE(NEW.note, ''), '+u')"
+                 if change == "create" else "DROP TRIGGER t_ai")
+
+    def ddl() -> None:
+        with other.cursor() as cur:
+            cur.execute(statement)
+
+    faults.register("after_checksum", ddl)
+    try:
+        with pytest.raises(TableChanged, match="triggers of t changed during the run"):
+            migrate(config(server, db))
+    finally:
+        faults.clear()
+        other.close()
+    now = triggers_of(conn, "t")
+    assert ("t_extra" in [r[0] for r in now]) is (change == "create")
+    assert tables(conn) >= {"_t_new", "_t_chkpnt"}         # resumable, T unchanged
+    migrate(config(server, db, resume=True))
+    assert triggers_of(conn, "t") == now
