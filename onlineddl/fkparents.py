@@ -68,6 +68,7 @@ from onlineddl.errors import (
     DatabaseError,
     InvalidAlter,
     MissingPrivilege,
+    TableChanged,
     UnsupportedTable,
 )
 from onlineddl.flavor import MySQL
@@ -434,6 +435,12 @@ def repoint(session: Session, database: str, names: Artifacts,
         faults.point("parents_guard_armed")
         for fk in found:
             on_child = _names_on(session, fk)
+            if fk.name not in on_child and twin(fk.name) not in on_child:
+                # Dropped by another session since it was read: a twin would bring it
+                # back under its name after the swap.
+                raise TableChanged(
+                    f"the foreign key {fk.describe()} was dropped during the cutover",
+                    hint="run the same command with --resume; the table is unchanged")
             if twin(fk.name) not in on_child:
                 _bound(session, wait, deadline)
                 _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow,
@@ -505,9 +512,25 @@ def finish(session: Session, database: str, names: Artifacts) -> None:
     """After the swap: twins renamed, guards dropped from the old table, marker dropped."""
     repair(session, database, names, swapped=True)
     faults.point("parents_renamed")
+    _refuse_left_on_old(session, database, names)
     drop_guards(session, database, names.old)
     if _marker_exists(session, database, names.table):
         ledger.drop(session, database, marker_name(names.table))
+
+
+def _refuse_left_on_old(session: Session, database: str, names: Artifacts) -> None:
+    """The last word after the swap: no constraint may reference the old table. One
+    another session added while the cutover ran (after the children were read) followed
+    T's name to the old table at the RENAME, and its child is now checked against a
+    frozen copy: the run does not end with exit 0 then, and --resume asks again."""
+    left = foreignkeys.referencing(session, database, names.old)
+    if left:
+        raise TableChanged(
+            f"the swap is done, but foreign key(s) {'; '.join(fk.describe() for fk in left)} "
+            f"now reference the old table {names.old}: another session added them while "
+            "the cutover ran", hint=f"point each at {names.table} again (ALTER TABLE child "
+            f"DROP FOREIGN KEY name, then ADD CONSTRAINT name FOREIGN KEY (...) REFERENCES "
+            f"{names.table} (...)), then run the same command with --resume to finish")
 
 
 def drop_guards(session: Session, database: str, table: str) -> None:

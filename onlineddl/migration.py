@@ -498,13 +498,28 @@ class Migration(Run):
         foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
                                      self._source().pk, self.foreign_keys, self.tick)
         # [fk parents] guards (inert) on T and the children's indexes made their own.
-        self.fk_children = fkparents.children(self._control(), self.db, self.config.table)
+        self.fk_children = self._children_now(self._control())
         # CREATE TRIGGER waits for transactions open on T, and writers queue behind it:
         # each try waits the cutover lock timeout at most.
         retry(lambda: fkparents.prepare(self._control(), self.db, self.names,
                                         self.fk_children, self.tuning.cutover_lock_timeout),
               what="putting the guard triggers on the table",
               attempts=self.tuning.cutover_attempts)
+
+    def _children_now(self, session: Session) -> tuple[foreignkeys.ForeignKey, ...]:
+        """[fk parents] The constraints referencing T now. One another session added
+        since preflight has passed none of its checks (privileges, names, the new
+        table's verdict): the run stops, T unchanged, and --resume checks it."""
+        found = fkparents.children(session, self.db, self.config.table)
+        known = {(fk.database, fk.table, fk.name) for fk in self.fk_children}
+        new = [fk for fk in found if (fk.database, fk.table, fk.name) not in known]
+        if new:
+            raise TableChanged(
+                f"foreign key(s) referencing {self.config.table} were added during the run: "
+                f"{'; '.join(fk.describe() for fk in new)}",
+                hint="run the same command with --resume: it checks them and re-points "
+                     "them too; the table is unchanged")
+        return found
 
     def _carry(self) -> triggers.Carry:
         return triggers.Carry(self._control(), self.db, self.names,
@@ -517,12 +532,7 @@ class Migration(Run):
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
         # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
-        found = fkparents.children(session, self.db, self.config.table)
-        if {fk.name for fk in found} - {fk.name for fk in self.fk_children}:
-            raise TableChanged(
-                f"a table gained a foreign key referencing {self.config.table} during the "
-                f"run: {'; '.join(fk.describe() for fk in found)}",
-                hint="run the same command with --resume: it prepares the new one too")
+        found = self._children_now(session)
         self.fk_children = found
         fkparents.repoint(session, self.db, self.names, found,
                           self.tuning.cutover_lock_timeout, self.tuning.block_timeout / 2,
@@ -539,8 +549,10 @@ class Migration(Run):
         return fkparents.lock_sql(self.fk_children)
 
     def _undo_under_block(self, session: Session) -> None:
-        """[fk parents] The children back to T, the guard disarmed (no swap happened)."""
-        fkparents.repair(session, self.db, self.names, swapped=False)
+        """[fk parents] The children back to T, the guard disarmed (no swap happened).
+        Nothing to ask while T is blocked when no table references it."""
+        if self.fk_children:
+            fkparents.repair(session, self.db, self.names, swapped=False)
 
     def discard_created(self) -> None:
         self._undo_parents()

@@ -25,7 +25,13 @@ from workload import Writers, assert_same_rows, q
 
 from onlineddl import faults, fkparents
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import DataError, InvalidAlter, MissingPrivilege, UnsupportedTable
+from onlineddl.errors import (
+    DataError,
+    InvalidAlter,
+    MissingPrivilege,
+    TableChanged,
+    UnsupportedTable,
+)
 from onlineddl.migration import Migration, migrate
 
 pytestmark = pytest.mark.mariadb_only
@@ -632,3 +638,82 @@ def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
         cur.execute("SELECT ka, kb FROM kid WHERE id = 4")
         assert cur.fetchone() == (None, None)
     assert triggers_on(conn) == []
+
+
+# --- other sessions' foreign-key DDL during the run ------------------------------------------
+
+def ddl_from_another_session(server: Dsn, db: str, point: str, statement: str) -> Conn:
+    """At `point`, another session runs `statement` (a connection of its own)."""
+    other = connect(server, db)
+
+    def run() -> None:
+        with other.cursor() as cur:
+            cur.execute(statement)
+
+    faults.register(point, run)
+    return other
+
+
+def test_a_child_added_during_the_run_stops_it_then_resume_repoints_it(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """It passed none of the preflight checks: exit 13 before anything is re-pointed,
+    T unchanged; --resume checks it and carries it like the others."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    other = ddl_from_another_session(
+        server, db, "after_checksum", "CREATE TABLE child3 (id INT PRIMARY KEY, pid INT, "
+        "CONSTRAINT child3_fk FOREIGN KEY (pid) REFERENCES t (id))")
+    try:
+        with pytest.raises(TableChanged, match="child3_fk"):
+            migrate(config(server, db))
+    finally:
+        faults.clear()
+        other.close()
+    assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
+    assert triggers_on(conn) == []
+    migrate(config(server, db, resume=True))
+    assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
+    assert not [r for r in references(conn) if r[2].startswith("_t_old_")]
+
+
+def test_a_child_constraint_dropped_under_the_block_is_not_brought_back(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """Dropped after the children were read: re-pointing it would bring it back under
+    its name after the swap; the attempt stops instead (exit 13)."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    other = ddl_from_another_session(server, db, "parents_guard_armed",
+                                     "ALTER TABLE child2 DROP FOREIGN KEY child2_cascade")
+    try:
+        with pytest.raises(TableChanged, match="child2_cascade"):
+            migrate(config(server, db))
+    finally:
+        faults.clear()
+        other.close()
+    assert "child2_cascade" not in [r[1] for r in references(conn)]
+
+
+def test_a_constraint_left_on_the_old_table_is_not_a_success(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """After the swap nothing may reference the old table (a child whose constraint
+    followed T's name at the RENAME is checked against a frozen copy): no exit 0."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=50)
+    other = connect(server, db)
+
+    def refer_to_old() -> None:
+        with other.cursor() as cur:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '\\_t\\_old\\_%'")
+            old = cur.fetchone()[0]
+            cur.execute(f"CREATE TABLE late (id INT PRIMARY KEY, pid INT, CONSTRAINT late_fk "
+                        f"FOREIGN KEY (pid) REFERENCES {q(old)} (id))")
+
+    faults.register("parents_renamed", refer_to_old)
+    try:
+        with pytest.raises(TableChanged, match="late_fk"):
+            migrate(config(server, db))
+    finally:
+        faults.clear()
+        other.close()
+    assert "_t_chkpnt" in tables(conn)      # not finished: --resume asks again
