@@ -158,9 +158,7 @@ class Migration(Run):
             control, self.source, resuming=self.config.resume or self.config.resume_auto,
             dropped=alter.foreign_keys_dropped, added=alter.foreign_keys_added)
         # [fk parents] the tables referencing T: re-pointed under the block, or refused.
-        self.fk_children = fkparents.check(
-            control, flavor, self.db, self.config.table, bool(self.triggers),
-            resuming=self.config.resume or self.config.resume_auto)
+        self.fk_children = self._check_children()
         zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
         self.progress.rows_estimate = self.source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
@@ -387,9 +385,10 @@ class Migration(Run):
         triggers.repair(self._control(), self.db, self.names, triggers.decode(state.triggers),
                         swapped=False)
         # ... and are checked as they are now (another session may have changed them):
-        # what this run carries.
+        # what this run carries. So are the children, back on T after the repair.
         self.triggers = self._check_triggers()
         state.triggers = triggers.encode(self.triggers)
+        self.fk_children = self._check_children()
         # [foreign keys] a failed cutover may have left them on the shadow.
         foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
@@ -405,6 +404,12 @@ class Migration(Run):
                               [o for o, n in alter.renames.items()
                                if o.lower() != n.lower()],   # names ignore case
                               resuming=self.config.resume or self.config.resume_auto)
+
+    def _check_children(self) -> tuple[foreignkeys.ForeignKey, ...]:
+        """[fk parents] The tables referencing T: re-pointed under the block, or refused."""
+        return fkparents.check(self._control(), self._flavor(), self.db, self.config.table,
+                               bool(self.triggers),
+                               resuming=self.config.resume or self.config.resume_auto)
 
     def _resumed_key(self, shadow: TableInfo) -> tuple[str, ...]:
         """The run's key, chosen again as the first run chose it (keys.choose is
