@@ -187,6 +187,13 @@ def check_table(session: Session, info: TableInfo, *, resuming: bool = False,
             hint="onlineddl changes nothing here; change the constraint to RESTRICT for the "
                  "migration (drop it and add it back in place with foreign_key_checks=0), "
                  "or use a plain ALTER TABLE")
+    unread = [fk.name for fk in own if not fk.references and fk.name not in dropped]
+    if unread:
+        raise InvalidAlter(
+            f"the REFERENCES text of {info.database}.{info.name}'s foreign key(s) "
+            f"{', '.join(unread)} could not be read from SHOW CREATE TABLE, so onlineddl "
+            "cannot add them to the new table", hint="onlineddl changes nothing here; use a "
+            "plain ALTER TABLE, and please report the table's SHOW CREATE TABLE")
     if not resuming:
         _check_names(info, own)
         _check_dropped(info, own, dropped)
