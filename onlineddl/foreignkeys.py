@@ -21,7 +21,9 @@ T is a child (its own FOREIGN KEYs reference parents):
 - After the checksum, T's referential integrity is verified: for each constraint, a
   chunked anti-join finds a row whose parent is missing (rows another session wrote with
   foreign_key_checks=0). One found stops the run before the swap (DataError), changing
-  nothing: onlineddl never "repairs" data.
+  nothing: onlineddl never "repairs" data. It is a check as of then: what another
+  session writes with checks off after it is carried as the server took it, as a plain
+  in-place ALTER would keep it.
 - After the swap (finish()): the old table's constraints are dropped (a backup must not
   refuse or receive the parents' changes), then T's `_odl_N` constraints are renamed to
   N in one ALTER (DROP FOREIGN KEY + ADD CONSTRAINT, INPLACE with checks off). Every
@@ -523,5 +525,6 @@ def describe(table: str, shadow: str, own: tuple[ForeignKey, ...], rows: int,
         lines.append(f"  before the swap: every row's parent is checked, one anti-join per "
                      f"constraint over ~{rows} rows ({CHECK_CHUNK} rows at a time, about "
                      f"{max(1, -(-rows // CHECK_CHUNK)) * len(own)} reads in all); a "
-                     "missing parent stops the run")
+                     "missing parent stops the run (rows written with foreign_key_checks=0 "
+                     "after the check are kept as the server took them)")
     return lines
