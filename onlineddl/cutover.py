@@ -208,8 +208,6 @@ class Cutover:
         for attempt in range(1, self.tuning.cutover_attempts + 1):
             self.attempts = attempt
             self.is_owner()
-            if self.carry is not None:   # triggers: an earlier attempt's guard, put right
-                self.carry.repair(swapped=False)
             try:
                 self._attempt()
                 break
@@ -221,10 +219,10 @@ class Cutover:
                     break
                 retry(lambda: drop_guards(self.control, self.database, self.a),
                       what="removing cutover guards")
-                if self.carry is not None:   # triggers: back on T, also before a final error
-                    retry(self._put_triggers_back, what="putting the triggers back")
-                retry(lambda: self.after_failed_attempt(self.control),   # [foreign keys]
-                      what="undoing the shadow's pre-swap changes")
+                # The flusher stays paused until the shadow has neither T's triggers (a
+                # flush would fire them) nor its constraints: also before a final error.
+                with self.applier.paused():
+                    retry(self._undo_shadow_changes, what="undoing the pre-swap changes")
                 self._stop_if_final(err)
                 last = err
                 self._backoff(attempt, err)
@@ -238,9 +236,12 @@ class Cutover:
                 + f"; {self.a.table} is unchanged and the run is resumable with --resume")
         self._verify_swap()
 
-    def _put_triggers_back(self) -> None:
-        assert self.carry is not None
-        self.carry.repair(swapped=False)
+    def _undo_shadow_changes(self) -> None:
+        """After an attempt that did not swap: T's triggers back on T (guard dropped),
+        then what before_swap did to the shadow ([foreign keys] its constraints)."""
+        if self.carry is not None:
+            self.carry.repair(swapped=False)
+        self.after_failed_attempt(self.control)
 
     def _stop_if_final(self, err: OnlineDDLError) -> None:
         """Another session's DDL on T, a dead binlog stream, or data the new table cannot
