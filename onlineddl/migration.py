@@ -230,6 +230,10 @@ class Migration(Run):
             if self.config.resume:   # (--resume=auto: finished_before() removed a dead setup)
                 self._start_over(found)
         self._refuse_leftovers()
+        if self.config.resume or self.config.resume_auto:
+            # Starting afresh after all: a guard on T is no run's of ours to repair (its
+            # checkpoint is gone), and the triggers it stands for may be missing.
+            self.triggers = self._check_triggers(resuming=False)
         self.names = self.names.with_old(oldtables.choose_name(control, self.db,
                                                                self.config.table))
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
@@ -396,14 +400,17 @@ class Migration(Run):
         state.cutover_started, state.drain = False, None
         return True
 
-    def _check_triggers(self) -> tuple[triggers.Trigger, ...]:
-        """T's triggers, refused (nothing changed) when they cannot be carried."""
+    def _check_triggers(self, resuming: bool | None = None) -> tuple[triggers.Trigger, ...]:
+        """T's triggers, refused (nothing changed) when they cannot be carried.
+        `resuming` (default: a --resume run): a guard on T may be ours to repair."""
+        if resuming is None:
+            resuming = self.config.resume or self.config.resume_auto
         alter = self._parsed_alter()
         return triggers.check(self._control(), self._flavor(), self.db, self.config.table,
                               alter.dropped,
                               [o for o, n in alter.renames.items()
                                if o.lower() != n.lower()],   # names ignore case
-                              resuming=self.config.resume or self.config.resume_auto)
+                              resuming=resuming)
 
     def _check_children(self) -> tuple[foreignkeys.ForeignKey, ...]:
         """[fk parents] The tables referencing T: re-pointed under the block, or refused."""

@@ -443,6 +443,10 @@ def test_leftover_guard_without_a_run_is_refused(server: Dsn, db: str, conn: Con
         migrate(config(server, db, "ADD COLUMN c INT NULL"))
     assert "_t_guard_ins" in info.value.message
     assert tables(conn) == {"t"}
+    # --resume=auto with nothing to resume starts afresh: the guard is refused the same.
+    with pytest.raises(UnsupportedTable, match="_t_guard_ins"):
+        migrate(config(server, db, "ADD COLUMN c INT NULL", resume_auto=True))
+    assert tables(conn) == {"t"}
 
 
 def test_guard_name_taken_is_refused(server: Dsn, db: str, conn: Conn) -> None:
