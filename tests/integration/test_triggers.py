@@ -172,19 +172,33 @@ def test_writes_queued_on_the_block_fire_once_on_the_new_table(
     def queue_writes(first_key: int) -> None:
         for key in range(first_key, first_key + 4):
             def write(key: int = key) -> None:
-                with connect(server, db) as own:
-                    outcomes.append(app_write(own, key))
+                try:
+                    with connect(server, db) as own:
+                        outcomes.append(app_write(own, key))
+                except Exception as exc:   # counted: the test fails on it
+                    outcomes.append(f"writer crashed: {exc!r}")
             thread = threading.Thread(target=write, daemon=True)
             thread.start()
             threads.append(thread)
-        time.sleep(0.1)   # let them reach the lock (they wait on it; nothing else to see)
+        # Every writer started so far waits for T (this batch and, at the relock, the
+        # one queued when the block started): seen, not slept for.
+        deadline = time.monotonic() + 20
+        with connect(server, db) as watch, watch.cursor() as cur:
+            while True:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
+                            "INFO LIKE 'UPDATE t SET v = v + 5 WHERE id = %%' AND "
+                            "STATE LIKE 'Waiting for table%%'")
+                if cur.fetchone()[0] >= len(threads):
+                    return
+                assert time.monotonic() < deadline, "the writers never queued on T"
+                time.sleep(0.005)
 
     faults.register("cutover_started", lambda: queue_writes(10))
     faults.register("trigger_relock_queued", lambda: queue_writes(20))
     migrate(config(server, db))
     for thread in threads:
         thread.join(timeout=30)
-    assert outcomes and all(o is None for o in outcomes), outcomes
+    assert len(outcomes) == len(threads) and all(o is None for o in outcomes), outcomes
     writers = Writers(server, db, "t", "mirror", IntModel(id_max=1))
     assert_carried(conn, before, writers)
     with conn.cursor() as cur:
