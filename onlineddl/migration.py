@@ -64,12 +64,12 @@ from onlineddl.uniques import UniqueCheck, unique_checks
 log = logging.getLogger(__name__)
 
 
-# Errors a resume cannot fix: clean up what this run created so nothing is left behind.
-FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
 
 
 class Migration(Run):
     """One run. `run()` is the table of contents; each stage is a short method."""
+
+    FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
 
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         super().__init__(config, bar=bar)
@@ -109,17 +109,11 @@ class Migration(Run):
             self.cut_over()
             self.cleanup()
             return self.succeed(started)
-        except OnlineDDLError as err:
-            vanished = self._vanished(err)
-            if vanished is not None or isinstance(err, FINAL_ERRORS):
-                self.discard_created()
-                self.events.fire("failure", vanished or err)
-                if vanished is not None:
-                    raise vanished from err
+        except OnlineDDLError as caught:
+            err = self._failed(caught)
+            if err is caught:
                 raise
-            self._resumable_note(err)
-            self.events.fire("failure", err)
-            raise
+            raise err from caught
         finally:
             self.close()
 

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 class Revert(Run):
     """One revert. `run()` is the table of contents."""
 
+    FINAL_ERRORS = (PreflightFailed,)   # refused before anything was changed
+
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         super().__init__(dataclasses.replace(config, kind="revert"), bar=bar)
         self.plan: revertplan.Plan | None = None
@@ -73,23 +75,22 @@ class Revert(Run):
             self.cleanup()
             return self.succeed(started)
         except OnlineDDLError as caught:
-            err = self._explain_ddl(caught)
-            if isinstance(err, PreflightFailed):
-                self.discard_created()
-            elif isinstance(err, DataError):
-                err.hint = (f"a row written to {self.config.table} since the swap cannot be "
-                            f"written to {self.target} (a value its column cannot hold, or a "
-                            "duplicate under one of its UNIQUE keys); "
-                            f"{self.config.table} is unchanged. Change that row, then run "
-                            "`onlineddl revert --resume`; or give up with `onlineddl cleanup`")
-            else:
-                self._resumable_note(err)
-            self.events.fire("failure", err)
-            if err is not caught:
-                raise err from caught
-            raise
+            err = self._failed(caught)
+            if err is caught:
+                raise
+            raise err from caught
         finally:
             self.close()
+
+    def _explain(self, err: OnlineDDLError) -> OnlineDDLError:
+        if isinstance(err, DataError):
+            err.hint = (f"a row written to {self.config.table} since the swap cannot be "
+                        f"written to {self.target} (a value its column cannot hold, or a "
+                        "duplicate under one of its UNIQUE keys); "
+                        f"{self.config.table} is unchanged. Change that row, then run "
+                        "`onlineddl revert --resume`; or give up with `onlineddl cleanup`")
+            return err
+        return self._explain_ddl(err)
 
     def _explain_ddl(self, err: OnlineDDLError) -> OnlineDDLError:
         """The applier met DDL on T before our own swap: T changed after the swap being

@@ -416,6 +416,26 @@ class Run:
 
     # --- failure and the end -------------------------------------------------------------
 
+    # Errors a resume cannot fix: what this run created is removed, nothing is left.
+    FINAL_ERRORS: tuple[type[OnlineDDLError], ...] = ()
+
+    def _failed(self, caught: OnlineDDLError) -> OnlineDDLError:
+        """The error the run ends with: T gone meanwhile (another session), or final
+        (this run's tables removed), or resumable (said in its hint); the failure hook
+        fired with it."""
+        vanished = self._vanished(caught)
+        err = vanished or self._explain(caught)
+        if vanished is not None or isinstance(err, self.FINAL_ERRORS):
+            self.discard_created()
+        else:
+            self._resumable_note(err)
+        self.events.fire("failure", err)
+        return err
+
+    def _explain(self, err: OnlineDDLError) -> OnlineDDLError:
+        """A subclass's clearer word for an error, where it has one."""
+        return err
+
     def _resumable(self, err: OnlineDDLError) -> bool:
         """May the failure note say "resumable"? Not after another session's DDL on the
         table (the target is stale: --resume would refuse), nor when the error's own

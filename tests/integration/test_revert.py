@@ -34,6 +34,7 @@ from onlineddl.errors import (
     ResumeRefused,
     RevertRefused,
     TableChanged,
+    TableVanished,
 )
 from onlineddl.migration import migrate
 from onlineddl.revert import revert
@@ -626,3 +627,25 @@ def test_a_relation_created_during_the_revert_stops_it(
         faults.clear()
         other.close()
     assert "a" in columns(conn)          # T is still the migrated table
+
+
+def test_t_dropped_during_the_revert_is_said_so(server: Dsn, db: str,
+                                               seeded: tuple[Conn, Writers]) -> None:
+    """Another session renames T away mid-revert: the revert says T disappeared (not
+    "T is unchanged"), removes its checkpoint, and leaves the old table recorded."""
+    conn, _ = seeded
+    old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    other = connect(server, db)
+
+    def rename_away() -> None:
+        with other.cursor() as cur:
+            cur.execute("RENAME TABLE t TO t_elsewhere")
+
+    faults.register("after_checkpoint", rename_away)
+    try:
+        with pytest.raises(TableVanished, match="disappeared"):
+            run_revert(server, db)
+    finally:
+        faults.clear()
+        other.close()
+    assert {"t_elsewhere", old} <= tables(conn) and "_t_chkpnt" not in tables(conn)
