@@ -472,12 +472,6 @@ class Migration(Run):
                 if name in self.ledger:
                     self._drop_created(name)
 
-    def finish_after_swap(self) -> None:
-        state = self._state()
-        state.swapped, state.phase = True, Phase.CLEANUP
-        self._checkpoint().write(state)
-        self.cleanup()
-
     # --- helpers ---------------------------------------------------------------------
 
     def _tick_without_copy(self) -> None:

@@ -247,12 +247,6 @@ class Revert(Run):
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
 
-    def finish_after_swap(self) -> None:
-        state = self._state()
-        state.swapped, state.phase = True, Phase.CLEANUP
-        self._checkpoint().write(state)
-        self.cleanup()
-
     def cleanup(self) -> None:
         """Record the table T was as this revert's old table (with the swap, so it can
         be reverted), forget the record of the one brought back (it is T now), then

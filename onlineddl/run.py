@@ -283,9 +283,20 @@ class Run:
         log.info("cutover done after %d attempt(s); writes blocked for %.3fs",
                  cutover.attempts, cutover.block_seconds)
         self._applier().stop()
+        self._record_swapped()
+
+    def _record_swapped(self) -> None:
         state = self._state()
         state.swapped, state.phase = True, Phase.CLEANUP
         self._checkpoint().write(state)
+
+    def finish_after_swap(self) -> None:
+        """A resumed run that found the swap done: recorded, then cleaned up."""
+        self._record_swapped()
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
 
     # The cutover's hooks; a migration adds its triggers and foreign keys.
     def _before_cutover(self) -> None:
