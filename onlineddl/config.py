@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -212,6 +213,11 @@ class MigrationConfig:
     # "migrate", or "revert" (revert.py; `alter` then names the old table it brings back,
     # "revert to <old table>", once the run found it)
     kind: str = "migrate"
+
+    def reader_server_id(self) -> int:
+        """The server id a binlog reader of this run registers with: --server-id, or
+        a random one in a range servers are rarely given."""
+        return self.server_id or random.randint(1 << 30, (1 << 32) - 2)
 
     def validate(self) -> None:
         if not self.database:

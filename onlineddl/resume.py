@@ -17,7 +17,6 @@ the re-run exits 0, as a scheduler retrying blindly needs)?
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -150,7 +149,7 @@ def statement_after(session: Session, flavor: MySQL, config: MigrationConfig, ol
     statement; None when none shows up within rename_seen_timeout."""
     before = load_table(session, config.database, old)
     shape = TableShape.of(before, name=config.table)
-    server_id = config.server_id or random.randint(1 << 30, (1 << 32) - 2)
+    server_id = config.reader_server_id()
     reader = open_reader(config.dsn, flavor, shape, start, server_id)
     try:
         return first_statement(reader, timeout=config.tuning.rename_seen_timeout)

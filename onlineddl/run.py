@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,7 +172,7 @@ class Run:
         """Read T's binlog from `start` and keep `target` following T."""
         source = self._source()
         shape = TableShape.of(source)
-        server_id = self.config.server_id or random.randint(1 << 30, (1 << 32) - 2)
+        server_id = self.config.reader_server_id()
         shift = zones.key_shift(self._control(), source)
 
         def reader(begin: BinlogPosition) -> BinlogReader:
