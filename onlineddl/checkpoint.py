@@ -68,8 +68,7 @@ COLUMNS = ("id", "alter_text", "alter_hash", "phase", "low_watermark", "copy_com
            "triggers", "kind")
 # Added after the others, with their definitions: a checkpoint of an earlier version
 # lacks them (read as empty: no triggers recorded, a migration's); a write adds them.
-LATER_COLUMNS = {"triggers": "triggers LONGTEXT NULL",
-                 "kind": "kind VARCHAR(16) NOT NULL DEFAULT 'migrate'"}
+LATER_COLUMNS = {"triggers": "LONGTEXT NULL", "kind": "VARCHAR(16) NOT NULL DEFAULT 'migrate'"}
 
 
 def alter_hash(alter: str) -> str:
@@ -167,13 +166,8 @@ class Checkpoint:
             self.session.execute(text, values)
 
     def _add_later_columns(self) -> None:
-        present = {str(r[0]).lower() for r in self.session.query(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database, self.table))}
-        missing = [d for c, d in LATER_COLUMNS.items() if c not in present]
-        if missing:
-            self.session.execute(f"ALTER TABLE {self.qualified} "
-                                 + ", ".join(f"ADD COLUMN {d}" for d in missing))
+        ledger.add_missing_columns(self.session, self.database, self.table,
+                                   list(LATER_COLUMNS.items()))
 
     def read(self) -> State | None:
         """The state, or None when there is no checkpoint of ours or it has no row yet

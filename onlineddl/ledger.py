@@ -11,11 +11,26 @@ cutover.drop_guards); this module keeps the run's record and issues the statemen
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from onlineddl import sql
 from onlineddl.db import Session
 
 log = logging.getLogger(__name__)
+
+
+def add_missing_columns(session: Session, database: str, table: str,
+                        columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Upgrade one of onlineddl's own tables written by an earlier version: add those of
+    `columns` ((name, type and options)) it lacks, in one ALTER. Returns their names."""
+    present = {str(r[0]).lower() for r in session.query(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))}
+    missing = [(name, kind) for name, kind in columns if name.lower() not in present]
+    if missing:
+        session.execute(f"ALTER TABLE {sql.qualified(database, table)} "
+                        + ", ".join(f"ADD COLUMN {sql.ident(n)} {k}" for n, k in missing))
+    return [name for name, _ in missing]
 
 
 def drop(session: Session, database: str, table: str, *, must_exist: bool = False) -> None:

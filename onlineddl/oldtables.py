@@ -173,13 +173,7 @@ def ensure_registry(session: Session, database: str) -> None:
     registry = sql.qualified(database, REGISTRY)
     definitions = "".join(f",\n  {name} {kind}" for name, kind in SWAP_COLUMNS)
     session.execute(SCHEMA.format(table=registry, swap=definitions))
-    present = {str(r[0]).lower() for r in session.query(
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, REGISTRY))}
-    missing = [f"ADD COLUMN {sql.ident(name)} {kind}" for name, kind in SWAP_COLUMNS
-               if name not in present]
-    if missing:
-        session.execute(f"ALTER TABLE {registry} {', '.join(missing)}")
+    if ledger.add_missing_columns(session, database, REGISTRY, SWAP_COLUMNS):
         log.info("upgraded %s.%s for revert records", database, REGISTRY)
 
 
