@@ -178,12 +178,14 @@ def check_unfed(session: Session, target: TableInfo, mapping: ColumnMapping) -> 
                              "then revert")
     if not unfed:
         return
+    # Besides the key the revert walks (keys.choose set it on `target`): the primary
+    # key, or a UNIQUE NOT NULL key of a table without one.
     others = [k.name for k in load_unique_keys(session, target.database, target.name)
-              if k.name != "PRIMARY"]
+              if k.name != target.key_name]
     if others:
         raise RevertRefused(
             f"{target.name} has column(s) {', '.join(c.name for c in unfed)} the current "
-            f"table lacks and UNIQUE key(s) {', '.join(others)} besides the primary key: "
+            f"table lacks and UNIQUE key(s) {', '.join(others)} besides the one the revert walks: "
             "onlineddl cannot keep those columns' values safely under another UNIQUE key "
             "yet", hint="migrate back with `onlineddl migrate` (the dropped columns' old "
                         "values are in the old table)")

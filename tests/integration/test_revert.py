@@ -649,3 +649,20 @@ def test_t_dropped_during_the_revert_is_said_so(server: Dsn, db: str,
         faults.clear()
         other.close()
     assert {"t_elsewhere", old} <= tables(conn) and "_t_chkpnt" not in tables(conn)
+
+
+def test_dropped_column_of_a_table_walked_by_its_unique_key(server: Dsn, db: str) -> None:
+    """A table without a primary key, walked by its UNIQUE NOT NULL key: that key is
+    the revert's own, not "another UNIQUE key", so a dropped column comes back."""
+    conn = connect(server, db)
+    execute(conn, "CREATE TABLE t (id INT NOT NULL, v INT NOT NULL, gone INT NOT NULL "
+                  "DEFAULT 7, UNIQUE KEY uk (id)) ENGINE=InnoDB",
+            "INSERT INTO t VALUES (1, 1, 10), (2, 2, 20), (3, 3, 30)")
+    migrate(config(server, db, "DROP COLUMN gone"))
+    execute(conn, "INSERT INTO t VALUES (4, 4)", "UPDATE t SET v = 9 WHERE id = 1")
+    run_revert(server, db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, v, gone FROM t ORDER BY id")
+        assert [tuple(r) for r in cur.fetchall()] == [(1, 9, 10), (2, 2, 20), (3, 3, 30),
+                                                      (4, 4, 7)]
+    conn.close()
