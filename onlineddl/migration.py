@@ -48,22 +48,19 @@ from onlineddl.errors import (
 )
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import Phase, TerminalBar
+from onlineddl.run import Context, Record, Run, Sides
 from onlineddl.run import Result as Result  # re-exported: the API's result type
-from onlineddl.run import Run
 from onlineddl.statement import ParsedAlter, parse_alter
 from onlineddl.table import (
-    ColumnMapping,
     TableInfo,
     build_mapping,
     integer_key,
     load_table,
 )
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import UniqueCheck, unique_checks
+from onlineddl.uniques import unique_checks
 
 log = logging.getLogger(__name__)
-
-
 
 
 class Migration(Run):
@@ -73,8 +70,8 @@ class Migration(Run):
 
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         super().__init__(config, bar=bar)
-        self.parsed_alter: ParsedAlter | None = None
-        self.shadow_unique: tuple[UniqueCheck, ...] | None = None
+        self.parsed_alter: ParsedAlter | None = None   # preflight's
+        self.source: TableInfo | None = None            # T, as preflight read it
         self.instant = False             # the server can do the ALTER with ALGORITHM=INSTANT
         self.applied_instantly = False   # ... and did, on T itself (--allow-instant)
         self.already_done = False        # --resume=auto found this ALTER already done
@@ -97,17 +94,17 @@ class Migration(Run):
                 return self.succeed(started)
             if self.finished_before():     # --resume=auto: this ALTER is already done
                 return self.succeed(started)
-            if not self.setup():           # False: a resumed run found the swap done
-                self.finish_after_swap()
+            ctx = self.setup()             # the shadow, the checkpoint, the applier
+            if not isinstance(ctx, Context):   # a resumed run found the swap done
+                self.finish_after_swap(ctx)
                 return self.succeed(started)
-            self.start_applier()
-            self.copy()
-            self.catch_up()
-            self.verify()
-            self.wait_while_postponed()
-            self.catch_up()
-            self.cut_over()
-            self.cleanup()
+            self.copy(ctx)
+            self.catch_up(ctx)
+            self.verify(ctx)
+            self.wait_while_postponed(lambda: self.tick(ctx))
+            self.catch_up(ctx)
+            self.cut_over(ctx)
+            self.cleanup(ctx)
             return self.succeed(started)
         except OnlineDDLError as caught:
             err = self._failed(caught)
@@ -125,8 +122,7 @@ class Migration(Run):
             self.connect()
             self.preflight()
             self._refuse_leftovers()
-            self._create_shadow()
-            return self._describe_dry_run()
+            return self._describe_dry_run(self._create_shadow())
         finally:
             self.discard_created()
             self.close()
@@ -141,20 +137,20 @@ class Migration(Run):
         self.parsed_alter = parse_alter(self.config.alter, database=self.db,
                                         table=self.config.table)
         # A changed primary key is checked once the new table exists (keys.choose).
-        self.source = load_table(control, self.db, self.config.table)
-        check_table(control, self.source)
+        source = self.source = load_table(control, self.db, self.config.table)
+        check_table(control, source)
         # Triggers (triggers.py): refused here only when they cannot be carried. A resumed
         # run may find the guard of its own interrupted cutover: setup repairs it.
         alter = self._parsed_alter()
         self.triggers = self._check_triggers()
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
-            control, self.source, resuming=self.config.resume or self.config.resume_auto,
+            control, source, resuming=self.config.resume or self.config.resume_auto,
             dropped=alter.foreign_keys_dropped, added=alter.foreign_keys_added)
         # [fk parents] the tables referencing T: re-pointed under the block, or refused.
         self.fk_children = self._check_children()
-        zones.key_shift(control, self.source)  # refuses a TIMESTAMP key in a DST zone
-        self.progress.rows_estimate = self.source.rows_estimate
+        zones.key_shift(control, source)  # refuses a TIMESTAMP key in a DST zone
+        self.progress.rows_estimate = source.rows_estimate
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
                                       self.controls)
         self.gate = CopyGate(self.controls, self.throttle)
@@ -211,16 +207,18 @@ class Migration(Run):
             session.close()
         return True
 
-    def setup(self) -> bool:
-        """Create (or, with --resume, find) the shadow table and the checkpoint.
-        Returns False when a resumed run finds the swap already done."""
+    def setup(self) -> Context | Record:
+        """Create (or, with --resume, find) the shadow table and the checkpoint, and
+        start the applier: it reads the binlog from before the first chunk is read, so
+        a change a chunk's read missed is always in it. Only the checkpoint when a
+        resumed run finds the swap already done."""
         self.set_phase(Phase.SETUP)
         control = self._control()
-        self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
+        checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
         if self.config.resume or self.config.resume_auto:
             found = leftovers.survey(control, self.db, self.names)
             if found.state is not None:
-                return self._resume_from(found.state)
+                return self._resume_from(Record(checkpoint, found.state))
             if self.config.resume:   # (--resume=auto: finished_before() removed a dead setup)
                 self._start_over(found)
         self._refuse_leftovers()
@@ -232,18 +230,17 @@ class Migration(Run):
                                                                self.config.table))
         # The checkpoint first: it marks the run as onlineddl's, and the shadow it
         # records next is the only `_T_new` cleanup and --resume will take for ours.
-        self.checkpoint.create()
+        checkpoint.create()
         self.ledger.record(self.names.checkpoint)
-        self._create_shadow()
+        sides = self._create_shadow()
         faults.point("shadow_created")
         position = self._flavor().current_position(control)
-        self.state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
-                           server=self._flavor().server_identity(control),
-                           shadow=leftovers.shadow_identity(control, self.db,
-                                                            self.names.shadow),
-                           old_table=self.names.old, triggers=triggers.encode(self.triggers))
-        self.checkpoint.write(self.state)
-        return True
+        state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
+                      server=self._flavor().server_identity(control),
+                      shadow=leftovers.shadow_identity(control, self.db, self.names.shadow),
+                      old_table=self.names.old, triggers=triggers.encode(self.triggers))
+        checkpoint.write(state)
+        return self.start_applier(Record(checkpoint, state), sides)
 
     def _start_over(self, found: leftovers.Survey) -> None:
         """--resume without a checkpoint state: only a run that died while setting up
@@ -263,39 +260,40 @@ class Migration(Run):
             + (f"; {why.message}" if why else ""),
             hint=why.hint if why else "run the same command without --resume to start")
 
-    def start_applier(self) -> None:
-        """Start reading the binlog before the first chunk is read: the stream then
-        starts before every chunk's snapshot, so a change a chunk's read missed is
-        always in it."""
-        source, shadow, mapping = self._source(), self._shadow(), self._mapping()
+    def start_applier(self, record: Record, sides: Sides) -> Context:
+        """The applier, from the checkpoint's position: the stream starts before every
+        chunk's snapshot."""
+        source, shadow, mapping = sides.source, sides.target, sides.mapping
+        # The shadow's UNIQUE keys, asked once: the applier and the copier both need them.
+        checks = unique_checks(self._control(), source, shadow, mapping)
         # Qualified: the in-place flush joins the two tables.
         exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
         target = FlushTarget(self.db, source.name, shadow.name, exprs,
-                             mapping.target_cols(), shadow.key,
-                             source.key, other_unique=bool(self._unique_checks()),
-                             integer_key=integer_key(source, shadow),
-                             unique_checks=self._unique_checks())
-        self.follow(target, self._state().position)
+                             mapping.target_cols(), shadow.key, source.key,
+                             other_unique=bool(checks), integer_key=integer_key(source, shadow),
+                             unique_checks=checks)
+        return self.follow(record, sides, target)
 
-    def copy(self) -> None:
+    def copy(self, ctx: Context) -> None:
         self.set_phase(Phase.COPY)
         if self.watermark.get().complete:
             return
-        self._warn_if_workers_take_turns()
+        self._warn_if_workers_take_turns(ctx.target)
         session = Session(self.config.dsn, name="copier", isolation="READ COMMITTED",
                           lock_wait_timeout=self.tuning.lock_wait_timeout, reconnect=True)
         try:
-            chunker = Chunker(session, self._source(), self.tuning,
+            chunker = Chunker(session, ctx.source, self.tuning,
                               start=self.watermark.get().bound)
-            copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=self._source(),
-                            shadow=self._shadow(), mapping=self._mapping(), chunker=chunker,
-                            watermark=self.watermark, unique_checks=self._unique_checks())
+            copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=ctx.source,
+                            shadow=ctx.target, mapping=ctx.mapping, chunker=chunker,
+                            watermark=self.watermark,
+                            unique_checks=ctx.applier.target.unique_checks)
             base = self.progress.rows_copied
 
             def tick() -> None:
                 self.progress.rows_copied = base + copier.stats.rows
                 self.progress.chunk_size = copier.chunker.size
-                self.tick()
+                self.tick(ctx)
 
             def between(chunk_seconds: float) -> None:
                 tick()
@@ -309,10 +307,10 @@ class Migration(Run):
             copier.run(between)
         finally:
             session.close()
-        self.tick(force_checkpoint=True)
+        self.tick(ctx, force_checkpoint=True)
         self.events.fire("copy-done")
 
-    def _warn_if_workers_take_turns(self) -> None:
+    def _warn_if_workers_take_turns(self, shadow: TableInfo) -> None:
         """With innodb_autoinc_lock_mode below 2 (MariaDB's default is 1), an
         INSERT ... SELECT into a table with an AUTO_INCREMENT column holds a table-level
         lock until it ends, explicit values or not: copy workers then copy one at a time
@@ -320,7 +318,7 @@ class Migration(Run):
         table without AUTO_INCREMENT, 2.6-3.2 s against 3.5-3.9 s)."""
         if self.tuning.copy_workers < 2:
             return
-        if not any(c.auto_increment for c in self._shadow().columns):
+        if not any(c.auto_increment for c in shadow.columns):
             return
         mode = int(self._control().scalar("SELECT @@GLOBAL.innodb_autoinc_lock_mode"))
         if mode < 2:
@@ -330,12 +328,12 @@ class Migration(Run):
                         "(a server start-up setting) lets them copy side by side",
                         self.tuning.copy_workers, mode)
 
-    def cleanup(self) -> None:
+    def cleanup(self, record: Record) -> None:
         self.set_phase(Phase.CLEANUP)
-        control = self._control()
+        control, state = self._control(), record.state
         drop_guards(control, self.db, self.names)
         # The trigger guard went with the original to the old table: dropped there.
-        triggers.repair(control, self.db, self.names, triggers.decode(self._state().triggers),
+        triggers.repair(control, self.db, self.names, triggers.decode(state.triggers),
                         swapped=True)
         foreignkeys.finish(control, self.db, self.names)   # [foreign keys] idempotent
         fkparents.finish(control, self.db, self.names)     # [fk parents] idempotent
@@ -344,11 +342,10 @@ class Migration(Run):
         if self.config.drop_old:
             ledger.drop(control, self.db, self.names.old)
         else:
-            state = self._state()
             swap = oldtables.swap_record(control, self.db, self.names, "migrate", state.drain,
-                                         self._swap_pairs(), state.server)
+                                         self._swap_pairs(record), state.server)
             oldtables.register(control, self.db, self.names, state.alter_text, swap)
-        self._checkpoint().drop()
+        record.checkpoint.drop()
         if self.config.drop_old:
             oldtables.forget(control, self.db, self.names.old)
         oldtables.apply_retention(control, self.db, self.config.table,
@@ -358,25 +355,28 @@ class Migration(Run):
         log.info("done: %s.%s has the new schema%s", self.db, self.config.table,
                  f"; the original is kept as {kept}" if kept else "")
 
-    def _swap_pairs(self) -> tuple[tuple[str, str], ...]:
+    def _swap_pairs(self, record: Record) -> tuple[tuple[str, str], ...]:
         """(original's column, new T's column it fed), for a later revert. A resumed
-        run that finds the swap done has no mapping yet: built from the two tables."""
-        mapping = self.mapping
-        if mapping is None:
+        run that finds the swap done has no mapping: built from the two tables."""
+        if isinstance(record, Context):
+            mapping = record.mapping
+        else:
             old = load_table(self._control(), self.db, self.names.old)
             mapping = build_mapping(old, self._source(), self._parsed_alter())
         return tuple(zip(mapping.source, mapping.target, strict=True))
 
     # --- resume ----------------------------------------------------------------------
 
-    def _resume_from(self, state: State) -> bool:
+    def _resume_from(self, record: Record) -> Context | Record:
+        state = record.state
         self.resumed = True
-        self.state = state
         self.names = self.names.with_old(state.old_table)
+        # The run's key is chosen again as the first run chose it (keys.choose is
+        # deterministic): the checkpoint's watermark is a value of it.
         decision = resume.decide(self._control(), self._flavor(), self.config, self.names,
-                                 state, key=self._resumed_key)
+                                 state, key=lambda shadow: self._sides(shadow).target.key)
         if decision.finish:
-            return False
+            return record
         # [fk parents] a kill while re-pointing: the children back to T, guard disarmed.
         fkparents.repair(self._control(), self.db, self.names, swapped=False)
         # A kill inside the trigger carry left T guarded: its triggers go back first.
@@ -392,7 +392,8 @@ class Migration(Run):
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
-        return True
+        sides = self._sides(load_table(self._control(), self.db, self.names.shadow))
+        return self.start_applier(record, sides)
 
     def _check_triggers(self, resuming: bool | None = None) -> tuple[triggers.Trigger, ...]:
         """T's triggers, refused (nothing changed) when they cannot be carried.
@@ -411,13 +412,6 @@ class Migration(Run):
         return fkparents.check(self._control(), self._flavor(), self.db, self.config.table,
                                bool(self.triggers),
                                resuming=self.config.resume or self.config.resume_auto)
-
-    def _resumed_key(self, shadow: TableInfo) -> tuple[str, ...]:
-        """The run's key, chosen again as the first run chose it (keys.choose is
-        deterministic): the checkpoint's watermark is a value of it."""
-        self.shadow = shadow
-        self._choose_key()
-        return self._shadow().key
 
     def finished_before(self) -> bool:
         """--resume=auto with no run to continue: did an earlier run of this ALTER finish
@@ -493,10 +487,10 @@ class Migration(Run):
 
     # --- the cutover's hooks (run.Run.cut_over) ----------------------------------------
 
-    def _before_cutover(self) -> None:
+    def _before_cutover(self, ctx: Context) -> None:
         """[foreign keys] every row's parent exists, or the run stops before the swap."""
         foreignkeys.verify_integrity(self._control(), self.db, self.config.table,
-                                     self._source().pk, self.foreign_keys, self.tick)
+                                     ctx.source.pk, self.foreign_keys, lambda: self.tick(ctx))
         # [fk parents] guards (inert) on T and the children's indexes made their own.
         self.fk_children = self._children_now(self._control())
         # CREATE TRIGGER waits for transactions open on T, and writers queue behind it:
@@ -521,24 +515,24 @@ class Migration(Run):
                      "them too; the table is unchanged")
         return found
 
-    def _carry(self) -> triggers.Carry:
+    def _carry(self, ctx: Context) -> triggers.Carry:
         return triggers.Carry(self._control(), self.db, self.names,
-                              triggers.decode(self._state().triggers))
+                              triggers.decode(ctx.state.triggers))
 
-    def _before_swap(self, session: Session) -> None:
+    def _before_swap(self, ctx: Context, session: Session) -> None:
         """Under the write block, drained: the counter, then [foreign keys] T's
         constraints onto the shadow (in place, metadata only)."""
-        super()._before_swap(session)
-        foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
+        super()._before_swap(ctx, session)
+        foreignkeys.attach(session, self.db, self.names, self.foreign_keys, ctx.mapping)
         faults.point("foreign_keys_attached")
         # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
         found = self._children_now(session)
         self.fk_children = found
         fkparents.repoint(session, self.db, self.names, found,
                           self.tuning.cutover_lock_timeout, self.tuning.block_timeout / 2,
-                          self._mapping())
+                          ctx.mapping)
 
-    def _after_failed_attempt(self, session: Session) -> None:
+    def _after_failed_attempt(self, ctx: Context, session: Session) -> None:
         """[foreign keys] Off the shadow again until the next attempt: while it lags
         behind T they would refuse the application's parent deletes."""
         foreignkeys.release(session, self.db, self.names, self.foreign_keys)
@@ -576,9 +570,11 @@ class Migration(Run):
         if refusal is not None:
             raise refusal
 
-    def _create_shadow(self) -> None:
-        control, shadow = self._control(), sql.qualified(self.db, self.names.shadow)
-        control.execute(f"CREATE TABLE {shadow} LIKE {sql.qualified(self.db, self.config.table)}")
+    def _create_shadow(self) -> Sides:
+        """`_T_new`: CREATE TABLE ... LIKE T, then the ALTER (the server's verdict);
+        returned with the key the run walks and the column mapping."""
+        control, name = self._control(), sql.qualified(self.db, self.names.shadow)
+        control.execute(f"CREATE TABLE {name} LIKE {sql.qualified(self.db, self.config.table)}")
         self.ledger.record(self.names.shadow)
         foreignkeys.own_indexes(control, self.db, self.names.shadow, self.foreign_keys)
         # [foreign keys] T's constraints are on the (empty) shadow while the ALTER runs:
@@ -600,18 +596,20 @@ class Migration(Run):
                                    hint="fix the ALTER; the original table is unchanged") \
                     from err
         foreignkeys.release(control, self.db, self.names, self.foreign_keys)  # [fks]
-        self.shadow = load_table(control, self.db, self.names.shadow)
-        self._refuse_engine(self.shadow)
-        self._choose_key()
+        shadow = load_table(control, self.db, self.names.shadow)
+        self._refuse_engine(shadow)
+        sides = self._sides(shadow)
         # [fk parents] the server's verdict on the children's constraints against it.
-        fkparents.check_shadow(control, self.db, self.names, self.fk_children,
-                               self._mapping())
+        fkparents.check_shadow(control, self.db, self.names, self.fk_children, sides.mapping)
+        return sides
 
-    def _choose_key(self) -> None:
-        """Set the key the run walks on both tables' infos (keys.py); refuse (exit 5)
-        when the ALTER leaves the two tables no shared NOT NULL unique key."""
-        self.source, self.shadow = keys.choose(self._control(), self._source(),
-                                               self._shadow(), self._mapping())
+    def _sides(self, shadow: TableInfo) -> Sides:
+        """T and the shadow with the key the run walks (keys.py) and the column mapping;
+        refused (exit 5) when the ALTER leaves the two tables no shared NOT NULL unique
+        key."""
+        mapping = build_mapping(self._source(), shadow, self._parsed_alter())
+        source, shadow = keys.choose(self._control(), self._source(), shadow, mapping)
+        return Sides(source, shadow, mapping)
 
     def _refuse_engine(self, shadow: TableInfo) -> None:
         """Only InnoDB gives the consistent snapshots and transactional flushes the copy
@@ -641,30 +639,18 @@ class Migration(Run):
                  "; --allow-instant would apply it to the table in place, without a copy")
         return True
 
-    def _describe_dry_run(self) -> dryrun.DryRun:
+    def _describe_dry_run(self, sides: Sides) -> dryrun.DryRun:
         own = foreignkeys.describe(self.config.table, self.names.shadow, self.foreign_keys,
-                                   self._source().rows_estimate,
+                                   sides.source.rows_estimate,
                                    self._parsed_alter().foreign_keys_dropped,
                                    self._parsed_alter().foreign_keys_added)
         if self.fk_children:   # [fk parents] "none" no longer true
             own = [line for line in own if not line.lstrip().startswith("none:")]
-        return dryrun.build(self.config, self._flavor().version_string, self._source(),
-                            self._shadow(), self._mapping(), self.instant,
+        return dryrun.build(self.config, self._flavor().version_string, sides.source,
+                            sides.target, sides.mapping, self.instant,
                             triggers=self.triggers,
                             related=tuple(own + fkparents.describe(
                                 self._control(), self.fk_children, self.names.shadow)))
-
-    def _mapping(self) -> ColumnMapping:
-        if self.mapping is None:
-            self.mapping = build_mapping(self._source(), self._shadow(), self._parsed_alter())
-        return self.mapping
-
-    def _unique_checks(self) -> tuple[UniqueCheck, ...]:
-        """The shadow's UNIQUE keys, asked once: the applier and the copier both need them."""
-        if self.shadow_unique is None:
-            self.shadow_unique = unique_checks(self._control(), self._source(),
-                                               self._shadow(), self._mapping())
-        return self.shadow_unique
 
     def succeed(self, started: float) -> Result:
         self.events.fire("success")
@@ -682,9 +668,14 @@ class Migration(Run):
             return ""
         return self.names.old
 
+    # Set by preflight: every later stage may rely on them.
     def _parsed_alter(self) -> ParsedAlter:
         assert self.parsed_alter is not None
         return self.parsed_alter
+
+    def _source(self) -> TableInfo:
+        assert self.source is not None
+        return self.source
 
 
 def migrate(config: MigrationConfig) -> Result:

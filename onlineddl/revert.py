@@ -39,7 +39,7 @@ from onlineddl.leftovers import shadow_identity
 from onlineddl.preflight import check_privileges, check_server, check_table
 from onlineddl.progress import Phase, TerminalBar
 from onlineddl.resume import decide
-from onlineddl.run import Result, Run
+from onlineddl.run import Context, Record, Result, Run, Sides
 from onlineddl.table import integer_key, load_table
 from onlineddl.throttle import CopyGate, make_throttle
 from onlineddl.uniques import unique_checks
@@ -54,7 +54,9 @@ class Revert(Run):
 
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         super().__init__(dataclasses.replace(config, kind="revert"), bar=bar)
-        self.plan: revertplan.Plan | None = None
+        self.plan: revertplan.Plan | None = None   # the swap to revert (preflight)
+        self.sides: Sides | None = None            # ... and its tables, checked
+        self.resuming: State | None = None         # the checkpoint of a revert to resume
         self.target = ""     # the old table this revert brings back
 
     def run(self) -> Result:
@@ -64,15 +66,16 @@ class Revert(Run):
             self.open_controls()
             self.preflight()
             self.startup_hook()
-            if not self.setup():           # False: a resumed revert found the swap done
-                self.finish_after_swap()
+            ctx = self.setup()             # the checkpoint, the applier from the swap
+            if not isinstance(ctx, Context):   # a resumed revert found its swap done
+                self.finish_after_swap(ctx)
                 return self.succeed(started)
-            self.catch_up()
-            self.verify()
-            self.wait_while_postponed()
-            self.catch_up()
-            self.cut_over()
-            self.cleanup()
+            self.catch_up(ctx)
+            self.verify(ctx)
+            self.wait_while_postponed(lambda: self.tick(ctx))
+            self.catch_up(ctx)
+            self.cut_over(ctx)
+            self.cleanup(ctx)
             return self.succeed(started)
         except OnlineDDLError as caught:
             err = self._failed(caught)
@@ -117,8 +120,7 @@ class Revert(Run):
         control, flavor = self._control(), self._flavor()
         check_server(control, flavor)
         check_privileges(control, flavor, self.db, self.names)
-        self.source = load_table(control, self.db, self.config.table)
-        check_table(control, self.source)
+        check_table(control, load_table(control, self.db, self.config.table))
         revertplan.check_relations(control, self.db, self.config.table)
         self.throttle = make_throttle(self.config.throttling, self.config.dsn, flavor,
                                       self.controls)
@@ -132,7 +134,7 @@ class Revert(Run):
                     f"{self.names.checkpoint}",
                     hint="run `onlineddl revert` again with --resume to continue it, or "
                          "`onlineddl cleanup` to discard it")
-            self.state = found.state
+            self.resuming = found.state
             self.target = revertplan.revert_target(found.state.alter_text)
             self.plan = revertplan.record_of(control, self.db, self.config.table,
                                              self.target)
@@ -151,35 +153,38 @@ class Revert(Run):
         self.plan = revertplan.latest(control, flavor, self.db, self.config.table)
         self._load_target()
 
-    def _load_target(self) -> None:
+    def _load_target(self) -> Sides:
         plan, control = self._plan(), self._control()
         self.target = plan.old.name
         self.config = dataclasses.replace(self.config,
                                           alter=revertplan.revert_text(plan.old.name))
         self.events.config = self.config
-        self.shadow = load_table(control, self.db, plan.old.name)
-        check_table(control, self.shadow)
-        self.mapping = revertplan.inverse_mapping(self._source(), self.shadow, plan.swap)
+        source = load_table(control, self.db, self.config.table)
+        target = load_table(control, self.db, plan.old.name)
+        check_table(control, target)
+        mapping = revertplan.inverse_mapping(source, target, plan.swap)
         # The key both tables share (keys.py): a migration may have changed the PK.
-        self.source, self.shadow = keys.choose(control, self._source(), self.shadow,
-                                               self.mapping)
-        revertplan.check_unfed(control, self.shadow, self.mapping)
-        revertplan.check_fit(self.config.dsn, self._source(), self.shadow, self.mapping)
+        source, target = keys.choose(control, source, target, mapping)
+        revertplan.check_unfed(control, target, mapping)
+        revertplan.check_fit(self.config.dsn, source, target, mapping)
         log.info("revert: %s.%s goes back to %s (swapped %s UTC, %s)", self.db,
                  self.config.table, plan.old.name,
                  f"{plan.old.swapped_at:%Y-%m-%d %H:%M:%S}", plan.old.alter)
+        self.sides = Sides(source, target, mapping)
+        return self.sides
 
-    def setup(self) -> bool:
-        """The checkpoint (kind "revert"), or with --resume the one found. Returns
-        False when a resumed revert finds its swap done."""
+    def setup(self) -> Context | Record:
+        """The checkpoint (kind "revert"), or with --resume the one found, and the
+        applier following T from it. Only the checkpoint when a resumed revert finds
+        its swap done."""
         self.set_phase(Phase.SETUP)
         control = self._control()
-        self.checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
-        if self.state is not None:
-            return self._resume()
+        checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
+        if self.resuming is not None:
+            return self._resume(Record(checkpoint, self.resuming))
         if self.plan is None:    # --resume after a death while setting up: start over
             log.warning("--resume: the earlier revert died while setting up; starting over")
-            self.checkpoint.drop()
+            checkpoint.drop()
             self.plan = revertplan.latest(control, self._flavor(), self.db, self.config.table)
             self._load_target()
         plan = self._plan()
@@ -187,21 +192,19 @@ class Revert(Run):
             self.names, shadow=plan.old.name,
             old=oldtables.choose_name(control, self.db, self.config.table))
         start = revertplan.start_after_swap(control, self._flavor(), self.config, plan)
-        self.checkpoint.create()
+        checkpoint.create()
         self.ledger.record(self.names.checkpoint)
         faults.point("revert_setup")
         self.watermark = Watermark(None, True)   # the target is complete as of the swap
-        self.state = State(alter_text=self.config.alter, phase=Phase.CATCHUP, position=start,
-                           copy_complete=True,
-                           server=self._flavor().server_identity(control),
-                           shadow=shadow_identity(control, self.db, plan.old.name),
-                           old_table=self.names.old, kind="revert")
-        self.checkpoint.write(self.state)
-        self.start_applier()
-        return True
+        state = State(alter_text=self.config.alter, phase=Phase.CATCHUP, position=start,
+                      copy_complete=True, server=self._flavor().server_identity(control),
+                      shadow=shadow_identity(control, self.db, plan.old.name),
+                      old_table=self.names.old, kind="revert")
+        checkpoint.write(state)
+        return self.start_applier(Record(checkpoint, state), self._sides())
 
-    def _resume(self) -> bool:
-        state = self._state()
+    def _resume(self, record: Record) -> Context | Record:
+        state = record.state
         self.resumed = True
         self.config = dataclasses.replace(self.config, alter=state.alter_text)
         self.events.config = self.config
@@ -211,35 +214,34 @@ class Revert(Run):
         # chooses the key again.
         if decide(self._control(), self._flavor(), self.config, self.names, state,
                   key=lambda shadow: shadow.key).finish:
-            return False
+            return record
         if self.plan is None:
             raise ResumeRefused(f"{self.target}, which the revert brings back, is no longer "
                                 f"recorded as an old table of {self.config.table}",
                                 hint="run `onlineddl cleanup` to discard the revert")
         revertplan.check_record(self._control(), self._flavor(), self.db, self.config.table,
                                 self.plan.old, "")
-        self._load_target()
+        sides = self._load_target()
         self.watermark = Watermark(None, True)
         state.cutover_started, state.drain = False, None
-        self.start_applier()
-        return True
+        return self.start_applier(record, sides)
 
-    def start_applier(self) -> None:
-        source, target, mapping = self._source(), self._shadow(), self._mapping()
+    def start_applier(self, record: Record, sides: Sides) -> Context:
+        source, target, mapping = sides.source, sides.target, sides.mapping
         checks = unique_checks(self._control(), source, target, mapping)
         exprs = tuple(mapping.source_exprs(sql.qualified(self.db, source.name)))
         flush = FlushTarget(self.db, source.name, target.name, exprs, mapping.target_cols(),
                             target.key, source.key, other_unique=bool(checks),
                             integer_key=integer_key(source, target), unique_checks=checks,
                             keep_unfed=bool(mapping.added))
-        self.follow(flush, self._state().position)
+        return self.follow(record, sides, flush)
 
-    def _before_swap(self, session: Session) -> None:
+    def _before_swap(self, ctx: Context, session: Session) -> None:
         """Under the write block: the counter, and T's relations checked again. A
         trigger or a child's foreign key another session created since preflight would
         follow T to its old-table name at the RENAME and be lost to the new T; their
         DDL waits for T's lock now, so this look is final."""
-        super()._before_swap(session)
+        super()._before_swap(ctx, session)
         try:
             revertplan.check_relations(session, self.db, self.config.table)
         except RevertRefused as err:
@@ -247,12 +249,12 @@ class Revert(Run):
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
 
-    def cleanup(self) -> None:
+    def cleanup(self, record: Record) -> None:
         """Record the table T was as this revert's old table (with the swap, so it can
         be reverted), forget the record of the one brought back (it is T now), then
         drop the checkpoint: a crash in between is finished by --resume."""
         self.set_phase(Phase.CLEANUP)
-        control, state = self._control(), self._state()
+        control, state = self._control(), record.state
         self._drop_guards()
         recorded = {o.name: o for o in oldtables.recorded(control, self.db, self.config.table)}
         if self.names.old not in recorded:
@@ -264,7 +266,7 @@ class Revert(Run):
             oldtables.register(control, self.db, self.names, state.alter_text, swap)
         faults.point("revert_recorded")
         oldtables.forget(control, self.db, self.target)
-        self._drop_checkpoint()
+        record.checkpoint.drop()
         self.set_phase(Phase.DONE)
         log.info("done: %s.%s is back to %s's schema, with every write since its swap; the "
                  "table it was is kept as %s (`onlineddl revert` again brings it back)",
@@ -276,9 +278,14 @@ class Revert(Run):
                       time.monotonic() - started, self.cutover_attempts, self.block_seconds,
                       self.resumed, old_table=self.names.old)
 
+    # Set by preflight (or setup, starting over): the stages after it rely on them.
     def _plan(self) -> revertplan.Plan:
         assert self.plan is not None
         return self.plan
+
+    def _sides(self) -> Sides:
+        assert self.sides is not None
+        return self.sides
 
 
 def revert(config: MigrationConfig) -> Result:

@@ -73,6 +73,33 @@ class Result:
     old_table: str = ""     # where the swapped-out table is kept ("" with --drop-old or instant)
 
 
+@dataclass(frozen=True)
+class Sides:
+    """T and the table that becomes T at the swap, each with the key the run walks
+    (keys.py), and the column mapping from T's columns to the other's."""
+    source: TableInfo
+    target: TableInfo
+    mapping: ColumnMapping
+
+
+@dataclass(frozen=True)
+class Record:
+    """The run's checkpoint table and the state it holds. The object is fixed; the
+    state's fields change as the run goes on and are written at each checkpoint."""
+    checkpoint: Checkpoint
+    state: State
+
+
+@dataclass(frozen=True)
+class Context(Record):
+    """What setup made, fixed for the rest of the run: every stage after setup takes it,
+    so none of them can run before it exists."""
+    source: TableInfo      # T, with the key the run walks
+    target: TableInfo      # the table that becomes T at the swap
+    mapping: ColumnMapping
+    applier: Applier       # following T's binlog into `target` since setup
+
+
 CATCHUP_LAG = 1.0      # seconds behind the binlog head that count as caught up
 CATCHUP_SETTLE = 20.0  # seconds to try for that before going on
 
@@ -93,12 +120,8 @@ class Run:
         self.control: Session | None = None
         self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
         self.flavor: MySQL | None = None
-        self.source: TableInfo | None = None     # T
-        self.shadow: TableInfo | None = None     # the table that becomes T at the swap
-        self.mapping: ColumnMapping | None = None
+        # Set by follow(), so that any exit stops it (the stages use Context.applier).
         self.applier: Applier | None = None
-        self.checkpoint: Checkpoint | None = None
-        self.state: State | None = None
         self.watermark = Watermark()
         self.ledger = Ledger()          # the artifacts this run created
         self.resumed = False
@@ -168,9 +191,10 @@ class Run:
 
     # --- following T -------------------------------------------------------------------
 
-    def follow(self, target: FlushTarget, start: BinlogPosition) -> None:
-        """Read T's binlog from `start` and keep `target` following T."""
-        source = self._source()
+    def follow(self, record: Record, sides: Sides, target: FlushTarget) -> Context:
+        """Read T's binlog from the checkpoint's position and keep the target following
+        T through `target`: the last step of setup, which returns what it made."""
+        source = sides.source
         shape = TableShape.of(source)
         server_id = self.config.reader_server_id()
         shift = zones.key_shift(self._control(), source)
@@ -179,26 +203,28 @@ class Run:
             opened = open_reader(self.config.dsn, self._flavor(), shape, begin, server_id)
             return zones.ShiftedReader(opened, shift) if shift else opened
 
-        self.applier = Applier(dsn=self.config.dsn, flavor=self._flavor(),
-                               reader_factory=reader, target=target,
-                               key_order=KeyOrder(source.key_columns),
-                               watermark=self.watermark, tuning=self.tuning, start=start)
-        self.applier.start()
+        applier = Applier(dsn=self.config.dsn, flavor=self._flavor(), reader_factory=reader,
+                          target=target, key_order=KeyOrder(source.key_columns),
+                          watermark=self.watermark, tuning=self.tuning,
+                          start=record.state.position)
+        self.applier = applier
+        applier.start()
         faults.point("applier_started")
+        return Context(checkpoint=record.checkpoint, state=record.state, source=source,
+                       target=sides.target, mapping=sides.mapping, applier=applier)
 
-    def catch_up(self) -> None:
+    def catch_up(self, ctx: Context) -> None:
         """Wait, bounded, until the applier has reached the binlog head with a small
         backlog; then, for up to CATCHUP_SETTLE seconds, until it reaches a head within
         CATCHUP_LAG seconds of reading it, so the drain under the write block (checksum
         snapshot, cutover) is short. Under writes faster than the applier it goes on
         after CATCHUP_SETTLE rather than wait for a quiet moment that may not come."""
         self.set_phase(Phase.CATCHUP)
-        applier = self._applier()
         deadline = time.monotonic() + self.tuning.catchup_timeout
         settle_until = None
         while True:
             head, asked = self._flavor().current_position(self._control()), time.monotonic()
-            self._wait_for_head(applier, head, deadline)
+            self._wait_for_head(ctx, head, deadline)
             if time.monotonic() - asked <= CATCHUP_LAG:
                 break
             settle_until = settle_until or time.monotonic() + CATCHUP_SETTLE
@@ -207,13 +233,14 @@ class Run:
                          "going on (the drain under the write block will be longer)",
                          CATCHUP_LAG)
                 break
-        applier.flush_now()
+        ctx.applier.flush_now()
 
-    def _wait_for_head(self, applier: Applier, head: BinlogPosition, deadline: float) -> None:
+    def _wait_for_head(self, ctx: Context, head: BinlogPosition, deadline: float) -> None:
+        applier = ctx.applier
         while not (applier.received_position().reached(head)
                    and applier.backlog() <= self.tuning.flush_batch):
             applier.wake_reader()
-            self.tick()
+            self.tick(ctx)
             if time.monotonic() > deadline:
                 raise WaitTimeout(
                     f"the applier did not catch up within {self.tuning.catchup_timeout:.0f}s "
@@ -223,23 +250,22 @@ class Run:
                          "resumable with --resume at a quieter time")
             time.sleep(0.01)
 
-    def verify(self) -> None:
+    def verify(self, ctx: Context) -> None:
         self.set_phase(Phase.CHECKSUM)
-        applier = self._applier()
         checksum = Checksum(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
-                            source=self._source(), shadow=self._shadow(),
-                            mapping=self._mapping(), target=applier.target, applier=applier,
-                            tuning=self.tuning)
-        result = checksum.run(self.config.repair, self.tick)
+                            source=ctx.source, shadow=ctx.target, mapping=ctx.mapping,
+                            target=ctx.applier.target, applier=ctx.applier, tuning=self.tuning)
+        result = checksum.run(self.config.repair, lambda: self.tick(ctx))
         self.rows_checked = result.rows
-        self._state().checksum_state = "passed"
-        self.tick(force_checkpoint=True)
+        ctx.state.checksum_state = "passed"
+        self.tick(ctx, force_checkpoint=True)
         log.info("checksum passed: %d rows in %d chunks", result.rows, result.chunks)
         faults.point("after_checksum")
 
-    def wait_while_postponed(self, tick: Callable[[], None] | None = None) -> None:
+    def wait_while_postponed(self, tick: Callable[[], None]) -> None:
         """Hold the cutover while the operator wants it held (the flag file, `ctl
-        postpone`) or the before-cutover hook fails; stay in sync meanwhile."""
+        postpone`) or the before-cutover hook fails; `tick` keeps the run in sync
+        meanwhile."""
         reason = self._postpone_reason()
         if reason is None:
             return
@@ -247,7 +273,7 @@ class Run:
         log.info("cutover %s", reason)
         while reason is not None:
             self.progress.postpone_reason = reason
-            (tick or self.tick)()
+            tick()
             time.sleep(0.2)
             current = self._postpone_reason()
             if current is not None and current != reason:
@@ -258,19 +284,22 @@ class Run:
 
     # --- the swap ------------------------------------------------------------------------
 
-    def cut_over(self) -> None:
+    def cut_over(self, ctx: Context) -> None:
         self.set_phase(Phase.CUTOVER)
         self.runner_lock.check()
         self._refuse_taken_old_name()
-        self._before_cutover()
+        self._before_cutover(ctx)
         # Most of the counter is carried now; under the write block only what moved since.
-        self._carry_auto_increment(self._control())
+        self._carry_auto_increment(ctx, self._control())
         cutover = Cutover(dsn=self.config.dsn, flavor=self._flavor(), control=self._control(),
-                          database=self.db, artifacts=self.names, applier=self._applier(),
-                          tuning=self.tuning, on_block=self._record_cutover_started,
+                          database=self.db, artifacts=self.names, applier=ctx.applier,
+                          tuning=self.tuning,
+                          on_block=lambda drain: self._record_cutover_started(ctx, drain),
                           is_owner=self.runner_lock.check,
-                          before_swap=self._before_swap, carry=self._carry(),
-                          after_failed_attempt=self._after_failed_attempt,
+                          before_swap=lambda session: self._before_swap(ctx, session),
+                          carry=self._carry(ctx),
+                          after_failed_attempt=lambda session: self._after_failed_attempt(
+                              ctx, session),
                           undo_under_block=self._undo_under_block,
                           children_lock=self._children_lock)
         try:
@@ -281,35 +310,34 @@ class Run:
         self.progress.write_block_seconds = cutover.block_seconds
         log.info("cutover done after %d attempt(s); writes blocked for %.3fs",
                  cutover.attempts, cutover.block_seconds)
-        self._applier().stop()
-        self._record_swapped()
+        ctx.applier.stop()
+        self._record_swapped(ctx)
 
-    def _record_swapped(self) -> None:
-        state = self._state()
-        state.swapped, state.phase = True, Phase.CLEANUP
-        self._checkpoint().write(state)
+    def _record_swapped(self, record: Record) -> None:
+        record.state.swapped, record.state.phase = True, Phase.CLEANUP
+        record.checkpoint.write(record.state)
 
-    def finish_after_swap(self) -> None:
+    def finish_after_swap(self, record: Record) -> None:
         """A resumed run that found the swap done: recorded, then cleaned up."""
-        self._record_swapped()
-        self.cleanup()
+        self._record_swapped(record)
+        self.cleanup(record)
 
-    def cleanup(self) -> None:
+    def cleanup(self, record: Record) -> None:
         raise NotImplementedError
 
     # The cutover's hooks; a migration adds its triggers and foreign keys.
-    def _before_cutover(self) -> None:
+    def _before_cutover(self, ctx: Context) -> None:
         """Checks before the first attempt (T not blocked yet)."""
 
-    def _carry(self) -> triggers.Carry | None:
+    def _carry(self, ctx: Context) -> triggers.Carry | None:
         """T's triggers, moved to the new table under the write block (None: none)."""
         return None
 
-    def _before_swap(self, session: Session) -> None:
+    def _before_swap(self, ctx: Context, session: Session) -> None:
         """Under the write block, drained, on a session that may change the new table."""
-        self._carry_auto_increment(session)
+        self._carry_auto_increment(ctx, session)
 
-    def _after_failed_attempt(self, session: Session) -> None:
+    def _after_failed_attempt(self, ctx: Context, session: Session) -> None:
         """Undo what _before_swap did that must not stay until the next attempt."""
 
     def _undo_under_block(self, session: Session) -> None:
@@ -324,24 +352,24 @@ class Run:
         not carried over)? The migration says so for AUTO_INCREMENT=N in its ALTER."""
         return False
 
-    def _carry_auto_increment(self, session: Session) -> None:
+    def _carry_auto_increment(self, ctx: Context, session: Session) -> None:
         """A plain ALTER keeps T's AUTO_INCREMENT counter, so ids of deleted or rolled
         back rows are not handed out again; the new table's may be lower (CREATE TABLE
         ... LIKE starts at 1; an old table stopped counting at its swap). Raise it to
         T's (never lower it)."""
-        shadow = self._shadow()
-        if self._counter_set_by_alter() or not any(c.auto_increment for c in shadow.columns):
+        target = ctx.target
+        if self._counter_set_by_alter() or not any(c.auto_increment for c in target.columns):
             return
         ours = auto_increment_counter(session, self.db, self.config.table)
-        theirs = auto_increment_counter(session, self.db, shadow.name) or 1
+        theirs = auto_increment_counter(session, self.db, target.name) or 1
         if ours is not None and ours > theirs:
-            session.execute(sql.set_auto_increment(self.db, shadow.name, ours))
-            log.info("AUTO_INCREMENT of %s carried over: %d", shadow.name, ours)
+            session.execute(sql.set_auto_increment(self.db, target.name, ours))
+            log.info("AUTO_INCREMENT of %s carried over: %d", target.name, ours)
 
-    def _record_cutover_started(self, drain: BinlogPosition) -> None:
-        state = self._state()
+    def _record_cutover_started(self, ctx: Context, drain: BinlogPosition) -> None:
+        state = ctx.state
         state.cutover_started, state.drain, state.phase = True, drain, Phase.CUTOVER
-        self._checkpoint().write(state)
+        ctx.checkpoint.write(state)
 
     def _refuse_taken_old_name(self) -> None:
         """The checkpoint fixed the old table's name; were it taken, every RENAME fails."""
@@ -354,35 +382,33 @@ class Run:
 
     # --- between units of work ---------------------------------------------------------
 
-    def tick(self, force_checkpoint: bool = False) -> None:
+    def tick(self, ctx: Context, force_checkpoint: bool = False) -> None:
         """Between units of work: health checks, the operator's stop, checkpoint,
         progress, the status hook."""
-        applier = self._applier()
-        applier.check()
-        self._check_stop()
+        ctx.applier.check()
+        self._check_stop(ctx)
         now = time.monotonic()
         if now - self._last_lock_check >= 1.0:
             self.runner_lock.check()
             self._last_lock_check = now
         if force_checkpoint or now - self._last_checkpoint >= self.tuning.checkpoint_interval:
-            self._write_checkpoint()
+            self._write_checkpoint(ctx)
             self._last_checkpoint = now
-        self._measure(now)
+        self._measure(ctx.applier, now)
         self.progress.maybe_report()
         self.events.tick(now)
 
-    def _check_stop(self) -> None:
+    def _check_stop(self, ctx: Context) -> None:
         """`ctl abort` and --critical-load stop the run resumably, checkpoint first."""
         try:
             if self.controls.state().abort_requested:
                 raise Aborted("aborted by the operator (`ctl abort`)")
             self.throttle.check_critical()
         except Aborted:
-            self._write_checkpoint()
+            self._write_checkpoint(ctx)
             raise
 
-    def _measure(self, now: float) -> None:
-        applier = self._applier()
+    def _measure(self, applier: Applier, now: float) -> None:
         self.progress.backlog = applier.backlog()
         self.progress.applied = applier.flushed_rows
         self.head_lag.maybe_observe(
@@ -409,15 +435,15 @@ class Run:
         """What `ctl status` shows (with the controls' state)."""
         return {**self.progress.snapshot().as_dict(), "alter": self.config.alter}
 
-    def _write_checkpoint(self) -> None:
-        state = self._state()
-        safe = self._applier().safe
+    def _write_checkpoint(self, ctx: Context) -> None:
+        state = ctx.state
+        safe = ctx.applier.safe
         state.low_watermark = safe.watermark.bound
         state.copy_complete = safe.watermark.complete
         state.position = safe.position
         state.rows_copied = self.progress.rows_copied
         state.phase = self.phase
-        self._checkpoint().write(state)
+        ctx.checkpoint.write(state)
         faults.point("after_checkpoint")
 
     def set_phase(self, phase: Phase) -> None:
@@ -505,9 +531,6 @@ class Run:
         return (f"; runner {state.runner}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
                 f"phase {state.phase.text}")
 
-    def _drop_checkpoint(self) -> None:
-        self._checkpoint().drop()
-
     def _drop_guards(self) -> None:
         drop_guards(self._control(), self.db, self.names)
 
@@ -523,7 +546,7 @@ class Run:
         if self.control:
             self.control.close()
 
-    # Typed accessors: each stage may rely on the ones before it having run.
+    # Set by connect(), the first stage: every later one may rely on them.
     def _control(self) -> Session:
         assert self.control is not None
         return self.control
@@ -531,28 +554,3 @@ class Run:
     def _flavor(self) -> MySQL:
         assert self.flavor is not None
         return self.flavor
-
-    def _source(self) -> TableInfo:
-        assert self.source is not None
-        return self.source
-
-    def _shadow(self) -> TableInfo:
-        assert self.shadow is not None
-        return self.shadow
-
-    def _mapping(self) -> ColumnMapping:
-        assert self.mapping is not None
-        return self.mapping
-
-    def _applier(self) -> Applier:
-        assert self.applier is not None
-        return self.applier
-
-    def _checkpoint(self) -> Checkpoint:
-        assert self.checkpoint is not None
-        return self.checkpoint
-
-    def _state(self) -> State:
-        assert self.state is not None
-        return self.state
-
