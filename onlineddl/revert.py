@@ -217,7 +217,7 @@ class Revert(Run):
                                 f"recorded as an old table of {self.config.table}",
                                 hint="run `onlineddl cleanup` to discard the revert")
         revertplan.check_record(self._control(), self._flavor(), self.db, self.config.table,
-                                self.plan.old, "")
+                                self.plan.old, "", from_swap=False)  # [revertfix] resume
         self._load_target()
         self.watermark = Watermark(None, True)
         state.cutover_started, state.drain = False, None

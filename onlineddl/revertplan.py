@@ -87,7 +87,10 @@ def record_of(session: Session, database: str, table: str, name: str) -> Plan | 
 
 
 def check_record(session: Session, flavor: MySQL, database: str, table: str,
-                 old: OldTable, earlier: str) -> SwapRecord:
+                 old: OldTable, earlier: str, *, from_swap: bool = True) -> SwapRecord:
+    """The record can be reverted. `from_swap`: the binlog from the swap on is still
+    on the server; a resumed revert reads it only from its checkpoint's position
+    (resume.decide checks that one), so the files before may be purged."""
     where = f"{database}.{old.name}"
     if not old.exists:
         raise RevertRefused(f"the most recent old table of {table}, {where}, is gone"
@@ -114,7 +117,7 @@ def check_record(session: Session, flavor: MySQL, database: str, table: str,
         raise RevertRefused(
             f"the columns of {database}.{table} changed since the swap that kept "
             f"{old.name} (another ALTER)", hint="migrate back with `onlineddl migrate`")
-    if not flavor.position_available(session, swap.position):
+    if from_swap and not flavor.position_available(session, swap.position):
         raise RevertRefused(
             f"the binlog since the swap that kept {where} was purged (it starts after "
             f"{swap.position}): the writes made to {table} since cannot be replayed",

@@ -255,22 +255,76 @@ def test_refused_when_the_binlog_since_the_swap_is_purged(
         server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
     conn, _ = seeded
     migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    purge_to(conn, rotate(conn))
+    refused(server, db, conn, RevertRefused, "purged")
+
+
+def rotate(conn: Conn) -> str:
+    """FLUSH BINARY LOGS; the name of the new current file."""
     execute(conn, "FLUSH BINARY LOGS")
     with conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
-        current = str(cur.fetchall()[-1][0])
-    # The server keeps a file a binlog reader still reads (the run's reader may not have
-    # disconnected yet): purge until it is gone.
+        return str(cur.fetchall()[-1][0])
+
+
+def purge_to(conn: Conn, name: str) -> None:
+    """PURGE BINARY LOGS TO `name` (every older file). No test of this module reads a
+    binlog position from before its own first statement, so purging the shared
+    server's files is harmless. The server keeps a file a binlog reader still reads (a
+    run's reader may not have disconnected yet): purge until it is gone."""
     deadline = time.monotonic() + 30
     while True:
-        execute(conn, f"PURGE BINARY LOGS TO '{current}'")
+        execute(conn, f"PURGE BINARY LOGS TO '{name}'")
         with conn.cursor() as cur:
             cur.execute("SHOW BINARY LOGS")
-            if str(cur.fetchall()[0][0]) == current:
-                break
+            if str(cur.fetchall()[0][0]) == name:
+                return
         assert time.monotonic() < deadline, "the server kept the old binlog files"
         time.sleep(0.1)
-    refused(server, db, conn, RevertRefused, "purged")
+
+
+def stopped_in_a_later_binlog_file(server: Dsn, db: str, conn: Conn,
+                                   writers: Writers) -> str:
+    """A migration, writes, a new binlog file, writes, then a revert stopped after its
+    checksum with its checkpoint in that later file, whose name it returns."""
+    migrate(config(server, db, ALTER))
+    swap_file = str(scalar_row(conn, "SELECT swap_file FROM _onlineddl_old_tables")[0])
+    writers.burst(20, seed=41)
+    later = rotate(conn)
+    writers.burst(20, seed=42)
+    stopped_after_checksum(lambda: run_revert(server, db))
+    at = str(scalar_row(conn, "SELECT binlog_file FROM _t_chkpnt")[0])
+    assert at == later != swap_file
+    return at
+
+
+def test_a_resumed_revert_needs_the_binlog_only_from_its_checkpoint(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """The files from the swap to the checkpoint purged: the resumed revert reads from
+    the checkpoint on, and finishes with every write."""
+    conn, writers = seeded
+    before = shape(conn)
+    at = stopped_in_a_later_binlog_file(server, db, conn, writers)
+    writers.burst(20, seed=43)
+    purge_to(conn, at)
+    run_revert(server, db, resume=True)
+    writers.burst(20, seed=44)
+    assert shape(conn) == before
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    assert extras(conn) == {i: i * 3 for i in FIXED}
+    assert "_t_chkpnt" not in tables(conn)
+
+
+def test_a_resumed_revert_whose_checkpoint_position_is_purged_is_refused(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, writers = seeded
+    stopped_in_a_later_binlog_file(server, db, conn, writers)
+    writers.burst(10, seed=45)
+    purge_to(conn, rotate(conn))
+    before = snapshot(conn)
+    with pytest.raises(ResumeRefused, match=r"binlog at the checkpoint .* was purged"):
+        run_revert(server, db, resume=True)
+    assert snapshot(conn) == before
 
 
 def test_refused_for_a_dropped_not_null_column_without_default(
