@@ -42,7 +42,7 @@ from onlineddl.resume import decide
 from onlineddl.run import Result, Run
 from onlineddl.table import integer_key, load_table
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import unique_checks
+from onlineddl.uniques import key_as_compared, unique_checks  # [revertfix]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,8 @@ class Revert(Run):
                                                self.mapping)
         revertplan.check_unfed(control, self.shadow, self.mapping)
         revertplan.check_fit(self.config.dsn, self._source(), self.shadow, self.mapping)
+        # [revertfix] rows of T the old table's UNIQUE keys would take for one
+        revertplan.check_collisions(control, self._source(), self.shadow, self.mapping)
         log.info("revert: %s.%s goes back to %s (swapped %s UTC, %s)", self.db,
                  self.config.table, plan.old.name,
                  f"{plan.old.swapped_at:%Y-%m-%d %H:%M:%S}", plan.old.alter)
@@ -231,7 +233,8 @@ class Revert(Run):
         flush = FlushTarget(self.db, source.name, target.name, exprs, mapping.target_cols(),
                             target.key, source.key, other_unique=bool(checks),
                             integer_key=integer_key(source, target), unique_checks=checks,
-                            keep_unfed=bool(mapping.added))
+                            keep_unfed=bool(mapping.added),
+                            key_as_compared=key_as_compared(source, target, mapping))  # [revertfix]
         self.follow(flush, self._state().position)
 
     def _before_swap(self, session: Session) -> None:

@@ -16,7 +16,9 @@ Refused, naming what is wrong (RevertRefused, exit 4), when:
 - an unfed column and a UNIQUE key besides the primary key on the old table (the
   upsert that keeps unfed values could update the wrong row on a duplicate);
 - a current value of T does not fit the old column's type (a widened type, a
-  nullable column that was NOT NULL): probed up front in strict mode.
+  nullable column that was NOT NULL): probed up front in strict mode;
+- two rows of T are one value under a UNIQUE key of the old table that T does not
+  enforce alike (a key whose collation the migration made stricter, or dropped).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.oldtables import OldTable, SwapRecord
 from onlineddl.resume import statement_after
 from onlineddl.table import Artifacts, Column, ColumnMapping, TableInfo
-from onlineddl.uniques import load_unique_keys
+from onlineddl.uniques import key_as_compared, load_unique_keys, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,54 @@ def _probe(session: Session, source: TableInfo, new: Column, old: Column, expr: 
                                    "`onlineddl migrate`; nothing was changed") from err
     finally:
         session.execute(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+
+
+def check_collisions(session: Session, source: TableInfo, target: TableInfo,
+                     mapping: ColumnMapping) -> None:
+    """No two rows of T may be one value under a UNIQUE key of the old table that T
+    does not enforce alike: the key the revert walks compared more loosely there (a
+    migration that made its collation stricter: 'a' and 'A' two keys in T, one in the
+    old table), or another UNIQUE key T lacks or compares more strictly. The old table
+    could not hold both (a plain ALTER back would fail too). Rows written later are
+    checked by every flush (uniques.check_key_collisions, write_guarded)."""
+    keys = [(target.run_key.describe(), key_as_compared(source, target, mapping))]
+    keys += [(c.label, c.values) for c in unique_checks(session, source, target, mapping)
+             if not c.enforced and c.values]
+    for label, exprs in keys:
+        if exprs:
+            _probe_collisions(session, source, target, label, exprs)
+
+
+def _probe_collisions(session: Session, source: TableInfo, target: TableInfo, label: str,
+                      exprs: tuple[str, ...]) -> None:
+    table = sql.qualified(source.database, source.name)
+    listed, not_null = ", ".join(exprs), " AND ".join(f"{e} IS NOT NULL" for e in exprs)
+    found = session.query(f"SELECT {listed} FROM {table} WHERE {not_null} GROUP BY {listed} "
+                          "HAVING COUNT(*) > 1 LIMIT 3")
+    if not found:
+        return
+    values = [tuple(r) for r in found]
+    where, params = sql.key_in(exprs, values[:1], quoted=True)
+    rows = session.query(f"SELECT {sql.column_list(source.key)}, {listed} FROM {table} "
+                         f"WHERE {where} LIMIT 10", params)
+    shown = ", ".join(_row(tuple(r), len(source.key)) for r in rows)
+    raise RevertRefused(
+        f"{source.name} holds rows that {target.name}'s {label} takes for one value: "
+        f"{', '.join(repr(v[0] if len(v) == 1 else v) for v in values)} (the rows with "
+        f"{'/'.join(source.key)} {shown} for the first); {target.name} cannot hold them "
+        "both (the migration made the key compare more strictly, or dropped it)",
+        hint=f"change or delete rows of {source.name} so those values differ as "
+             f"{target.name} compares them, then revert; or migrate back with `onlineddl "
+             "migrate` (a plain ALTER back would fail on them too); nothing was changed")
+
+
+def _row(row: tuple[object, ...], keys: int) -> str:
+    """A row's key, and its values of the UNIQUE key when that is another one."""
+    key, value = row[:keys], row[keys:]
+    text = repr(key[0] if keys == 1 else key)
+    if tuple(str(v) for v in key) != tuple(str(v) for v in value):
+        text += f" ({', '.join(repr(v) for v in value)})"
+    return text
 
 
 def _definition(col: Column) -> str:
