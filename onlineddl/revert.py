@@ -249,6 +249,8 @@ class Revert(Run):
             raise TableChanged(f"{err.message} (created during the revert)",
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
+        revertplan.check_target_unchanged(session, self.db, self.config.table,  # [revertfix]
+                                          self._plan())
 
     def cleanup(self) -> None:
         """Record the table T was as this revert's old table (with the swap, so it can

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from onlineddl import conversion, foreignkeys, oldtables, sql, triggers
 from onlineddl.config import Dsn, MigrationConfig
-from onlineddl.cutover import is_our_rename
+from onlineddl.cutover import is_our_rename, normalized_shape
 from onlineddl.db import Session
-from onlineddl.errors import OnlineDDLError, RevertRefused
+from onlineddl.errors import OnlineDDLError, RevertRefused, TableChanged
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.oldtables import OldTable, SwapRecord
@@ -61,6 +61,9 @@ def revert_target(text: str) -> str:
 class Plan:
     old: OldTable          # the recorded old table the revert brings back
     swap: SwapRecord       # its swap's record
+    # The old table's definition when this revert (or its resume) set out: every check
+    # and the flushes' way of writing are chosen from it (check_target_unchanged).
+    definition: str
 
 
 def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
@@ -76,7 +79,8 @@ def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
         f"; only the most recent swap can be reverted (the older old tables "
         f"{', '.join(o.name for o in olds[:-1])} would need the binlog replayed through "
         "every schema T had since)")
-    return Plan(old, check_record(session, flavor, database, table, old, earlier))
+    swap = check_record(session, flavor, database, table, old, earlier)
+    return Plan(old, swap, definition(session, database, old.name))
 
 
 def record_of(session: Session, database: str, table: str, name: str) -> Plan | None:
@@ -84,8 +88,38 @@ def record_of(session: Session, database: str, table: str, name: str) -> Plan | 
     swap it is T); None once forgotten (the revert's cleanup did that)."""
     for old in oldtables.recorded(session, database, table):
         if old.name == name and old.swap is not None:
-            return Plan(old, old.swap)
+            return Plan(old, old.swap, definition(session, database, name))
     return None
+
+
+def definition(session: Session, database: str, table: str) -> str:
+    """SHOW CREATE TABLE without the name and the AUTO_INCREMENT counter (the cutover
+    carries T's counter over); "" when the table is gone."""
+    if not session.scalar("SELECT COUNT(*) FROM information_schema.TABLES "
+                          "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table)):
+        return ""
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    assert row is not None
+    return normalized_shape(str(row[1]))
+
+
+def check_target_unchanged(session: Session, database: str, table: str, plan: Plan) -> None:
+    """Under the write block, before the swap: the old table must still have the
+    definition the revert set out with. Another session's ALTER of it meanwhile (a
+    UNIQUE key added, a column changed) invalidates what was chosen from it: a REPLACE
+    under a UNIQUE key it did not know deletes rows; T would be swapped for a table
+    nobody checked. Asked at each cutover attempt, the last look before the RENAME."""
+    now = definition(session, database, plan.old.name)
+    if now == plan.definition:
+        return
+    raise TableChanged(
+        f"{database}.{plan.old.name}, which the revert brings back, was changed by another "
+        f"session during the revert (its definition differs from the one the revert set "
+        f"out with); {table} was not swapped",
+        hint=f"{table} is unchanged; {plan.old.name} holds some of the writes made since "
+             f"its swap. Run `onlineddl cleanup --database {database} --table {table}` to "
+             "discard the revert, then `onlineddl revert` again (it checks the table as it "
+             "is now), or migrate back with `onlineddl migrate`")
 
 
 def check_record(session: Session, flavor: MySQL, database: str, table: str,

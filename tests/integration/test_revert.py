@@ -863,3 +863,32 @@ def test_revert_of_a_timestamp_key_in_a_zone_off_utc(server: Dsn, db: str, zone:
     assert {r[0]: r[2] for r in got} == {r[0]: 7 if r[0] == moved else r[2] for r in want}
     assert len(got) == 40 and got[0][1:] == (2, 7)     # the 1999 row, its instant kept
     conn.close()
+
+
+@pytest.mark.parametrize("change", ["ADD UNIQUE KEY id_v (id, v)",
+                                    "MODIFY name VARCHAR(80) CHARACTER SET utf8mb4 NULL"],
+                         ids=["unique-key", "column"])
+def test_the_old_table_changed_during_the_revert_stops_it(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers], change: str) -> None:
+    """Another session's ALTER of the table the revert brings back: what the revert
+    chose from its definition (REPLACE without another UNIQUE key, the checks) no longer
+    holds. Seen under the write block before the swap: TableChanged, t unchanged."""
+    conn, writers = seeded
+    old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    writers.burst(20, seed=7)
+    other = connect(server, db)
+    faults.register("after_checksum", lambda: execute(other, f"ALTER TABLE `{old}` {change}"))
+    try:
+        with pytest.raises(TableChanged, match="changed by another session") as caught:
+            run_revert(server, db)
+    finally:
+        faults.clear()
+        other.close()
+    assert "onlineddl cleanup" in caught.value.hint
+    assert "a" in columns(conn)            # t is still the migrated table
+    assert old in tables(conn)
+    if change.startswith("ADD UNIQUE"):     # discarded, then reverted as it is now
+        cleanup(server, db, "t")
+        run_revert(server, db)
+        assert "a" not in columns(conn) and "id_v" in shape(conn)
+        assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
