@@ -201,11 +201,12 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     if not atomic:
         run()
         return
-    if keys and t.guarded:
-        # write_guarded deletes before it inserts: under REPEATABLE READ the delete of a
-        # key the target lacks locks the gap, and two flushers inserting new keys into
-        # one gap (rows appended at the end of the table) deadlock every time. Its reads
-        # are all locking reads, which see the latest rows at any isolation level.
+    if keys and (t.guarded or t.key_as_compared):   # [revertfix] key_as_compared
+        # write_guarded deletes before it inserts (check_key_collisions reads under a
+        # lock first): under REPEATABLE READ the delete (read) of a key the target
+        # lacks locks the gap, and two flushers inserting new keys into one gap (rows
+        # appended at the end of the table) deadlock every time. Its reads are all
+        # locking reads, which see the latest rows at any isolation level.
         session.execute(sql.NEXT_TRANSACTION_READ_COMMITTED)
     with session.transaction():
         run()
