@@ -59,7 +59,7 @@ from onlineddl.table import (
     load_table,
 )
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import UniqueCheck, unique_checks
+from onlineddl.uniques import UniqueCheck, key_as_compared, unique_checks  # [revertfix]
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,9 @@ class Migration(Run):
                              mapping.target_cols(), shadow.key,
                              source.key, other_unique=bool(self._unique_checks()),
                              integer_key=integer_key(source, shadow),
-                             unique_checks=self._unique_checks())
+                             unique_checks=self._unique_checks(),
+                             # [revertfix] keys the shadow's key would take for one
+                             key_as_compared=key_as_compared(source, shadow, mapping))
         self.follow(target, self._state().position)
 
     def copy(self) -> None:
