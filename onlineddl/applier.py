@@ -55,7 +55,7 @@ from onlineddl.errors import (
 )
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
-from onlineddl.uniques import UniqueCheck, guarded, violation_hint
+from onlineddl.uniques import UniqueCheck, check_key_collisions, guarded, violation_hint
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,9 @@ class FlushTarget:
     # (Every session is strict, sql.SESSION_SQL_MODE: a value the old type cannot hold
     # fails the flush instead of being truncated.)
     keep_unfed: bool = False
+    # The run's key as the target compares it, when that differs from the
+    # source (uniques.key_as_compared): every write is checked for keys it would merge.
+    key_as_compared: tuple[str, ...] = ()
 
     @property
     def updates_in_place(self) -> bool:
@@ -173,6 +176,9 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     args = (t.database, t.source, t.target, t.source_exprs, t.target_cols)
 
     def run() -> None:
+        if t.key_as_compared:
+            check_key_collisions(session, t.database, t.source, t.target, t.key_as_compared,
+                                 src_pk, t.pk, keys)
         if renewed and t.keep_unfed:
             # A key whose row was taken away since the last flush (deleted, or moved to
             # another key) and is there again is a new row: the columns the source
@@ -195,11 +201,12 @@ def sync_keys(session: Session, t: FlushTarget, keys: list[Key], *, atomic: bool
     if not atomic:
         run()
         return
-    if keys and t.guarded:
-        # write_guarded deletes before it inserts: under REPEATABLE READ the delete of a
-        # key the target lacks locks the gap, and two flushers inserting new keys into
-        # one gap (rows appended at the end of the table) deadlock every time. Its reads
-        # are all locking reads, which see the latest rows at any isolation level.
+    if keys and (t.guarded or t.key_as_compared):
+        # write_guarded deletes before it inserts (check_key_collisions reads under a
+        # lock first): under REPEATABLE READ the delete (read) of a key the target
+        # lacks locks the gap, and two flushers inserting new keys into one gap (rows
+        # appended at the end of the table) deadlock every time. Its reads are all
+        # locking reads, which see the latest rows at any isolation level.
         session.execute(sql.NEXT_TRANSACTION_READ_COMMITTED)
     with session.transaction():
         run()

@@ -58,7 +58,7 @@ from onlineddl.table import (
     load_table,
 )
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import unique_checks
+from onlineddl.uniques import key_as_compared, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ class Migration(Run):
         target = FlushTarget(self.db, source.name, shadow.name, exprs,
                              mapping.target_cols(), shadow.key, source.key,
                              other_unique=bool(checks), integer_key=integer_key(source, shadow),
-                             unique_checks=checks)
+                             unique_checks=checks,
+                             # keys the shadow's key would take for one
+                             key_as_compared=key_as_compared(source, shadow, mapping))
         return self.follow(record, sides, target)
 
     def copy(self, ctx: Context) -> None:

@@ -42,7 +42,7 @@ from onlineddl.resume import decide
 from onlineddl.run import Context, Record, Result, Run, Sides
 from onlineddl.table import integer_key, load_table
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import unique_checks
+from onlineddl.uniques import key_as_compared, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ class Revert(Run):
         source, target = keys.choose(control, source, target, mapping)
         revertplan.check_unfed(control, target, mapping)
         revertplan.check_fit(self.config.dsn, source, target, mapping)
+        # Rows of T the old table's UNIQUE keys would take for one.
+        revertplan.check_collisions(control, source, target, mapping)
         log.info("revert: %s.%s goes back to %s (swapped %s UTC, %s)", self.db,
                  self.config.table, plan.old.name,
                  f"{plan.old.swapped_at:%Y-%m-%d %H:%M:%S}", plan.old.alter)
@@ -220,7 +222,7 @@ class Revert(Run):
                                 f"recorded as an old table of {self.config.table}",
                                 hint="run `onlineddl cleanup` to discard the revert")
         revertplan.check_record(self._control(), self._flavor(), self.db, self.config.table,
-                                self.plan.old, "")
+                                self.plan.old, "", from_swap=False)
         sides = self._load_target()
         self.watermark = Watermark(None, True)
         state.cutover_started, state.drain = False, None
@@ -233,7 +235,8 @@ class Revert(Run):
         flush = FlushTarget(self.db, source.name, target.name, exprs, mapping.target_cols(),
                             target.key, source.key, other_unique=bool(checks),
                             integer_key=integer_key(source, target), unique_checks=checks,
-                            keep_unfed=bool(mapping.added))
+                            keep_unfed=bool(mapping.added),
+                            key_as_compared=key_as_compared(source, target, mapping))
         return self.follow(record, sides, flush)
 
     def _before_swap(self, ctx: Context, session: Session) -> None:
@@ -248,6 +251,8 @@ class Revert(Run):
             raise TableChanged(f"{err.message} (created during the revert)",
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
+        revertplan.check_target_unchanged(session, self.db, self.config.table,
+                                          self._plan())
 
     def cleanup(self, record: Record) -> None:
         """Record the table T was as this revert's old table (with the swap, so it can

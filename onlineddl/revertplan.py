@@ -16,7 +16,9 @@ Refused, naming what is wrong (RevertRefused, exit 4), when:
 - an unfed column and a UNIQUE key besides the primary key on the old table (the
   upsert that keeps unfed values could update the wrong row on a duplicate);
 - a current value of T does not fit the old column's type (a widened type, a
-  nullable column that was NOT NULL): probed up front in strict mode.
+  nullable column that was NOT NULL): probed up front in strict mode;
+- two rows of T are one value under a UNIQUE key of the old table that T does not
+  enforce alike (a key whose collation the migration made stricter, or dropped).
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ from dataclasses import dataclass
 
 from onlineddl import conversion, foreignkeys, oldtables, sql, triggers
 from onlineddl.config import Dsn, MigrationConfig
-from onlineddl.cutover import is_our_rename
+from onlineddl.cutover import is_our_rename, normalized_shape
 from onlineddl.db import Session
-from onlineddl.errors import OnlineDDLError, RevertRefused
+from onlineddl.errors import OnlineDDLError, RevertRefused, TableChanged
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.leftovers import identity_matches, shadow_identity
 from onlineddl.oldtables import OldTable, SwapRecord
 from onlineddl.resume import statement_after
 from onlineddl.table import Artifacts, Column, ColumnMapping, TableInfo
-from onlineddl.uniques import load_unique_keys
+from onlineddl.uniques import key_as_compared, load_unique_keys, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ def revert_target(text: str) -> str:
 class Plan:
     old: OldTable          # the recorded old table the revert brings back
     swap: SwapRecord       # its swap's record
+    # The old table's definition when this revert (or its resume) set out: every check
+    # and the flushes' way of writing are chosen from it (check_target_unchanged).
+    definition: str
 
 
 def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
@@ -74,7 +79,8 @@ def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
         f"; only the most recent swap can be reverted (the older old tables "
         f"{', '.join(o.name for o in olds[:-1])} would need the binlog replayed through "
         "every schema T had since)")
-    return Plan(old, check_record(session, flavor, database, table, old, earlier))
+    swap = check_record(session, flavor, database, table, old, earlier)
+    return Plan(old, swap, definition(session, database, old.name))
 
 
 def record_of(session: Session, database: str, table: str, name: str) -> Plan | None:
@@ -82,12 +88,45 @@ def record_of(session: Session, database: str, table: str, name: str) -> Plan | 
     swap it is T); None once forgotten (the revert's cleanup did that)."""
     for old in oldtables.recorded(session, database, table):
         if old.name == name and old.swap is not None:
-            return Plan(old, old.swap)
+            return Plan(old, old.swap, definition(session, database, name))
     return None
 
 
+def definition(session: Session, database: str, table: str) -> str:
+    """SHOW CREATE TABLE without the name and the AUTO_INCREMENT counter (the cutover
+    carries T's counter over); "" when the table is gone."""
+    if not session.scalar("SELECT COUNT(*) FROM information_schema.TABLES "
+                          "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table)):
+        return ""
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    assert row is not None
+    return normalized_shape(str(row[1]))
+
+
+def check_target_unchanged(session: Session, database: str, table: str, plan: Plan) -> None:
+    """Under the write block, before the swap: the old table must still have the
+    definition the revert set out with. Another session's ALTER of it meanwhile (a
+    UNIQUE key added, a column changed) invalidates what was chosen from it: a REPLACE
+    under a UNIQUE key it did not know deletes rows; T would be swapped for a table
+    nobody checked. Asked at each cutover attempt, the last look before the RENAME."""
+    now = definition(session, database, plan.old.name)
+    if now == plan.definition:
+        return
+    raise TableChanged(
+        f"{database}.{plan.old.name}, which the revert brings back, was changed by another "
+        f"session during the revert (its definition differs from the one the revert set "
+        f"out with); {table} was not swapped",
+        hint=f"{table} is unchanged; {plan.old.name} holds some of the writes made since "
+             f"its swap. Run `onlineddl cleanup --database {database} --table {table}` to "
+             "discard the revert, then `onlineddl revert` again (it checks the table as it "
+             "is now), or migrate back with `onlineddl migrate`")
+
+
 def check_record(session: Session, flavor: MySQL, database: str, table: str,
-                 old: OldTable, earlier: str) -> SwapRecord:
+                 old: OldTable, earlier: str, *, from_swap: bool = True) -> SwapRecord:
+    """The record can be reverted. `from_swap`: the binlog from the swap on is still
+    on the server; a resumed revert reads it only from its checkpoint's position
+    (resume.decide checks that one), so the files before may be purged."""
     where = f"{database}.{old.name}"
     if not old.exists:
         raise RevertRefused(f"the most recent old table of {table}, {where}, is gone"
@@ -114,7 +153,7 @@ def check_record(session: Session, flavor: MySQL, database: str, table: str,
         raise RevertRefused(
             f"the columns of {database}.{table} changed since the swap that kept "
             f"{old.name} (another ALTER)", hint="migrate back with `onlineddl migrate`")
-    if not flavor.position_available(session, swap.position):
+    if from_swap and not flavor.position_available(session, swap.position):
         raise RevertRefused(
             f"the binlog since the swap that kept {where} was purged (it starts after "
             f"{swap.position}): the writes made to {table} since cannot be replayed",
@@ -226,6 +265,54 @@ def _probe(session: Session, source: TableInfo, new: Column, old: Column, expr: 
                                    "`onlineddl migrate`; nothing was changed") from err
     finally:
         session.execute(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+
+
+def check_collisions(session: Session, source: TableInfo, target: TableInfo,
+                     mapping: ColumnMapping) -> None:
+    """No two rows of T may be one value under a UNIQUE key of the old table that T
+    does not enforce alike: the key the revert walks compared more loosely there (a
+    migration that made its collation stricter: 'a' and 'A' two keys in T, one in the
+    old table), or another UNIQUE key T lacks or compares more strictly. The old table
+    could not hold both (a plain ALTER back would fail too). Rows written later are
+    checked by every flush (uniques.check_key_collisions, write_guarded)."""
+    keys = [(target.run_key.describe(), key_as_compared(source, target, mapping))]
+    keys += [(c.label, c.values) for c in unique_checks(session, source, target, mapping)
+             if not c.enforced and c.values]
+    for label, exprs in keys:
+        if exprs:
+            _probe_collisions(session, source, target, label, exprs)
+
+
+def _probe_collisions(session: Session, source: TableInfo, target: TableInfo, label: str,
+                      exprs: tuple[str, ...]) -> None:
+    table = sql.qualified(source.database, source.name)
+    listed, not_null = ", ".join(exprs), " AND ".join(f"{e} IS NOT NULL" for e in exprs)
+    found = session.query(f"SELECT {listed} FROM {table} WHERE {not_null} GROUP BY {listed} "
+                          "HAVING COUNT(*) > 1 LIMIT 3")
+    if not found:
+        return
+    values = [tuple(r) for r in found]
+    where, params = sql.key_in(exprs, values[:1], quoted=True)
+    rows = session.query(f"SELECT {sql.column_list(source.key)}, {listed} FROM {table} "
+                         f"WHERE {where} LIMIT 10", params)
+    shown = ", ".join(_row(tuple(r), len(source.key)) for r in rows)
+    raise RevertRefused(
+        f"{source.name} holds rows that {target.name}'s {label} takes for one value: "
+        f"{', '.join(repr(v[0] if len(v) == 1 else v) for v in values)} (the rows with "
+        f"{'/'.join(source.key)} {shown} for the first); {target.name} cannot hold them "
+        "both (the migration made the key compare more strictly, or dropped it)",
+        hint=f"change or delete rows of {source.name} so those values differ as "
+             f"{target.name} compares them, then revert; or migrate back with `onlineddl "
+             "migrate` (a plain ALTER back would fail on them too); nothing was changed")
+
+
+def _row(row: tuple[object, ...], keys: int) -> str:
+    """A row's key, and its values of the UNIQUE key when that is another one."""
+    key, value = row[:keys], row[keys:]
+    text = repr(key[0] if keys == 1 else key)
+    if tuple(str(v) for v in key) != tuple(str(v) for v in value):
+        text += f" ({', '.join(repr(v) for v in value)})"
+    return text
 
 
 def _definition(col: Column) -> str:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onlineddl import sql
 from onlineddl.db import Session
-from onlineddl.sql import ident
+from onlineddl.errors import DataError
+from onlineddl.sql import Key, ident
 from onlineddl.table import Column, ColumnMapping, TableInfo
 
 TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
@@ -181,3 +183,44 @@ def _enforced(key: UniqueIndex, old_keys: list[UniqueIndex], source: TableInfo,
                 any(p.column is None for p in key.parts):
             return True  # the same functional key, copied by CREATE TABLE ... LIKE
     return False
+
+
+def key_as_compared(source: TableInfo, target: TableInfo,
+                    mapping: ColumnMapping) -> tuple[str, ...]:
+    """SQL over the source's row: the run's key as the target's key compares it, when
+    a part is text in another character set or collation there; () when alike. A
+    target that compares its key more loosely ('a' and 'A' one value) can hold only
+    one of two source rows (a revert of a migration that made the key stricter)."""
+    to_target = {s.lower(): t for s, t in zip(mapping.source, mapping.target, strict=True)}
+    pairs = [(c, target.column(to_target[c.name.lower()])) for c in source.key_columns]
+    if all((c.charset, c.collation) == (t.charset, t.collation) for c, t in pairs):
+        return ()
+    return tuple(key_part(c, t) for c, t in pairs)
+
+
+def check_key_collisions(session: Session, database: str, source: str, target: str,
+                         exprs: tuple[str, ...], source_pk: tuple[str, ...],
+                         target_pk: tuple[str, ...], keys: list[Key]) -> None:
+    """Before the rows for `keys` are written: the target's rows their keys meet (read
+    under a shared lock, so a concurrent flush's row is waited for) and theirs, read in
+    the source, must be distinct keys as the target compares them (`exprs`, from
+    key_as_compared). Else writing one would overwrite the other's row (REPLACE, or
+    the upsert): DataError, naming them, before anything is written."""
+    if not keys:
+        return
+    found = session.query(*sql.rows_holding(database, target, [ident(c) for c in target_pk],
+                                            target_pk, keys))
+    among = list(dict.fromkeys([*keys, *(tuple(r[:len(target_pk)]) for r in found)]))
+    counts = session.query(*sql.key_values(database, source, exprs, source_pk, among))
+    values = [tuple(r[:-1]) for r in counts if r[-1] > 1]
+    if not values:
+        return
+    rows = session.query(*sql.rows_holding(database, source, exprs, source_pk, values[:1],
+                                           among))
+    shown = ", ".join(repr(r[0] if len(source_pk) == 1 else tuple(r[:len(source_pk)]))
+                      for r in rows[:10])
+    raise DataError(
+        f"the rows of {source} with {'/'.join(source_pk)} {shown} are one key in {target}, "
+        f"which compares its key ({', '.join(target_pk)}) more loosely (another collation "
+        "or character set): it cannot hold them both, and writing one would overwrite "
+        "the other")

@@ -9,6 +9,7 @@ back with its old value for old rows and its default for rows inserted since.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -255,22 +256,76 @@ def test_refused_when_the_binlog_since_the_swap_is_purged(
         server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
     conn, _ = seeded
     migrate(config(server, db, "ADD COLUMN a INT NULL"))
+    purge_to(conn, rotate(conn))
+    refused(server, db, conn, RevertRefused, "purged")
+
+
+def rotate(conn: Conn) -> str:
+    """FLUSH BINARY LOGS; the name of the new current file."""
     execute(conn, "FLUSH BINARY LOGS")
     with conn.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
-        current = str(cur.fetchall()[-1][0])
-    # The server keeps a file a binlog reader still reads (the run's reader may not have
-    # disconnected yet): purge until it is gone.
+        return str(cur.fetchall()[-1][0])
+
+
+def purge_to(conn: Conn, name: str) -> None:
+    """PURGE BINARY LOGS TO `name` (every older file). No test of this module reads a
+    binlog position from before its own first statement, so purging the shared
+    server's files is harmless. The server keeps a file a binlog reader still reads (a
+    run's reader may not have disconnected yet): purge until it is gone."""
     deadline = time.monotonic() + 30
     while True:
-        execute(conn, f"PURGE BINARY LOGS TO '{current}'")
+        execute(conn, f"PURGE BINARY LOGS TO '{name}'")
         with conn.cursor() as cur:
             cur.execute("SHOW BINARY LOGS")
-            if str(cur.fetchall()[0][0]) == current:
-                break
+            if str(cur.fetchall()[0][0]) == name:
+                return
         assert time.monotonic() < deadline, "the server kept the old binlog files"
         time.sleep(0.1)
-    refused(server, db, conn, RevertRefused, "purged")
+
+
+def stopped_in_a_later_binlog_file(server: Dsn, db: str, conn: Conn,
+                                   writers: Writers) -> str:
+    """A migration, writes, a new binlog file, writes, then a revert stopped after its
+    checksum with its checkpoint in that later file, whose name it returns."""
+    migrate(config(server, db, ALTER))
+    swap_file = str(scalar_row(conn, "SELECT swap_file FROM _onlineddl_old_tables")[0])
+    writers.burst(20, seed=41)
+    later = rotate(conn)
+    writers.burst(20, seed=42)
+    stopped_after_checksum(lambda: run_revert(server, db))
+    at = str(scalar_row(conn, "SELECT binlog_file FROM _t_chkpnt")[0])
+    assert at == later != swap_file
+    return at
+
+
+def test_a_resumed_revert_needs_the_binlog_only_from_its_checkpoint(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    """The files from the swap to the checkpoint purged: the resumed revert reads from
+    the checkpoint on, and finishes with every write."""
+    conn, writers = seeded
+    before = shape(conn)
+    at = stopped_in_a_later_binlog_file(server, db, conn, writers)
+    writers.burst(20, seed=43)
+    purge_to(conn, at)
+    run_revert(server, db, resume=True)
+    writers.burst(20, seed=44)
+    assert shape(conn) == before
+    assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+    assert extras(conn) == {i: i * 3 for i in FIXED}
+    assert "_t_chkpnt" not in tables(conn)
+
+
+def test_a_resumed_revert_whose_checkpoint_position_is_purged_is_refused(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers]) -> None:
+    conn, writers = seeded
+    stopped_in_a_later_binlog_file(server, db, conn, writers)
+    writers.burst(10, seed=45)
+    purge_to(conn, rotate(conn))
+    before = snapshot(conn)
+    with pytest.raises(ResumeRefused, match=r"binlog at the checkpoint .* was purged"):
+        run_revert(server, db, resume=True)
+    assert snapshot(conn) == before
 
 
 def test_refused_for_a_dropped_not_null_column_without_default(
@@ -665,4 +720,237 @@ def test_dropped_column_of_a_table_walked_by_its_unique_key(server: Dsn, db: str
         cur.execute("SELECT id, v, gone FROM t ORDER BY id")
         assert [tuple(r) for r in cur.fetchall()] == [(1, 9, 10), (2, 2, 20), (3, 3, 30),
                                                       (4, 4, 7)]
+    conn.close()
+
+
+CI = "VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
+BIN = "VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
+STRICTER = {   # (t's columns, the migration): 'a' and 'A' one value before, two after
+    "pk-collation": (f"k {CI} PRIMARY KEY, v INT NOT NULL", f"MODIFY k {BIN}"),
+    "pk-binary": (f"k {CI} PRIMARY KEY, v INT NOT NULL", "MODIFY k VARBINARY(64) NOT NULL"),
+    "unique-collation": (f"id INT AUTO_INCREMENT PRIMARY KEY, k {CI}, v INT NOT NULL, "
+                         "UNIQUE KEY k_u (k)", f"MODIFY k {BIN}"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(STRICTER))
+def test_keys_the_old_table_takes_for_one_stop_the_revert(server: Dsn, db: str,
+                                                         variant: str) -> None:
+    """A migration made a UNIQUE key compare more strictly: t can hold 'a' and 'A', the
+    old table only one of them. Rows there before the revert are refused up front
+    (exit 4), rows written during it stop the flush that meets them (exit 10), also
+    after the checksum; t unchanged either way, never a row overwritten."""
+    columns_, alter = STRICTER[variant]
+    conn = connect(server, db)
+    execute(conn, f"CREATE TABLE t ({columns_})",
+            "INSERT INTO t (k, v) VALUES ('a', 1), ('b', 2), ('c', 3)")
+    migrate(config(server, db, alter))
+    execute(conn, "INSERT INTO t (k, v) VALUES ('A', 10)")
+    refused(server, db, conn, RevertRefused, "takes for one value", "(k)", "'a'", "'A'")
+
+    execute(conn, "DELETE FROM t WHERE k = 'A'")
+    migrated = shape(conn)
+    faults.register("after_checksum",
+                    lambda: execute(conn, "INSERT INTO t (k, v) VALUES ('B', 20)"))
+    try:
+        with pytest.raises(DataError) as caught:
+            run_revert(server, db)
+    finally:
+        faults.clear()
+    assert "'b'" in caught.value.message, caught.value     # the value both rows hold
+    assert "revert --resume" in caught.value.hint
+    assert shape(conn) == migrated and "_t_chkpnt" in tables(conn)
+
+    execute(conn, "UPDATE t SET k = 'B2' WHERE k = 'B'")
+    run_revert(server, db, resume=True)
+    assert "utf8mb4_general_ci" in shape(conn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT k, v FROM t ORDER BY v")
+        assert [(str(k), v) for k, v in cur.fetchall()] == [("a", 1), ("b", 2), ("c", 3),
+                                                           ("B2", 20)]
+    conn.close()
+
+
+ZONE = "+05:30"
+
+
+@pytest.fixture
+def zone(server: Dsn) -> Iterator[str]:
+    """The server's global time_zone fixed off UTC for this test, restored afterwards
+    (the server is shared by the whole pytest session). Every onlineddl session and the
+    test's own connections (opened after) take it."""
+    admin = connect(server)
+    before = scalar_row(admin, "SELECT @@GLOBAL.time_zone")[0]
+    execute(admin, f"SET GLOBAL time_zone = '{ZONE}'")
+    try:
+        yield ZONE
+    finally:
+        execute(admin, f"SET GLOBAL time_zone = '{before}'")
+        admin.close()
+
+
+def on_both(conn: Conn, point: str, statements: list[str], per_pass: int = 1) -> None:
+    """At each pass through `point`, the next `per_pass` statements, each on t and on
+    the mirror ({t})."""
+    pending = list(statements)
+
+    def write() -> None:
+        for statement in pending[:per_pass]:
+            execute(conn, statement.format(t="t"), statement.format(t="mirror"))
+        del pending[:per_pass]
+
+    faults.register(point, write)
+
+
+def all_rows(conn: Conn, table: str) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{table}` ORDER BY 1")
+        return [tuple(r) for r in cur.fetchall()]
+
+
+@pytest.mark.parametrize("ts", ["TIMESTAMP", "TIMESTAMP(6)"])
+def test_revert_of_a_timestamp_key_in_a_zone_off_utc(server: Dsn, db: str, zone: str,
+                                                     ts: str) -> None:
+    """The walked key is a TIMESTAMP and the server's zone +05:30: the binlog hands the
+    keys out in UTC (zones.py moves them), the sessions read them in the zone. Writers
+    change t and the mirror (same wall-clock literals: same instants) during the
+    migration and the revert (after the checksum too); after the revert t equals the
+    mirror, every column (the dropped one too: rows inserted since take its default on
+    both)."""
+    frac = ".25" if "(" in ts else ""
+
+    def at(i: int) -> str:
+        return f"2024-01-01 0{i // 10}:00:{i:02d}{frac}"
+
+    conn = connect(server, db)
+    for table in ("t", "mirror"):
+        execute(conn, f"CREATE TABLE {table} (ts {ts} NOT NULL PRIMARY KEY, v INT NOT NULL, "
+                      "extra INT NOT NULL DEFAULT 7)")
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {table} (ts, v, extra) VALUES (%s, %s, %s)",
+                            [(at(i), i, i * 3) for i in range(1, 40)])
+    on_both(conn, "after_chunk", [
+        f"UPDATE {{t}} SET v = v + 100 WHERE ts = '{at(35)}'",
+        f"DELETE FROM {{t}} WHERE ts = '{at(5)}'",
+        "INSERT INTO {t} (ts, v) VALUES ('2023-12-31 23:59:59', 7)",
+        f"UPDATE {{t}} SET ts = '2030-06-01 05:29:00' WHERE ts = '{at(12)}'"])
+    try:
+        migrate(config(server, db, "DROP COLUMN extra, ADD COLUMN z INT NULL",
+                       tuning=Tuning(chunk_rows_initial=4, chunk_rows_min=2,
+                                     chunk_rows_max=6, checkpoint_interval=0.3)))
+    finally:
+        faults.clear()
+    for table in ("t", "mirror"):
+        execute(conn, f"INSERT INTO {table} (ts, v) VALUES ('2024-01-01 05:30:00', 1)",
+                f"UPDATE {table} SET v = -3 WHERE ts = '{at(3)}'")
+    on_both(conn, "applier_started", [
+        f"UPDATE {{t}} SET v = v + 1 WHERE ts = '{at(21)}'",
+        "INSERT INTO {t} (ts, v) VALUES ('1999-12-31 18:30:00', 2)",
+        f"DELETE FROM {{t}} WHERE ts = '{at(31)}'"], per_pass=3)
+    on_both(conn, "after_checksum", [
+        f"UPDATE {{t}} SET ts = '2024-01-01 00:00:00' WHERE ts = '{at(27)}'",
+        f"UPDATE {{t}} SET v = 9 WHERE ts = '{at(1)}'"], per_pass=2)
+    try:
+        run_revert(server, db)
+    finally:
+        faults.clear()
+    assert columns(conn) == ["ts", "v", "extra"]
+    got, want = all_rows(conn, "t"), all_rows(conn, "mirror")
+    assert [r[:2] for r in got] == [r[:2] for r in want]
+    # The dropped column: kept, but a row whose key moved since the swap is a new row
+    # (docs/revert.md, Limits) and takes the default; the mirror was never migrated.
+    moved = datetime.datetime(2024, 1, 1)
+    assert {r[0]: r[2] for r in got} == {r[0]: 7 if r[0] == moved else r[2] for r in want}
+    assert len(got) == 40 and got[0][1:] == (2, 7)     # the 1999 row, its instant kept
+    conn.close()
+
+
+@pytest.mark.parametrize("change", ["ADD UNIQUE KEY id_v (id, v)",
+                                    "MODIFY name VARCHAR(80) CHARACTER SET utf8mb4 NULL"],
+                         ids=["unique-key", "column"])
+def test_the_old_table_changed_during_the_revert_stops_it(
+        server: Dsn, db: str, seeded: tuple[Conn, Writers], change: str) -> None:
+    """Another session's ALTER of the table the revert brings back: what the revert
+    chose from its definition (REPLACE without another UNIQUE key, the checks) no longer
+    holds. Seen under the write block before the swap: TableChanged, t unchanged."""
+    conn, writers = seeded
+    old = migrate(config(server, db, "ADD COLUMN a INT NULL")).old_table
+    writers.burst(20, seed=7)
+    other = connect(server, db)
+    faults.register("after_checksum", lambda: execute(other, f"ALTER TABLE `{old}` {change}"))
+    try:
+        with pytest.raises(TableChanged, match="changed by another session") as caught:
+            run_revert(server, db)
+    finally:
+        faults.clear()
+        other.close()
+    assert "onlineddl cleanup" in caught.value.hint
+    assert "a" in columns(conn)            # t is still the migrated table
+    assert old in tables(conn)
+    if change.startswith("ADD UNIQUE"):     # discarded, then reverted as it is now
+        cleanup(server, db, "t")
+        run_revert(server, db)
+        assert "a" not in columns(conn) and "id_v" in shape(conn)
+        assert_same_rows(conn, "t", "mirror", COMMON, ["id"])
+
+
+def test_a_stricter_key_without_collisions_reverts_under_writes(server: Dsn, db: str) -> None:
+    """The walked key made stricter by the migration, writes during the revert that
+    never collide (new keys, updates, deletes, a key whose letter case changed): every
+    flush checks the key first and the revert finishes with t equal to the mirror, the
+    dropped column kept."""
+    conn = connect(server, db)
+    for table in ("t", "mirror"):
+        execute(conn, f"CREATE TABLE {table} (k {CI} PRIMARY KEY, v INT NOT NULL, "
+                      "gone INT NOT NULL DEFAULT 7)")
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {table} (k, v, gone) VALUES (%s, %s, %s)",
+                            [(f"k{i:04d}", i, i * 3) for i in range(1, 101)])
+    migrate(config(server, db, f"MODIFY k {BIN}, DROP COLUMN gone"))
+
+    def write(first: int, moved: int) -> None:
+        for table in ("t", "mirror"):
+            with conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {table} (k, v) VALUES (%s, %s)",
+                                [(f"new{i:04d}", i) for i in range(first, first + 150)])
+            execute(conn, f"UPDATE {table} SET v = v + 1 WHERE BINARY k LIKE 'k00%%'",
+                    f"DELETE FROM {table} WHERE k IN ('k0010', 'new{first + 5:04d}')",
+                    f"UPDATE {table} SET k = 'K{moved:04d}' WHERE k = 'k{moved:04d}'")
+
+    faults.register("applier_started", lambda: write(1, 1))
+    faults.register("after_checksum", lambda: write(501, 50))
+    try:
+        run_revert(server, db)
+    finally:
+        faults.clear()
+    assert columns(conn) == ["k", "v", "gone"]
+    got, want = all_rows(conn, "t"), all_rows(conn, "mirror")
+    assert [r[:2] for r in got] == [r[:2] for r in want] and len(got) == 397
+    # The key whose case changed is a moved key: a new row for the old table.
+    assert {r[0]: r[2] for r in got} == {r[0]: 7 if r[0] in ("K0001", "K0050") else r[2]
+                                         for r in want}
+    conn.close()
+
+
+def test_a_migration_that_makes_the_key_looser_stops_on_a_later_collision(
+        server: Dsn, db: str) -> None:
+    """The same flush check for `migrate` (the other way round): the ALTER makes the
+    walked key compare more loosely, and a row written after the checksum ('B' beside
+    'b') is one key in the new table. A plain ALTER would fail on it: so does the run
+    (exit 10, t unchanged); without the check REPLACE overwrote 'b' and the run exited
+    0. (Written before the copy, the copier's INSERT IGNORE skips one of the two and
+    the checksum stops the run: exit 7.)"""
+    conn = connect(server, db)
+    execute(conn, f"CREATE TABLE t (k {BIN} PRIMARY KEY, v INT NOT NULL)",
+            "INSERT INTO t (k, v) VALUES ('a', 1), ('b', 2), ('c', 3)")
+    before = shape(conn)
+    faults.register("after_checksum",
+                    lambda: execute(conn, "INSERT INTO t (k, v) VALUES ('B', 4)"))
+    try:
+        with pytest.raises(DataError, match="'B', 'b'"):
+            migrate(config(server, db, f"MODIFY k {CI}"))
+    finally:
+        faults.clear()
+    assert shape(conn) == before
+    assert all_rows(conn, "t") == [("B", 4), ("a", 1), ("b", 2), ("c", 3)]
     conn.close()

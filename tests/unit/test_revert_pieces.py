@@ -1,5 +1,6 @@
 """The pure parts of `revert`: its checkpoint text, the inverse column mapping, the
-upsert that keeps columns the source does not feed."""
+upsert that keeps columns the source does not feed, the key as the old table compares
+it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from onlineddl.errors import RevertRefused
 from onlineddl.flavor import BinlogPosition
 from onlineddl.oldtables import SwapRecord
 from onlineddl.revertplan import inverse_mapping, revert_target, revert_text
-from onlineddl.table import Column, TableInfo
+from onlineddl.table import Column, TableInfo, UniqueKey
+from onlineddl.uniques import key_as_compared
 
 
 def col(name: str, column_type: str = "int(11)", *, generated: bool = False) -> Column:
@@ -60,3 +62,25 @@ def test_upsert_keys_updates_only_the_fed_columns() -> None:
                     "`d`.`t` WHERE `id` IN (%s, %s) LOCK IN SHARE MODE ON DUPLICATE KEY "
                     "UPDATE `d`.`_t_old`.`v` = VALUES(`v`), `d`.`_t_old`.`id` = VALUES(`id`)")
     assert params == [1, 2]
+
+
+def text(name: str, collation: str | None, column_type: str = "varchar(16)") -> Column:
+    charset = collation.split("_")[0] if collation else None
+    return Column(name, 0, column_type.split("(")[0], column_type, charset, collation,
+                  False, False)
+
+
+def test_the_key_as_the_old_table_compares_it_only_when_it_compares_otherwise() -> None:
+    now = table("t", col("id"), text("k", "utf8mb4_bin")).with_key(
+        UniqueKey("uk", ("id", "k")))
+    old = table("_t_old_x", col("id"), text("k", "utf8mb4_general_ci"))
+    mapping = inverse_mapping(now, old, swap(("id", "id"), ("k", "k")))
+    assert key_as_compared(now, old, mapping) == (
+        "`id`", "CONVERT(`k` USING utf8mb4) COLLATE utf8mb4_general_ci")
+    same = table("_t_old_x", col("id"), text("k", "utf8mb4_bin"))
+    assert key_as_compared(now, same, mapping) == ()
+    # VARBINARY back to a case-insensitive VARCHAR: compared in its collation too.
+    raw = table("t", col("id"), text("k", None, "varbinary(64)")).with_key(
+        UniqueKey("uk", ("id", "k")))
+    assert key_as_compared(raw, old, mapping)[1] == (
+        "CONVERT(`k` USING utf8mb4) COLLATE utf8mb4_general_ci")
