@@ -58,7 +58,7 @@ from onlineddl.table import (
     load_table,
 )
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import key_as_compared, unique_checks
+from onlineddl.uniques import key_as_compared, run_key_check, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,8 @@ class Migration(Run):
             copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=ctx.source,
                             shadow=ctx.target, mapping=ctx.mapping, chunker=chunker,
                             watermark=self.watermark,
-                            unique_checks=ctx.applier.target.unique_checks)
+                            unique_checks=ctx.applier.target.unique_checks + run_key_check(
+                                self._control(), ctx.source, ctx.target, ctx.mapping))
             base = self.progress.rows_copied
 
             def tick() -> None:

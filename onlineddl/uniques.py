@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from onlineddl import sql
 from onlineddl.db import Session
-from onlineddl.errors import DataError
+from onlineddl.errors import UniqueViolation
 from onlineddl.sql import Key, ident
 from onlineddl.table import Column, ColumnMapping, TableInfo
 
@@ -94,6 +94,22 @@ def unique_checks(session: Session, source: TableInfo, shadow: TableInfo,
                 if k.name != shadow.key_name]
     to_source = {t.lower(): s for s, t in zip(mapping.source, mapping.target, strict=True)}
     return tuple(_check(key, old_keys, source, shadow, to_source) for key in new_keys)
+
+
+def run_key_check(session: Session, source: TableInfo, shadow: TableInfo,
+                  mapping: ColumnMapping) -> tuple[UniqueCheck, ...]:
+    """The run's key as the copier checks a skipped row against it: () when the old
+    table's keys enforce it as the shadow compares it. An ALTER that makes the key
+    compare more loosely ('a' and 'A' one value) leaves the copier's INSERT IGNORE
+    skipping one of two such rows; a plain ALTER fails on them, so the run must too."""
+    old_keys = load_unique_keys(session, source.database, source.name)
+    key = next((k for k in load_unique_keys(session, shadow.database, shadow.name)
+                if k.name == shadow.key_name), None)
+    if key is None:
+        return ()
+    to_source = {t.lower(): s for s, t in zip(mapping.source, mapping.target, strict=True)}
+    check = _check(key, old_keys, source, shadow, to_source)
+    return () if check.enforced else (check,)
 
 
 def load_unique_keys(session: Session, database: str, table: str) -> list[UniqueIndex]:
@@ -205,7 +221,7 @@ def check_key_collisions(session: Session, database: str, source: str, target: s
     under a shared lock, so a concurrent flush's row is waited for) and theirs, read in
     the source, must be distinct keys as the target compares them (`exprs`, from
     key_as_compared). Else writing one would overwrite the other's row (REPLACE, or
-    the upsert): DataError, naming them, before anything is written."""
+    the upsert): UniqueViolation (exit 10), naming them, before anything is written."""
     if not keys:
         return
     found = session.query(*sql.rows_holding(database, target, [ident(c) for c in target_pk],
@@ -219,7 +235,7 @@ def check_key_collisions(session: Session, database: str, source: str, target: s
                                            among))
     shown = ", ".join(repr(r[0] if len(source_pk) == 1 else tuple(r[:len(source_pk)]))
                       for r in rows[:10])
-    raise DataError(
+    raise UniqueViolation(
         f"the rows of {source} with {'/'.join(source_pk)} {shown} are one key in {target}, "
         f"which compares its key ({', '.join(target_pk)}) more loosely (another collation "
         "or character set): it cannot hold them both, and writing one would overwrite "

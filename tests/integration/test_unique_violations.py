@@ -495,3 +495,68 @@ def test_which_unique_keys_need_the_guard(server: Dsn, db: str, alter: str, name
         session.close()
     assert (checks[name].enforced, checks[name].exact) == (enforced, exact), checks[name]
     assert "PRIMARY" not in checks
+
+
+LOOSE = "VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
+STRICT = "VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"
+
+
+def make_keyed_table(conn: Conn, rows: str) -> tuple[str, list[tuple[Any, ...]]]:
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE t (k {STRICT} PRIMARY KEY, v INT NOT NULL)")
+        cur.execute(f"INSERT INTO t (k, v) VALUES {rows}")
+        cur.execute("SHOW CREATE TABLE t")
+        shape = str(cur.fetchone()[1])
+    return shape, keyed_rows(conn)
+
+
+def keyed_rows(conn: Conn) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT k, v FROM t ORDER BY k COLLATE utf8mb4_bin")
+        return list(cur.fetchall())
+
+
+def test_an_alter_that_makes_the_walked_key_looser_fails_on_rows_it_merges(
+        server: Dsn, db: str) -> None:
+    """The ALTER makes the run's own key compare more loosely and t already holds 'b'
+    and 'B': a plain ALTER fails (duplicate entry). The copier's INSERT IGNORE skips one
+    of the two, so the copy checks the run's key as it checks a new UNIQUE key: exit 10
+    naming the key, t unchanged (without that check the checksum stopped the run with
+    exit 7 and a hint blaming onlineddl)."""
+    conn = connect(server, db)
+    before = make_keyed_table(conn, "('a', 1), ('b', 2), ('B', 3), ('c', 4)")
+    with pytest.raises(UniqueViolation, match="PRIMARY KEY \\(k\\)"):
+        migrate(MigrationConfig(dsn=server, database=db, table="t", alter=f"MODIFY k {LOOSE}",
+                                repair=False, tuning=TUNING))
+    with conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE t")
+        assert (str(cur.fetchone()[1]), keyed_rows(conn)) == before
+    assert tables(conn) == {"t"}
+    conn.close()
+
+
+def test_a_looser_walked_key_stops_on_a_row_it_merges_written_later(server: Dsn,
+                                                                    db: str) -> None:
+    """The same ALTER, and a row written after the checksum ('B' beside 'b') is one key
+    in the new table: a plain ALTER would fail on it, so does the run (exit 10, t as the
+    application left it); without the flush's key check REPLACE overwrote 'b' and the
+    run exited 0."""
+    conn = connect(server, db)
+    shape = make_keyed_table(conn, "('a', 1), ('b', 2), ('c', 3)")[0]
+
+    def insert() -> None:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO t (k, v) VALUES ('B', 4)")
+
+    faults.register("after_checksum", insert)
+    try:
+        with pytest.raises(UniqueViolation, match="'B', 'b'"):
+            migrate(MigrationConfig(dsn=server, database=db, table="t",
+                                    alter=f"MODIFY k {LOOSE}", repair=False, tuning=TUNING))
+    finally:
+        faults.clear()
+    with conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE t")
+        assert str(cur.fetchone()[1]) == shape
+    assert keyed_rows(conn) == [("B", 4), ("a", 1), ("b", 2), ("c", 3)]
+    conn.close()
