@@ -362,6 +362,23 @@ def check_shadow(session: Session, database: str, names: Artifacts,
         _drop_probe(session, database, names.table)
 
 
+def check_shadow_again(session: Session, database: str, names: Artifacts,
+                       found: Sequence[ForeignKey], mapping: ColumnMapping) -> None:
+    """--resume: the server's verdict again on every child's constraint against the
+    new table (as check_shadow at setup). A child another session added while no run
+    was going has had none, and one the new table cannot hold would otherwise only
+    fail each cutover attempt. Refused (exit 5) up front, T unchanged, the run still
+    resumable once the constraint is dropped."""
+    try:
+        check_shadow(session, database, names, found, mapping)
+    except InvalidAlter as err:
+        raise InvalidAlter(
+            f"{err.message} (a constraint added since the interrupted run was checked)",
+            hint=f"drop that constraint and run the same command with --resume, or discard "
+                 f"the run with `onlineddl cleanup` for {names.table}; the table is "
+                 "unchanged") from err
+
+
 def _drop_probe(session: Session, database: str, table: str) -> None:
     if _comment(session, database, probe_name(table)) == PROBE_COMMENT:
         ledger.drop(session, database, probe_name(table))

@@ -717,3 +717,39 @@ def test_a_constraint_left_on_the_old_table_is_not_a_success(
         faults.clear()
         other.close()
     assert "_t_chkpnt" in tables(conn)      # not finished: --resume asks again
+
+
+def test_a_child_added_before_a_resume_is_probed_against_the_new_table(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """Killed mid-copy; another session then adds a child whose constraint the new
+    table cannot hold (the ALTER changes the referenced column's type). The resume asks
+    the server again, as the first run's setup did, and refuses up front (exit 5) instead
+    of failing every cutover attempt: T unchanged, the run still resumable."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL, "
+                    "KEY v_key (v)) ENGINE=InnoDB")
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, i) for i in range(1, 301)])
+    alter = "MODIFY v BIGINT NOT NULL"
+    crashed = subprocess.run(migrate_command(server, db, alter, "--chunk-size", "100"),
+                             env=cli_env(server, "after_chunk:2"), capture_output=True,
+                             text=True, timeout=300)
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE late (id INT PRIMARY KEY, pv INT, CONSTRAINT late_fk "
+                    "FOREIGN KEY (pv) REFERENCES t (v)) ENGINE=InnoDB")
+    before = show_create(conn, "t")
+    started = time.monotonic()
+    with pytest.raises(InvalidAlter, match="late_fk") as err:
+        migrate(config(server, db, alter, resume=True))
+    assert time.monotonic() - started < 30
+    assert "--resume" in (err.value.hint or "")
+    assert show_create(conn, "t") == before
+    assert ("late", "late_fk", "t", "RESTRICT") in references(conn)
+    assert triggers_on(conn) == []
+    assert "_t_fkprobe" not in tables(conn)
+    with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
+        cur.execute(f"ALTER TABLE t {alter}")          # the server's own ALTER fails too
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE late DROP FOREIGN KEY late_fk")
+    migrate(config(server, db, alter, resume=True))
+    assert "bigint" in show_create(conn, "t")
