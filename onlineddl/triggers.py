@@ -120,10 +120,15 @@ def is_guard(trigger: Trigger) -> bool:
         _guard_suffix(e) for e in EVENTS))
 
 
+def _own(found: Iterable[Trigger]) -> tuple[Trigger, ...]:
+    """The table's own triggers among `found`: our guards (the carry's, fkparents')
+    left out."""
+    return tuple(t for t in found if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+
+
 def load(session: Session, database: str, table: str) -> tuple[Trigger, ...]:
     """T's own triggers (our guards left out), BEFORE ones first, in firing order."""
-    return tuple(t for t in _all_on(session, database, table)
-                 if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+    return _own(_all_on(session, database, table))
 
 
 def guards_on(session: Session, database: str, table: str) -> list[str]:
@@ -226,7 +231,7 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
             "onlineddl cutover that was interrupted: writes to the table fail until it is "
             "finished", hint="run the interrupted migration again with --resume, or "
                              f"`onlineddl cleanup` for {table} to undo it")
-    triggers = tuple(t for t in found if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+    triggers = _own(found)
     if triggers:
         _refuse_guard_names_taken(session, database, table)
     _refuse_lost_columns(triggers, database, table, set(dropped) | set(renamed))
@@ -354,9 +359,10 @@ class Carry:
     def snapshot(self) -> None:
         """Under the write block (no trigger DDL on T can run now): T's triggers must be
         the recorded ones; a guard still on T means an earlier attempt was not repaired."""
-        if guards_on(self.control, self.database, self.names.table):
+        found = _all_on(self.control, self.database, self.names.table)
+        if any(is_guard(t) for t in found):
             raise CutoverFailed(f"{self.names.table} still carries a cutover guard trigger")
-        current = load(self.control, self.database, self.names.table)
+        current = _own(found)
         if not same(current, self.recorded):
             # Carrying them unchecked could garble a body written under another client
             # character set, or keep one that uses a column the ALTER drops.
@@ -421,18 +427,63 @@ class Carry:
 
 def _put_back(on_table: Session, on_shadow: Session, database: str, names: Artifacts,
               recorded: tuple[Trigger, ...]) -> None:
-    """Back to "every trigger on T, none on the shadow", the guard dropped last."""
+    """Back to "every trigger on T, none on the shadow", the guard dropped last: should
+    a step fail, T keeps its guard, and its writes fail loudly rather than go through
+    without their triggers. DROP TRIGGER names no table: only names found on the
+    shadow, or on T, are dropped (another table's trigger may have taken one)."""
     t = names.table
     shadow_has = {tr.name for tr in _all_on(on_shadow, database, names.shadow)}
     for trigger in recorded:
         if trigger.name in shadow_has:
             on_shadow.execute(drop_sql(database, trigger.name))
-    if not same(load(on_table, database, t), recorded):
+    on_t = _all_on(on_table, database, t)   # one read: T's own triggers and the guards
+    if not same(_own(on_t), recorded):
+        present = {tr.name for tr in on_t}
+        _refuse_names_taken(on_table, database, t, recorded, present)
         for trigger in recorded:
+            if trigger.name in present:
+                on_table.execute(drop_sql(database, trigger.name))
+        try:
+            faults.point("triggers_restoring")
+            create_all(on_table, database, t, recorded)
+        except OnlineDDLError as err:
+            # Never an error that ends the run for good: that would drop the checkpoint,
+            # the only record of the triggers the guard stands for.
+            stuck = CutoverFailed(
+                f"putting the triggers of {t} back failed: {err.message}; {_keeps(t)}",
+                hint=f"{err.hint + '; ' if err.hint else ''}fix that, then run the same "
+                     f"command with --resume, or `onlineddl cleanup` for {t}: either puts "
+                     "them back")
+            stuck.retryable = err.retryable
+            raise stuck from err
+    for trigger in on_t:
+        if is_guard(trigger):
             on_table.execute(drop_sql(database, trigger.name))
-        create_all(on_table, database, t, recorded)
-    for name in guards_on(on_table, database, t):
-        on_table.execute(drop_sql(database, name))
+
+
+def _keeps(table: str) -> str:
+    return (f"{table} keeps its guard trigger(s): its writes fail rather than go through "
+            "without its triggers")
+
+
+def _refuse_names_taken(session: Session, database: str, table: str,
+                        recorded: Sequence[Trigger], present: set[str]) -> None:
+    """Trigger names are per schema: while T lacked its triggers another session may
+    have given one of their names to a trigger of another table."""
+    wanted = [tr.name for tr in recorded if tr.name not in present]
+    if not wanted:
+        return
+    rows = session.query(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE "
+        f"TRIGGER_SCHEMA = %s AND TRIGGER_NAME IN ({', '.join(['%s'] * len(wanted))})",
+        (database, *wanted))
+    if rows:
+        taken = ", ".join(f"{r[0]} (now on {r[1]})" for r in rows)
+        raise TableChanged(
+            f"the triggers of {table} cannot be put back: another session gave their "
+            f"name(s) to trigger(s) of another table: {taken}; {_keeps(table)}",
+            hint="drop or rename those triggers, then run the same command with --resume, "
+                 f"or `onlineddl cleanup` for {table}: either puts them back")
 
 
 def repair(session: Session, database: str, names: Artifacts,

@@ -34,6 +34,7 @@ from onlineddl.errors import (
     CutoverFailed,
     InvalidAlter,
     MissingPrivilege,
+    OnlineDDLError,
     TableChanged,
     UnsupportedTable,
 )
@@ -596,3 +597,62 @@ def test_triggers_changed_during_the_run_stop_it_then_resume_carries_them(
     assert tables(conn) >= {"_t_new", "_t_chkpnt"}         # resumable, T unchanged
     migrate(config(server, db, resume=True))
     assert triggers_of(conn, "t") == now
+
+
+@pytest.mark.parametrize("cause", ["name-taken", "create-fails"])
+def test_triggers_that_cannot_be_put_back_keep_the_guard(
+        server: Dsn, db: str, table: tuple[Conn, IntModel], cause: str) -> None:
+    """The carry fails under the block, and so does putting the triggers back on T:
+    another session gave the name of one of them to another table's trigger meanwhile
+    (trigger names are per schema), or the CREATE fails. T keeps its guard, so no write
+    reaches it without its triggers; the run stops with an error that says so and what
+    to do; then --resume (or `onlineddl cleanup` and a new run) puts them back."""
+    conn, model = table
+    before = triggers_of(conn, "t")
+    other = connect(server, db)
+    done = {"carry": 0, "taken": 0}
+
+    def fail_carry() -> None:
+        if not done["carry"]:
+            done["carry"] += 1
+            raise CutoverFailed("injected: the CREATE TRIGGER on the new table failed")
+
+    def restoring() -> None:
+        if cause == "create-fails":
+            raise UnsupportedTable("injected: the CREATE TRIGGER on t failed")
+        if not done["taken"]:
+            done["taken"] += 1
+            with other.cursor() as cur:
+                cur.execute("CREATE TRIGGER t_ai AFTER INSERT ON audit_mirror FOR EACH ROW "
+                            "SET @taken = 1")
+
+    faults.register("triggers_moved", fail_carry)
+    faults.register("triggers_restoring", restoring)
+    writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
+    writers.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(OnlineDDLError) as err:
+            migrate(config(server, db))
+        assert time.monotonic() - started < 60
+        faults.clear()
+        text = f"{err.value.message} {err.value.hint}"
+        assert "keeps its guard" in text and "--resume" in text and "cleanup" in text, text
+        assert cause != "name-taken" or "t_ai (now on audit_mirror)" in text, text
+        failed = app_write(conn, 5)
+        assert failed is not None and str(GUARD_ERROR) in failed, failed
+        if cause == "name-taken":
+            with other.cursor() as cur:
+                cur.execute("DROP TRIGGER t_ai")
+            migrate(config(server, db, resume=True))
+        else:
+            done_cleanup = cleanup_cli(server, db)
+            assert done_cleanup.returncode == 0, done_cleanup.stderr
+            assert triggers_of(conn, "t") == before
+            migrate(config(server, db))
+        assert app_write(conn, 6) is None
+        writers.burst(30, seed=5)
+    finally:
+        writers.stop()
+        other.close()
+    assert_carried(conn, before, writers)
