@@ -522,10 +522,16 @@ def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: 
     A waiting WRITE lock request is served before waiting writes (the server's metadata
     locks prefer a pending SNRW over pending SW requests: MariaDB 10.11, checked with
     writers queued before and after it). T sorts before the sentry, so the new lock
-    waits for T first. Raises CutoverFailed (T still blocked by `old_lock`, the queued
-    request killed) when it is not seen waiting within `wait` seconds. `before_unlock`
-    raises to call it off at the last moment (another session's DDL queued on T would
-    run on it before the swap)."""
+    waits for T first. The tables T's triggers write (an audit table) are locked by it
+    too, but only after T and the sentry, T held meanwhile (MariaDB 10.11, whichever
+    side of T they sort): another session holding one (LOCK TABLES audit READ) keeps T
+    blocked until that frees it or the new lock's lock wait timeout (the cutover lock
+    timeout) fails the attempt, T unchanged; no write gets in between.
+
+    Raises CutoverFailed (T still blocked by `old_lock`, the queued request killed)
+    when it is not seen waiting within `wait` seconds. `before_unlock` raises to call
+    it off at the last moment (another session's DDL queued on T would run on it
+    before the swap)."""
     outcome: dict[str, BaseException | None] = {}
 
     def take() -> None:

@@ -656,3 +656,89 @@ def test_triggers_that_cannot_be_put_back_keep_the_guard(
         writers.stop()
         other.close()
     assert_carried(conn, before, writers)
+
+
+@pytest.mark.mariadb_only
+@pytest.mark.parametrize("audit", ["audit_t", "zz_audit"])    # sorts before / after t
+@pytest.mark.parametrize("hold", ["lock-read", "open-transaction"])
+@pytest.mark.parametrize("freed", ["soon", "next-attempt"])
+def test_a_table_the_triggers_use_held_by_another_session(
+        server: Dsn, db: str, conn: Conn, audit: str, hold: str, freed: str) -> None:
+    """MariaDB relocks T WRITE to carry its triggers, and LOCK TABLES T WRITE also locks
+    the tables T's triggers write (here `audit`, by an INSERT trigger). Another session
+    holds `audit` (LOCK TABLES ... READ, or a transaction that read it: no conflict)
+    while an UPDATE of T, which fires no trigger, waits on the block. The server takes
+    the named tables (T, the sentry) first and `audit` after, holding T (MariaDB 10.11,
+    whichever side of T `audit` sorts): the relock is rightly judged queued for T, the
+    UPDATE waits until the swap (`audit` freed soon) or until the relock's lock wait
+    timeout fails the attempt (freed only later), T unchanged. No write lost, no wait
+    past the timeouts."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, i) for i in range(1, 201)])
+        cur.execute(f"CREATE TABLE {q(audit)} (n INT AUTO_INCREMENT PRIMARY KEY, id INT)")
+        cur.execute(f"CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW "
+                    f"INSERT INTO {q(audit)} (id) VALUES (NEW.id)")
+    holder = connect(server, db, autocommit=False)
+    writer = connect(server, db)
+    seen = {"attempt": 0, "queued": 0}
+    waited: list[float] = []
+    threads: list[threading.Thread] = []
+
+    def release() -> None:
+        with holder.cursor() as cur:
+            cur.execute("UNLOCK TABLES" if hold == "lock-read" else "ROLLBACK")
+
+    def attempt() -> None:
+        seen["attempt"] += 1
+        if seen["attempt"] > 1:
+            release()
+
+    def take_audit() -> None:
+        if seen["attempt"] == 1:
+            with holder.cursor() as cur:
+                cur.execute(f"LOCK TABLES {q(audit)} READ" if hold == "lock-read"
+                            else f"SELECT COUNT(*) FROM {q(audit)}")
+
+    def update_t() -> None:     # waits on the block, then goes wherever T is
+        if seen["attempt"] == 1:
+            def run() -> None:
+                started = time.monotonic()
+                with writer.cursor() as cur:
+                    cur.execute("UPDATE t SET v = v + 1000 WHERE id = 7")
+                waited.append(time.monotonic() - started)
+            threads.append(threading.Thread(target=run))
+            threads[-1].start()
+            time.sleep(0.2)       # (queued behind the READ lock)
+
+    def queued() -> None:
+        seen["queued"] += 1
+        if seen["attempt"] == 1 and freed == "soon":
+            threads.append(threading.Timer(0.5, release))
+            threads[-1].start()
+
+    faults.register("cutover_attempt", attempt)
+    faults.register("cutover_paused", take_audit)
+    faults.register("cutover_started", update_t)
+    faults.register("trigger_relock_queued", queued)
+    try:
+        result = migrate(config(server, db, "ADD COLUMN w INT NULL", tuning=Tuning(
+            cutover_lock_timeout=2, block_timeout=3)))
+    finally:
+        faults.clear()
+        for thread in threads:
+            thread.join(timeout=30)
+        holder.close()
+        writer.close()
+    assert seen["queued"] >= 1
+    # Blocked at most: the drain's bound, the relock's wait (its lock wait timeout), slack.
+    assert waited and waited[0] < 3 + 2 + 2, waited
+    # A transaction that read `audit` holds a shared lock the relock does not wait for.
+    blocking = hold == "lock-read" and freed == "next-attempt"
+    assert result.cutover_attempts == (2 if blocking else 1)
+    with conn.cursor() as cur:
+        cur.execute("SELECT v FROM t WHERE id = 7")
+        assert cur.fetchone()[0] == 1007, "the write during the cutover was lost"
+        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE "
+                    "TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 't'")
+        assert [r[0] for r in cur.fetchall()] == ["t_ai"]
