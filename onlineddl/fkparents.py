@@ -44,7 +44,11 @@ run is refused (exit 4).
 Each child's index for the constraint is renamed away and back once before the cutover
 (in place, metadata only): an index the server created for a constraint carries a mark,
 and adding the twin would otherwise replace it with a new index named after the twin
-(MariaDB 10.11), a rebuild.
+(MariaDB 10.11), a rebuild. The mark is lost for good (the dry run says so): SHOW CREATE
+TABLE and information_schema (STATISTICS, INNODB_SYS_INDEXES, INNODB_SYS_FOREIGN) show
+the child as a plain ALTER of T leaves it, but a later `ALTER TABLE child ADD INDEX (pid,
+v)` keeps the old index on `pid`, where with the mark the server drops it. Putting the
+mark back means dropping the index and letting the server build it again: a rebuild.
 
 Refused (exit 5, nothing changed): MySQL (its single-connection protocol locks T with
 LOCK TABLES, under which the children cannot be altered without locking them too; not
@@ -594,7 +598,10 @@ def describe(session: Session, found: Sequence[ForeignKey], shadow: str) -> list
     if found:
         lines.append("  before the cutover: guard triggers (BEFORE UPDATE / DELETE, inert "
                      "until the write block) are put on the table, and each child's index "
-                     "for the constraint is renamed away and back (metadata only)")
+                     "for the constraint is renamed away and back (metadata only); an index "
+                     "the server made for the constraint loses that mark (SHOW CREATE "
+                     "TABLE unchanged), so a later ADD INDEX on the child that could serve "
+                     "the constraint no longer drops it by itself, as after a plain ALTER")
         lines.append("  during the write block the child tables are also held (LOCK "
                      "TABLES ... WRITE) from their re-pointing until the RENAME: their "
                      "writes wait those milliseconds too")

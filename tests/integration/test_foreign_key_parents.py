@@ -407,6 +407,7 @@ def test_dry_run_says_what_happens_to_each_child(server: Dsn, db: str, conn: Con
            "ALTERs (no rebuild, no row check" in text
     assert f"constraint child2_cascade on {db}.child2 (ON DELETE CASCADE" in text
     assert "rows not touched" in text
+    assert "loses that mark" in text
     assert "none: no table references" not in text
     assert snapshot(conn) == before
 
@@ -753,3 +754,56 @@ def test_a_child_added_before_a_resume_is_probed_against_the_new_table(
         cur.execute("ALTER TABLE late DROP FOREIGN KEY late_fk")
     migrate(config(server, db, alter, resume=True))
     assert "bigint" in show_create(conn, "t")
+
+
+def child_index_facts(conn: Conn, database: str) -> dict[str, Any]:
+    """What the server shows of the children's indexes; then whether a new index that
+    can serve each constraint makes the server drop the old one by itself."""
+    facts: dict[str, Any] = {}
+    with conn.cursor() as cur:
+        def shape(kid: str) -> str:
+            cur.execute(f"SHOW CREATE TABLE {q(database)}.{q(kid)}")
+            return re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
+
+        for kid in CHILDREN:
+            facts[kid] = shape(kid)
+            cur.execute("SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, COMMENT, "
+                        "INDEX_COMMENT, IGNORED FROM information_schema.STATISTICS WHERE "
+                        "TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY 1, 2", (database, kid))
+            facts[kid + " statistics"] = cur.fetchall()
+            cur.execute("SELECT i.NAME, i.TYPE, i.N_FIELDS FROM information_schema."
+                        "INNODB_SYS_INDEXES i JOIN information_schema.INNODB_SYS_TABLES t "
+                        "USING (TABLE_ID) WHERE t.NAME = %s ORDER BY i.INDEX_ID",
+                        (f"{database}/{kid}",))
+            facts[kid + " innodb"] = cur.fetchall()
+            cur.execute(f"ALTER TABLE {q(database)}.{q(kid)} ADD INDEX pid_v (pid, v)")
+            facts[kid + " after ADD INDEX"] = shape(kid)
+    return facts
+
+
+def test_the_childrens_index_marks_as_documented(server: Dsn, db: str, conn: Conn) -> None:
+    """Measured against a plain ALTER of T on a twin: the children look the same to
+    SHOW CREATE TABLE and information_schema, but an index the server made for a
+    constraint has lost that mark (docs/compatibility.md, the dry run): a later index
+    that could serve the constraint no longer replaces it."""
+    twin = f"{db}_native"
+    with conn.cursor() as cur:
+        make_family(cur, rows=30)
+        cur.execute(f"CREATE DATABASE {q(twin)}")
+        cur.execute(f"USE {q(twin)}")
+        make_family(cur, rows=30)
+        cur.execute(f"ALTER TABLE t {ALTER}")
+        cur.execute(f"USE {q(db)}")
+    try:
+        migrate(config(server, db))
+        native, ours = child_index_facts(conn, twin), child_index_facts(conn, db)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE {q(twin)}")
+    for kid in CHILDREN:
+        for fact in ("", " statistics", " innodb"):
+            assert ours[kid + fact] == native[kid + fact], kid + fact
+    # `child` had the server's own index `pid`, `child2` its own `by_pid`.
+    assert "KEY `pid` (`pid`)" not in native["child after ADD INDEX"]
+    assert "KEY `pid` (`pid`)" in ours["child after ADD INDEX"]
+    assert ours["child2 after ADD INDEX"] == native["child2 after ADD INDEX"]
