@@ -159,17 +159,18 @@ def guard_name(table: str, event: str) -> str:
     return artifact_name(table, _guard_suffix(event))[:MAX_IDENT]
 
 
-def guard_message(table: str) -> str:
-    """At most 128 characters (MESSAGE_TEXT's limit), ASCII only."""
+def guard_message(table: str, mark: str = GUARD_MARK) -> str:
+    """The SIGNAL text of a guard (`mark` tells whose): at most 128 characters
+    (MESSAGE_TEXT's limit), ASCII only, quotes doubled for the SQL string."""
     name = table if table.isascii() else "the table"
-    text = (f"{GUARD_MARK}: the onlineddl cutover of {name[:40]} was interrupted; run "
+    text = (f"{mark}: the onlineddl cutover of {name[:40]} was interrupted; run "
             "onlineddl again with --resume")
-    return text[:128]
+    return text[:128].replace("'", "''")
 
 
 def guard_sql(database: str, table: str, event: str, first: str | None) -> str:
     order = f" PRECEDES {sql.ident(first)}" if first else ""
-    message = guard_message(table).replace("'", "''")
+    message = guard_message(table)
     return (f"CREATE TRIGGER {sql.qualified(database, guard_name(table, event))} BEFORE "
             f"{event} ON {sql.qualified(database, table)} FOR EACH ROW{order} "
             f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'")
@@ -312,15 +313,9 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
                for t in (table, Artifacts.for_table(table).shadow)):
         needs.append("the TRIGGER privilege on it and on the new table")
         missing.append(f"GRANT TRIGGER ON {sql.ident(database)}.* TO {account}")
-    # With the binlog on (always, for onlineddl) the server lets only SUPER create
-    # triggers unless log_bin_trust_function_creators is ON (MariaDB 10.11, error 1419
-    # even for the user's own definer; MySQL 8 documents the same rule).
-    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
-    if not _global(held, "SUPER") and trusted not in ("1", "ON"):
-        needs.append("SUPER, or log_bin_trust_function_creators=ON, to create triggers "
-                     "while binary logging is on")
-        missing.append("SET GLOBAL log_bin_trust_function_creators = ON (and in the server "
-                       f"config), or GRANT SUPER ON *.* TO {account}")
+    if not may_create_triggers(session, held):
+        needs.append(CREATE_NEEDS)
+        missing.append(create_hint(account))
     others = sorted({t.definer for t in triggers if not _same_account(t.definer, who)})
     if others and not any(_global(held, p) for p in DEFINER_PRIVILEGES):
         needs.append(f"to create triggers for their definer(s) {', '.join(others)}")
@@ -329,6 +324,24 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
         raise MissingPrivilege(
             f"the user {account} cannot carry the triggers of {database}.{table}: it needs "
             + "; ".join(needs), hint="; ".join(missing))
+
+
+# With the binlog on (always, for onlineddl) the server lets only SUPER create triggers
+# unless log_bin_trust_function_creators is ON (MariaDB 10.11, error 1419 even for the
+# user's own definer; MySQL 8 documents the same rule). The carry's triggers and
+# fkparents' guard triggers both need it.
+CREATE_NEEDS = ("SUPER, or log_bin_trust_function_creators=ON, to create triggers while "
+                "binary logging is on")
+
+
+def may_create_triggers(session: Session, held: list[grants.Grant]) -> bool:
+    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
+    return trusted in ("1", "ON") or _global(held, "SUPER")
+
+
+def create_hint(account: str) -> str:
+    return ("SET GLOBAL log_bin_trust_function_creators = ON (and in the server config), "
+            f"or GRANT SUPER ON *.* TO {account}")
 
 
 def _same_account(definer: str, current: str) -> bool:
@@ -426,7 +439,7 @@ class Carry:
 
 
 def _put_back(on_table: Session, on_shadow: Session, database: str, names: Artifacts,
-              recorded: tuple[Trigger, ...]) -> None:
+              recorded: tuple[Trigger, ...], on_t: list[Trigger] | None = None) -> None:
     """Back to "every trigger on T, none on the shadow", the guard dropped last: should
     a step fail, T keeps its guard, and its writes fail loudly rather than go through
     without their triggers. DROP TRIGGER names no table: only names found on the
@@ -436,7 +449,8 @@ def _put_back(on_table: Session, on_shadow: Session, database: str, names: Artif
     for trigger in recorded:
         if trigger.name in shadow_has:
             on_shadow.execute(drop_sql(database, trigger.name))
-    on_t = _all_on(on_table, database, t)   # one read: T's own triggers and the guards
+    if on_t is None:   # one read: T's own triggers and the guards
+        on_t = _all_on(on_table, database, t)
     if not same(_own(on_t), recorded):
         present = {tr.name for tr in on_t}
         _refuse_names_taken(on_table, database, t, recorded, present)
@@ -497,14 +511,16 @@ def repair(session: Session, database: str, names: Artifacts,
         for name in guards:
             session.execute(drop_sql(database, name))
         return bool(guards)
-    if not guards_on(session, database, names.table):
+    on_t = _all_on(session, database, names.table)
+    guards = [t.name for t in on_t if is_guard(t)]
+    if not guards:
         return False
     if not recorded:
         raise CutoverFailed(
             f"{names.table} carries a cutover guard trigger but the checkpoint records no "
             "triggers to put back", hint="re-create the table's triggers by hand, then "
-            f"DROP TRIGGER the guard(s) {', '.join(guards_on(session, database, names.table))}")
-    _put_back(session, session, database, names, recorded)
+            f"DROP TRIGGER the guard(s) {', '.join(guards)}")
+    _put_back(session, session, database, names, recorded, on_t)
     log.warning("repaired the triggers of %s after an interrupted cutover: %s are back "
                 "on it, the guard is gone", names.table,
                 ", ".join(t.name for t in recorded))
