@@ -432,11 +432,10 @@ def _prepare(session: Session, database: str, names: Artifacts,
 
 
 def guard_sql(database: str, table: str, event: str) -> str:
-    message = triggers.guard_message(table, GUARD_MARK)
     return (f"CREATE TRIGGER {sql.qualified(database, guard_name(table, event))} BEFORE "
             f"{event} ON {sql.qualified(database, table)} FOR EACH ROW "
             f"IF EXISTS (SELECT 1 FROM {sql.qualified(database, marker_name(table))}) THEN "
-            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'; END IF")
+            f"{triggers.signal_sql(table, GUARD_MARK)}; END IF")
 
 
 # --- under the write block ----------------------------------------------------------------

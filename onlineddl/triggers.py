@@ -160,20 +160,25 @@ def guard_name(table: str, event: str) -> str:
 
 
 def guard_message(table: str, mark: str = GUARD_MARK) -> str:
-    """The SIGNAL text of a guard (`mark` tells whose): at most 128 characters
-    (MESSAGE_TEXT's limit), ASCII only, quotes doubled for the SQL string."""
+    """A guard's message (`mark` tells whose guard it is): at most 128 characters
+    (MESSAGE_TEXT's limit), ASCII only."""
     name = table if table.isascii() else "the table"
     text = (f"{mark}: the onlineddl cutover of {name[:40]} was interrupted; run "
             "onlineddl again with --resume")
-    return text[:128].replace("'", "''")
+    return text[:128]
+
+
+def signal_sql(table: str, mark: str = GUARD_MARK) -> str:
+    """The statement a guard fails the write with: this run's guard and fkparents'."""
+    message = guard_message(table, mark).replace("'", "''")
+    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'"
 
 
 def guard_sql(database: str, table: str, event: str, first: str | None) -> str:
     order = f" PRECEDES {sql.ident(first)}" if first else ""
-    message = guard_message(table)
     return (f"CREATE TRIGGER {sql.qualified(database, guard_name(table, event))} BEFORE "
             f"{event} ON {sql.qualified(database, table)} FOR EACH ROW{order} "
-            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'")
+            + signal_sql(table))
 
 
 def drop_sql(database: str, name: str) -> str:

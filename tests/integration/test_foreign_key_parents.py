@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import pymysql
 import pytest
 from helpers import Conn, Cursor, cli_env, connect, kept_tables, migrate_command, tables
+from relations import references, run_config, show_create, snapshot, trigger_names, twin_database
 from workload import Writers, assert_same_rows, q
 
 from onlineddl import faults, fkparents
@@ -137,17 +137,7 @@ class ParentModel:
 
 
 def config(server: Dsn, db: str, alter: str = ALTER, **kw: Any) -> MigrationConfig:
-    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
-                           tuning=kw.pop("tuning", TUNING), **kw)
-
-
-def references(conn: Conn) -> list[tuple[str, str, str, str]]:
-    """(table, constraint, referenced table, delete rule) of every constraint in the db."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE "
-                    "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
-                    "CONSTRAINT_SCHEMA = DATABASE() ORDER BY TABLE_NAME, CONSTRAINT_NAME")
-        return [tuple(r) for r in cur.fetchall()]
+    return run_config(server, db, alter, kw.pop("tuning", TUNING), **kw)
 
 
 EXPECTED = [("child", "child_ibfk_1", "t", "RESTRICT"),
@@ -156,26 +146,13 @@ EXPECTED = [("child", "child_ibfk_1", "t", "RESTRICT"),
             ("mirror_child2", "mirror_child2_cascade", "mirror", "CASCADE")]
 
 
-def show_create(conn: Conn, table: str) -> str:
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW CREATE TABLE {q(table)}")
-        return re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
-
-
-def triggers_on(conn: Conn) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-                    "WHERE TRIGGER_SCHEMA = DATABASE()")
-        return [r[0] for r in cur.fetchall()]
-
-
 def assert_family_right(conn: Conn, children_before: dict[str, str]) -> None:
     assert_same_rows(conn, "t", "mirror", ["id", "v"], ["id"])
     for kid in CHILDREN:
         assert_same_rows(conn, kid, f"mirror_{kid}", ["id", "pid", "v"], ["id"])
         assert show_create(conn, kid) == children_before[kid]   # names, index, actions
     assert references(conn) == EXPECTED       # nothing references the old table
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM child c LEFT JOIN t p ON p.id = c.pid "
                     "WHERE c.pid IS NOT NULL AND p.id IS NULL")
@@ -288,7 +265,7 @@ def test_killed_while_repointed_then_cleanup_undoes_it(server: Dsn, db: str,
         migrate(config(server, db))                     # a fresh run is refused
     cleanup(server, db, "t")
     assert children_shape(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
     with conn.cursor() as cur:
         cur.execute("DELETE FROM t WHERE id = 5000")
@@ -327,15 +304,11 @@ def test_a_failed_attempt_repoints_back(server: Dsn, db: str, conn: Conn) -> Non
     assert attempts["n"] >= 2
     assert seen[1] == EXPECTED    # after the failed attempt: back on T, original names
     assert children_shape(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert_constraints_work(conn)
 
 
 # --- refusals ---------------------------------------------------------------------------------
-
-def snapshot(conn: Conn) -> dict[str, str]:
-    return {name: show_create(conn, name) for name in sorted(tables(conn))}
-
 
 def test_self_reference_is_refused(server: Dsn, db: str, conn: Conn) -> None:
     with conn.cursor() as cur:
@@ -428,7 +401,7 @@ def test_a_run_that_ends_for_good_leaves_no_guard(server: Dsn, db: str, conn: Co
         migrate(config(server, db))
     assert children_shape(conn) == before
     assert references(conn) == EXPECTED
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
     assert_constraints_work(conn)
 
@@ -498,7 +471,7 @@ def test_an_alter_that_breaks_the_children_is_refused(server: Dsn, db: str, conn
         migrate(config(server, db, alter))
     assert "child" in err.value.message
     assert snapshot(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     if "CHANGE" not in alter:     # the server's own ALTER fails too
         with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
             cur.execute(f"ALTER TABLE t {alter}")
@@ -611,7 +584,7 @@ def test_the_guards_wait_for_a_long_transaction_on_t(server: Dsn, db: str,
     finally:
         holder.close()
     assert references(conn) == EXPECTED
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
 
 
 def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
@@ -638,7 +611,7 @@ def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
         cur.execute("DELETE FROM t WHERE id = 4")
         cur.execute("SELECT ka, kb FROM kid WHERE id = 4")
         assert cur.fetchone() == (None, None)
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
 
 
 # --- other sessions' foreign-key DDL during the run ------------------------------------------
@@ -671,7 +644,7 @@ def test_a_child_added_during_the_run_stops_it_then_resume_repoints_it(
         faults.clear()
         other.close()
     assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     migrate(config(server, db, resume=True))
     assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
     assert not [r for r in references(conn) if r[2].startswith("_t_old_")]
@@ -746,7 +719,7 @@ def test_a_child_added_before_a_resume_is_probed_against_the_new_table(
     assert "--resume" in (err.value.hint or "")
     assert show_create(conn, "t") == before
     assert ("late", "late_fk", "t", "RESTRICT") in references(conn)
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert "_t_fkprobe" not in tables(conn)
     with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
         cur.execute(f"ALTER TABLE t {alter}")          # the server's own ALTER fails too
@@ -761,12 +734,8 @@ def child_index_facts(conn: Conn, database: str) -> dict[str, Any]:
     can serve each constraint makes the server drop the old one by itself."""
     facts: dict[str, Any] = {}
     with conn.cursor() as cur:
-        def shape(kid: str) -> str:
-            cur.execute(f"SHOW CREATE TABLE {q(database)}.{q(kid)}")
-            return re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
-
         for kid in CHILDREN:
-            facts[kid] = shape(kid)
+            facts[kid] = show_create(conn, kid, database)
             cur.execute("SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, COMMENT, "
                         "INDEX_COMMENT, IGNORED FROM information_schema.STATISTICS WHERE "
                         "TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY 1, 2", (database, kid))
@@ -777,7 +746,7 @@ def child_index_facts(conn: Conn, database: str) -> dict[str, Any]:
                         (f"{database}/{kid}",))
             facts[kid + " innodb"] = cur.fetchall()
             cur.execute(f"ALTER TABLE {q(database)}.{q(kid)} ADD INDEX pid_v (pid, v)")
-            facts[kid + " after ADD INDEX"] = shape(kid)
+            facts[kid + " after ADD INDEX"] = show_create(conn, kid, database)
     return facts
 
 
@@ -786,20 +755,13 @@ def test_the_childrens_index_marks_as_documented(server: Dsn, db: str, conn: Con
     SHOW CREATE TABLE and information_schema, but an index the server made for a
     constraint has lost that mark (docs/compatibility.md, the dry run): a later index
     that could serve the constraint no longer replaces it."""
-    twin = f"{db}_native"
     with conn.cursor() as cur:
         make_family(cur, rows=30)
-        cur.execute(f"CREATE DATABASE {q(twin)}")
-        cur.execute(f"USE {q(twin)}")
+    with twin_database(server, db) as twin, twin.cursor() as cur:
         make_family(cur, rows=30)
         cur.execute(f"ALTER TABLE t {ALTER}")
-        cur.execute(f"USE {q(db)}")
-    try:
         migrate(config(server, db))
-        native, ours = child_index_facts(conn, twin), child_index_facts(conn, db)
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE {q(twin)}")
+        native, ours = child_index_facts(conn, f"{db}_twin"), child_index_facts(conn, db)
     for kid in CHILDREN:
         for fact in ("", " statistics", " innodb"):
             assert ours[kid + fact] == native[kid + fact], kid + fact

@@ -26,6 +26,7 @@ from typing import Any
 import pymysql
 import pytest
 from helpers import Conn, cli_env, connect, kept_tables, migrate_command, tables
+from relations import audit_rows, run_config, trigger_names
 from workload import IntModel, Writers, assert_same_rows, make_tables, q
 
 from onlineddl import faults
@@ -107,10 +108,7 @@ def triggers_of(conn: Conn, table: str) -> list[tuple[Any, ...]]:
 
 
 def audit(conn: Conn, name: str) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT kind, id, v, note FROM {q('audit_' + name)} "
-                    "ORDER BY kind, id, v, note")
-        return list(cur.fetchall())
+    return audit_rows(conn, "audit_" + name, "kind, id, v, note")
 
 
 def assert_carried(conn: Conn, before: list[tuple[Any, ...]], writers: Writers) -> None:
@@ -130,8 +128,7 @@ def assert_carried(conn: Conn, before: list[tuple[Any, ...]], writers: Writers) 
 
 
 def config(server: Dsn, db: str, alter: str = ALTER, **kw: Any) -> MigrationConfig:
-    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
-                           tuning=kw.pop("tuning", TUNING), **kw)
+    return run_config(server, db, alter, kw.pop("tuning", TUNING), **kw)
 
 
 def test_triggers_carried_and_fire_exactly_once(server: Dsn, db: str,
@@ -739,6 +736,4 @@ def test_a_table_the_triggers_use_held_by_another_session(
     with conn.cursor() as cur:
         cur.execute("SELECT v FROM t WHERE id = 7")
         assert cur.fetchone()[0] == 1007, "the write during the cutover was lost"
-        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE "
-                    "TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 't'")
-        assert [r[0] for r in cur.fetchall()] == ["t_ai"]
+    assert trigger_names(conn, "t") == ["t_ai"]
