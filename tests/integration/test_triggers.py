@@ -657,14 +657,15 @@ def test_triggers_that_cannot_be_put_back_keep_the_guard(
 
 @pytest.mark.mariadb_only
 @pytest.mark.parametrize("audit", ["audit_t", "zz_audit"])    # sorts before / after t
-@pytest.mark.parametrize("hold", ["lock-read", "open-transaction"])
+@pytest.mark.parametrize("hold", ["lock-read", "read-transaction", "write-transaction"])
 @pytest.mark.parametrize("freed", ["soon", "next-attempt"])
 def test_a_table_the_triggers_use_held_by_another_session(
         server: Dsn, db: str, conn: Conn, audit: str, hold: str, freed: str) -> None:
     """MariaDB relocks T WRITE to carry its triggers, and LOCK TABLES T WRITE also locks
     the tables T's triggers write (here `audit`, by an INSERT trigger). Another session
-    holds `audit` (LOCK TABLES ... READ, or a transaction that read it: no conflict)
-    while an UPDATE of T, which fires no trigger, waits on the block. The server takes
+    holds `audit` (LOCK TABLES ... READ; a transaction that read or wrote it holds no
+    lock the relock waits for) while an UPDATE of T, which fires no trigger, waits on
+    the block. The server takes
     the named tables (T, the sentry) first and `audit` after, holding T (MariaDB 10.11,
     whichever side of T `audit` sorts): the relock is rightly judged queued for T, the
     UPDATE waits until the swap (`audit` freed soon) or until the relock's lock wait
@@ -684,7 +685,7 @@ def test_a_table_the_triggers_use_held_by_another_session(
 
     def release() -> None:
         with holder.cursor() as cur:
-            cur.execute("UNLOCK TABLES" if hold == "lock-read" else "ROLLBACK")
+            cur.execute("UNLOCK TABLES" if hold == "lock-read" else "COMMIT")
 
     def attempt() -> None:
         seen["attempt"] += 1
@@ -694,8 +695,10 @@ def test_a_table_the_triggers_use_held_by_another_session(
     def take_audit() -> None:
         if seen["attempt"] == 1:
             with holder.cursor() as cur:
-                cur.execute(f"LOCK TABLES {q(audit)} READ" if hold == "lock-read"
-                            else f"SELECT COUNT(*) FROM {q(audit)}")
+                cur.execute({"lock-read": f"LOCK TABLES {q(audit)} READ",
+                             "read-transaction": f"SELECT COUNT(*) FROM {q(audit)}",
+                             "write-transaction": f"INSERT INTO {q(audit)} (id) VALUES (0)",
+                             }[hold])
 
     def update_t() -> None:     # waits on the block, then goes wherever T is
         if seen["attempt"] == 1:
@@ -730,7 +733,7 @@ def test_a_table_the_triggers_use_held_by_another_session(
     assert seen["queued"] >= 1
     # Blocked at most: the drain's bound, the relock's wait (its lock wait timeout), slack.
     assert waited and waited[0] < 3 + 2 + 2, waited
-    # A transaction that read `audit` holds a shared lock the relock does not wait for.
+    # A transaction's locks on `audit` are none the relock waits for.
     blocking = hold == "lock-read" and freed == "next-attempt"
     assert result.cutover_attempts == (2 if blocking else 1)
     with conn.cursor() as cur:
