@@ -76,7 +76,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from onlineddl import faults, foreignkeys, ledger, sql, triggers
+from onlineddl import faults, fkparents, foreignkeys, ledger, sql, triggers
 from onlineddl.applier import Applier
 from onlineddl.config import Dsn, Tuning
 from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session, retry
@@ -498,12 +498,8 @@ class Cutover:
         loudly."""
         left = self.tuning.block_timeout - (time.monotonic() - blocked_at)
         try:
-            before = int(self.control.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
-            self.control.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(left)),))
-            try:
+            with fkparents.lock_wait(self.control, int(left)):   # [fk parents]
                 self.undo_under_block(self.control)
-            finally:
-                self.control.execute("SET SESSION lock_wait_timeout = %s", (before,))
         except OnlineDDLError as err:
             log.warning("could not re-point the children back under the block: %s",
                         err.message)

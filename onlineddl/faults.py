@@ -52,6 +52,7 @@ POINTS = frozenset({
     "triggers_guarded",        # triggers: the guard is on T, T still has its triggers
     "triggers_dropped",        # triggers: T has only the guard, the shadow none yet
     "triggers_moved",          # triggers: the shadow has them all, the RENAME not yet run
+    "triggers_restoring",      # triggers: putting them back on T, T has only the guard
     "foreign_keys_attached",   # cutover: under the block, T's constraints on the shadow
     "old_foreign_keys_dropped",  # foreignkeys: after the swap, the old table's dropped
     "foreign_keys_renamed",    # foreignkeys: after the swap, T's constraints renamed back

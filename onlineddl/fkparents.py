@@ -44,7 +44,11 @@ run is refused (exit 4).
 Each child's index for the constraint is renamed away and back once before the cutover
 (in place, metadata only): an index the server created for a constraint carries a mark,
 and adding the twin would otherwise replace it with a new index named after the twin
-(MariaDB 10.11), a rebuild.
+(MariaDB 10.11), a rebuild. The mark is lost for good (the dry run says so): SHOW CREATE
+TABLE and information_schema (STATISTICS, INNODB_SYS_INDEXES, INNODB_SYS_FOREIGN) show
+the child as a plain ALTER of T leaves it, but a later `ALTER TABLE child ADD INDEX (pid,
+v)` keeps the old index on `pid`, where with the mark the server drops it. Putting the
+mark back means dropping the index and letting the server build it again: a rebuild.
 
 Refused (exit 5, nothing changed): MySQL (its single-connection protocol locks T with
 LOCK TABLES, under which the children cannot be altered without locking them too; not
@@ -55,11 +59,12 @@ or whose twin name passes 64 characters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from onlineddl import faults, foreignkeys, grants, ledger, sql, triggers
 from onlineddl.db import Session
@@ -300,14 +305,9 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
     if not grants.holds(held, "TRIGGER", database, table, fold=fold):
         needs.append("the TRIGGER privilege on it (for the cutover's guard triggers)")
         hints.append(f"GRANT TRIGGER ON {sql.ident(database)}.* TO {account}")
-    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
-    superuser = any(not g.revoke and g.database == "*" and
-                    ("SUPER" in g.privileges or "ALL" in g.privileges) for g in held)
-    if not superuser and trusted not in ("1", "ON"):
-        needs.append("SUPER, or log_bin_trust_function_creators=ON, to create the guard "
-                     "triggers while binary logging is on")
-        hints.append("SET GLOBAL log_bin_trust_function_creators = ON (and in the server "
-                     f"config), or GRANT SUPER ON *.* TO {account}")
+    if not triggers.may_create_triggers(session, held):
+        needs.append(triggers.CREATE_NEEDS + " (the guard triggers)")
+        hints.append(triggers.create_hint(account))
     if needs:
         raise MissingPrivilege(
             f"the user {account} cannot re-point the foreign keys referencing "
@@ -362,6 +362,23 @@ def check_shadow(session: Session, database: str, names: Artifacts,
         _drop_probe(session, database, names.table)
 
 
+def check_shadow_again(session: Session, database: str, names: Artifacts,
+                       found: Sequence[ForeignKey], mapping: ColumnMapping) -> None:
+    """--resume: the server's verdict again on every child's constraint against the
+    new table (as check_shadow at setup). A child another session added while no run
+    was going has had none, and one the new table cannot hold would otherwise only
+    fail each cutover attempt. Refused (exit 5) up front, T unchanged, the run still
+    resumable once the constraint is dropped."""
+    try:
+        check_shadow(session, database, names, found, mapping)
+    except InvalidAlter as err:
+        raise InvalidAlter(
+            f"{err.message} (a constraint added since the interrupted run was checked)",
+            hint=f"drop that constraint and run the same command with --resume, or discard "
+                 f"the run with `onlineddl cleanup` for {names.table}; the table is "
+                 "unchanged") from err
+
+
 def _drop_probe(session: Session, database: str, table: str) -> None:
     if _comment(session, database, probe_name(table)) == PROBE_COMMENT:
         ledger.drop(session, database, probe_name(table))
@@ -377,10 +394,18 @@ def prepare(session: Session, database: str, names: Artifacts,
     for T holds T's writers meanwhile). Idempotent."""
     if not found:
         return
-    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
-    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, wait),))
-    try:
+    with lock_wait(session, wait):
         _prepare(session, database, names, found)
+
+
+@contextlib.contextmanager
+def lock_wait(session: Session, seconds: int) -> Iterator[None]:
+    """Meanwhile each statement on `session` waits at most `seconds` (1 at least) for a
+    metadata lock; the session's own setting is put back after."""
+    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+    session.execute("SET SESSION lock_wait_timeout = %s", (max(1, seconds),))
+    try:
+        yield
     finally:
         session.execute("SET SESSION lock_wait_timeout = %s", (before,))
 
@@ -407,13 +432,10 @@ def _prepare(session: Session, database: str, names: Artifacts,
 
 
 def guard_sql(database: str, table: str, event: str) -> str:
-    name = table if table.isascii() else "the table"
-    message = (f"{GUARD_MARK}: the onlineddl cutover of {name[:40]} was interrupted; run "
-               "onlineddl again with --resume")[:128].replace("'", "''")
     return (f"CREATE TRIGGER {sql.qualified(database, guard_name(table, event))} BEFORE "
             f"{event} ON {sql.qualified(database, table)} FOR EACH ROW "
             f"IF EXISTS (SELECT 1 FROM {sql.qualified(database, marker_name(table))}) THEN "
-            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'; END IF")
+            f"{triggers.signal_sql(table, GUARD_MARK)}; END IF")
 
 
 # --- under the write block ----------------------------------------------------------------
@@ -428,32 +450,35 @@ def repoint(session: Session, database: str, names: Artifacts,
     if not found:
         return
     deadline = time.monotonic() + budget
-    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
-    try:
-        session.execute(f"INSERT IGNORE INTO "
-                        f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
-        faults.point("parents_guard_armed")
+    session.execute(f"INSERT IGNORE INTO "
+                    f"{sql.qualified(database, marker_name(names.table))} VALUES (1)")
+    faults.point("parents_guard_armed")
+    with lock_wait(session, wait):
         for fk in found:
-            on_child = _names_on(session, fk)
-            if fk.name not in on_child and twin(fk.name) not in on_child:
-                # Dropped by another session since it was read: a twin would bring it
-                # back under its name after the swap.
-                raise TableChanged(
-                    f"the foreign key {fk.describe()} was dropped during the cutover",
-                    hint="run the same command with --resume; the table is unchanged")
-            if twin(fk.name) not in on_child:
-                _bound(session, wait, deadline)
-                _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow,
-                                                mapping))
-            faults.point("parent_twin_added")
-            if fk.name in on_child:
-                _bound(session, wait, deadline)
-                _alter(session, fk, f"DROP FOREIGN KEY {sql.ident(fk.name)}")
-        faults.point("children_repointed")
-    finally:
-        session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+            _repoint_one(session, database, names, fk, mapping, wait, deadline)
+    faults.point("children_repointed")
     log.info("foreign keys of %d child table(s) re-pointed to %s under the write block",
              len({(fk.database, fk.table) for fk in found}), names.shadow)
+
+
+def _repoint_one(session: Session, database: str, names: Artifacts, fk: ForeignKey,
+                 mapping: ColumnMapping, wait: int, deadline: float) -> None:
+    """The twin referencing the shadow added, then the original dropped (each step
+    skipped when the server shows it done)."""
+    on_child = _names_on(session, fk)
+    if fk.name not in on_child and twin(fk.name) not in on_child:
+        # Dropped by another session since it was read: a twin would bring it back
+        # under its name after the swap.
+        raise TableChanged(
+            f"the foreign key {fk.describe()} was dropped during the cutover",
+            hint="run the same command with --resume; the table is unchanged")
+    if twin(fk.name) not in on_child:
+        _bound(session, wait, deadline)
+        _alter(session, fk, _add_clause(fk, twin(fk.name), database, names.shadow, mapping))
+    faults.point("parent_twin_added")
+    if fk.name in on_child:
+        _bound(session, wait, deadline)
+        _alter(session, fk, f"DROP FOREIGN KEY {sql.ident(fk.name)}")
 
 
 def lock_sql(found: Sequence[ForeignKey]) -> str:
@@ -577,7 +602,10 @@ def describe(session: Session, found: Sequence[ForeignKey], shadow: str) -> list
     if found:
         lines.append("  before the cutover: guard triggers (BEFORE UPDATE / DELETE, inert "
                      "until the write block) are put on the table, and each child's index "
-                     "for the constraint is renamed away and back (metadata only)")
+                     "for the constraint is renamed away and back (metadata only); an index "
+                     "the server made for the constraint loses that mark (SHOW CREATE "
+                     "TABLE unchanged), so a later ADD INDEX on the child that could serve "
+                     "the constraint no longer drops it by itself, as after a plain ALTER")
         lines.append("  during the write block the child tables are also held (LOCK "
                      "TABLES ... WRITE) from their re-pointing until the RENAME: their "
                      "writes wait those milliseconds too")

@@ -390,6 +390,8 @@ class Migration(Run):
         self.triggers = self._check_triggers()
         state.triggers = triggers.encode(self.triggers)
         self.fk_children = self._check_children()
+        fkparents.check_shadow_again(self._control(), self.db, self.names,   # [fk parents]
+                                     self.fk_children, self._mapping())
         # [foreign keys] a failed cutover may have left them on the shadow.
         foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)

@@ -120,10 +120,15 @@ def is_guard(trigger: Trigger) -> bool:
         _guard_suffix(e) for e in EVENTS))
 
 
+def _own(found: Iterable[Trigger]) -> tuple[Trigger, ...]:
+    """The table's own triggers among `found`: our guards (the carry's, fkparents')
+    left out."""
+    return tuple(t for t in found if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+
+
 def load(session: Session, database: str, table: str) -> tuple[Trigger, ...]:
     """T's own triggers (our guards left out), BEFORE ones first, in firing order."""
-    return tuple(t for t in _all_on(session, database, table)
-                 if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+    return _own(_all_on(session, database, table))
 
 
 def guards_on(session: Session, database: str, table: str) -> list[str]:
@@ -154,20 +159,26 @@ def guard_name(table: str, event: str) -> str:
     return artifact_name(table, _guard_suffix(event))[:MAX_IDENT]
 
 
-def guard_message(table: str) -> str:
-    """At most 128 characters (MESSAGE_TEXT's limit), ASCII only."""
+def guard_message(table: str, mark: str = GUARD_MARK) -> str:
+    """A guard's message (`mark` tells whose guard it is): at most 128 characters
+    (MESSAGE_TEXT's limit), ASCII only."""
     name = table if table.isascii() else "the table"
-    text = (f"{GUARD_MARK}: the onlineddl cutover of {name[:40]} was interrupted; run "
+    text = (f"{mark}: the onlineddl cutover of {name[:40]} was interrupted; run "
             "onlineddl again with --resume")
     return text[:128]
 
 
+def signal_sql(table: str, mark: str = GUARD_MARK) -> str:
+    """The statement a guard fails the write with: this run's guard and fkparents'."""
+    message = guard_message(table, mark).replace("'", "''")
+    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'"
+
+
 def guard_sql(database: str, table: str, event: str, first: str | None) -> str:
     order = f" PRECEDES {sql.ident(first)}" if first else ""
-    message = guard_message(table).replace("'", "''")
     return (f"CREATE TRIGGER {sql.qualified(database, guard_name(table, event))} BEFORE "
             f"{event} ON {sql.qualified(database, table)} FOR EACH ROW{order} "
-            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'")
+            + signal_sql(table))
 
 
 def drop_sql(database: str, name: str) -> str:
@@ -226,7 +237,7 @@ def check(session: Session, flavor: MySQL, database: str, table: str,
             "onlineddl cutover that was interrupted: writes to the table fail until it is "
             "finished", hint="run the interrupted migration again with --resume, or "
                              f"`onlineddl cleanup` for {table} to undo it")
-    triggers = tuple(t for t in found if not is_guard(t) and PARENT_GUARD_MARK not in t.body)
+    triggers = _own(found)
     if triggers:
         _refuse_guard_names_taken(session, database, table)
     _refuse_lost_columns(triggers, database, table, set(dropped) | set(renamed))
@@ -307,15 +318,9 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
                for t in (table, Artifacts.for_table(table).shadow)):
         needs.append("the TRIGGER privilege on it and on the new table")
         missing.append(f"GRANT TRIGGER ON {sql.ident(database)}.* TO {account}")
-    # With the binlog on (always, for onlineddl) the server lets only SUPER create
-    # triggers unless log_bin_trust_function_creators is ON (MariaDB 10.11, error 1419
-    # even for the user's own definer; MySQL 8 documents the same rule).
-    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
-    if not _global(held, "SUPER") and trusted not in ("1", "ON"):
-        needs.append("SUPER, or log_bin_trust_function_creators=ON, to create triggers "
-                     "while binary logging is on")
-        missing.append("SET GLOBAL log_bin_trust_function_creators = ON (and in the server "
-                       f"config), or GRANT SUPER ON *.* TO {account}")
+    if not may_create_triggers(session, held):
+        needs.append(CREATE_NEEDS)
+        missing.append(create_hint(account))
     others = sorted({t.definer for t in triggers if not _same_account(t.definer, who)})
     if others and not any(_global(held, p) for p in DEFINER_PRIVILEGES):
         needs.append(f"to create triggers for their definer(s) {', '.join(others)}")
@@ -324,6 +329,24 @@ def _check_privileges(session: Session, flavor: MySQL, database: str, table: str
         raise MissingPrivilege(
             f"the user {account} cannot carry the triggers of {database}.{table}: it needs "
             + "; ".join(needs), hint="; ".join(missing))
+
+
+# With the binlog on (always, for onlineddl) the server lets only SUPER create triggers
+# unless log_bin_trust_function_creators is ON (MariaDB 10.11, error 1419 even for the
+# user's own definer; MySQL 8 documents the same rule). The carry's triggers and
+# fkparents' guard triggers both need it.
+CREATE_NEEDS = ("SUPER, or log_bin_trust_function_creators=ON, to create triggers while "
+                "binary logging is on")
+
+
+def may_create_triggers(session: Session, held: list[grants.Grant]) -> bool:
+    trusted = str(session.scalar("SELECT @@GLOBAL.log_bin_trust_function_creators"))
+    return trusted in ("1", "ON") or _global(held, "SUPER")
+
+
+def create_hint(account: str) -> str:
+    return ("SET GLOBAL log_bin_trust_function_creators = ON (and in the server config), "
+            f"or GRANT SUPER ON *.* TO {account}")
 
 
 def _same_account(definer: str, current: str) -> bool:
@@ -354,9 +377,10 @@ class Carry:
     def snapshot(self) -> None:
         """Under the write block (no trigger DDL on T can run now): T's triggers must be
         the recorded ones; a guard still on T means an earlier attempt was not repaired."""
-        if guards_on(self.control, self.database, self.names.table):
+        found = _all_on(self.control, self.database, self.names.table)
+        if any(is_guard(t) for t in found):
             raise CutoverFailed(f"{self.names.table} still carries a cutover guard trigger")
-        current = load(self.control, self.database, self.names.table)
+        current = _own(found)
         if not same(current, self.recorded):
             # Carrying them unchecked could garble a body written under another client
             # character set, or keep one that uses a column the ALTER drops.
@@ -420,19 +444,65 @@ class Carry:
 
 
 def _put_back(on_table: Session, on_shadow: Session, database: str, names: Artifacts,
-              recorded: tuple[Trigger, ...]) -> None:
-    """Back to "every trigger on T, none on the shadow", the guard dropped last."""
+              recorded: tuple[Trigger, ...], on_t: list[Trigger] | None = None) -> None:
+    """Back to "every trigger on T, none on the shadow", the guard dropped last: should
+    a step fail, T keeps its guard, and its writes fail loudly rather than go through
+    without their triggers. DROP TRIGGER names no table: only names found on the
+    shadow, or on T, are dropped (another table's trigger may have taken one)."""
     t = names.table
     shadow_has = {tr.name for tr in _all_on(on_shadow, database, names.shadow)}
     for trigger in recorded:
         if trigger.name in shadow_has:
             on_shadow.execute(drop_sql(database, trigger.name))
-    if not same(load(on_table, database, t), recorded):
+    if on_t is None:   # one read: T's own triggers and the guards
+        on_t = _all_on(on_table, database, t)
+    if not same(_own(on_t), recorded):
+        present = {tr.name for tr in on_t}
+        _refuse_names_taken(on_table, database, t, recorded, present)
         for trigger in recorded:
+            if trigger.name in present:
+                on_table.execute(drop_sql(database, trigger.name))
+        try:
+            faults.point("triggers_restoring")
+            create_all(on_table, database, t, recorded)
+        except OnlineDDLError as err:
+            # Never an error that ends the run for good: that would drop the checkpoint,
+            # the only record of the triggers the guard stands for.
+            stuck = CutoverFailed(
+                f"putting the triggers of {t} back failed: {err.message}; {_keeps(t)}",
+                hint=f"{err.hint + '; ' if err.hint else ''}fix that, then run the same "
+                     f"command with --resume, or `onlineddl cleanup` for {t}: either puts "
+                     "them back")
+            stuck.retryable = err.retryable
+            raise stuck from err
+    for trigger in on_t:
+        if is_guard(trigger):
             on_table.execute(drop_sql(database, trigger.name))
-        create_all(on_table, database, t, recorded)
-    for name in guards_on(on_table, database, t):
-        on_table.execute(drop_sql(database, name))
+
+
+def _keeps(table: str) -> str:
+    return (f"{table} keeps its guard trigger(s): its writes fail rather than go through "
+            "without its triggers")
+
+
+def _refuse_names_taken(session: Session, database: str, table: str,
+                        recorded: Sequence[Trigger], present: set[str]) -> None:
+    """Trigger names are per schema: while T lacked its triggers another session may
+    have given one of their names to a trigger of another table."""
+    wanted = [tr.name for tr in recorded if tr.name not in present]
+    if not wanted:
+        return
+    rows = session.query(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE "
+        f"TRIGGER_SCHEMA = %s AND TRIGGER_NAME IN ({', '.join(['%s'] * len(wanted))})",
+        (database, *wanted))
+    if rows:
+        taken = ", ".join(f"{r[0]} (now on {r[1]})" for r in rows)
+        raise TableChanged(
+            f"the triggers of {table} cannot be put back: another session gave their "
+            f"name(s) to trigger(s) of another table: {taken}; {_keeps(table)}",
+            hint="drop or rename those triggers, then run the same command with --resume, "
+                 f"or `onlineddl cleanup` for {table}: either puts them back")
 
 
 def repair(session: Session, database: str, names: Artifacts,
@@ -446,14 +516,16 @@ def repair(session: Session, database: str, names: Artifacts,
         for name in guards:
             session.execute(drop_sql(database, name))
         return bool(guards)
-    if not guards_on(session, database, names.table):
+    on_t = _all_on(session, database, names.table)
+    guards = [t.name for t in on_t if is_guard(t)]
+    if not guards:
         return False
     if not recorded:
         raise CutoverFailed(
             f"{names.table} carries a cutover guard trigger but the checkpoint records no "
             "triggers to put back", hint="re-create the table's triggers by hand, then "
-            f"DROP TRIGGER the guard(s) {', '.join(guards_on(session, database, names.table))}")
-    _put_back(session, session, database, names, recorded)
+            f"DROP TRIGGER the guard(s) {', '.join(guards)}")
+    _put_back(session, session, database, names, recorded, on_t)
     log.warning("repaired the triggers of %s after an interrupted cutover: %s are back "
                 "on it, the guard is gone", names.table,
                 ", ".join(t.name for t in recorded))
@@ -471,10 +543,16 @@ def hand_over(old_lock: Session, new_lock: Session, control: Session, lock_sql: 
     A waiting WRITE lock request is served before waiting writes (the server's metadata
     locks prefer a pending SNRW over pending SW requests: MariaDB 10.11, checked with
     writers queued before and after it). T sorts before the sentry, so the new lock
-    waits for T first. Raises CutoverFailed (T still blocked by `old_lock`, the queued
-    request killed) when it is not seen waiting within `wait` seconds. `before_unlock`
-    raises to call it off at the last moment (another session's DDL queued on T would
-    run on it before the swap)."""
+    waits for T first. The tables T's triggers write (an audit table) are locked by it
+    too, but only after T and the sentry, T held meanwhile (MariaDB 10.11, whichever
+    side of T they sort): another session holding one (LOCK TABLES audit READ) keeps T
+    blocked until that frees it or the new lock's lock wait timeout (the cutover lock
+    timeout) fails the attempt, T unchanged; no write gets in between.
+
+    Raises CutoverFailed (T still blocked by `old_lock`, the queued request killed)
+    when it is not seen waiting within `wait` seconds. `before_unlock` raises to call
+    it off at the last moment (another session's DDL queued on T would run on it
+    before the swap)."""
     outcome: dict[str, BaseException | None] = {}
 
     def take() -> None:

@@ -16,22 +16,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import Conn, connect, kept_tables
+from helpers import Conn, kept_tables
+from relations import audit_rows, run_config, show_create, trigger_names, twin_database
 from workload import Writers, assert_same_rows, q
 
-from integration.test_foreign_keys import (
-    COLUMNS,
-    TUNING,
-    ChildModel,
-    make_family,
-    show_create,
-)
+from integration.test_foreign_keys import COLUMNS, TUNING, ChildModel, make_family
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig
 from onlineddl.migration import Migration, migrate
 
 ALTER = ("ADD COLUMN extra INT NOT NULL DEFAULT 5, DROP PRIMARY KEY, "
          "ADD PRIMARY KEY (v, id), ADD UNIQUE KEY id_uq (id)")
+AUDIT = "kind, tid, v"     # the audit tables' columns the triggers write
 
 
 def add_triggers(cur: Any, table: str, audit: str) -> None:
@@ -41,20 +37,6 @@ def add_triggers(cur: Any, table: str, audit: str) -> None:
                 f"INSERT INTO {q(audit)} (kind, tid, v) VALUES ('i', NEW.id, NEW.v)")
     cur.execute(f"CREATE TRIGGER {q(table + '_ad')} AFTER DELETE ON {q(table)} FOR EACH ROW "
                 f"INSERT INTO {q(audit)} (kind, tid, v) VALUES ('d', OLD.id, OLD.v)")
-
-
-def audit_rows(conn: Conn, audit: str) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT kind, tid, v FROM {q(audit)} ORDER BY kind, tid, v")
-        return list(cur.fetchall())
-
-
-def trigger_names(conn: Conn, table: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-                    "WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = %s "
-                    "ORDER BY TRIGGER_NAME", (table,))
-        return [r[0] for r in cur.fetchall()]
 
 
 @pytest.fixture
@@ -70,26 +52,17 @@ def family(server: Dsn, db: str, conn: Conn) -> Iterator[Writers]:
 
 def native_shape(server: Dsn, db: str) -> str:
     """SHOW CREATE TABLE of T after the server's own ALTER, on a twin family."""
-    twin = f"{db}_twin"
-    admin = connect(server)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {q(twin)}")
-            cur.execute(f"USE {q(twin)}")
-            make_family(cur, rows=20, names=("t",))
-            add_triggers(cur, "t", "audit")
-            cur.execute(f"ALTER TABLE t {ALTER}")
-        return show_create(admin, "t")
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {q(twin)}")
-        admin.close()
+    with twin_database(server, db) as twin, twin.cursor() as cur:
+        make_family(cur, rows=20, names=("t",))
+        add_triggers(cur, "t", "audit")
+        cur.execute(f"ALTER TABLE t {ALTER}")
+        return show_create(twin, "t")
 
 
 def check(server: Dsn, db: str, conn: Conn, writers: Writers) -> None:
     assert not writers.errors, writers.errors[:5]
     assert_same_rows(conn, "t", "mirror", COLUMNS, ["id"])
-    assert audit_rows(conn, "audit") == audit_rows(conn, "mirror_audit")
+    assert audit_rows(conn, "audit", AUDIT) == audit_rows(conn, "mirror_audit", AUDIT)
     assert trigger_names(conn, "t") == ["t_ad", "t_ai"]
     assert show_create(conn, "t") == native_shape(server, db)
     assert kept_tables(conn) == {"t", "mirror", "parent", "audit", "mirror_audit",
@@ -97,8 +70,7 @@ def check(server: Dsn, db: str, conn: Conn, writers: Writers) -> None:
 
 
 def config(server: Dsn, db: str, **kw: Any) -> MigrationConfig:
-    return MigrationConfig(dsn=server, database=db, table="t", alter=ALTER, repair=False,
-                           tuning=TUNING, **kw)
+    return run_config(server, db, ALTER, TUNING, **kw)
 
 
 def test_foreign_keys_triggers_and_a_new_primary_key_under_writers(

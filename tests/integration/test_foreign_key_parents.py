@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import pymysql
 import pytest
 from helpers import Conn, Cursor, cli_env, connect, kept_tables, migrate_command, tables
+from relations import references, run_config, show_create, snapshot, trigger_names, twin_database
 from workload import Writers, assert_same_rows, q
 
 from onlineddl import faults, fkparents
@@ -137,17 +137,7 @@ class ParentModel:
 
 
 def config(server: Dsn, db: str, alter: str = ALTER, **kw: Any) -> MigrationConfig:
-    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
-                           tuning=kw.pop("tuning", TUNING), **kw)
-
-
-def references(conn: Conn) -> list[tuple[str, str, str, str]]:
-    """(table, constraint, referenced table, delete rule) of every constraint in the db."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE "
-                    "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
-                    "CONSTRAINT_SCHEMA = DATABASE() ORDER BY TABLE_NAME, CONSTRAINT_NAME")
-        return [tuple(r) for r in cur.fetchall()]
+    return run_config(server, db, alter, kw.pop("tuning", TUNING), **kw)
 
 
 EXPECTED = [("child", "child_ibfk_1", "t", "RESTRICT"),
@@ -156,26 +146,13 @@ EXPECTED = [("child", "child_ibfk_1", "t", "RESTRICT"),
             ("mirror_child2", "mirror_child2_cascade", "mirror", "CASCADE")]
 
 
-def show_create(conn: Conn, table: str) -> str:
-    with conn.cursor() as cur:
-        cur.execute(f"SHOW CREATE TABLE {q(table)}")
-        return re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
-
-
-def triggers_on(conn: Conn) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-                    "WHERE TRIGGER_SCHEMA = DATABASE()")
-        return [r[0] for r in cur.fetchall()]
-
-
 def assert_family_right(conn: Conn, children_before: dict[str, str]) -> None:
     assert_same_rows(conn, "t", "mirror", ["id", "v"], ["id"])
     for kid in CHILDREN:
         assert_same_rows(conn, kid, f"mirror_{kid}", ["id", "pid", "v"], ["id"])
         assert show_create(conn, kid) == children_before[kid]   # names, index, actions
     assert references(conn) == EXPECTED       # nothing references the old table
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM child c LEFT JOIN t p ON p.id = c.pid "
                     "WHERE c.pid IS NOT NULL AND p.id IS NULL")
@@ -288,7 +265,7 @@ def test_killed_while_repointed_then_cleanup_undoes_it(server: Dsn, db: str,
         migrate(config(server, db))                     # a fresh run is refused
     cleanup(server, db, "t")
     assert children_shape(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
     with conn.cursor() as cur:
         cur.execute("DELETE FROM t WHERE id = 5000")
@@ -327,15 +304,11 @@ def test_a_failed_attempt_repoints_back(server: Dsn, db: str, conn: Conn) -> Non
     assert attempts["n"] >= 2
     assert seen[1] == EXPECTED    # after the failed attempt: back on T, original names
     assert children_shape(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert_constraints_work(conn)
 
 
 # --- refusals ---------------------------------------------------------------------------------
-
-def snapshot(conn: Conn) -> dict[str, str]:
-    return {name: show_create(conn, name) for name in sorted(tables(conn))}
-
 
 def test_self_reference_is_refused(server: Dsn, db: str, conn: Conn) -> None:
     with conn.cursor() as cur:
@@ -407,6 +380,7 @@ def test_dry_run_says_what_happens_to_each_child(server: Dsn, db: str, conn: Con
            "ALTERs (no rebuild, no row check" in text
     assert f"constraint child2_cascade on {db}.child2 (ON DELETE CASCADE" in text
     assert "rows not touched" in text
+    assert "loses that mark" in text
     assert "none: no table references" not in text
     assert snapshot(conn) == before
 
@@ -427,7 +401,7 @@ def test_a_run_that_ends_for_good_leaves_no_guard(server: Dsn, db: str, conn: Co
         migrate(config(server, db))
     assert children_shape(conn) == before
     assert references(conn) == EXPECTED
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     assert tables(conn) == {"t", "mirror", *CHILDREN, "mirror_child", "mirror_child2"}
     assert_constraints_work(conn)
 
@@ -497,7 +471,7 @@ def test_an_alter_that_breaks_the_children_is_refused(server: Dsn, db: str, conn
         migrate(config(server, db, alter))
     assert "child" in err.value.message
     assert snapshot(conn) == before
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     if "CHANGE" not in alter:     # the server's own ALTER fails too
         with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
             cur.execute(f"ALTER TABLE t {alter}")
@@ -610,7 +584,7 @@ def test_the_guards_wait_for_a_long_transaction_on_t(server: Dsn, db: str,
     finally:
         holder.close()
     assert references(conn) == EXPECTED
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
 
 
 def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
@@ -637,7 +611,7 @@ def test_composite_key_with_update_cascade_and_set_null(server: Dsn, db: str,
         cur.execute("DELETE FROM t WHERE id = 4")
         cur.execute("SELECT ka, kb FROM kid WHERE id = 4")
         assert cur.fetchone() == (None, None)
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
 
 
 # --- other sessions' foreign-key DDL during the run ------------------------------------------
@@ -670,7 +644,7 @@ def test_a_child_added_during_the_run_stops_it_then_resume_repoints_it(
         faults.clear()
         other.close()
     assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
-    assert triggers_on(conn) == []
+    assert trigger_names(conn) == []
     migrate(config(server, db, resume=True))
     assert ("child3", "child3_fk", "t", "RESTRICT") in references(conn)
     assert not [r for r in references(conn) if r[2].startswith("_t_old_")]
@@ -717,3 +691,81 @@ def test_a_constraint_left_on_the_old_table_is_not_a_success(
         faults.clear()
         other.close()
     assert "_t_chkpnt" in tables(conn)      # not finished: --resume asks again
+
+
+def test_a_child_added_before_a_resume_is_probed_against_the_new_table(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """Killed mid-copy; another session then adds a child whose constraint the new
+    table cannot hold (the ALTER changes the referenced column's type). The resume asks
+    the server again, as the first run's setup did, and refuses up front (exit 5) instead
+    of failing every cutover attempt: T unchanged, the run still resumable."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL, "
+                    "KEY v_key (v)) ENGINE=InnoDB")
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, i) for i in range(1, 301)])
+    alter = "MODIFY v BIGINT NOT NULL"
+    crashed = subprocess.run(migrate_command(server, db, alter, "--chunk-size", "100"),
+                             env=cli_env(server, "after_chunk:2"), capture_output=True,
+                             text=True, timeout=300)
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE late (id INT PRIMARY KEY, pv INT, CONSTRAINT late_fk "
+                    "FOREIGN KEY (pv) REFERENCES t (v)) ENGINE=InnoDB")
+    before = show_create(conn, "t")
+    started = time.monotonic()
+    with pytest.raises(InvalidAlter, match="late_fk") as err:
+        migrate(config(server, db, alter, resume=True))
+    assert time.monotonic() - started < 30
+    assert "--resume" in (err.value.hint or "")
+    assert show_create(conn, "t") == before
+    assert ("late", "late_fk", "t", "RESTRICT") in references(conn)
+    assert trigger_names(conn) == []
+    assert "_t_fkprobe" not in tables(conn)
+    with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
+        cur.execute(f"ALTER TABLE t {alter}")          # the server's own ALTER fails too
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE late DROP FOREIGN KEY late_fk")
+    migrate(config(server, db, alter, resume=True))
+    assert "bigint" in show_create(conn, "t")
+
+
+def child_index_facts(conn: Conn, database: str) -> dict[str, Any]:
+    """What the server shows of the children's indexes; then whether a new index that
+    can serve each constraint makes the server drop the old one by itself."""
+    facts: dict[str, Any] = {}
+    with conn.cursor() as cur:
+        for kid in CHILDREN:
+            facts[kid] = show_create(conn, kid, database)
+            cur.execute("SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, COMMENT, "
+                        "INDEX_COMMENT, IGNORED FROM information_schema.STATISTICS WHERE "
+                        "TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY 1, 2", (database, kid))
+            facts[kid + " statistics"] = cur.fetchall()
+            cur.execute("SELECT i.NAME, i.TYPE, i.N_FIELDS FROM information_schema."
+                        "INNODB_SYS_INDEXES i JOIN information_schema.INNODB_SYS_TABLES t "
+                        "USING (TABLE_ID) WHERE t.NAME = %s ORDER BY i.INDEX_ID",
+                        (f"{database}/{kid}",))
+            facts[kid + " innodb"] = cur.fetchall()
+            cur.execute(f"ALTER TABLE {q(database)}.{q(kid)} ADD INDEX pid_v (pid, v)")
+            facts[kid + " after ADD INDEX"] = show_create(conn, kid, database)
+    return facts
+
+
+def test_the_childrens_index_marks_as_documented(server: Dsn, db: str, conn: Conn) -> None:
+    """Measured against a plain ALTER of T on a twin: the children look the same to
+    SHOW CREATE TABLE and information_schema, but an index the server made for a
+    constraint has lost that mark (docs/compatibility.md, the dry run): a later index
+    that could serve the constraint no longer replaces it."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=30)
+    with twin_database(server, db) as twin, twin.cursor() as cur:
+        make_family(cur, rows=30)
+        cur.execute(f"ALTER TABLE t {ALTER}")
+        migrate(config(server, db))
+        native, ours = child_index_facts(conn, f"{db}_twin"), child_index_facts(conn, db)
+    for kid in CHILDREN:
+        for fact in ("", " statistics", " innodb"):
+            assert ours[kid + fact] == native[kid + fact], kid + fact
+    # `child` had the server's own index `pid`, `child2` its own `by_pid`.
+    assert "KEY `pid` (`pid`)" not in native["child after ADD INDEX"]
+    assert "KEY `pid` (`pid`)" in ours["child after ADD INDEX"]
+    assert ours["child2 after ADD INDEX"] == native["child2 after ADD INDEX"]

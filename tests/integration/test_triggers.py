@@ -26,6 +26,7 @@ from typing import Any
 import pymysql
 import pytest
 from helpers import Conn, cli_env, connect, kept_tables, migrate_command, tables
+from relations import audit_rows, run_config, trigger_names
 from workload import IntModel, Writers, assert_same_rows, make_tables, q
 
 from onlineddl import faults
@@ -34,6 +35,7 @@ from onlineddl.errors import (
     CutoverFailed,
     InvalidAlter,
     MissingPrivilege,
+    OnlineDDLError,
     TableChanged,
     UnsupportedTable,
 )
@@ -106,10 +108,7 @@ def triggers_of(conn: Conn, table: str) -> list[tuple[Any, ...]]:
 
 
 def audit(conn: Conn, name: str) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT kind, id, v, note FROM {q('audit_' + name)} "
-                    "ORDER BY kind, id, v, note")
-        return list(cur.fetchall())
+    return audit_rows(conn, "audit_" + name, "kind, id, v, note")
 
 
 def assert_carried(conn: Conn, before: list[tuple[Any, ...]], writers: Writers) -> None:
@@ -129,8 +128,7 @@ def assert_carried(conn: Conn, before: list[tuple[Any, ...]], writers: Writers) 
 
 
 def config(server: Dsn, db: str, alter: str = ALTER, **kw: Any) -> MigrationConfig:
-    return MigrationConfig(dsn=server, database=db, table="t", alter=alter, repair=False,
-                           tuning=kw.pop("tuning", TUNING), **kw)
+    return run_config(server, db, alter, kw.pop("tuning", TUNING), **kw)
 
 
 def test_triggers_carried_and_fire_exactly_once(server: Dsn, db: str,
@@ -596,3 +594,149 @@ def test_triggers_changed_during_the_run_stop_it_then_resume_carries_them(
     assert tables(conn) >= {"_t_new", "_t_chkpnt"}         # resumable, T unchanged
     migrate(config(server, db, resume=True))
     assert triggers_of(conn, "t") == now
+
+
+@pytest.mark.parametrize("cause", ["name-taken", "create-fails"])
+def test_triggers_that_cannot_be_put_back_keep_the_guard(
+        server: Dsn, db: str, table: tuple[Conn, IntModel], cause: str) -> None:
+    """The carry fails under the block, and so does putting the triggers back on T:
+    another session gave the name of one of them to another table's trigger meanwhile
+    (trigger names are per schema), or the CREATE fails. T keeps its guard, so no write
+    reaches it without its triggers; the run stops with an error that says so and what
+    to do; then --resume (or `onlineddl cleanup` and a new run) puts them back."""
+    conn, model = table
+    before = triggers_of(conn, "t")
+    other = connect(server, db)
+    done = {"carry": 0, "taken": 0}
+
+    def fail_carry() -> None:
+        if not done["carry"]:
+            done["carry"] += 1
+            raise CutoverFailed("injected: the CREATE TRIGGER on the new table failed")
+
+    def restoring() -> None:
+        if cause == "create-fails":
+            raise UnsupportedTable("injected: the CREATE TRIGGER on t failed")
+        if not done["taken"]:
+            done["taken"] += 1
+            with other.cursor() as cur:
+                cur.execute("CREATE TRIGGER t_ai AFTER INSERT ON audit_mirror FOR EACH ROW "
+                            "SET @taken = 1")
+
+    faults.register("triggers_moved", fail_carry)
+    faults.register("triggers_restoring", restoring)
+    writers = Writers(server, db, "t", "mirror", model, threads=2, pause=0.002)
+    writers.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(OnlineDDLError) as err:
+            migrate(config(server, db))
+        assert time.monotonic() - started < 60
+        faults.clear()
+        text = f"{err.value.message} {err.value.hint}"
+        assert "keeps its guard" in text and "--resume" in text and "cleanup" in text, text
+        assert cause != "name-taken" or "t_ai (now on audit_mirror)" in text, text
+        failed = app_write(conn, 5)
+        assert failed is not None and str(GUARD_ERROR) in failed, failed
+        if cause == "name-taken":
+            with other.cursor() as cur:
+                cur.execute("DROP TRIGGER t_ai")
+            migrate(config(server, db, resume=True))
+        else:
+            done_cleanup = cleanup_cli(server, db)
+            assert done_cleanup.returncode == 0, done_cleanup.stderr
+            assert triggers_of(conn, "t") == before
+            migrate(config(server, db))
+        assert app_write(conn, 6) is None
+        writers.burst(30, seed=5)
+    finally:
+        writers.stop()
+        other.close()
+    assert_carried(conn, before, writers)
+
+
+@pytest.mark.mariadb_only
+@pytest.mark.parametrize("audit", ["audit_t", "zz_audit"])    # sorts before / after t
+@pytest.mark.parametrize("hold", ["lock-read", "read-transaction", "write-transaction"])
+@pytest.mark.parametrize("freed", ["soon", "next-attempt"])
+def test_a_table_the_triggers_use_held_by_another_session(
+        server: Dsn, db: str, conn: Conn, audit: str, hold: str, freed: str) -> None:
+    """MariaDB relocks T WRITE to carry its triggers, and LOCK TABLES T WRITE also locks
+    the tables T's triggers write (here `audit`, by an INSERT trigger). Another session
+    holds `audit` (LOCK TABLES ... READ; a transaction that read or wrote it holds no
+    lock the relock waits for) while an UPDATE of T, which fires no trigger, waits on
+    the block. The server takes
+    the named tables (T, the sentry) first and `audit` after, holding T (MariaDB 10.11,
+    whichever side of T `audit` sorts): the relock is rightly judged queued for T, the
+    UPDATE waits until the swap (`audit` freed soon) or until the relock's lock wait
+    timeout fails the attempt (freed only later), T unchanged. No write lost, no wait
+    past the timeouts."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, i) for i in range(1, 201)])
+        cur.execute(f"CREATE TABLE {q(audit)} (n INT AUTO_INCREMENT PRIMARY KEY, id INT)")
+        cur.execute(f"CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW "
+                    f"INSERT INTO {q(audit)} (id) VALUES (NEW.id)")
+    holder = connect(server, db, autocommit=False)
+    writer = connect(server, db)
+    seen = {"attempt": 0, "queued": 0}
+    waited: list[float] = []
+    threads: list[threading.Thread] = []
+
+    def release() -> None:
+        with holder.cursor() as cur:
+            cur.execute("UNLOCK TABLES" if hold == "lock-read" else "COMMIT")
+
+    def attempt() -> None:
+        seen["attempt"] += 1
+        if seen["attempt"] > 1:
+            release()
+
+    def take_audit() -> None:
+        if seen["attempt"] == 1:
+            with holder.cursor() as cur:
+                cur.execute({"lock-read": f"LOCK TABLES {q(audit)} READ",
+                             "read-transaction": f"SELECT COUNT(*) FROM {q(audit)}",
+                             "write-transaction": f"INSERT INTO {q(audit)} (id) VALUES (0)",
+                             }[hold])
+
+    def update_t() -> None:     # waits on the block, then goes wherever T is
+        if seen["attempt"] == 1:
+            def run() -> None:
+                started = time.monotonic()
+                with writer.cursor() as cur:
+                    cur.execute("UPDATE t SET v = v + 1000 WHERE id = 7")
+                waited.append(time.monotonic() - started)
+            threads.append(threading.Thread(target=run))
+            threads[-1].start()
+            time.sleep(0.2)       # (queued behind the READ lock)
+
+    def queued() -> None:
+        seen["queued"] += 1
+        if seen["attempt"] == 1 and freed == "soon":
+            threads.append(threading.Timer(0.5, release))
+            threads[-1].start()
+
+    faults.register("cutover_attempt", attempt)
+    faults.register("cutover_paused", take_audit)
+    faults.register("cutover_started", update_t)
+    faults.register("trigger_relock_queued", queued)
+    try:
+        result = migrate(config(server, db, "ADD COLUMN w INT NULL", tuning=Tuning(
+            cutover_lock_timeout=2, block_timeout=3)))
+    finally:
+        faults.clear()
+        for thread in threads:
+            thread.join(timeout=30)
+        holder.close()
+        writer.close()
+    assert seen["queued"] >= 1
+    # Blocked at most: the drain's bound, the relock's wait (its lock wait timeout), slack.
+    assert waited and waited[0] < 3 + 2 + 2, waited
+    # A transaction's locks on `audit` are none the relock waits for.
+    blocking = hold == "lock-read" and freed == "next-attempt"
+    assert result.cutover_attempts == (2 if blocking else 1)
+    with conn.cursor() as cur:
+        cur.execute("SELECT v FROM t WHERE id = 7")
+        assert cur.fetchone()[0] == 1007, "the write during the cutover was lost"
+    assert trigger_names(conn, "t") == ["t_ai"]
