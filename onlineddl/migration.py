@@ -390,14 +390,15 @@ class Migration(Run):
         self.triggers = self._check_triggers()
         state.triggers = triggers.encode(self.triggers)
         self.fk_children = self._check_children()
-        fkparents.check_shadow_again(self._control(), self.db, self.names,   # [fk parents]
-                                     self.fk_children, self._mapping())
+        sides = self._sides(load_table(self._control(), self.db, self.names.shadow))
+        # [fk parents] a child added while the run was down: the server's verdict on it.
+        fkparents.check_shadow_again(self._control(), self.db, self.names,
+                                     self.fk_children, sides.mapping)
         # [foreign keys] a failed cutover may have left them on the shadow.
         foreignkeys.release(self._control(), self.db, self.names, self.foreign_keys)
         self.watermark = Watermark(state.low_watermark, state.copy_complete)
         self.progress.rows_copied = state.rows_copied
         state.cutover_started, state.drain = False, None
-        sides = self._sides(load_table(self._control(), self.db, self.names.shadow))
         return self.start_applier(record, sides)
 
     def _check_triggers(self, resuming: bool | None = None) -> tuple[triggers.Trigger, ...]:
