@@ -54,7 +54,7 @@ class Revert(Run):
 
     def __init__(self, config: MigrationConfig, *, bar: TerminalBar | None = None) -> None:
         super().__init__(dataclasses.replace(config, kind="revert"), bar=bar)
-        self.plan: revertplan.Plan | None = None   # the swap to revert (preflight)
+        self.last_swap: revertplan.LastSwap | None = None   # the swap to revert (preflight)
         self.sides: Sides | None = None            # ... and its tables, checked
         self.resuming: State | None = None         # the checkpoint of a revert to resume
         self.target = ""     # the old table this revert brings back
@@ -136,7 +136,7 @@ class Revert(Run):
                          "`onlineddl cleanup` to discard it")
             self.resuming = found.state
             self.target = revertplan.revert_target(found.state.alter_text)
-            self.plan = revertplan.record_of(control, self.db, self.config.table,
+            self.last_swap = revertplan.record_of(control, self.db, self.config.table,
                                              self.target)
             return
         if self.config.resume and found.state is None and \
@@ -150,19 +150,19 @@ class Revert(Run):
                 f"nothing to resume: {self.db} has no revert checkpoint for "
                 f"{self.config.table} ({self.names.checkpoint})",
                 hint="run `onlineddl revert` without --resume to start one")
-        self.plan = revertplan.latest(control, flavor, self.db, self.config.table)
+        self.last_swap = revertplan.latest(control, flavor, self.db, self.config.table)
         self._load_target()
 
     def _load_target(self) -> Sides:
-        plan, control = self._plan(), self._control()
-        self.target = plan.old.name
+        last, control = self._last_swap(), self._control()
+        self.target = last.old.name
         self.config = dataclasses.replace(self.config,
-                                          alter=revertplan.revert_text(plan.old.name))
+                                          alter=revertplan.revert_text(last.old.name))
         self.events.config = self.config
         source = load_table(control, self.db, self.config.table)
-        target = load_table(control, self.db, plan.old.name)
+        target = load_table(control, self.db, last.old.name)
         check_table(control, target)
-        mapping = revertplan.inverse_mapping(source, target, plan.swap)
+        mapping = revertplan.inverse_mapping(source, target, last.swap)
         # The key both tables share (keys.py): a migration may have changed the PK.
         source, target = keys.choose(control, source, target, mapping)
         revertplan.check_unfed(control, target, mapping)
@@ -170,8 +170,8 @@ class Revert(Run):
         # Rows of T the old table's UNIQUE keys would take for one.
         revertplan.check_collisions(control, source, target, mapping)
         log.info("revert: %s.%s goes back to %s (swapped %s UTC, %s)", self.db,
-                 self.config.table, plan.old.name,
-                 f"{plan.old.swapped_at:%Y-%m-%d %H:%M:%S}", plan.old.alter)
+                 self.config.table, last.old.name,
+                 f"{last.old.swapped_at:%Y-%m-%d %H:%M:%S}", last.old.alter)
         self.sides = Sides(source, target, mapping)
         return self.sides
 
@@ -184,23 +184,24 @@ class Revert(Run):
         checkpoint = Checkpoint(control, self.db, self.names.checkpoint)
         if self.resuming is not None:
             return self._resume(Record(checkpoint, self.resuming))
-        if self.plan is None:    # --resume after a death while setting up: start over
+        if self.last_swap is None:   # --resume after a death while setting up: start over
             log.warning("--resume: the earlier revert died while setting up; starting over")
             checkpoint.drop()
-            self.plan = revertplan.latest(control, self._flavor(), self.db, self.config.table)
+            self.last_swap = revertplan.latest(control, self._flavor(), self.db,
+                                               self.config.table)
             self._load_target()
-        plan = self._plan()
+        last = self._last_swap()
         self.names = dataclasses.replace(
-            self.names, shadow=plan.old.name,
+            self.names, shadow=last.old.name,
             old=oldtables.choose_name(control, self.db, self.config.table))
-        start = revertplan.start_after_swap(control, self._flavor(), self.config, plan)
+        start = revertplan.start_after_swap(control, self._flavor(), self.config, last)
         checkpoint.create()
         self.ledger.record(self.names.checkpoint)
         faults.point("revert_setup")
         self.watermark = Watermark(None, True)   # the target is complete as of the swap
         state = State(alter_text=self.config.alter, phase=Phase.CATCHUP, position=start,
                       copy_complete=True, server=self._flavor().server_identity(control),
-                      shadow=shadow_identity(control, self.db, plan.old.name),
+                      shadow=shadow_identity(control, self.db, last.old.name),
                       old_table=self.names.old, kind="revert")
         checkpoint.write(state)
         return self.start_applier(Record(checkpoint, state), self._sides())
@@ -217,12 +218,12 @@ class Revert(Run):
         if decide(self._control(), self._flavor(), self.config, self.names, state,
                   key=lambda shadow: shadow.key).finish:
             return record
-        if self.plan is None:
+        if self.last_swap is None:
             raise ResumeRefused(f"{self.target}, which the revert brings back, is no longer "
                                 f"recorded as an old table of {self.config.table}",
                                 hint="run `onlineddl cleanup` to discard the revert")
         revertplan.check_record(self._control(), self._flavor(), self.db, self.config.table,
-                                self.plan.old, "", from_swap=False)
+                                self.last_swap.old, "", from_swap=False)
         sides = self._load_target()
         self.watermark = Watermark(None, True)
         state.cutover_started, state.drain = False, None
@@ -252,7 +253,7 @@ class Revert(Run):
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
         revertplan.check_target_unchanged(session, self.db, self.config.table,
-                                          self._plan())
+                                          self._last_swap())
 
     def cleanup(self, record: Record) -> None:
         """Record the table T was as this revert's old table (with the swap, so it can
@@ -265,7 +266,7 @@ class Revert(Run):
         if self.names.old not in recorded:
             # The record of the table brought back is forgotten only after this one is
             # written, so a resumed finish still has it here.
-            pairs = tuple((t, o) for o, t in self._plan().swap.pairs)
+            pairs = tuple((t, o) for o, t in self._last_swap().swap.pairs)
             swap = oldtables.swap_record(control, self.db, self.names, "revert", state.drain,
                                          pairs, state.server)
             oldtables.register(control, self.db, self.names, state.alter_text, swap)
@@ -284,9 +285,9 @@ class Revert(Run):
                       self.resumed, old_table=self.names.old)
 
     # Set by preflight (or setup, starting over): the stages after it rely on them.
-    def _plan(self) -> revertplan.Plan:
-        assert self.plan is not None
-        return self.plan
+    def _last_swap(self) -> revertplan.LastSwap:
+        assert self.last_swap is not None
+        return self.last_swap
 
     def _sides(self) -> Sides:
         assert self.sides is not None

@@ -58,7 +58,8 @@ def revert_target(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Plan:
+class LastSwap:
+    """The most recent swap of T, the one a revert undoes."""
     old: OldTable          # the recorded old table the revert brings back
     swap: SwapRecord       # its swap's record
     # The old table's definition when this revert (or its resume) set out: every check
@@ -66,7 +67,7 @@ class Plan:
     definition: str
 
 
-def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
+def latest(session: Session, flavor: MySQL, database: str, table: str) -> LastSwap:
     """The most recent swap of T, if it can be reverted."""
     olds = oldtables.recorded(session, database, table)
     if not olds:
@@ -80,15 +81,15 @@ def latest(session: Session, flavor: MySQL, database: str, table: str) -> Plan:
         f"{', '.join(o.name for o in olds[:-1])} would need the binlog replayed through "
         "every schema T had since)")
     swap = check_record(session, flavor, database, table, old, earlier)
-    return Plan(old, swap, definition(session, database, old.name))
+    return LastSwap(old, swap, definition(session, database, old.name))
 
 
-def record_of(session: Session, database: str, table: str, name: str) -> Plan | None:
+def record_of(session: Session, database: str, table: str, name: str) -> LastSwap | None:
     """The record of the old table a resumed revert brings back, unchecked (after the
     swap it is T); None once forgotten (the revert's cleanup did that)."""
     for old in oldtables.recorded(session, database, table):
         if old.name == name and old.swap is not None:
-            return Plan(old, old.swap, definition(session, database, name))
+            return LastSwap(old, old.swap, definition(session, database, name))
     return None
 
 
@@ -103,20 +104,20 @@ def definition(session: Session, database: str, table: str) -> str:
     return normalized_shape(str(row[1]))
 
 
-def check_target_unchanged(session: Session, database: str, table: str, plan: Plan) -> None:
+def check_target_unchanged(session: Session, database: str, table: str, last: LastSwap) -> None:
     """Under the write block, before the swap: the old table must still have the
     definition the revert set out with. Another session's ALTER of it meanwhile (a
     UNIQUE key added, a column changed) invalidates what was chosen from it: a REPLACE
     under a UNIQUE key it did not know deletes rows; T would be swapped for a table
     nobody checked. Asked at each cutover attempt, the last look before the RENAME."""
-    now = definition(session, database, plan.old.name)
-    if now == plan.definition:
+    now = definition(session, database, last.old.name)
+    if now == last.definition:
         return
     raise TableChanged(
-        f"{database}.{plan.old.name}, which the revert brings back, was changed by another "
+        f"{database}.{last.old.name}, which the revert brings back, was changed by another "
         f"session during the revert (its definition differs from the one the revert set "
         f"out with); {table} was not swapped",
-        hint=f"{table} is unchanged; {plan.old.name} holds some of the writes made since "
+        hint=f"{table} is unchanged; {last.old.name} holds some of the writes made since "
              f"its swap. Run `onlineddl cleanup --database {database} --table {table}` to "
              "discard the revert, then `onlineddl revert` again (it checks the table as it "
              "is now), or migrate back with `onlineddl migrate`")
@@ -323,13 +324,13 @@ def _definition(col: Column) -> str:
 
 
 def start_after_swap(session: Session, flavor: MySQL, config: MigrationConfig,
-                     plan: Plan) -> BinlogPosition:
+                     last: LastSwap) -> BinlogPosition:
     """Where the revert reads the binlog from: right after the swap's RENAME, found by
     reading from the drain position recorded at the swap (no change to T between)."""
-    swap = plan.swap
-    names = dataclasses.replace(Artifacts.for_table(config.table, plan.old.name),
+    swap = last.swap
+    names = dataclasses.replace(Artifacts.for_table(config.table, last.old.name),
                                 shadow=swap.shadow)   # the swap's own names
-    found = statement_after(session, flavor, config, plan.old.name, swap.position)
+    found = statement_after(session, flavor, config, last.old.name, swap.position)
     if found is None or found[1].after is None:
         raise RevertRefused(
             f"the swap's RENAME was not found in the binlog after {swap.position} within "
