@@ -65,6 +65,62 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
     return ref
 
 
+def key_value_change(old: Column, new: Column) -> str | None:
+    """How the ALTER changes the values of a column of the run's key, or None when
+    each value reaches the new column as one the server compares equal to it (or the
+    store fails in strict mode). The applier deletes and re-reads the new table's rows
+    by the old table's key values: a key the ALTER rounds (2.25 -> 2.3) would leave a
+    row deleted meanwhile in the new table."""
+    if same_type(old, new):
+        return None
+    o, n = old.data_type, new.data_type
+    if o in INTEGERS and (n in INTEGERS or n == "decimal"):
+        return None       # out of range fails; integers compare exactly
+    if o == "decimal" and n == "decimal":
+        return None if _size(new, 1) >= _size(old, 1) else "rounds it to fewer decimals"
+    if o == "year" and (n == "year" or n in INTEGERS):
+        return None
+    if o == "date" and n in ("date", "datetime", "timestamp"):
+        return None       # midnight, which compares equal to the date
+    if o in ("datetime", "timestamp") and n in ("datetime", "timestamp"):
+        return None if _size(new, 0) >= _size(old, 0) else "drops fractional seconds"
+    if o == "time" and n == "time":
+        return None if _size(new, 0) >= _size(old, 0) else "drops fractional seconds"
+    texts_or_bytes = STRINGS | BINARIES
+    if o in texts_or_bytes and n in texts_or_bytes:
+        return _padding_change(old, new)
+    if o in INTEGERS - {"bigint"} and n in STRINGS - {"char"}:
+        return None       # its digits; compared with a number, exactly (below 2^53)
+    return "converts it to another type"
+
+
+def _padding_change(old: Column, new: Column) -> str | None:
+    """Text and bytes keep their characters (or fail); what a fixed-length type does to
+    the end of a value may not compare equal: CHAR cuts trailing spaces, which a NO PAD
+    collation counts, and BINARY(n) pads with zero bytes."""
+    if new.data_type == "binary" and \
+            not (old.data_type == "binary" and _size(old, 0) == _size(new, 0)):
+        return "pads it with zero bytes"
+    if new.data_type == "char" and old.data_type != "char" and \
+            (_no_pad(old) or _no_pad(new)):
+        return "cuts trailing spaces, which its NO PAD collation counts"
+    return None
+
+
+def _no_pad(col: Column) -> bool:
+    """A collation that counts trailing spaces: MariaDB's *_nopad_*, MySQL 8's
+    *_0900_* (binary types compare every byte anyway)."""
+    name = (col.collation or "").lower()
+    return "_nopad_" in name or "_0900_" in name or name.endswith("_nopad")
+
+
+def _size(col: Column, part: int) -> int:
+    """The first (0) or second (1) number in the column type's parentheses: a length or
+    fractional-second precision, a DECIMAL's scale; 0 without."""
+    found = re.search(r"\((\d+)(?:,(\d+))?\)", col.column_type)
+    return int(found.group(part + 1) or 0) if found else 0
+
+
 def check_convertible(old: Column, new: Column) -> None:
     """Refuse conversions where an INSERT ... SELECT and ALTER TABLE disagree in ways
     no expression here reproduces (MariaDB 10.11: to BIT from text, temporal or FLOAT

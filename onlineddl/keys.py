@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 
-from onlineddl import zones
+from onlineddl import conversion, zones
 from onlineddl.db import Session
 from onlineddl.errors import InvalidAlter, UnsupportedTable
 from onlineddl.preflight import check_key
@@ -61,8 +61,11 @@ def choose(session: Session, source: TableInfo, shadow: TableInfo, mapping: Colu
     pairs = shared_keys(source, shadow, mapping)
     if not pairs:
         raise no_shared_key(source, shadow, mapping)
+    kept = [(old, new) for old, new in pairs if not value_change(source, shadow, old, new)]
+    if not kept:
+        raise changed_key(source, shadow, *pairs[0])
     refusal: UnsupportedTable | None = None
-    for old, new in pairs:
+    for old, new in kept:
         walked = source.with_key(old)
         try:
             check_key(walked)
@@ -76,6 +79,32 @@ def choose(session: Session, source: TableInfo, shadow: TableInfo, mapping: Colu
         return chosen
     assert refusal is not None
     raise refusal
+
+
+def value_change(source: TableInfo, shadow: TableInfo, old: UniqueKey, new: UniqueKey
+                 ) -> str:
+    """How the ALTER changes the values of the key's columns ("" when it keeps them):
+    rows are deleted and re-read in the new table by the old table's values, so a key
+    whose values change cannot be walked."""
+    for before, after in zip(old.columns, new.columns, strict=True):
+        was, becomes = source.column(before), shadow.column(after)
+        why = conversion.key_value_change(was, becomes)
+        if why:
+            return f"{before} ({was.column_type} -> {becomes.column_type}) {why}"
+    return ""
+
+
+def changed_key(source: TableInfo, shadow: TableInfo, old: UniqueKey, new: UniqueKey
+                ) -> InvalidAlter:
+    """The refusal when every key the tables share changes its values."""
+    return InvalidAlter(
+        f"the ALTER changes the values of {old.describe()}, the key onlineddl finds each "
+        f"row by in both tables: {value_change(source, shadow, old, new)}. A row deleted "
+        "during the run could then stay in the new table, so onlineddl does not walk it, "
+        "and the tables share no other UNIQUE key over NOT NULL columns",
+        hint="keep (or add) a UNIQUE key over NOT NULL columns the ALTER leaves alike, "
+             "e.g. an id, or change this column with a plain ALTER TABLE; the table is "
+             "unchanged")
 
 
 def describe(source: TableInfo, shadow: TableInfo) -> str:

@@ -217,3 +217,40 @@ def test_key_shift_refuses_a_zone_without_one_offset(offsets: tuple[int | None, 
 def test_key_shift_asks_nothing_without_a_timestamp_key() -> None:
     session: Any = None  # never used
     assert key_shift(session, info("t", col("id", "int(11)", nullable=False))) is None
+
+
+BIN: Charset = {"charset": "utf8mb4", "collation": "utf8mb4_bin"}
+NOPAD: Charset = {"charset": "utf8mb4", "collation": "utf8mb4_nopad_bin"}
+MYSQL_NOPAD: Charset = {"charset": "utf8mb4", "collation": "utf8mb4_0900_ai_ci"}
+
+
+@pytest.mark.parametrize("old, new, why", [
+    (col("k", "int(11)"), col("k", "bigint(20)"), None),
+    (col("k", "int(11)"), col("k", "decimal(12,2)"), None),
+    (col("k", "int(11)"), col("k", "varchar(12)", **UTF8), None),
+    (col("k", "bigint(20)"), col("k", "varchar(24)", **UTF8), "another type"),
+    (col("k", "decimal(10,2)"), col("k", "decimal(12,3)"), None),
+    (col("k", "decimal(10,2)"), col("k", "decimal(10,1)"), "fewer decimals"),
+    (col("k", "decimal(10,2)"), col("k", "int(11)"), "another type"),
+    (col("k", "date"), col("k", "datetime"), None),
+    (col("k", "datetime(6)"), col("k", "datetime"), "fractional seconds"),
+    (col("k", "timestamp(3)"), col("k", "datetime(6)"), None),
+    (col("k", "datetime"), col("k", "date"), "another type"),
+    (col("k", "time(3)"), col("k", "time"), "fractional seconds"),
+    (col("k", "year(4)"), col("k", "int(11)"), None),
+    (col("k", "int(11)"), col("k", "year(4)"), "another type"),
+    (col("k", "varchar(10)", **UTF8), col("k", "int(11)"), "another type"),
+    (col("k", "varchar(10)", **BIN), col("k", "varchar(20)", **UTF8), None),
+    (col("k", "varchar(10)", **BIN), col("k", "char(10)", **BIN), None),
+    (col("k", "varchar(10)", **NOPAD), col("k", "char(10)", **NOPAD), "trailing spaces"),
+    (col("k", "varchar(10)", **MYSQL_NOPAD), col("k", "char(10)", **MYSQL_NOPAD),
+     "trailing spaces"),
+    (col("k", "varbinary(10)"), col("k", "varchar(10)", **UTF8), None),
+    (col("k", "varbinary(10)"), col("k", "binary(10)"), "zero bytes"),
+    (col("k", "binary(10)"), col("k", "binary(10)"), None),
+])
+def test_key_value_change(old: Column, new: Column, why: str | None) -> None:
+    """Which conversions of a key column keep its values (the applier finds the new
+    table's rows by the old values) and which change them (the key is not walked)."""
+    got = conversion.key_value_change(old, new)
+    assert got is None if why is None else why in str(got)
