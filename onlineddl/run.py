@@ -6,7 +6,9 @@ catches up, verifies, waits while the cutover is postponed, swaps with the crash
 cutover (cutover.py) and cleans up. What differs is how the target comes to be: the
 migration creates and copies a shadow (migration.py); a revert takes the old table a
 swap kept, complete as of that swap (revert.py). Each subclass's `run()` reads top to
-bottom; the stages here are short methods over the state they share.
+bottom; the stages here are short methods over the state they share. Setup returns a
+frozen Context (the tables with the key the run walks, the mapping, the checkpoint and
+its state, the running applier) that every later stage takes as its argument.
 """
 
 from __future__ import annotations
