@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 from onlineddl import faults, sql
 from onlineddl.db import Session
-from onlineddl.errors import DataError, InvalidAlter, OnlineDDLError
+from onlineddl.errors import DataError, InvalidAlter, OnlineDDLError, TableChanged
 from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ _QUERY = (
     "AND k.REFERENCED_TABLE_NAME IS NOT NULL ")
 
 
-def _collect(rows: list[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
+def _collect(rows: Sequence[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
     found: dict[tuple[str, str, str], list[tuple[object, ...]]] = {}
     for r in rows:
         found.setdefault((str(r[0]), str(r[1]), str(r[2])), []).append(r)
@@ -127,11 +127,38 @@ def _collect(rows: list[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
                  for (db, table, name), parts in found.items())
 
 
+# A table's own constraints, read as two lookups by its name: joined in SQL, MariaDB
+# 10.11 reads KEY_COLUMN_USAGE of every table in every database for the join (48 ms on
+# a server with 2,300 tables, against 0.15 ms for each lookup), and T's are read under
+# the cutover's write block.
+_KEY_COLUMNS = (
+    "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
+    "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL "
+    "ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION")
+_RULES = (
+    "SELECT CONSTRAINT_NAME, UPDATE_RULE, DELETE_RULE, UNIQUE_CONSTRAINT_NAME "
+    "FROM information_schema.REFERENTIAL_CONSTRAINTS "
+    "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s")
+
+
+def _own(session: Session, database: str, table: str
+         ) -> tuple[tuple[ForeignKey, ...], dict[str, str | None]]:
+    """The table's own foreign keys (no REFERENCES text), and for each the name of the
+    parent's key it references: None when the server finds none (the parent is missing,
+    or has no index on those columns)."""
+    rules = {str(r[0]): r for r in session.query(_RULES, (database, table))}
+    rows = [(database, table, name, column, ref_db, ref_table, ref_column,
+             rules[str(name)][1], rules[str(name)][2])
+            for name, column, ref_db, ref_table, ref_column
+            in session.query(_KEY_COLUMNS, (database, table)) if str(name) in rules]
+    keys = {name: None if r[3] is None else str(r[3]) for name, r in rules.items()}
+    return _collect(rows), keys
+
+
 def load(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
     """The table's own foreign keys (it is their child), with their REFERENCES text."""
-    found = _collect(session.query(
-        _QUERY + "WHERE rc.CONSTRAINT_SCHEMA = %s AND rc.TABLE_NAME = %s "
-        "ORDER BY rc.CONSTRAINT_NAME, k.ORDINAL_POSITION", (database, table)))
+    found, _ = _own(session, database, table)
     if not found:
         return found
     row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
@@ -377,6 +404,42 @@ def attach(session: Session, database: str, names: Artifacts, own: tuple[Foreign
     with checks_off(session):
         _alter(session, database, names.shadow, clauses)
     log.info("foreign keys added to %s: %d", names.shadow, len(clauses))
+
+
+def check_unchanged(session: Session, database: str, table: str,
+                    own: tuple[ForeignKey, ...], dropped: Sequence[str]) -> None:
+    """Under the cutover's write block, before attach(): T's constraints as the server
+    has them now must be those the run read at preflight (`own`, kept by the ALTER, and
+    `dropped`, the ALTER's DROP FOREIGN KEYs), each with its parent's key. Another
+    session's DDL on a parent (RENAME TABLE, RENAME COLUMN, DROP TABLE with
+    foreign_key_checks=0) changes them without any DDL on T, which is all the applier
+    watches for; the new table would get the preflight's text, to a table or column
+    that may no longer be there (accepted with checks off). Any difference: TableChanged,
+    T unchanged. Two lookups by T's name, a fraction of a millisecond."""
+    now, keys = _own(session, database, table)
+    found = {fk.name: fk for fk in now}
+    wanted = {fk.name: dataclasses.replace(fk, references="") for fk in own}
+    problems = [f"{name} is gone" for name in [*wanted, *dropped] if name not in found]
+    problems += [f"{fk.describe()} was added" for name, fk in found.items()
+                 if name not in wanted and name not in dropped]
+    problems += [f"{wanted[name].describe()} is now {fk.describe()}"
+                 for name, fk in found.items() if name in wanted and fk != wanted[name]]
+    if problems:
+        raise TableChanged(
+            f"{database}.{table}'s foreign keys changed during the run (DDL on a parent "
+            f"table, such as RENAME TABLE or RENAME COLUMN, changes them without any DDL on "
+            f"{table}): {'; '.join(problems)}; the swap was called off, {table} unchanged",
+            hint="run the same command with --resume: it reads the constraints again and "
+                 "carries them as they are then (or `onlineddl cleanup` and start again)")
+    lost = [found[name] for name in wanted if keys.get(name) is None]
+    if lost:
+        raise TableChanged(
+            f"the parent table of {database}.{table}'s foreign key(s) "
+            f"{'; '.join(fk.describe() for fk in lost)} is missing, or has no key on those "
+            "columns any more (dropped with foreign_key_checks=0 during the run); the swap "
+            f"was called off, {table} unchanged",
+            hint="put the parent table (or its key) back, or drop the constraint from "
+                 f"{table}, then run the same command with --resume")
 
 
 def release(session: Session, database: str, names: Artifacts,

@@ -529,6 +529,8 @@ class Migration(Run):
         """Under the write block, drained: the counter, then [foreign keys] T's
         constraints onto the shadow (in place, metadata only)."""
         super()._before_swap(session)
+        foreignkeys.check_unchanged(session, self.db, self.config.table, self.foreign_keys,
+                                    self._parsed_alter().foreign_keys_dropped)  # [fk own]
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
         # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
