@@ -13,7 +13,13 @@ T is a child (its own FOREIGN KEYs reference parents):
   application's parent deletes for a child row T has already lost. Under the cutover's
   write block, after the drain, they are added back with foreign_key_checks=0 and
   ALGORITHM=INPLACE (metadata only, no rebuild, no row check); a failed attempt takes
-  them off again.
+  them off again, still under the block where their locks are free at once (MariaDB's
+  two-connection swap), else right after it (DROP FOREIGN KEY waits for any write
+  transaction open on a parent).
+- Before they are added back, T's constraints are read again (check_unchanged): DDL on
+  a parent (RENAME TABLE, RENAME COLUMN, DROP TABLE with checks off) changes them
+  without any DDL on T, which is all the applier watches for. A difference stops the
+  run (TableChanged), T unchanged; --resume reads them again.
 - Constraint names are unique per schema, so on the shadow they carry temporary names:
   `<T>_ibfk_N` (the server's own names) become `<_T_new>_ibfk_N`, which the swap's
   RENAME itself turns into `<T>_ibfk_N` (InnoDB renames constraints named after the
@@ -58,8 +64,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from onlineddl import faults, sql
-from onlineddl.db import Session
-from onlineddl.errors import DataError, InvalidAlter, OnlineDDLError, TableChanged
+from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session
+from onlineddl.errors import (
+    DatabaseError,
+    DataError,
+    InvalidAlter,
+    OnlineDDLError,
+    TableChanged,
+)
 from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
@@ -458,6 +470,30 @@ def release(session: Session, database: str, names: Artifacts,
         _alter(session, database, names.shadow,
                [f"DROP FOREIGN KEY {sql.ident(name)}" for name in present])
     log.info("foreign keys off %s until the cutover: %s", names.shadow, ", ".join(present))
+
+
+def release_without_waiting(session: Session, database: str, names: Artifacts,
+                            own: tuple[ForeignKey, ...]) -> None:
+    """release(), while a failed attempt still blocks T, only if its locks are free now
+    (lock_wait_timeout 0): once T takes writes again the shadow lags, and a constraint
+    still on it refuses a parent delete for a child row T has lost (1451). DROP FOREIGN
+    KEY waits for every open write transaction on a parent (MariaDB 10.11: a metadata
+    lock), and the application's usual one (a parent row, then its child in T) waits for
+    T, so waiting here would hold the block to its bound; the caller's release after the
+    unblock does it then."""
+    if not own:
+        return
+    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+    session.execute("SET SESSION lock_wait_timeout = 0")
+    try:
+        release(session, database, names, own)
+    except DatabaseError as err:
+        if err.errno != ER_LOCK_WAIT_TIMEOUT:
+            raise
+        log.info("foreign keys stay on %s until the write block ends: a transaction open "
+                 "on a parent table holds its lock", names.shadow)
+    finally:
+        session.execute("SET SESSION lock_wait_timeout = %s", (before,))
 
 
 def detach(session: Session, database: str, table: str) -> None:

@@ -553,6 +553,8 @@ class Migration(Run):
     def _undo_under_block(self, session: Session) -> None:
         """[fk parents] The children back to T, the guard disarmed (no swap happened).
         Nothing to ask while T is blocked when no table references it."""
+        foreignkeys.release_without_waiting(session, self.db, self.names,
+                                            self.foreign_keys)   # [fk own]
         if self.fk_children:
             fkparents.repair(session, self.db, self.names, swapped=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -653,3 +654,79 @@ def test_a_parent_renamed_after_the_check_fails_the_run_after_the_swap(
     foreign_change(server, db, ["RENAME TABLE parent TO parent2"], point="before_swap")
     with pytest.raises(TableChanged, match="between the drain and the swap"):
         migrate(config(server, db))
+
+
+@pytest.mark.mariadb_only   # the two-connection swap undoes a failed attempt under the block
+def test_a_failed_attempt_releases_the_constraints_before_t_is_unblocked(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """Once T takes writes again after a failed attempt, the shadow lags behind it and
+    must hold no constraint: the application deleting a child row and then its parent
+    (which the shadow's copy of the row still references) must not be refused (1451)."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+        cur.execute("INSERT INTO parent (id) VALUES (1000)")
+        cur.execute("INSERT INTO t (id, pid, oid, v) VALUES (5000, 1000, 1, 0)")
+    attempts = {"n": 0}
+    seen: list[list[str]] = []
+
+    def fail_first() -> None:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise CutoverFailed("injected: the first attempt fails after the constraints")
+
+    class Watched(Migration):
+        def _after_failed_attempt(self, session: Session) -> None:
+            # T is unblocked here; the applier is paused, so the shadow still has 5000.
+            seen.append(constraints(conn, "_t_new"))
+            other = connect(server, db)
+            with other.cursor() as cur:
+                cur.execute("DELETE FROM t WHERE id = 5000")
+                cur.execute("DELETE FROM parent WHERE id = 1000")
+            other.close()
+            super()._after_failed_attempt(session)
+
+    faults.register("foreign_keys_attached", fail_first)
+    Watched(config(server, db)).run()
+    assert seen == [[]]
+    assert attempts["n"] == 2
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE id = 5000")
+        assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.mariadb_only   # the two-connection swap undoes a failed attempt under the block
+def test_a_parent_write_open_does_not_hold_the_failed_attempts_block(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """DROP FOREIGN KEY waits for a write transaction open on a parent (the application's
+    parent row, its child in T waiting for the block): under the block it is only tried
+    without waiting, and done once T is unblocked. The failed attempt's block does not
+    last longer for it."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+    writer = connect(server, db)
+    marks: dict[str, float] = {}
+    seen: list[list[str]] = []
+
+    def fail_first() -> None:
+        if "failed" not in marks:
+            with writer.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("INSERT INTO parent (id) VALUES (2000)")
+            marks["failed"] = time.monotonic()
+            raise CutoverFailed("injected: the first attempt fails after the constraints")
+
+    class Watched(Migration):
+        def _after_failed_attempt(self, session: Session) -> None:
+            marks.setdefault("unblocked", time.monotonic())
+            seen.append(constraints(conn, "_t_new"))
+            writer.commit()
+            super()._after_failed_attempt(session)
+
+    faults.register("foreign_keys_attached", fail_first)
+    try:
+        Watched(config(server, db)).run()
+    finally:
+        writer.close()
+    assert marks["unblocked"] - marks["failed"] < 1.0
+    assert seen == [["_odl_t_group", "_odl_t_owner", "_t_new_ibfk_1"]]
+    assert constraints(conn, "t") == ["t_group", "t_ibfk_1", "t_owner"]
