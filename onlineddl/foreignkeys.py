@@ -317,6 +317,11 @@ def temp_name(name: str, table: str, shadow: str) -> str:
     return f"{shadow}_ibfk_{number}" if number is not None else TEMP_PREFIX + name
 
 
+def temp_names(names: Artifacts, own: tuple[ForeignKey, ...]) -> list[str]:
+    """The names T's carried constraints have on the shadow."""
+    return [temp_name(fk.name, names.table, names.shadow) for fk in own]
+
+
 def same_across_rename(create_sql: str, table: str) -> str:
     """SHOW CREATE TABLE text as the swap's RENAME leaves it alone: InnoDB renames the
     server's own constraint names with the table (`t_ibfk_1` becomes

@@ -24,6 +24,7 @@ from onlineddl import (
     leftovers,
     oldtables,
     resume,
+    shadowcheck,
     sql,
     triggers,
     zones,
@@ -531,6 +532,8 @@ class Migration(Run):
         super()._before_swap(session)
         foreignkeys.check_unchanged(session, self.db, self.config.table, self.foreign_keys,
                                     self._parsed_alter().foreign_keys_dropped)  # [fk own]
+        shadowcheck.check_unchanged(session, self.db, self._shadow(),   # [shadow check]
+                                    foreignkeys.temp_names(self.names, self.foreign_keys))
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")
         # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
