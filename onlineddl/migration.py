@@ -530,9 +530,10 @@ class Migration(Run):
         """Under the write block, drained: the counter, then [foreign keys] T's
         constraints onto the shadow (in place, metadata only)."""
         super()._before_swap(session)
+        # [shadow check] and [fk own]: T and the new table still as read and built.
         foreignkeys.check_unchanged(session, self.db, self.config.table, self.foreign_keys,
                                     self._parsed_alter().foreign_keys_dropped)  # [fk own]
-        shadowcheck.check_unchanged(session, self.db, self._shadow(),   # [shadow check]
+        shadowcheck.check_unchanged(session, self.db, self._source(), self._shadow(),
                                     foreignkeys.temp_names(self.names, self.foreign_keys))
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, self._mapping())
         faults.point("foreign_keys_attached")

@@ -96,3 +96,24 @@ def test_an_untouched_shadow_passes_with_a_carried_counter(server: Dsn, db: str,
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM t")
         assert cur.fetchone()[0] == 300 + 3
+
+
+@pytest.mark.parametrize("statement", [
+    "ALTER TABLE t ADD COLUMN z INT NOT NULL DEFAULT 7",
+    "ALTER TABLE t ADD UNIQUE KEY vz (v)",
+], ids=["column-added", "unique-key-added"])
+def test_ddl_on_t_before_the_binlog_position_stops_the_run(server: Dsn, db: str,
+                                                           conn: Conn, statement: str) -> None:
+    """DDL on T after preflight read it and before the binlog position the applier starts
+    from (the shadow just created) is in no binlog the run reads: T's definition under
+    the block is compared with preflight's. (The column was missing from the new table,
+    exit 0.)"""
+    make_table(conn)
+    other_session(server, db, statement, "shadow_created")
+    with pytest.raises(TableChanged, match="after the run read it"):
+        migrate(config(server, db, "ADD COLUMN extra INT NULL"))
+    after = definition(conn)
+    assert "extra" not in after[0]
+    cleanup(server, db, "t")
+    assert tables(conn) == {"t"}
+    assert definition(conn) == after
