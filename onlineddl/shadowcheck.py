@@ -8,16 +8,15 @@ session added to T then was missing from the new table, with exit 0 (seen on Mar
 10.11, ADD COLUMN at the fault point shadow_created). So T's SHOW CREATE TABLE must equal
 preflight's (TableInfo.create_sql of the run's source), its AUTO_INCREMENT counter aside.
 
-The new table:
-The applier watches the binlog for DDL on T only. Another session's DDL on `_T_new`
-itself (a UNIQUE key added, a column changed) goes unseen, and the swap would install
-a table that differs from what the ALTER gives T. So, before the swap, the shadow's
-SHOW CREATE TABLE must equal the text recorded when setup finished (TableInfo.create_sql
-of the run's shadow; a resumed run records it again when it continues, after checking
-the shadow's columns against the checkpoint's identity), the AUTO_INCREMENT counter
-aside (the cutover carries it), and so are the constraints the run itself puts on and
-takes off (foreignkeys.attach / release). One SHOW CREATE TABLE, well under a
-millisecond.
+The new table: another session's DDL on `_T_new` itself (a UNIQUE key added, a column
+changed) is no DDL on T, and the swap would install a table that differs from what the
+ALTER gives T. So the shadow's SHOW CREATE TABLE must equal the text recorded when setup
+finished (TableInfo.create_sql of the run's shadow; a resumed run records it again when
+it continues, after checking the shadow's columns against the checkpoint's identity).
+Left out of both: the AUTO_INCREMENT counter (the cutover carries it) and the
+constraints the run itself puts on and takes off (foreignkeys.attach / release).
+
+Two SHOW CREATE TABLE, well under a millisecond.
 """
 
 from __future__ import annotations
