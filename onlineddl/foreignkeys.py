@@ -487,21 +487,24 @@ def release_without_waiting(session: Session, database: str, names: Artifacts,
     still on it refuses a parent delete for a child row T has lost (1451). DROP FOREIGN
     KEY waits for every open write transaction on a parent (MariaDB 10.11: a metadata
     lock), and the application's usual one (a parent row, then its child in T) waits for
-    T, so waiting here would hold the block to its bound; the caller's release after the
-    unblock does it then."""
+    T, so waiting here would hold the block to its bound. Never raises: the caller's
+    release after the unblock (retried) does it then, and the attempt's own error is
+    the one to report."""
     if not own:
         return
-    before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
-    session.execute("SET SESSION lock_wait_timeout = 0")
     try:
-        release(session, database, names, own)
-    except DatabaseError as err:
-        if err.errno != ER_LOCK_WAIT_TIMEOUT:
-            raise
-        log.info("foreign keys stay on %s until the write block ends: a transaction open "
-                 "on a parent table holds its lock", names.shadow)
-    finally:
-        session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+        before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+        session.execute("SET SESSION lock_wait_timeout = 0")
+        try:
+            release(session, database, names, own)
+        finally:
+            session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+    except OnlineDDLError as err:
+        waited = isinstance(err, DatabaseError) and err.errno == ER_LOCK_WAIT_TIMEOUT
+        log.log(logging.INFO if waited else logging.WARNING,
+                "foreign keys stay on %s until the write block ends: %s", names.shadow,
+                "a transaction open on a parent table holds its lock" if waited
+                else err.message)
 
 
 def detach(session: Session, database: str, table: str) -> None:
