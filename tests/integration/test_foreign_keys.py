@@ -623,7 +623,7 @@ def test_a_parent_changed_during_the_run_stops_it(server: Dsn, db: str, conn: Co
             cur.execute(text)
     migrate(config(server, db, resume=True))
     assert show_create(conn, "t") == native_shape(twin, ALTER)
-    assert kept_tables(conn) >= {"t", "_t_old_*"}
+    assert {n for n in kept_tables(conn) if n.startswith("_")} == {"_t_old_*"}
 
 
 def test_ddl_on_t_before_the_binlog_position_is_caught(server: Dsn, db: str,
