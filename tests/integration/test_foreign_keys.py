@@ -591,7 +591,9 @@ def foreign_change(server: Dsn, db: str, statements: list[str],
 @pytest.mark.parametrize(("statements", "then"), [
     (["RENAME TABLE parent TO parent2"], "resume"),
     (["ALTER TABLE parent RENAME COLUMN id TO pk"], "resume"),
-    (["DROP TABLE parent"], "cleanup"),
+    # MariaDB shows no parent key then; MySQL 8's data dictionary may keep the key's
+    # name (not verified here): then the check cannot tell.
+    pytest.param(["DROP TABLE parent"], "cleanup", marks=pytest.mark.mariadb_only),
     (["CREATE TABLE parent2 LIKE parent", "INSERT INTO parent2 SELECT * FROM parent",
       "RENAME TABLE parent TO parent_gone, parent2 TO parent"], "resume"),
     (["ALTER TABLE t DROP FOREIGN KEY t_owner"], "cleanup"),
