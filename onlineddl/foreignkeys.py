@@ -13,7 +13,13 @@ T is a child (its own FOREIGN KEYs reference parents):
   application's parent deletes for a child row T has already lost. Under the cutover's
   write block, after the drain, they are added back with foreign_key_checks=0 and
   ALGORITHM=INPLACE (metadata only, no rebuild, no row check); a failed attempt takes
-  them off again.
+  them off again, still under the block where their locks are free at once (MariaDB's
+  two-connection swap), else right after it (DROP FOREIGN KEY waits for any write
+  transaction open on a parent).
+- Before they are added back, T's constraints are read again (check_unchanged): DDL on
+  a parent (RENAME TABLE, RENAME COLUMN, DROP TABLE with checks off) changes them
+  without any DDL on T, which is all the applier watches for. A difference stops the
+  run (TableChanged), T unchanged; --resume reads them again.
 - Constraint names are unique per schema, so on the shadow they carry temporary names:
   `<T>_ibfk_N` (the server's own names) become `<_T_new>_ibfk_N`, which the swap's
   RENAME itself turns into `<T>_ibfk_N` (InnoDB renames constraints named after the
@@ -58,8 +64,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from onlineddl import faults, sql
-from onlineddl.db import Session
-from onlineddl.errors import DataError, InvalidAlter, OnlineDDLError
+from onlineddl.db import ER_LOCK_WAIT_TIMEOUT, Session
+from onlineddl.errors import (
+    DatabaseError,
+    DataError,
+    InvalidAlter,
+    OnlineDDLError,
+    TableChanged,
+)
 from onlineddl.table import MAX_IDENT, Artifacts, ColumnMapping, TableInfo
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,10 @@ class ForeignKey:
     # it was given (ON UPDATE NO ACTION) and leaves out the default, so re-adding the
     # constraint with this text gives back the same SHOW CREATE TABLE.
     references: str = ""
+    # The parent's key it references, as the server last found it (load()); None when it
+    # found none: the parent is missing, or has no index on those columns. Not part of
+    # the constraint's identity.
+    parent_key: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def live(self) -> bool:
@@ -116,7 +132,7 @@ _QUERY = (
     "AND k.REFERENCED_TABLE_NAME IS NOT NULL ")
 
 
-def _collect(rows: list[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
+def _collect(rows: Sequence[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
     found: dict[tuple[str, str, str], list[tuple[object, ...]]] = {}
     for r in rows:
         found.setdefault((str(r[0]), str(r[1]), str(r[2])), []).append(r)
@@ -127,11 +143,35 @@ def _collect(rows: list[tuple[object, ...]]) -> tuple[ForeignKey, ...]:
                  for (db, table, name), parts in found.items())
 
 
+# A table's own constraints, read as two lookups by its name: joined in SQL, MariaDB
+# 10.11 reads KEY_COLUMN_USAGE of every table in every database for the join (48 ms on
+# a server with 2,300 tables, against 0.15 ms for each lookup), and T's are read under
+# the cutover's write block.
+_KEY_COLUMNS = (
+    "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
+    "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL "
+    "ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION")
+_RULES = (
+    "SELECT CONSTRAINT_NAME, UPDATE_RULE, DELETE_RULE, UNIQUE_CONSTRAINT_NAME "
+    "FROM information_schema.REFERENTIAL_CONSTRAINTS "
+    "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s")
+
+
+def _own(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
+    """The table's own foreign keys, with their parent keys (no REFERENCES text)."""
+    rules = {str(r[0]): r for r in session.query(_RULES, (database, table))}
+    rows = [(database, table, name, column, ref_db, ref_table, ref_column,
+             rules[str(name)][1], rules[str(name)][2])
+            for name, column, ref_db, ref_table, ref_column
+            in session.query(_KEY_COLUMNS, (database, table)) if str(name) in rules]
+    key = {name: None if r[3] is None else str(r[3]) for name, r in rules.items()}
+    return tuple(dataclasses.replace(fk, parent_key=key[fk.name]) for fk in _collect(rows))
+
+
 def load(session: Session, database: str, table: str) -> tuple[ForeignKey, ...]:
     """The table's own foreign keys (it is their child), with their REFERENCES text."""
-    found = _collect(session.query(
-        _QUERY + "WHERE rc.CONSTRAINT_SCHEMA = %s AND rc.TABLE_NAME = %s "
-        "ORDER BY rc.CONSTRAINT_NAME, k.ORDINAL_POSITION", (database, table)))
+    found = _own(session, database, table)
     if not found:
         return found
     row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
@@ -278,6 +318,11 @@ def temp_name(name: str, table: str, shadow: str) -> str:
     return f"{shadow}_ibfk_{number}" if number is not None else TEMP_PREFIX + name
 
 
+def temp_names(names: Artifacts, own: tuple[ForeignKey, ...]) -> list[str]:
+    """The names T's carried constraints have on the shadow."""
+    return [temp_name(fk.name, names.table, names.shadow) for fk in own]
+
+
 def same_across_rename(create_sql: str, table: str) -> str:
     """SHOW CREATE TABLE text as the swap's RENAME leaves it alone: InnoDB renames the
     server's own constraint names with the table (`t_ibfk_1` becomes
@@ -379,6 +424,44 @@ def attach(session: Session, database: str, names: Artifacts, own: tuple[Foreign
     log.info("foreign keys added to %s: %d", names.shadow, len(clauses))
 
 
+def check_unchanged(session: Session, database: str, table: str,
+                    own: tuple[ForeignKey, ...], dropped: Sequence[str]) -> None:
+    """Under the cutover's write block, before attach(): T's constraints as the server
+    has them now must be those the run read at preflight (`own`, kept by the ALTER, and
+    `dropped`, the ALTER's DROP FOREIGN KEYs), each with its parent's key. Another
+    session's DDL on a parent (RENAME TABLE, RENAME COLUMN, DROP TABLE with
+    foreign_key_checks=0) changes them without any DDL on T, which is all the applier
+    watches for; the new table would get the preflight's text, to a table or column
+    that may no longer be there (accepted with checks off). Any difference: TableChanged,
+    T unchanged. Two lookups by T's name, a fraction of a millisecond."""
+    found = {fk.name: fk for fk in _own(session, database, table)}
+    wanted = {fk.name: dataclasses.replace(fk, references="") for fk in own}
+    problems = [f"{name} is gone" for name in [*wanted, *dropped] if name not in found]
+    problems += [f"{fk.describe()} was added" for name, fk in found.items()
+                 if name not in wanted and name not in dropped]
+    problems += [f"{wanted[name].describe()} is now {fk.describe()}"
+                 for name, fk in found.items() if name in wanted and fk != wanted[name]]
+    if problems:
+        raise TableChanged(
+            f"{database}.{table}'s foreign keys changed during the run (DDL on a parent "
+            f"table, such as RENAME TABLE or RENAME COLUMN, changes them without any DDL on "
+            f"{table}): {'; '.join(problems)}; the swap was called off, {table} unchanged",
+            hint="run the same command with --resume: it reads the constraints again and "
+                 "carries them as they are then (or `onlineddl cleanup` and start again)")
+    # Compared with preflight's: a server that shows no key for a sound constraint (none
+    # seen on MariaDB 10.11, which opens the parent to find it) then stops nothing.
+    lost = [found[name] for name, fk in wanted.items()
+            if found[name].parent_key is None and fk.parent_key is not None]
+    if lost:
+        raise TableChanged(
+            f"the parent table of {database}.{table}'s foreign key(s) "
+            f"{'; '.join(fk.describe() for fk in lost)} is missing, or has no key on those "
+            "columns any more (dropped with foreign_key_checks=0 during the run); the swap "
+            f"was called off, {table} unchanged",
+            hint="put the parent table (or its key) back, or drop the constraint from "
+                 f"{table}, then run the same command with --resume")
+
+
 def release(session: Session, database: str, names: Artifacts,
             own: tuple[ForeignKey, ...]) -> None:
     """Take off the shadow the constraints that must not be there while it lags behind
@@ -395,6 +478,33 @@ def release(session: Session, database: str, names: Artifacts,
         _alter(session, database, names.shadow,
                [f"DROP FOREIGN KEY {sql.ident(name)}" for name in present])
     log.info("foreign keys off %s until the cutover: %s", names.shadow, ", ".join(present))
+
+
+def release_without_waiting(session: Session, database: str, names: Artifacts,
+                            own: tuple[ForeignKey, ...]) -> None:
+    """release(), while a failed attempt still blocks T, only if its locks are free now
+    (lock_wait_timeout 0): once T takes writes again the shadow lags, and a constraint
+    still on it refuses a parent delete for a child row T has lost (1451). DROP FOREIGN
+    KEY waits for every open write transaction on a parent (MariaDB 10.11: a metadata
+    lock), and the application's usual one (a parent row, then its child in T) waits for
+    T, so waiting here would hold the block to its bound. Never raises: the caller's
+    release after the unblock (retried) does it then, and the attempt's own error is
+    the one to report."""
+    if not own:
+        return
+    try:
+        before = int(session.scalar("SELECT @@SESSION.lock_wait_timeout") or 1)
+        session.execute("SET SESSION lock_wait_timeout = 0")
+        try:
+            release(session, database, names, own)
+        finally:
+            session.execute("SET SESSION lock_wait_timeout = %s", (before,))
+    except OnlineDDLError as err:
+        waited = isinstance(err, DatabaseError) and err.errno == ER_LOCK_WAIT_TIMEOUT
+        log.log(logging.INFO if waited else logging.WARNING,
+                "foreign keys stay on %s until the write block ends: %s", names.shadow,
+                "a transaction open on a parent table holds its lock" if waited
+                else err.message)
 
 
 def detach(session: Session, database: str, table: str) -> None:

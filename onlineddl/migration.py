@@ -24,6 +24,7 @@ from onlineddl import (
     leftovers,
     oldtables,
     resume,
+    shadowcheck,
     sql,
     triggers,
     zones,
@@ -529,6 +530,12 @@ class Migration(Run):
         """Under the write block, drained: the counter, then [foreign keys] T's
         constraints onto the shadow (in place, metadata only)."""
         super()._before_swap(ctx, session)
+        # T and the new table still as preflight read and setup built them, T's own
+        # constraints still as preflight found them (another session's DDL stops here).
+        foreignkeys.check_unchanged(session, self.db, self.config.table, self.foreign_keys,
+                                    self._parsed_alter().foreign_keys_dropped)
+        shadowcheck.check_unchanged(session, self.db, ctx.source, ctx.target,
+                                    foreignkeys.temp_names(self.names, self.foreign_keys))
         foreignkeys.attach(session, self.db, self.names, self.foreign_keys, ctx.mapping)
         faults.point("foreign_keys_attached")
         # [fk parents] the children's constraints to the shadow (the RENAME moves them to T).
@@ -551,6 +558,8 @@ class Migration(Run):
     def _undo_under_block(self, session: Session) -> None:
         """[fk parents] The children back to T, the guard disarmed (no swap happened).
         Nothing to ask while T is blocked when no table references it."""
+        foreignkeys.release_without_waiting(session, self.db, self.names,
+                                            self.foreign_keys)   # [fk own]
         if self.fk_children:
             fkparents.repair(session, self.db, self.names, swapped=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +23,12 @@ from helpers import Conn, Cursor, cli_env, connect, kept_tables, migrate_command
 from workload import Writers, assert_same_rows, q
 
 from onlineddl import faults, foreignkeys
+from onlineddl.commands import cleanup
 from onlineddl.config import Dsn, MigrationConfig, Tuning
 from onlineddl.db import Session
-from onlineddl.errors import CutoverFailed, DataError, InvalidAlter
+from onlineddl.errors import CutoverFailed, DataError, InvalidAlter, TableChanged
 from onlineddl.migration import Migration, migrate
+from onlineddl.run import Context
 
 ROWS = 1500
 PARENTS = 60
@@ -549,3 +552,184 @@ def test_dry_run_says_what_happens_to_each_related_table(server: Dsn, db: str,
     assert "t_ibfk_1 (pid)" in text and "as _t_new_ibfk_1" in text
     assert "one anti-join per constraint" in text
     assert snapshot(conn) == before
+
+
+# --- another session changes T's constraints without DDL on T ------------------------------
+
+def checksum(conn: Conn, table: str = "t") -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"CHECKSUM TABLE {q(table)}")
+        return int(cur.fetchone()[1])
+
+
+def foreign_change(server: Dsn, db: str, statements: list[str],
+                   point: str = "cutover_attempt") -> dict[str, Any]:
+    """Run `statements` from another session (checks off) the first time the run reaches
+    `point` (default: the cutover is about to start); return what T looks like right
+    after (filled in then)."""
+    after: dict[str, Any] = {}
+
+    def run() -> None:
+        if after:
+            return
+        other = connect(server, db)
+        with other.cursor() as cur:
+            cur.execute("SET SESSION foreign_key_checks = 0")
+            cur.execute("SET SESSION lock_wait_timeout = 5")   # never hang the run
+            for text in statements:
+                cur.execute(text)
+        after["shape"] = show_create(other, "t")
+        after["checksum"] = checksum(other)
+        other.close()
+
+    faults.register(point, run)
+    return after
+
+
+# (statements another session runs just before the cutover, how the run goes on after the
+# stop). None of them is DDL on T, so the applier never sees them, except the last: the
+# control, which it does see.
+@pytest.mark.parametrize(("statements", "then"), [
+    (["RENAME TABLE parent TO parent2"], "resume"),
+    (["ALTER TABLE parent RENAME COLUMN id TO pk"], "resume"),
+    # MariaDB shows no parent key then; MySQL 8's data dictionary may keep the key's
+    # name (not verified here): then the check cannot tell.
+    pytest.param(["DROP TABLE parent"], "cleanup", marks=pytest.mark.mariadb_only),
+    (["CREATE TABLE parent2 LIKE parent", "INSERT INTO parent2 SELECT * FROM parent",
+      "RENAME TABLE parent TO parent_gone, parent2 TO parent"], "resume"),
+    (["ALTER TABLE t DROP FOREIGN KEY t_owner"], "cleanup"),
+], ids=["rename-parent", "rename-parent-column", "drop-parent", "swap-parent",
+        "drop-own-constraint"])
+def test_a_parent_changed_during_the_run_stops_it(server: Dsn, db: str, conn: Conn,
+                                                  twin: Conn, statements: list[str],
+                                                  then: str) -> None:
+    """The new table must get T's constraints as they are at the swap, not as preflight
+    read them: a difference stops the run before the swap, T unchanged; --resume reads
+    them again and carries them as they are then."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+    after = foreign_change(server, db, statements)
+    with pytest.raises(TableChanged) as err:
+        migrate(config(server, db))
+    assert after, "the other session's change never ran"
+    assert show_create(conn, "t") == after["shape"]
+    assert checksum(conn) == after["checksum"]
+    if then == "cleanup":
+        cleanup(server, db, "t")
+        assert {n for n in tables(conn) if n.startswith("_")} == set()
+        assert show_create(conn, "t") == after["shape"]
+        return
+    assert "--resume" in err.value.hint
+    with twin.cursor() as cur:
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        for text in statements:
+            cur.execute(text)
+    migrate(config(server, db, resume=True))
+    assert show_create(conn, "t") == native_shape(twin, ALTER)
+    assert {n for n in kept_tables(conn) if n.startswith("_")} == {"_t_old_*"}
+
+
+def test_ddl_on_t_before_the_binlog_position_is_caught(server: Dsn, db: str,
+                                                       conn: Conn) -> None:
+    """DDL on T after preflight read its constraints and before the binlog position the
+    applier starts from (the shadow just created): the applier never reads it, the check
+    under the block does."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+    after = foreign_change(server, db, ["ALTER TABLE t DROP FOREIGN KEY t_owner"],
+                           point="shadow_created")
+    with pytest.raises(TableChanged, match="t_owner is gone"):
+        migrate(config(server, db))
+    assert show_create(conn, "t") == after["shape"]
+    assert checksum(conn) == after["checksum"]
+    cleanup(server, db, "t")
+    assert tables(conn) == {"t", "parent"}
+
+
+@pytest.mark.mariadb_only   # MySQL's swap holds the shadow, which the parent's DDL waits for
+def test_a_parent_renamed_after_the_check_fails_the_run_after_the_swap(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """A parent's DDL takes no lock on T (MariaDB 10.11), so it can land after the check:
+    the swap's tripwire (the old table's SHOW CREATE TABLE against T's under the block)
+    fails the run after the swap, saying what happened. Never exit 0."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+    foreign_change(server, db, ["RENAME TABLE parent TO parent2"], point="before_swap")
+    with pytest.raises(TableChanged, match="between the drain and the swap"):
+        migrate(config(server, db))
+
+
+@pytest.mark.mariadb_only   # the two-connection swap undoes a failed attempt under the block
+def test_a_failed_attempt_releases_the_constraints_before_t_is_unblocked(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """Once T takes writes again after a failed attempt, the shadow lags behind it and
+    must hold no constraint: the application deleting a child row and then its parent
+    (which the shadow's copy of the row still references) must not be refused (1451)."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+        cur.execute("INSERT INTO parent (id) VALUES (1000)")
+        cur.execute("INSERT INTO t (id, pid, oid, v) VALUES (5000, 1000, 1, 0)")
+    attempts = {"n": 0}
+    seen: list[list[str]] = []
+
+    def fail_first() -> None:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise CutoverFailed("injected: the first attempt fails after the constraints")
+
+    class Watched(Migration):
+        def _after_failed_attempt(self, ctx: Context, session: Session) -> None:
+            # T is unblocked here; the applier is paused, so the shadow still has 5000.
+            seen.append(constraints(conn, "_t_new"))
+            other = connect(server, db)
+            with other.cursor() as cur:
+                cur.execute("DELETE FROM t WHERE id = 5000")
+                cur.execute("DELETE FROM parent WHERE id = 1000")
+            other.close()
+            super()._after_failed_attempt(ctx, session)
+
+    faults.register("foreign_keys_attached", fail_first)
+    Watched(config(server, db)).run()
+    assert seen == [[]]
+    assert attempts["n"] == 2
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE id = 5000")
+        assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.mariadb_only   # the two-connection swap undoes a failed attempt under the block
+def test_a_parent_write_open_does_not_hold_the_failed_attempts_block(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """DROP FOREIGN KEY waits for a write transaction open on a parent (the application's
+    parent row, its child in T waiting for the block): under the block it is only tried
+    without waiting, and done once T is unblocked. The failed attempt's block does not
+    last longer for it."""
+    with conn.cursor() as cur:
+        make_family(cur, rows=200, names=("t",))
+    writer = connect(server, db)
+    marks: dict[str, float] = {}
+    seen: list[list[str]] = []
+
+    def fail_first() -> None:
+        if "failed" not in marks:
+            with writer.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("INSERT INTO parent (id) VALUES (2000)")
+            marks["failed"] = time.monotonic()
+            raise CutoverFailed("injected: the first attempt fails after the constraints")
+
+    class Watched(Migration):
+        def _after_failed_attempt(self, ctx: Context, session: Session) -> None:
+            marks.setdefault("unblocked", time.monotonic())
+            seen.append(constraints(conn, "_t_new"))
+            writer.commit()
+            super()._after_failed_attempt(ctx, session)
+
+    faults.register("foreign_keys_attached", fail_first)
+    try:
+        Watched(config(server, db)).run()
+    finally:
+        writer.close()
+    assert marks["unblocked"] - marks["failed"] < 1.0
+    assert seen == [["_odl_t_group", "_odl_t_owner", "_t_new_ibfk_1"]]
+    assert constraints(conn, "t") == ["t_group", "t_ibfk_1", "t_owner"]
