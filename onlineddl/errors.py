@@ -128,9 +128,11 @@ class TableVanished(ReplicationError):
 
 
 class TableChanged(ReplicationError):
-    """Another session changed the table's definition during the run (e.g. an ALTER
-    queued behind the cutover's lock): the shadow no longer matches, so the run cannot
-    be resumed, only cleaned up and started again."""
+    """Another session changed the table, a table it relates to, or the run's own
+    tables during the run (e.g. an ALTER queued behind the cutover's lock). The hint
+    says how to go on: `--resume` where it checks the change again (triggers, foreign
+    keys), else `cleanup` and a new run (the shadow no longer matches T); the failure
+    note never adds "resumable" on its own."""
 
 
 class StreamReconnected(ReplicationError):
