@@ -106,7 +106,7 @@ def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
     sessions in '+00:00'. Equal text for an unchanged column."""
     src, dst = ident(old.name), ident(new.name)
     if same_type(old, new):
-        return src, dst
+        return _hashable(new, src), _hashable(new, dst)
     value = copy_expr(old, new, src)
     if (old.data_type == "bit" and new.data_type != "bit") or \
             (old.data_type in ("enum", "set") and new.data_type in NUMBERS):
@@ -119,7 +119,20 @@ def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
         value = _convert_tz(value, GLOBAL_ZONE, "'+00:00'")
     if new.data_type in ("enum", "set"):
         return _member_pair(old, new, value, dst)
-    return normalize(new, value), normalize(new, dst)
+    return _hashable(new, normalize(new, value)), _hashable(new, normalize(new, dst))
+
+
+# Unicode character sets that are not supersets of ASCII's bytes: the server will not
+# mix their text with utf8mb4 text in one CONCAT_WS (error 1271, "Illegal mix of
+# collations"), which the row hash (sql.row_hash) is.
+WIDE_CHARSETS = frozenset({"ucs2", "utf16", "utf16le", "utf32"})
+
+
+def _hashable(col: Column, expr: str) -> str:
+    """`expr` as the row hash can take it: text in a wide character set by its bytes."""
+    if col.charset in WIDE_CHARSETS:
+        return f"HEX({expr})"
+    return expr
 
 
 def _convert_tz(value: str, source: str, target: str) -> str:

@@ -57,6 +57,7 @@ from onlineddl.table import (
     build_mapping,
     integer_key,
     load_table,
+    unfed_columns,  # [parity2]
 )
 from onlineddl.throttle import CopyGate, make_throttle
 from onlineddl.uniques import UniqueCheck, unique_checks
@@ -274,7 +275,8 @@ class Migration(Run):
                              mapping.target_cols(), shadow.key,
                              source.key, other_unique=bool(self._unique_checks()),
                              integer_key=integer_key(source, shadow),
-                             unique_checks=self._unique_checks())
+                             unique_checks=self._unique_checks(),
+                             unfed=bool(unfed_columns(shadow, mapping)))  # [parity2]
         self.follow(target, self._state().position)
 
     def copy(self) -> None:

@@ -353,6 +353,14 @@ class ColumnMapping:
         return self.target + tuple(name for name, _ in self.fills)
 
 
+def unfed_columns(new: TableInfo, mapping: ColumnMapping) -> tuple[str, ...]:
+    """The new table's columns no old column feeds and the server does not compute:
+    added ones, which every write leaves to their defaults (applier.FlushTarget.unfed)."""
+    fed = {c.lower() for c in mapping.target_cols()}
+    return tuple(c.name for c in new.columns
+                 if not c.generated and c.name.lower() not in fed)
+
+
 def build_mapping(old: TableInfo, new: TableInfo, alter: ParsedAlter) -> ColumnMapping:
     """Derive the mapping from both schemas and the parsed ALTER.
 

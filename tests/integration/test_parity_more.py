@@ -1,0 +1,498 @@
+"""More differential tests against the server's own ALTER TABLE (test_parity.py's rules).
+
+test_parity.py alters one table rich in types. This module adds what its corpus does not
+reach: expression and per-row defaults, CHECK constraints, conversions between ENUM/SET,
+text, dates and numbers in both directions, other character sets and collations,
+invisible columns, odd column names, table options; and tables of their own (text that
+reads as dates, NO PAD keys with trailing spaces, MariaDB's INET6/UUID, spatial columns,
+a sequence default, system versioning, partitions), some under writes.
+
+Each case seeds two identical tables, runs the ALTER natively on `twin` and through
+onlineddl on `t`; then, as in test_parity.py: where the native ALTER succeeds `t` must
+equal `twin` exactly (SHOW CREATE TABLE, every value), where it fails onlineddl fails
+early with `t` untouched. A case marked `refused` is one onlineddl declines up front
+(exit 5 or 4, `t` untouched) although the server would run it; docs/compatibility.md
+lists why. Columns whose values the server draws per row (UUID(), RAND()) compare by
+shape: non-NULL, as many distinct values, the same lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from helpers import connect
+from parity import seed, show_create, table_names
+from workload import commit_replaying, q
+
+from integration.test_parity import (
+    Conn,
+    Phases,
+    compare,
+    fails_like_native,
+    native_alter,
+    parity_db,
+    pconn,
+    run_onlineddl,
+    writer_connection,
+)
+from onlineddl import faults
+from onlineddl.config import Dsn
+from onlineddl.errors import OnlineDDLError
+
+__all__ = ["parity_db", "pconn"]   # fixtures, used by name
+
+ROWS = 30
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of its own: `ddl` inside CREATE TABLE t (...), `names` the columns the
+    rows fill, `rows` the values (repeated with a fresh id up to ROWS rows; the first
+    name is the key, filled with the row number unless `keys` gives the keys)."""
+
+    ddl: str
+    names: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    options: str = ""
+    keys: tuple[Any, ...] = ()
+    before: tuple[str, ...] = ()     # statements run once before the tables are made
+
+    def create(self, table: str) -> str:
+        return f"CREATE TABLE {q(table)} ({self.ddl}) ENGINE=InnoDB " \
+               f"DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci {self.options}"
+
+    def values(self) -> list[tuple[Any, ...]]:
+        keys = self.keys or tuple(range(1, ROWS + 1))
+        return [(k, *self.rows[n % len(self.rows)]) for n, k in enumerate(keys)]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    alter: str
+    table: Table | None = None          # None: tests/parity.py's rich table
+    clock: tuple[str, ...] = ()
+    shape: tuple[str, ...] = ()         # per-row random values: compared by shape
+    refused: bool = False               # onlineddl refuses up front (documented)
+    global_sql_mode: str | None = None  # the server's GLOBAL sql_mode during the case
+    marks: tuple[Any, ...] = ()
+    engine: bool = False                # (test_parity.fails_like_native reads it)
+
+
+C = Case
+MARIADB = (pytest.mark.mariadb_only,)
+
+TEXT_DATES = Table(
+    "id INT NOT NULL PRIMARY KEY, ok VARCHAR(30) NULL, okt VARCHAR(30) NULL, "
+    "bad VARCHAR(30) NULL, tm TIME NULL",
+    ("id", "ok", "okt", "bad", "tm"),
+    (("2024-02-29", "2024-02-29 12:34:56", "2024-02-30", "12:00:00"),
+     ("1000-01-01", "1999-12-31 23:59:59.5", "garbage", "-01:00:00"),
+     ("9999-12-31", "2024-1-5 1:2:3", "", "100:00:00"),
+     (None, None, None, None),
+     ("20240101", "20240101123456", "2024-02-29x", "00:00:01")))
+
+NOPAD_KEYS = Table(
+    "k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL PRIMARY KEY, "
+    "n INT NULL",
+    ("k", "n"), ((1,), (2,), (None,)),
+    keys=tuple(f"k{n}" + " " * (n % 3) for n in range(ROWS // 3)) +
+    tuple(f"k{n}" for n in range(ROWS // 3, ROWS)))
+
+INET_UUID = Table(
+    "id INT NOT NULL PRIMARY KEY, ip INET6 NULL, u UUID NULL, ipt VARCHAR(40) NULL",
+    ("id", "ip", "u", "ipt"),
+    (("::1", "123e4567-e89b-12d3-a456-426614174000", "10.0.0.1"),
+     ("2001:db8::ff00:42:8329", "00000000-0000-0000-0000-000000000000", "::ffff:1.2.3.4"),
+     (None, None, None)))
+
+SPATIAL = Table(
+    "id INT NOT NULL PRIMARY KEY, p POINT NULL, g GEOMETRY NULL",
+    ("id", "p", "g"), ())
+
+SEQUENCE = Table(
+    "id INT NOT NULL DEFAULT (NEXT VALUE FOR seq_t) PRIMARY KEY, n INT NULL",
+    ("id", "n"), ((1,), (None,)), before=("CREATE SEQUENCE IF NOT EXISTS seq_t",))
+
+VERSIONED = Table("id INT NOT NULL PRIMARY KEY, n INT NULL", ("id", "n"), ((1,), (None,)),
+                  options="WITH SYSTEM VERSIONING")
+
+PARTITIONED = Table("id INT NOT NULL PRIMARY KEY, n INT NULL", ("id", "n"), ((1,), (None,)),
+                    options="PARTITION BY HASH (id) PARTITIONS 3")
+
+ODD_NAMES = Table(
+    "id INT NOT NULL PRIMARY KEY, `we``ird` INT NULL, `s p a c e` VARCHAR(8) NULL, "
+    "`order` INT NULL, `\u00e9t\u00e9` VARCHAR(8) NULL, `select` INT NULL, KEY `k``1` (`order`)",
+    ("id", "we`ird", "s p a c e", "order", "\u00e9t\u00e9", "select"),
+    ((1, "a", 2, "\u00e9", 3), (None, None, None, None, None)))
+
+ON_UPDATE = Table(
+    "id INT NOT NULL PRIMARY KEY, n INT NULL, "
+    "upd TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP",
+    ("id", "n", "upd"), ((1, "2001-02-03 04:05:06"), (None, "2010-01-01 00:00:00")))
+
+CHECKED = Table(
+    "id INT NOT NULL PRIMARY KEY, n INT NULL CHECK (n >= 0), m INT NULL, "
+    "CONSTRAINT ck_m CHECK (m < 100)",
+    ("id", "n", "m"), ((1, 2), (None, 50), (7, None)))
+
+WIDE_CHARS = Table(
+    "id INT NOT NULL PRIMARY KEY, "
+    "w16 VARCHAR(20) CHARACTER SET utf16 NULL, w32 VARCHAR(20) CHARACTER SET utf32 NULL, "
+    "u2 VARCHAR(20) CHARACTER SET ucs2 NULL, b VARCHAR(20) NULL, "
+    "en ENUM('x','\u00e9') CHARACTER SET utf16 NULL, st SET('x','y') CHARACTER SET utf32 NULL",
+    ("id", "w16", "w32", "u2", "b", "en", "st"),
+    (("\U0001F600a ", "\U0001D11E", "\u00e9t\u00e9 ", "\U0001F600", "\u00e9", "x,y"),
+     ("", " ", "", "abc", "x", ""), (None, None, None, None, None, None)))
+
+WIDE_KEY = Table(
+    "k VARCHAR(10) CHARACTER SET utf16 NOT NULL PRIMARY KEY, n INT NULL",
+    ("k", "n"), ((1,), (None,)),
+    keys=tuple(f"\u00e9{n}\U0001F600" for n in range(ROWS)))
+
+CASES: list[Case] = [
+    # --- CHECK constraints -------------------------------------------------------------
+    C("check_add_passes", "ADD CONSTRAINT ck_v CHECK (v >= 0)", refused=True),
+    C("check_add_violated_fails", "ADD CONSTRAINT ck_i CHECK (i > 0)"),
+    C("check_column_level", "ADD COLUMN n INT NULL CHECK (n > 0)", refused=True),
+    C("check_table_kept", "ADD COLUMN x INT NULL", table=CHECKED),
+    C("check_modify_kept", "MODIFY COLUMN m BIGINT NULL", table=CHECKED),
+    C("check_drop_constraint", "DROP CONSTRAINT ck_m", table=CHECKED, refused=True),
+    # --- defaults ----------------------------------------------------------------------
+    C("default_expr_from_columns", "ADD COLUMN n BIGINT NULL DEFAULT (v * 2 + 1)"),
+    C("default_expr_text", "ADD COLUMN n VARCHAR(40) NULL DEFAULT (CONCAT('x', v))"),
+    C("default_uuid", "ADD COLUMN n VARCHAR(36) NULL DEFAULT (UUID())", shape=("n",)),
+    C("default_rand", "ADD COLUMN n DOUBLE NOT NULL DEFAULT (RAND())", shape=("n",)),
+    C("drop_default", "ALTER COLUMN v DROP DEFAULT"),
+    C("modify_adds_default", "MODIFY COLUMN i INT NULL DEFAULT 5"),
+    C("modify_not_null_default_with_nulls_fails", "MODIFY COLUMN i INT NOT NULL DEFAULT 5"),
+    C("add_on_update_column",
+      "ADD COLUMN n TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP",
+      clock=("n",)),
+    C("on_update_kept", "MODIFY COLUMN n BIGINT NULL", table=ON_UPDATE),
+    C("on_update_to_datetime", "MODIFY COLUMN upd DATETIME NOT NULL", table=ON_UPDATE),
+    # --- ENUM / SET / text -----------------------------------------------------------
+    C("enum_to_varchar", "MODIFY COLUMN e VARCHAR(10) CHARACTER SET utf8mb4 NULL"),
+    C("enum_to_int", "MODIFY COLUMN e INT NULL"),
+    C("set_to_varchar", "MODIFY COLUMN s VARCHAR(20) NULL"),
+    C("set_to_bigint", "MODIFY COLUMN s BIGINT NULL"),
+    C("varchar_to_enum_fits",
+      "MODIFY COLUMN ns ENUM('42','0','2147483647','-2147483648') NULL"),
+    C("varchar_to_enum_fails", "MODIFY COLUMN ns ENUM('0','42') NULL"),
+    C("varchar_to_set_fits", "MODIFY COLUMN ns SET('42','0','2147483647','-2147483648') NULL"),
+    C("enum_to_set", "MODIFY COLUMN e SET('a','b','c d','\u00e9') CHARACTER SET utf8mb4 NULL"),
+    C("bool", "MODIFY COLUMN b1 BOOL NULL"),
+    C("tinyint_to_bool", "MODIFY COLUMN tu BOOL NULL"),
+    # --- numbers ----------------------------------------------------------------------
+    C("decimal_to_bigint_rounds", "MODIFY COLUMN dc BIGINT NULL"),
+    C("decimal_to_int_fails", "MODIFY COLUMN dc INT NULL"),
+    C("double_to_bigint_fails", "MODIFY COLUMN d BIGINT NULL"),
+    C("double_to_decimal_rounds", "MODIFY COLUMN d DECIMAL(65,10) NULL"),
+    C("float_to_decimal", "MODIFY COLUMN f DECIMAL(65,30) NULL"),
+    C("float_to_int_fails", "MODIFY COLUMN f INT NULL"),
+    C("decimal_to_decimal_unsigned_fails", "MODIFY COLUMN dc DECIMAL(20,6) UNSIGNED NULL"),
+    C("int_to_decimal", "MODIFY COLUMN i DECIMAL(12,2) NULL"),
+    C("int_to_double", "MODIFY COLUMN bi DOUBLE NULL"),
+    C("bigint_unsigned_to_double", "MODIFY COLUMN bu DOUBLE NULL"),
+    C("float_to_float_m_d", "MODIFY COLUMN d FLOAT(12,3) NULL"),
+    C("year_to_int", "MODIFY COLUMN yr INT NULL"),
+    C("varchar_to_decimal_fits", "MODIFY COLUMN ns DECIMAL(12,1) NULL"),
+    C("varchar_to_double", "MODIFY COLUMN ns DOUBLE NULL"),
+    C("bit_to_varchar", "MODIFY COLUMN b8 VARCHAR(8) NULL"),
+    C("bit_to_binary", "MODIFY COLUMN b64 BINARY(8) NULL"),
+    # --- temporal ---------------------------------------------------------------------
+    C("datetime_to_time", "MODIFY COLUMN dtm TIME(6) NULL"),
+    C("time_to_datetime", "MODIFY COLUMN tm DATETIME(6) NULL"),
+    C("time_to_timestamp", "MODIFY COLUMN tm TIMESTAMP(6) NULL"),
+    C("date_to_timestamp", "MODIFY COLUMN dt TIMESTAMP NULL"),
+    C("timestamp_to_date", "MODIFY COLUMN ts DATE NULL"),
+    C("timestamp_to_time", "MODIFY COLUMN ts TIME(6) NULL"),
+    C("timestamp_to_bigint", "MODIFY COLUMN ts BIGINT NULL"),
+    C("timestamp_to_decimal", "MODIFY COLUMN ts DECIMAL(24,6) NULL"),
+    C("datetime_to_bigint", "MODIFY COLUMN dtm BIGINT NULL"),
+    C("date_to_int", "MODIFY COLUMN dt INT NULL"),
+    C("datetime6_to_timestamp0", "MODIFY COLUMN created TIMESTAMP(0) NOT NULL"),
+    C("text_to_date_valid", "MODIFY COLUMN ok DATE NULL", table=TEXT_DATES),
+    C("text_to_datetime_valid", "MODIFY COLUMN okt DATETIME NULL", table=TEXT_DATES),
+    C("text_to_timestamp_valid", "MODIFY COLUMN okt TIMESTAMP NULL", table=TEXT_DATES),
+    C("text_to_time", "MODIFY COLUMN okt TIME NULL", table=TEXT_DATES),
+    C("text_to_date_invalid_fails", "MODIFY COLUMN bad DATE NULL", table=TEXT_DATES),
+    C("time_to_datetime_small", "MODIFY COLUMN tm DATETIME NULL", table=TEXT_DATES),
+    C("date_text_to_datetime", "MODIFY COLUMN ok DATETIME(3) NULL", table=TEXT_DATES),
+    # --- character sets and collations ----------------------------------------------
+    C("to_utf16", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf16 NULL"),
+    C("to_utf32", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf32 NULL"),
+    C("to_ucs2_fails", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET ucs2 NULL"),
+    C("latin1_to_ucs2", "MODIFY COLUMN lt TEXT CHARACTER SET ucs2 NULL"),
+    C("utf16_to_utf8mb4", "MODIFY COLUMN w16 VARCHAR(20) CHARACTER SET utf8mb4 NULL",
+      table=WIDE_CHARS),
+    C("utf32_to_utf16", "MODIFY COLUMN w32 VARCHAR(20) CHARACTER SET utf16 NULL",
+      table=WIDE_CHARS),
+    C("ucs2_to_latin1", "MODIFY COLUMN u2 VARCHAR(20) CHARACTER SET latin1 NULL",
+      table=WIDE_CHARS),
+    C("wide_add_column", "ADD COLUMN x INT NULL", table=WIDE_CHARS),
+    C("wide_to_binary", "MODIFY COLUMN w16 VARBINARY(80) NULL", table=WIDE_CHARS),
+    C("wide_enum_to_varchar", "MODIFY COLUMN en VARCHAR(4) CHARACTER SET utf16 NULL",
+      table=WIDE_CHARS),
+    C("wide_set_reordered", "MODIFY COLUMN st SET('y','x') CHARACTER SET utf32 NULL",
+      table=WIDE_CHARS),
+    C("wide_key_add_column", "ADD COLUMN x INT NULL", table=WIDE_KEY),
+    C("wide_key_to_utf8mb4", "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 NOT NULL",
+      table=WIDE_KEY),
+    C("varchar_to_utf16_char", "MODIFY COLUMN b CHAR(20) CHARACTER SET utf16 NULL",
+      table=WIDE_CHARS),
+    C("to_nopad", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NULL", marks=MARIADB),
+    C("char_to_nopad", "MODIFY COLUMN ch CHAR(16) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NULL", marks=MARIADB),
+    C("collation_unique_collides_fails",
+      "MODIFY COLUMN bv VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL, "
+      "ADD UNIQUE KEY uq_bv (bv)"),
+    C("nopad_key_add_column", "ADD COLUMN x INT NULL", table=NOPAD_KEYS, marks=MARIADB),
+    C("nopad_key_to_pad_fails", "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_bin NOT NULL", table=NOPAD_KEYS, marks=MARIADB),
+    C("nopad_key_widened", "MODIFY COLUMN k VARCHAR(20) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NOT NULL", table=NOPAD_KEYS, marks=MARIADB),
+    # --- keys and visibility ------------------------------------------------------------
+    C("desc_index", "ADD INDEX ix_vd (v DESC, id)"),
+    C("prefix_unique", "ADD UNIQUE KEY uq_vb (vb(4))"),
+    C("index_on_converted", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_unicode_ci NULL, ADD INDEX ix_vc (vc)"),
+    C("invisible_column_added", "ADD COLUMN n INT NULL DEFAULT 3 INVISIBLE"),
+    C("column_made_invisible", "MODIFY COLUMN nonull INT NULL INVISIBLE"),
+    C("ignored_index", "ADD INDEX ix_v (v) IGNORED", marks=MARIADB),
+    # --- odd names --------------------------------------------------------------------
+    C("odd_names_add", "ADD COLUMN `new``col \u00e9` INT NULL DEFAULT 1 AFTER `we``ird`",
+      table=ODD_NAMES),
+    C("odd_names_rename", "CHANGE COLUMN `s p a c e` `from` VARCHAR(16) NULL, "
+      "RENAME COLUMN `select` TO `a``b`", table=ODD_NAMES),
+    C("odd_names_retype", "MODIFY COLUMN `order` BIGINT NULL, "
+      "MODIFY COLUMN `\u00e9t\u00e9` TEXT NULL", table=ODD_NAMES),
+    # --- table level ------------------------------------------------------------------
+    C("add_auto_increment_column_refused", "ADD COLUMN a INT NOT NULL AUTO_INCREMENT, "
+      "ADD UNIQUE KEY uq_a (a)", table=CHECKED, refused=True),
+    C("partition_by_refused", "PARTITION BY HASH (id) PARTITIONS 2", refused=True),
+    C("row_format_dynamic", "ROW_FORMAT=DYNAMIC"),
+    C("row_format_compressed", "ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8"),
+    C("page_compressed", "PAGE_COMPRESSED=1", marks=MARIADB),
+    C("stats_persistent", "STATS_PERSISTENT=0, STATS_SAMPLE_PAGES=7"),
+    C("partitioned_add_column", "ADD COLUMN x INT NULL", table=PARTITIONED),
+    C("sequence_default_add_column", "ADD COLUMN x INT NULL", table=SEQUENCE,
+      marks=MARIADB),
+    C("system_versioned_add_column", "ADD COLUMN x INT NULL", table=VERSIONED,
+      marks=MARIADB),
+    C("add_system_versioning", "ADD SYSTEM VERSIONING", refused=True, marks=MARIADB),
+    C("inet6_add_column", "ADD COLUMN x INT NULL", table=INET_UUID, marks=MARIADB),
+    C("inet6_to_varchar", "MODIFY COLUMN ip VARCHAR(40) NULL", table=INET_UUID,
+      marks=MARIADB),
+    C("varchar_to_inet6", "MODIFY COLUMN ipt INET6 NULL", table=INET_UUID, marks=MARIADB),
+    C("uuid_to_char", "MODIFY COLUMN u CHAR(36) NULL", table=INET_UUID, marks=MARIADB),
+    C("spatial_add_column", "ADD COLUMN x INT NULL", table=SPATIAL),
+    C("point_to_geometry", "MODIFY COLUMN p GEOMETRY NULL", table=SPATIAL),
+    # --- the server's global sql_mode ---------------------------------------------
+    C("nonstrict_truncating", "MODIFY COLUMN tx VARCHAR(50) NULL", global_sql_mode=""),
+    C("nonstrict_lossless", "MODIFY COLUMN i BIGINT NULL", global_sql_mode=""),
+    C("nonstrict_not_null_with_nulls", "MODIFY COLUMN i INT NOT NULL", global_sql_mode=""),
+    C("nonstrict_invalid_dates", "MODIFY COLUMN bad DATE NULL", table=TEXT_DATES,
+      global_sql_mode=""),
+    C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
+      global_sql_mode="STRICT_ALL_TABLES,PAD_CHAR_TO_FULL_LENGTH"),
+]
+BY_ID = {c.id: c for c in CASES}
+
+
+@pytest.fixture
+def global_sql_mode(server: Dsn) -> Iterator[Callable[[str], None]]:
+    """Sets the server's GLOBAL sql_mode for one case; restored afterwards."""
+    with connect(server) as admin, admin.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        saved = cur.fetchone()[0]
+
+    def set_mode(mode: str) -> None:
+        with connect(server) as admin, admin.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (mode,))
+
+    yield set_mode
+    set_mode(saved)
+
+
+def make_tables(server: Dsn, db: str, conn: Conn, case: Case, names: Sequence[str]) -> None:
+    if case.table is None:
+        seed(conn, names)
+        return
+    table = case.table
+    with connect(server, db) as seeder, seeder.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        for text in table.before:
+            cur.execute(text)
+        for name in names:
+            cur.execute(table.create(name))
+            if table is SPATIAL:
+                for k in range(1, ROWS + 1):
+                    point = None if k % 3 == 0 else f"POINT({k} {-k * 1.5})"
+                    line = None if k % 4 == 0 else "LINESTRING(0 0, 1 1, 2 5)"
+                    cur.execute(f"INSERT INTO {q(name)} VALUES (%s, ST_GeomFromText(%s), "
+                                "ST_GeomFromText(%s))", (k, point, line))
+                continue
+            marks = ", ".join(["%s"] * len(table.names))
+            cur.executemany(f"INSERT INTO {q(name)} ({', '.join(q(n) for n in table.names)}) "
+                            f"VALUES ({marks})", table.values())
+
+
+def flatten_shapes(conn: Conn, case: Case, tables: Sequence[str]) -> list[str]:
+    """Per-row random columns: the same shape on both tables; then NULLed so the rest
+    compares exactly."""
+    problems = []
+    shapes = []
+    for table in tables:
+        shape = []
+        for col in case.shape:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*), COUNT({q(col)}), COUNT(DISTINCT {q(col)}), "
+                            f"GROUP_CONCAT(DISTINCT LENGTH({q(col)}) ORDER BY 1) "
+                            f"FROM {q(table)}")
+                shape.append(cur.fetchone())
+        shapes.append(shape)
+    if shapes and shapes[0] != shapes[-1]:
+        problems.append(f"shape of {case.shape} differs: onlineddl {shapes[0]}, "
+                        f"native {shapes[-1]}")
+    return problems
+
+
+def null_out(conn: Conn, case: Case, tables: Sequence[str]) -> None:
+    with conn.cursor() as cur:
+        for table in tables:
+            for col in case.shape:
+                cur.execute(f"UPDATE {q(table)} SET {q(col)} = 0")
+
+
+def params(cases: Sequence[Case]) -> list[Any]:
+    return [pytest.param(c, id=c.id, marks=c.marks) for c in cases]
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_parity_more(server: Dsn, parity_db: str, pconn: Conn, case: Case,
+                     global_sql_mode: Callable[[str], None]) -> None:
+    make_tables(server, parity_db, pconn, case, ("t", "twin"))
+    if case.global_sql_mode is not None:
+        global_sql_mode(case.global_sql_mode)
+    native_error = native_alter(server, parity_db, "twin", case.alter)
+    print(f"native ALTER: {native_error or 'ok'}")
+    if case.refused:
+        assert native_error is None, "a refused case is one the server runs"
+        problems = refused_up_front(server, parity_db, pconn, case)
+    elif native_error is None:
+        problems = succeeds_like_native(server, parity_db, pconn, case)
+    else:
+        problems = fails_like_native(server, parity_db, pconn, case, native_error)  # type: ignore[arg-type]
+    assert not problems, f"{case.alter}:\n  " + "\n  ".join(problems)
+
+
+def succeeds_like_native(server: Dsn, db: str, conn: Conn, case: Case) -> list[str]:
+    phases = Phases()
+    error = run_onlineddl(server, db, case.alter)
+    faults.clear()
+    if error is not None:
+        problems = [f"onlineddl failed where the native ALTER succeeded: "
+                    f"{type(error).__name__}: {error}"]
+        if "_t_new" in table_names(conn):
+            problems += [f"(in _t_new) {p}" for p in compare(conn, "_t_new", "twin")]
+        return problems
+    problems = flatten_shapes(conn, case, ("t", "twin"))
+    if case.shape:
+        null_out(conn, case, ("t", "twin"))
+    problems += compare(conn, "t", "twin", case.clock)
+    if phases.counts["after_chunk"] < 2:
+        problems.append(f"expected several chunks, got {phases.counts}")
+    return problems
+
+
+def refused_up_front(server: Dsn, db: str, conn: Conn, case: Case) -> list[str]:
+    before = (table_names(conn), show_create(conn, "t"))
+    phases = Phases()
+    error = run_onlineddl(server, db, case.alter)
+    faults.clear()
+    print(f"onlineddl: {type(error).__name__}: {error}")
+    problems = []
+    if not isinstance(error, OnlineDDLError) or error.exit_code not in (4, 5):
+        problems.append(f"expected a refusal (exit 4 or 5), got {error!r}")
+    if phases.counts["copy_start"]:
+        problems.append("refused only after the copy started")
+    if (table_names(conn), show_create(conn, "t")) != before:
+        problems.append("the table or its database changed")
+    return problems
+
+
+# --- under writes -------------------------------------------------------------------------
+
+UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigint_rounds",
+                "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
+                "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
+                "wide_add_column", "wide_key_add_column")
+
+
+@dataclass
+class TableWriter:
+    """Each call commits one transaction doing the same to `t` and `mirror`: an insert,
+    an update of every non-key column to another sample row's values, a delete."""
+
+    conn: Conn
+    case: Case
+    calls: int = 0
+    done: list[str] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        self.calls += 1
+        n = self.calls
+        plan: list[tuple[str, Any]] = []
+        for table in ("t", "mirror"):
+            plan += self.statements(table, n)
+        commit_replaying(self.conn, plan)
+
+    def statements(self, table: str, n: int) -> list[tuple[str, Any]]:
+        t = q(table)
+        if self.case.table is None:
+            return [(f"UPDATE {t} SET i = i DIV 2, v = v + 1000, e = 'b', dc = dc / 3, "
+                     f"tm = '-01:02:03.5', vc = CONCAT(LEFT(vc, 8), %s) "
+                     f"WHERE id = %s", ("\u00e9", n * 3 % 50 + 1)),
+                    (f"DELETE FROM {t} WHERE id = %s", (n * 7 % 50 + 1,)),
+                    (f"INSERT INTO {t} (id, created, v, i, dc, tm, e, vc) VALUES "
+                     f"(%s, '2020-01-01', %s, 5, 1.25, '-1:02:03', 'c d', 'new')",
+                     (100 + n, 5000 + n))]
+        spec = self.case.table
+        names = spec.names
+        rows = spec.values()
+        source = rows[n % len(rows)]
+        sets = ", ".join(f"{q(c)} = %s" for c in names[1:])
+        key = rows[(n * 5) % len(rows)][0]
+        gone = rows[(n * 11 + 3) % len(rows)][0]
+        fresh = f"z{n}" if isinstance(key, str) else 1000 + n
+        marks = ", ".join(["%s"] * len(names))
+        cols = ", ".join(q(c) for c in names)
+        return [(f"UPDATE {t} SET {sets} WHERE {q(names[0])} = %s", (*source[1:], key)),
+                (f"DELETE FROM {t} WHERE {q(names[0])} = %s", (gone,)),
+                (f"INSERT INTO {t} ({cols}) VALUES ({marks})", (fresh, *source[1:]))]
+
+
+@pytest.mark.parametrize("case", params([BY_ID[i] for i in UNDER_WRITES]))
+def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn,
+                                  case: Case) -> None:
+    make_tables(server, parity_db, pconn, case, ("t", "mirror"))
+    writer_conn = writer_connection(server, parity_db)
+    try:
+        writer = TableWriter(writer_conn, case)
+        phases = Phases({"copy_start": writer, "after_chunk": writer})
+        error = run_onlineddl(server, parity_db, case.alter)
+        faults.clear()
+    finally:
+        writer_conn.close()
+    assert phases.counts["after_chunk"] >= 2, phases.counts
+    assert native_alter(server, parity_db, "mirror", case.alter) is None
+    assert error is None, f"onlineddl failed: {type(error).__name__}: {error}"
+    problems = compare(pconn, "t", "mirror", case.clock)
+    assert not problems, f"{case.alter}:\n  " + "\n  ".join(problems)
+
