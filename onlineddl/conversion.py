@@ -62,7 +62,23 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
         # ('1.100000023841858'); ALTER writes the FLOAT's own text ('1.1', '1.100' for
         # FLOAT(7,3)), which is what CONCAT() renders.
         return f"CONCAT({ref})"
+    if old.data_type == "char" and new.data_type != "char":
+        return _padded_char(old, ref)
     return ref
+
+
+def _padded_char(old: Column, ref: str) -> str:
+    """A CHAR value as a plain ALTER reads it into another type. Under a global sql_mode
+    with PAD_CHAR_TO_FULL_LENGTH that read keeps the trailing spaces to the full width,
+    and the new VARCHAR/TEXT/BINARY/... column stores them ('ab' in CHAR(5) becomes
+    'ab   '). onlineddl's sessions leave that mode out (it changes what its own key
+    reads see), so the copy pads explicitly, under the same global condition. (A new
+    CHAR column strips them again on store.)"""
+    width = re.search(r"\((\d+)\)", old.column_type)
+    if width is None:
+        return ref
+    return (f"IF(FIND_IN_SET('PAD_CHAR_TO_FULL_LENGTH', @@GLOBAL.sql_mode), "
+            f"RPAD({ref}, {int(width.group(1))}, ' '), {ref})")
 
 
 def check_convertible(old: Column, new: Column) -> None:

@@ -345,7 +345,8 @@ class ColumnMapping:
         """What the copy and the flushes SELECT, in target_cols() order; `table` (a
         quoted, qualified name) qualifies the old columns, for statements that join."""
         refs = [f"{table}.{ident(c)}" if table else ident(c) for c in self.source]
-        exprs = [c.format(r) for c, r in zip(self.converts, refs, strict=True)] \
+        # replace, not format: an expression may name the old column more than once.
+        exprs = [c.replace("{}", r) for c, r in zip(self.converts, refs, strict=True)] \
             if self.converts else refs
         return exprs + [value for _, value in self.fills]
 

@@ -83,6 +83,7 @@ class Case:
 
 
 C = Case
+PAD_CHAR = "STRICT_ALL_TABLES,PAD_CHAR_TO_FULL_LENGTH"
 MARIADB = (pytest.mark.mariadb_only,)
 
 TEXT_DATES = Table(
@@ -299,7 +300,13 @@ CASES: list[Case] = [
     C("nonstrict_invalid_dates", "MODIFY COLUMN bad DATE NULL", table=TEXT_DATES,
       global_sql_mode=""),
     C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
-      global_sql_mode="STRICT_ALL_TABLES,PAD_CHAR_TO_FULL_LENGTH"),
+      global_sql_mode=PAD_CHAR),
+    C("pad_char_to_binary_and_int", "MODIFY COLUMN ch VARBINARY(80) NULL, "
+      "MODIFY COLUMN i CHAR(12) NULL", global_sql_mode=PAD_CHAR),
+    C("pad_char_widened", "MODIFY COLUMN ch CHAR(20) CHARACTER SET utf8mb4 NULL",
+      global_sql_mode=PAD_CHAR),
+    C("pad_char_nopad_to_text", "MODIFY COLUMN ch TEXT CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NULL", global_sql_mode=PAD_CHAR, marks=MARIADB),
 ]
 BY_ID = {c.id: c for c in CASES}
 
@@ -432,7 +439,7 @@ def refused_up_front(server: Dsn, db: str, conn: Conn, case: Case) -> list[str]:
 UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigint_rounds",
                 "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
-                "wide_add_column", "wide_key_add_column")
+                "wide_add_column", "wide_key_add_column", "pad_char_global")
 
 
 @dataclass
@@ -457,7 +464,7 @@ class TableWriter:
         t = q(table)
         if self.case.table is None:
             return [(f"UPDATE {t} SET i = i DIV 2, v = v + 1000, e = 'b', dc = dc / 3, "
-                     f"tm = '-01:02:03.5', vc = CONCAT(LEFT(vc, 8), %s) "
+                     f"tm = '-01:02:03.5', vc = CONCAT(LEFT(vc, 8), %s), ch = 'w' "
                      f"WHERE id = %s", ("\u00e9", n * 3 % 50 + 1)),
                     (f"DELETE FROM {t} WHERE id = %s", (n * 7 % 50 + 1,)),
                     (f"INSERT INTO {t} (id, created, v, i, dc, tm, e, vc) VALUES "
@@ -479,9 +486,11 @@ class TableWriter:
 
 
 @pytest.mark.parametrize("case", params([BY_ID[i] for i in UNDER_WRITES]))
-def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn,
-                                  case: Case) -> None:
+def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn, case: Case,
+                                  global_sql_mode: Callable[[str], None]) -> None:
     make_tables(server, parity_db, pconn, case, ("t", "mirror"))
+    if case.global_sql_mode is not None:
+        global_sql_mode(case.global_sql_mode)
     writer_conn = writer_connection(server, parity_db)
     try:
         writer = TableWriter(writer_conn, case)
