@@ -91,7 +91,11 @@ def translate(exc: BaseException, dsn: Dsn | None = None, *, login: bool = False
         return TableNotFound(text, hint="check --database and --table")
     if errno in DATA_ERRORS:
         return DataError(f"the data does not fit the new schema: {text}",
-                         hint="change the ALTER so every existing value fits, then run again")
+                         hint="change the ALTER (or the rows) so every value fits, then run "
+                              "again. onlineddl copies strictly whatever the server's "
+                              "sql_mode: where that mode is not strict, a plain ALTER TABLE "
+                              "would instead store such a value cut or changed, with only a "
+                              "warning, and onlineddl never does that silently")
     if errno in (ER_DBACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED,
                  ER_COLUMNACCESS_DENIED):
         return MissingPrivilege(

@@ -227,6 +227,12 @@ def load_table(session: Session, database: str, table: str) -> TableInfo:
     if row is None:
         raise TableNotFound(f"table {database}.{table} does not exist",
                             hint="check --database and --table")
+    if row[2] == "SYSTEM VERSIONED":
+        raise UnsupportedTable(
+            f"{database}.{table} is a system-versioned table: onlineddl would copy only "
+            "its current rows and lose their history",
+            hint="run the ALTER with a plain ALTER TABLE (MariaDB needs "
+                 "system_versioning_alter_history=KEEP for it)")
     if row[2] != "BASE TABLE":
         raise UnsupportedTable(f"{database}.{table} is a {row[2]}, not a base table")
     columns = _load_columns(session, database, table)

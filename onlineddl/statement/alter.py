@@ -311,6 +311,10 @@ def _refuse_anywhere(c: _Clause) -> None:
             raise c.refuse("REFERENCES in a column definition is not supported",
                            hint="write the constraint as its own clause: ADD [CONSTRAINT "
                                 "name] FOREIGN KEY (column) REFERENCES parent (column)")
+        if (w, nxt) == ("SYSTEM", "VERSIONING"):
+            raise c.refuse("system versioning is not supported (MariaDB): the copy would "
+                           "hold only the current rows, not their history",
+                           hint="run this ALTER with a plain ALTER TABLE")
         if w == "CHECK":
             raise c.refuse("CHECK constraints are not supported",
                            hint="add or drop the CHECK constraint with a plain ALTER TABLE "
