@@ -160,12 +160,23 @@ WIDE_KEY = Table(
 
 CASES: list[Case] = [
     # --- CHECK constraints -------------------------------------------------------------
-    C("check_add_passes", "ADD CONSTRAINT ck_v CHECK (v >= 0)", refused=True),
+    C("check_add_passes", "ADD CONSTRAINT ck_v CHECK (v >= 0)"),
+    C("check_add_unnamed", "ADD CHECK (v >= 0), ADD CHECK (nonull IS NOT NULL)"),
     C("check_add_violated_fails", "ADD CONSTRAINT ck_i CHECK (i > 0)"),
-    C("check_column_level", "ADD COLUMN n INT NULL CHECK (n > 0)", refused=True),
+    C("check_on_converted_column_fails", "MODIFY COLUMN dc BIGINT NULL, "
+      "ADD CONSTRAINT ck_dc CHECK (dc BETWEEN -99999999999999 AND 99999999999999)"),
+    C("check_column_level", "ADD COLUMN n INT NULL CHECK (n > 0)"),
+    # MariaDB adds this column INSTANT without checking the existing rows (their 0 then
+    # fails the CHECK); onlineddl checks every row, as the server's ALGORITHM=COPY does.
+    C("check_column_level_violated_fails", "ADD COLUMN n INT NOT NULL DEFAULT 0 CHECK (n > 0)",
+      native=", ALGORITHM=COPY"),
+    C("check_modify_column_level", "MODIFY COLUMN nonull INT NULL CHECK (nonull > -10)"),
+    C("check_json_from_text_fails", "MODIFY COLUMN vc JSON NULL", marks=MARIADB),
     C("check_table_kept", "ADD COLUMN x INT NULL", table=CHECKED),
     C("check_modify_kept", "MODIFY COLUMN m BIGINT NULL", table=CHECKED),
     C("check_drop_constraint", "DROP CONSTRAINT ck_m", table=CHECKED, refused=True),
+    C("check_add_to_checked", "ADD CONSTRAINT ck_x CHECK (n + m < 200), ADD CHECK (n < 10)",
+      table=CHECKED),
     # --- defaults ----------------------------------------------------------------------
     C("default_expr_from_columns", "ADD COLUMN n BIGINT NULL DEFAULT (v * 2 + 1)"),
     C("default_expr_text", "ADD COLUMN n VARCHAR(40) NULL DEFAULT (CONCAT('x', v))"),
@@ -455,7 +466,8 @@ def refused(server: Dsn, db: str, conn: Conn, case: Case) -> list[str]:
 UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigint_rounds",
                 "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
-                "wide_add_column", "wide_key_add_column", "pad_char_global")
+                "wide_add_column", "wide_key_add_column", "pad_char_global",
+                "check_add_passes")
 
 
 @dataclass
@@ -521,3 +533,36 @@ def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn, case
     problems = compare(pconn, "t", "mirror", case.clock)
     assert not problems, f"{case.alter}:\n  " + "\n  ".join(problems)
 
+
+
+@pytest.mark.parametrize("point", ["copy_start", "after_chunk"])
+def test_check_violated_by_a_write_during_the_run(server: Dsn, parity_db: str, pconn: Conn,
+                                                  point: str) -> None:
+    """A committed write that the added CHECK rejects, reaching onlineddl through the copy
+    (copy_start: before its chunk) or through the binlog (after_chunk: a copied row):
+    the run stops with a DataError naming the constraint, before the checksum, with `t`
+    holding the write, its schema unchanged and nothing left behind. (The plain ALTER
+    would have refused the write itself, or failed on it.)"""
+    seed(pconn, ("t",))
+    before = (table_names(pconn), show_create(pconn, "t"))
+    writes = 0
+
+    def violate() -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 1:
+            with connect(server, parity_db) as conn, conn.cursor() as cur:
+                cur.execute("UPDATE t SET v = 500000 WHERE id = %s",
+                            (50 if point == "copy_start" else 1,))
+
+    phases = Phases({point: violate})
+    error = run_onlineddl(server, parity_db, "ADD CONSTRAINT ck_v CHECK (v < 100000)")
+    faults.clear()
+    assert writes >= 1
+    assert isinstance(error, OnlineDDLError) and error.exit_code == 10, repr(error)
+    assert "ck_v" in str(error)
+    assert not phases.counts["checksum_chunk"]
+    assert (table_names(pconn), show_create(pconn, "t")) == before
+    with pconn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE v = 500000")
+        assert cur.fetchone()[0] == 1
