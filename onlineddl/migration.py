@@ -46,7 +46,12 @@ from onlineddl.errors import (
     ResumeRefused,
     TableChanged,
 )
-from onlineddl.preflight import check_privileges, check_server, check_table
+from onlineddl.preflight import (  # [parity2] check_constraints
+    check_constraints,
+    check_privileges,
+    check_server,
+    check_table,
+)
 from onlineddl.progress import Phase, TerminalBar
 from onlineddl.run import Result as Result  # re-exported: the API's result type
 from onlineddl.run import Run
@@ -147,6 +152,7 @@ class Migration(Run):
         # Triggers (triggers.py): refused here only when they cannot be carried. A resumed
         # run may find the guard of its own interrupted cutover: setup repairs it.
         alter = self._parsed_alter()
+        check_constraints(control, flavor, self.source, alter)  # [parity2]
         self.triggers = self._check_triggers()
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(

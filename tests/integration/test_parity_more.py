@@ -40,7 +40,12 @@ from integration.test_parity import (
 )
 from onlineddl import faults
 from onlineddl.config import Dsn
-from onlineddl.errors import OnlineDDLError
+from onlineddl.db import Session
+from onlineddl.errors import OnlineDDLError, UnsupportedTable
+from onlineddl.flavor import detect
+from onlineddl.preflight import check_constraints
+from onlineddl.statement import parse_alter
+from onlineddl.table import load_table
 
 __all__ = ["parity_db", "pconn"]   # fixtures, used by name
 
@@ -566,3 +571,31 @@ def test_check_violated_by_a_write_during_the_run(server: Dsn, parity_db: str, p
     with pconn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM t WHERE v = 500000")
         assert cur.fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(("create", "alter", "refused"), [
+    ("id INT PRIMARY KEY, n INT, CONSTRAINT ck_n CHECK (n > 0)", "ADD COLUMN x INT", True),
+    ("id INT PRIMARY KEY, n INT CHECK (n > 0)", "ADD COLUMN x INT", True),
+    ("id INT PRIMARY KEY, n INT", "ADD CONSTRAINT ck_n CHECK (n > 0)", True),
+    ("id INT PRIMARY KEY, n INT", "ADD COLUMN x INT", False),
+])
+def test_check_constraints_where_names_may_change(server: Dsn, parity_db: str, pconn: Conn,
+                                                  create: str, alter: str,
+                                                  refused: bool) -> None:
+    """On a flavor whose new table may not keep CHECK constraint names (MySQL:
+    flavor.keeps_check_names), a table with one, or an ALTER adding one, is refused at
+    preflight (UnsupportedTable, exit 4): the table here judged as on MySQL and MariaDB."""
+    with pconn.cursor() as cur:
+        cur.execute(f"CREATE TABLE t ({create})")
+    session = Session(server, name="test", database=parity_db)
+    try:
+        info = load_table(session, parity_db, "t")
+        parsed = parse_alter(alter, database=parity_db, table="t")
+        for flavor, refuses in ((detect("8.0.36"), refused), (detect("10.11.6-MariaDB"), False)):
+            if refuses:
+                with pytest.raises(UnsupportedTable, match="CHECK constraint"):
+                    check_constraints(session, flavor, info, parsed)
+            else:
+                check_constraints(session, flavor, info, parsed)
+    finally:
+        session.close()
