@@ -64,6 +64,7 @@ class Table:
     options: str = ""
     keys: tuple[Any, ...] = ()
     before: tuple[str, ...] = ()     # statements run once before the tables are made
+    seed_mode: str = "STRICT_ALL_TABLES"
 
     def create(self, table: str) -> str:
         return f"CREATE TABLE {q(table)} ({self.ddl}) ENGINE=InnoDB " \
@@ -162,6 +163,24 @@ WIDE_KEY = Table(
     "k VARCHAR(10) CHARACTER SET utf16 NOT NULL PRIMARY KEY, n INT NULL",
     ("k", "n"), ((1,), (None,)),
     keys=tuple(f"\u00e9{n}\U0001F600" for n in range(ROWS)))
+
+# Values only a permissive sql_mode stores: zero dates, a zero in a date, an ENUM's
+# error value '' (index 0).
+PERMISSIVE = Table(
+    "id INT NOT NULL PRIMARY KEY, d DATE NULL, dt DATETIME NULL, e ENUM('a','b') NULL",
+    ("id", "d", "dt", "e"),
+    (("0000-00-00", "0000-00-00 00:00:00", "x"), ("2024-00-10", "2024-02-00 10:00:00", "b"),
+     ("2024-01-01", "2024-01-01 00:00:00", "a"), (None, None, None)),
+    seed_mode="")
+
+TEXT_KEY = Table(
+    "k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, n INT NULL",
+    ("k", "n"), ((1,), (None,)),
+    keys=(*(f"k{n}" for n in range(ROWS - 2)), "K1", "K2"))
+TEXT_KEY_CLEAN = Table(TEXT_KEY.ddl, TEXT_KEY.names, TEXT_KEY.rows,
+                       keys=tuple(f"k{n}" for n in range(ROWS)))
+TO_CI = "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
+NO_ZERO = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE"
 
 CASES: list[Case] = [
     # --- CHECK constraints -------------------------------------------------------------
@@ -316,6 +335,36 @@ CASES: list[Case] = [
     C("uuid_to_char", "MODIFY COLUMN u CHAR(36) NULL", table=INET_UUID, marks=MARIADB),
     C("spatial_add_column", "ADD COLUMN x INT NULL", table=SPATIAL),
     C("point_to_geometry", "MODIFY COLUMN p GEOMETRY NULL", table=SPATIAL),
+    # --- generated columns and defaults over converted columns ---------------------
+    C("generated_base_retyped", "MODIFY COLUMN ti SMALLINT NULL"),
+    C("virtual_indexed_base_retyped", "MODIFY COLUMN bs DECIMAL(30,2) NULL"),
+    C("generated_base_recollated", "MODIFY COLUMN tag VARCHAR(24) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_bin NULL"),
+    C("default_expr_over_converted", "MODIFY COLUMN i BIGINT NULL, "
+      "ADD COLUMN n BIGINT NULL DEFAULT (i * 2)"),
+    # --- text keys --------------------------------------------------------------------
+    C("key_collation_collides_fails", "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_general_ci NOT NULL", table=TEXT_KEY),
+    C("key_recollated", TO_CI, table=TEXT_KEY_CLEAN),
+    C("key_widened", "MODIFY COLUMN k VARCHAR(12) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_bin NOT NULL", table=TEXT_KEY),
+    C("key_to_char", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_bin NOT NULL", table=TEXT_KEY),
+    # --- values only a permissive sql_mode stores --------------------------------------
+    C("permissive_add_column", "ADD COLUMN x INT NULL", table=PERMISSIVE, global_sql_mode=""),
+    C("permissive_retype", "MODIFY COLUMN d DATETIME NULL, MODIFY COLUMN dt DATE NULL, "
+      "MODIFY COLUMN e ENUM('b','a') NULL", table=PERMISSIVE, global_sql_mode=""),
+    C("permissive_enum_to_varchar", "MODIFY COLUMN e VARCHAR(5) NULL", table=PERMISSIVE,
+      global_sql_mode=""),
+    # Zero dates already in the table, a global sql_mode refusing them: MariaDB's
+    # in-place ALTER (INSTANT, INPLACE) keeps them; its ALGORITHM=COPY, like onlineddl's
+    # copy, fails on them (docs/compatibility.md).
+    C("no_zero_date_add_column", "ADD COLUMN x INT NULL", table=PERMISSIVE,
+      global_sql_mode=NO_ZERO, native=", ALGORITHM=COPY"),
+    C("no_zero_date_retype", "MODIFY COLUMN d DATETIME NULL", table=PERMISSIVE,
+      global_sql_mode=NO_ZERO),
+    C("strict_permissive_rows_add_column", "ADD COLUMN x INT NULL, FORCE", table=PERMISSIVE,
+      global_sql_mode="STRICT_ALL_TABLES"),
     # --- the server's global sql_mode ---------------------------------------------
     C("nonstrict_truncating", "MODIFY COLUMN tx VARCHAR(50) NULL", global_sql_mode="",
       strict_stop=True),
@@ -359,7 +408,7 @@ def make_tables(server: Dsn, db: str, conn: Conn, case: Case, names: Sequence[st
         return
     table = case.table
     with connect(server, db) as seeder, seeder.cursor() as cur:
-        cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
+        cur.execute("SET SESSION sql_mode = %s", (table.seed_mode,))
         cur.execute("SET SESSION time_zone = '+00:00'")
         for text in table.before:
             cur.execute(text)
@@ -472,7 +521,7 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
-                "check_add_passes")
+                "check_add_passes", "key_recollated")
 
 
 @dataclass
@@ -599,3 +648,30 @@ def test_check_constraints_where_names_may_change(server: Dsn, parity_db: str, p
                 check_constraints(session, flavor, info, parsed)
     finally:
         session.close()
+
+
+@pytest.mark.parametrize("point", ["copy_start", "after_chunk"])
+def test_run_key_collision_written_during_the_run(server: Dsn, parity_db: str, pconn: Conn,
+                                                  point: str) -> None:
+    """The ALTER makes the key case-insensitive; a write during the run adds 'K3' beside
+    'k3' (before or after its chunk). The plain ALTER would fail (duplicate entry): the
+    run stops with UniqueViolation (exit 10) naming the value, not with a checksum
+    mismatch, and leaves nothing behind."""
+    case = Case("collide", TO_CI, table=TEXT_KEY_CLEAN)
+    make_tables(server, parity_db, pconn, case, ("t",))
+    before = (table_names(pconn), show_create(pconn, "t"))
+    writes = 0
+
+    def collide() -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 1:
+            with connect(server, parity_db) as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO t (k, n) VALUES ('K3', 5)")
+
+    Phases({point: collide})
+    error = run_onlineddl(server, parity_db, TO_CI)
+    faults.clear()
+    assert isinstance(error, OnlineDDLError) and error.exit_code == 10, repr(error)
+    assert "K3" in str(error) or "k3" in str(error), str(error)
+    assert (table_names(pconn), show_create(pconn, "t")) == before
