@@ -598,6 +598,7 @@ class Migration(Run):
                                f"the new table: {err.message}",
                                hint="nothing was changed; the user needs the REFERENCES "
                                     "privilege on the parent tables") from err
+        control.execute(sql.use(self.db))  # [parity2] the ALTER read as a client's
         self.instant = self._alter_shadow_instantly()
         clauses = self._parsed_alter().clauses_for_shadow   # [foreign keys] see there
         if not self.instant and clauses:

@@ -205,6 +205,7 @@ def done_before(session: Session, database: str, names: Artifacts, clauses: str)
     tell: False (the caller refuses as for any `_T_old` in the way)."""
     try:
         if clauses:   # [foreign keys] "" when the ALTER only drops foreign keys
+            session.execute(sql.use(database))
             session.execute(sql.alter_table(database, names.shadow, clauses))
     except OnlineDDLError as err:
         log.warning("--resume=auto: cannot tell whether %s was already migrated by this "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onlineddl import conversion
 from onlineddl.db import Session
 from onlineddl.sql import ident
 from onlineddl.table import Column, ColumnMapping, TableInfo
@@ -109,15 +110,30 @@ def run_key_checks(source: TableInfo, shadow: TableInfo) -> tuple[UniqueCheck, .
     name = "PRIMARY" if shadow.key_name == "PRIMARY" else shadow.key_name
     return (UniqueCheck(name, tuple(new.name for _, new in pairs),
                         tuple(ident(new.name) for _, new in pairs),
-                        tuple(key_part(old, new) for old, new in pairs),
+                        tuple(_as_stored(old, new) for old, new in pairs),
                         enforced=False, exact=False),)
 
 
 def _compares_otherwise(old: Column, new: Column) -> bool:
+    """Can two values the old column keeps apart be one value in the new column? Not
+    for the same type, integer widths, or text of another length alike (a value that
+    does not fit fails); yes for another collation or character set, and for other
+    type changes (DATETIME(6) to DATETIME(3), DECIMAL scale, CHAR with NO PAD)."""
+    if (old.column_type, old.charset, old.collation) == \
+            (new.column_type, new.charset, new.collation):
+        return False
     if (old.charset, old.collation) != (new.charset, new.collation):
         return True
-    return old.data_type != new.data_type and \
-        not (old.data_type in INTEGERS and new.data_type in INTEGERS)
+    return not any(old.data_type in family and new.data_type in family
+                   for family in (INTEGERS, VARYING_TEXT, {"char"}, VARYING_BINARY))
+
+
+def _as_stored(old: Column, new: Column) -> str:
+    """SQL over the source's row: the old key value as the new column holds and
+    compares it."""
+    if new.charset:
+        return key_part(old, new)
+    return conversion.normalize(new, conversion.copy_expr(old, new, ident(old.name)))
 
 
 def load_unique_keys(session: Session, database: str, table: str) -> list[UniqueIndex]:

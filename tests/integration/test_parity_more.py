@@ -181,6 +181,12 @@ TEXT_KEY_CLEAN = Table(TEXT_KEY.ddl, TEXT_KEY.names, TEXT_KEY.rows,
                        keys=tuple(f"k{n}" for n in range(ROWS)))
 TO_CI = "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
 NO_ZERO = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE"
+# Keys that meet once rounded: .5 apart at the 6th digit, 1.01 and 1.04.
+TIME_KEY = Table("k DATETIME(6) NOT NULL PRIMARY KEY, n INT NULL", ("k", "n"), ((1,), (None,)),
+                 keys=tuple(f"2024-01-01 00:00:{n // 2:02d}.00000{n % 2}" for n in range(ROWS)))
+DECIMAL_KEY = Table("k DECIMAL(10,2) NOT NULL PRIMARY KEY, n INT NULL", ("k", "n"),
+                    ((1,), (None,)), keys=tuple(f"{n // 2}.0{(n % 2) * 3 + 1}"
+                                                for n in range(ROWS)))
 
 CASES: list[Case] = [
     # --- CHECK constraints -------------------------------------------------------------
@@ -199,6 +205,9 @@ CASES: list[Case] = [
     C("check_table_kept", "ADD COLUMN x INT NULL", table=CHECKED),
     C("check_modify_kept", "MODIFY COLUMN m BIGINT NULL", table=CHECKED),
     C("check_drop_constraint", "DROP CONSTRAINT ck_m", table=CHECKED, refused=True),
+    C("check_column_renamed", "CHANGE COLUMN m m2 INT NULL", table=CHECKED),
+    C("check_column_dropped", "DROP COLUMN m", table=CHECKED),
+    C("check_column_retyped_fails", "MODIFY COLUMN m VARCHAR(5) NULL", table=CHECKED),
     C("check_add_to_checked", "ADD CONSTRAINT ck_x CHECK (n + m < 200), ADD CHECK (n < 10)",
       table=CHECKED),
     # --- defaults ----------------------------------------------------------------------
@@ -322,6 +331,12 @@ CASES: list[Case] = [
     C("row_format_compressed", "ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8"),
     C("page_compressed", "PAGE_COMPRESSED=1", marks=MARIADB),
     C("stats_persistent", "STATS_PERSISTENT=0, STATS_SAMPLE_PAGES=7"),
+    C("compressed_column", "MODIFY COLUMN tx TEXT COMPRESSED NULL", marks=MARIADB),
+    C("sequence_default_added", "ADD COLUMN sq BIGINT NULL DEFAULT (NEXT VALUE FOR seq_t)",
+      table=SEQUENCE, shape=("sq",), marks=MARIADB),
+    C("json_to_longtext", "MODIFY COLUMN j LONGTEXT NULL", marks=MARIADB),
+    C("text_default_literal", "ADD COLUMN n TEXT NULL DEFAULT ('abc'), "
+      "ADD COLUMN n2 BLOB NULL DEFAULT (x'00ff')"),
     C("partitioned_add_column", "ADD COLUMN x INT NULL", table=PARTITIONED),
     C("sequence_default_add_column", "ADD COLUMN x INT NULL", table=SEQUENCE,
       marks=MARIADB),
@@ -346,6 +361,15 @@ CASES: list[Case] = [
     C("key_collation_collides_fails", "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 "
       "COLLATE utf8mb4_general_ci NOT NULL", table=TEXT_KEY),
     C("key_recollated", TO_CI, table=TEXT_KEY_CLEAN),
+    C("key_time_rounded_collides_fails", "MODIFY COLUMN k DATETIME(3) NOT NULL",
+      table=TIME_KEY),
+    C("key_time_widened", "MODIFY COLUMN k DATETIME(6) NOT NULL, ADD COLUMN x INT NULL",
+      table=TIME_KEY),
+    C("key_decimal_rounded_collides_fails", "MODIFY COLUMN k DECIMAL(10,1) NOT NULL",
+      table=DECIMAL_KEY),
+    C("key_decimal_to_varchar", "MODIFY COLUMN k VARCHAR(12) NOT NULL", table=DECIMAL_KEY),
+    C("key_nopad_to_char_collides_fails", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NOT NULL", table=NOPAD_KEYS, marks=MARIADB),
     C("key_widened", "MODIFY COLUMN k VARCHAR(12) CHARACTER SET utf8mb4 "
       "COLLATE utf8mb4_bin NOT NULL", table=TEXT_KEY),
     C("key_to_char", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "
