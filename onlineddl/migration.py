@@ -46,8 +46,9 @@ from onlineddl.errors import (
     ResumeRefused,
     TableChanged,
 )
-from onlineddl.preflight import (  # [parity2] check_constraints
+from onlineddl.preflight import (  # [parity2] check_constraints, check_nulls_made_clock
     check_constraints,
+    check_nulls_made_clock,
     check_privileges,
     check_server,
     check_table,
@@ -612,6 +613,8 @@ class Migration(Run):
         self.shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(self.shadow)
         self._choose_key()
+        check_nulls_made_clock(control, self._source(), self.shadow,  # [parity2]
+                               self._mapping())
         # [fk parents] the server's verdict on the children's constraints against it.
         fkparents.check_shadow(control, self.db, self.names, self.fk_children,
                                self._mapping())

@@ -221,6 +221,15 @@ CASES: list[Case] = [
     C("drop_default", "ALTER COLUMN v DROP DEFAULT"),
     C("modify_adds_default", "MODIFY COLUMN i INT NULL DEFAULT 5"),
     C("modify_not_null_default_with_nulls_fails", "MODIFY COLUMN i INT NOT NULL DEFAULT 5"),
+    # The server turns the NULLs into the current time, which no checksum can verify.
+    C("timestamp_nulls_to_not_null_refused",
+      "MODIFY COLUMN ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)", refused=True),
+    C("timestamp_not_null_without_nulls",
+      "MODIFY COLUMN created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"),
+    C("datetime_nulls_to_not_null_now",
+      "MODIFY COLUMN dtm DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)", clock=("dtm",)),
+    C("two_timestamps_not_null", "ADD COLUMN n TIMESTAMP NOT NULL, "
+      "ADD COLUMN n2 TIMESTAMP NOT NULL", clock=("n", "n2")),
     C("add_on_update_column",
       "ADD COLUMN n TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP",
       clock=("n",)),
