@@ -61,8 +61,14 @@ ER_SERVER_SHUTDOWN = 1053
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK, CR_SERVER_GONE, CR_SERVER_LOST,
              ER_CONN_KILLED, ER_QUERY_INTERRUPTED, ER_SERVER_SHUTDOWN}
 LOST = {CR_SERVER_GONE, CR_SERVER_LOST, ER_CONN_KILLED, ER_SERVER_SHUTDOWN}
-# 4025 (MariaDB) and 3819 (MySQL): a CHECK constraint failed.
-DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140, 4025, 3819}
+# Errors the rows cause, which a retry or --resume meets again: values that do not fit,
+# NULL into NOT NULL, foreign keys, invalid JSON, a failed CHECK (4025 MariaDB, 3819
+# MySQL), and errors of an expression the ALTER makes the server evaluate per row
+# (a DEFAULT (expr) or a conversion): division by 0 (1365), arithmetic out of range
+# (1690), illegal values for a type (1367, 1411, 1918), datetime overflow (1441), no
+# geometry from the data (1416, 3037), invalid JSON for CAST (3156).
+DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140, 4025, 3819,
+               1365, 1690, 1367, 1411, 1918, 1441, 1416, 3037, 3156}
 
 
 def translate(exc: BaseException, dsn: Dsn | None = None, *, login: bool = False

@@ -213,6 +213,11 @@ CASES: list[Case] = [
     # --- defaults ----------------------------------------------------------------------
     C("default_expr_from_columns", "ADD COLUMN n BIGINT NULL DEFAULT (v * 2 + 1)"),
     C("default_expr_text", "ADD COLUMN n VARCHAR(40) NULL DEFAULT (CONCAT('x', v))"),
+    C("default_divides_by_zero", "ADD COLUMN n INT NULL DEFAULT (1 DIV (v - v))"),
+    C("default_divides_by_zero_not_null", "ADD COLUMN n INT NOT NULL DEFAULT (v / (v - v))"),
+    C("default_out_of_range", "ADD COLUMN n BIGINT NULL DEFAULT (CAST(v AS UNSIGNED) - 100)"),
+    C("default_connection_id", "ADD COLUMN n BIGINT NULL DEFAULT (CONNECTION_ID())",
+      shape=("n",)),
     C("default_uuid", "ADD COLUMN n VARCHAR(36) NULL DEFAULT (UUID())", shape=("n",)),
     # MariaDB's in-place ALTER (INSTANT, or INPLACE with FORCE) evaluates RAND() once
     # for all existing rows; its ALGORITHM=COPY once per row, as onlineddl's copy does.
@@ -554,7 +559,7 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
-                "check_add_passes", "key_recollated")
+                "check_add_passes", "key_recollated", "generated_base_retyped")
 
 
 @dataclass
@@ -579,7 +584,8 @@ class TableWriter:
         t = q(table)
         if self.case.table is None:
             return [(f"UPDATE {t} SET i = i DIV 2, v = v + 1000, e = 'b', dc = dc / 3, "
-                     f"tm = '-01:02:03.5', vc = CONCAT(LEFT(vc, 8), %s), ch = 'w' "
+                     f"tm = '-01:02:03.5', vc = CONCAT(LEFT(vc, 8), %s), ch = 'w', "
+                     f"ti = ti DIV 2, tag = CONCAT(LEFT(tag, 4), 'x') "
                      f"WHERE id = %s", ("\u00e9", n * 3 % 50 + 1)),
                     (f"DELETE FROM {t} WHERE id = %s", (n * 7 % 50 + 1,)),
                     (f"INSERT INTO {t} (id, created, v, i, dc, tm, e, vc) VALUES "
