@@ -35,6 +35,7 @@ from onlineddl.errors import (
     TableNotFound,
 )
 from onlineddl.sql import session_sql_mode
+from onlineddl.sql import use as use_database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -204,6 +205,19 @@ class Session:
                 return int(cur.execute(sql, params))
         except pymysql.err.Error as exc:
             raise self._error(exc) from exc
+
+    def execute_as_client(self, text: str, database: str) -> int:
+        """Run the operator's ALTER (`text`) as a plain client's session would: with
+        `database` as the default (an unqualified `NEXT VALUE FOR seq` names a sequence
+        there) and under the server's global sql_mode itself, not the tool's (with
+        ANSI_QUOTES "abc" is a name; a DEFAULT the global mode refuses is refused)."""
+        saved = self.scalar("SELECT @@SESSION.sql_mode")
+        self.execute(use_database(database))
+        self.execute("SET SESSION sql_mode = @@GLOBAL.sql_mode")
+        try:
+            return self.execute(text)
+        finally:
+            self.execute("SET SESSION sql_mode = %s", (saved,))
 
     def execute_info(self, sql: str, params: Sequence[Any] | None = None) -> tuple[int, str]:
         """Run one statement; return (affected rows, the server's info text)."""

@@ -203,7 +203,8 @@ class Migration(Run):
         text = sql.alter_table(self.db, self.config.table, self._parsed_alter().clauses,
                                instant=True)
         try:
-            retry(lambda: session.execute(text), what="the instant ALTER",
+            retry(lambda: session.execute_as_client(text, self.db),  # [parity2]
+                  what="the instant ALTER",
                   attempts=self.tuning.cutover_attempts)
         except DatabaseError as err:
             if err.retryable:
@@ -599,12 +600,12 @@ class Migration(Run):
                                f"the new table: {err.message}",
                                hint="nothing was changed; the user needs the REFERENCES "
                                     "privilege on the parent tables") from err
-        control.execute(sql.use(self.db))  # [parity2] the ALTER read as a client's
         self.instant = self._alter_shadow_instantly()
         clauses = self._parsed_alter().clauses_for_shadow   # [foreign keys] see there
         if not self.instant and clauses:
             try:
-                control.execute(sql.alter_table(self.db, self.names.shadow, clauses))
+                control.execute_as_client(  # [parity2] read as a client's ALTER
+                    sql.alter_table(self.db, self.names.shadow, clauses), self.db)
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
@@ -645,7 +646,7 @@ class Migration(Run):
             return False
         text = sql.alter_table(self.db, self.names.shadow, clauses, instant=True)
         try:
-            self._control().execute(text)
+            self._control().execute_as_client(text, self.db)  # [parity2]
         except OnlineDDLError:
             return False
         log.info("the server can do this ALTER instantly (ALGORITHM=INSTANT)%s",

@@ -413,6 +413,13 @@ CASES: list[Case] = [
       global_sql_mode="", strict_stop=True),
     C("nonstrict_valid_dates", "MODIFY COLUMN okt DATETIME NULL", table=TEXT_DATES,
       global_sql_mode=""),
+    C("ansi_quotes_string_default", 'ADD COLUMN n VARCHAR(10) NULL DEFAULT "abc"',
+      global_sql_mode="STRICT_ALL_TABLES,ANSI_QUOTES"),
+    # onlineddl reads names only bare or in backticks: refused, saying so.
+    C("ansi_quotes_name", 'ADD COLUMN "n q" INT NULL DEFAULT 1',
+      global_sql_mode="STRICT_ALL_TABLES,ANSI_QUOTES", refused=True),
+    C("ansi_quotes_single_quotes", "ADD COLUMN n VARCHAR(10) NULL DEFAULT 'abc'",
+      global_sql_mode="STRICT_ALL_TABLES,ANSI_QUOTES"),
     C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
       global_sql_mode=PAD_CHAR),
     C("pad_char_to_binary_and_int", "MODIFY COLUMN ch VARBINARY(80) NULL, "
