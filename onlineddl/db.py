@@ -124,6 +124,38 @@ def is_lost_connection(err: OnlineDDLError) -> bool:
 DEFAULT_READ_TIMEOUT = 3600.0
 
 
+# A quoted name or string (kept as it is), or a %s placeholder.
+_PLACEHOLDER = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|%s",
+                          re.DOTALL)
+
+
+def bind(sql: str, params: Sequence[Any] | None, literal: Callable[[Any], str]) -> str:
+    """`sql` with each %s placeholder outside quotes replaced by its parameter as an SQL
+    literal; nothing else changes. Not the driver's `sql % params`: that reads every %
+    in the text, and a name may hold one (a column `c%s`, a table `a%b`): ident() quotes
+    names with backticks, whose contents are kept here as they are."""
+    if params is None:
+        return sql
+    values = iter(params)
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) != "%s":
+            return match.group(0)
+        try:
+            return literal(next(values))
+        except StopIteration:
+            raise ValueError(f"more %s placeholders than parameters in: {sql[:200]}") \
+                from None
+
+    text = _PLACEHOLDER.sub(substitute, sql)
+    if next(values, _END) is not _END:
+        raise ValueError(f"more parameters than %s placeholders in: {sql[:200]}")
+    return text
+
+
+_END = object()
+
+
 class Session:
     """One pinned connection with the tool's session settings."""
 
@@ -202,7 +234,7 @@ class Session:
         """Run one statement; return the affected-row count."""
         try:
             with self._conn.cursor() as cur:
-                return int(cur.execute(sql, params))
+                return int(cur.execute(self._bind(sql, params)))
         except pymysql.err.Error as exc:
             raise self._error(exc) from exc
 
@@ -223,13 +255,16 @@ class Session:
         """Run one statement; return (affected rows, the server's info text)."""
         try:
             with self._conn.cursor() as cur:
-                count = int(cur.execute(sql, params))
+                count = int(cur.execute(self._bind(sql, params)))
                 message = getattr(getattr(cur, "_result", None), "message", b"") or b""
         except pymysql.err.Error as exc:
             raise self._error(exc) from exc
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         return count, str(message)
+
+    def _bind(self, sql: str, params: Sequence[Any] | None) -> str:
+        return bind(sql, params, self._conn.literal)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         return self._read(pymysql.cursors.Cursor, sql, params)
@@ -241,7 +276,7 @@ class Session:
         for attempt in (1, 2):
             try:
                 with self._conn.cursor(cursor) as cur:
-                    cur.execute(sql, params)
+                    cur.execute(self._bind(sql, params))
                     return list(cur.fetchall())
             except pymysql.err.Error as exc:
                 err = self._error(exc)

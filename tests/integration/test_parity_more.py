@@ -28,6 +28,7 @@ from parity import read_table, seed, show_create, table_names
 from workload import commit_replaying, q
 
 from integration.test_parity import (
+    TUNING,
     Conn,
     Phases,
     compare,
@@ -39,10 +40,11 @@ from integration.test_parity import (
     writer_connection,
 )
 from onlineddl import faults
-from onlineddl.config import Dsn
+from onlineddl.config import Dsn, MigrationConfig
 from onlineddl.db import Session
 from onlineddl.errors import OnlineDDLError, UnsupportedTable
 from onlineddl.flavor import detect
+from onlineddl.migration import migrate
 from onlineddl.preflight import check_constraints
 from onlineddl.statement import parse_alter
 from onlineddl.table import load_table
@@ -136,9 +138,10 @@ PARTITIONED = Table("id INT NOT NULL PRIMARY KEY, n INT NULL", ("id", "n"), ((1,
 
 ODD_NAMES = Table(
     "id INT NOT NULL PRIMARY KEY, `we``ird` INT NULL, `s p a c e` VARCHAR(8) NULL, "
-    "`order` INT NULL, `\u00e9t\u00e9` VARCHAR(8) NULL, `select` INT NULL, KEY `k``1` (`order`)",
-    ("id", "we`ird", "s p a c e", "order", "\u00e9t\u00e9", "select"),
-    ((1, "a", 2, "\u00e9", 3), (None, None, None, None, None)))
+    "`order` INT NULL, `\u00e9t\u00e9` VARCHAR(8) NULL, `select` INT NULL, "
+    "`f{0}{}` FLOAT NULL, `c%s` CHAR(4) NULL, KEY `k``1` (`order`)",
+    ("id", "we`ird", "s p a c e", "order", "\u00e9t\u00e9", "select", "f{0}{}", "c%s"),
+    ((1, "a", 2, "\u00e9", 3, 1.1, "%s"), (None, None, None, None, None, None, None)))
 
 ON_UPDATE = Table(
     "id INT NOT NULL PRIMARY KEY, n INT NULL, "
@@ -336,7 +339,11 @@ CASES: list[Case] = [
     C("odd_names_rename", "CHANGE COLUMN `s p a c e` `from` VARCHAR(16) NULL, "
       "RENAME COLUMN `select` TO `a``b`", table=ODD_NAMES),
     C("odd_names_retype", "MODIFY COLUMN `order` BIGINT NULL, "
-      "MODIFY COLUMN `\u00e9t\u00e9` TEXT NULL", table=ODD_NAMES),
+      "MODIFY COLUMN `\u00e9t\u00e9` TEXT NULL, MODIFY COLUMN `f{0}{}` VARCHAR(20) NULL, "
+      "MODIFY COLUMN `c%s` VARCHAR(8) NULL", table=ODD_NAMES),
+    C("rename_case_only", "CHANGE COLUMN vc VC VARCHAR(64) CHARACTER SET utf8mb4 NULL, "
+      "RENAME COLUMN tx TO TX"),
+    C("desc_primary_key", "DROP PRIMARY KEY, ADD PRIMARY KEY (id DESC)", marks=MARIADB),
     # --- table level ------------------------------------------------------------------
     C("add_auto_increment_column_refused", "ADD COLUMN a INT NOT NULL AUTO_INCREMENT, "
       "ADD UNIQUE KEY uq_a (a)", table=CHECKED, refused=True),
@@ -467,8 +474,13 @@ def make_tables(server: Dsn, db: str, conn: Conn, case: Case, names: Sequence[st
                                 "ST_GeomFromText(%s))", (k, point, line))
                 continue
             marks = ", ".join(["%s"] * len(table.names))
-            cur.executemany(f"INSERT INTO {q(name)} ({', '.join(q(n) for n in table.names)}) "
+            cur.executemany(f"INSERT INTO {q(name)} ({', '.join(qp(n) for n in table.names)}) "
                             f"VALUES ({marks})", table.values())
+
+
+def qp(name: str) -> str:
+    """A quoted name in a statement with %s parameters (a % in it doubled)."""
+    return q(name).replace("%", "%%")
 
 
 def flatten_shapes(conn: Conn, case: Case, tables: Sequence[str]) -> list[str]:
@@ -602,12 +614,12 @@ class TableWriter:
         names = spec.names
         rows = spec.values()
         source = rows[n % len(rows)]
-        sets = ", ".join(f"{q(c)} = %s" for c in names[1:])
+        sets = ", ".join(f"{qp(c)} = %s" for c in names[1:])
         key = rows[(n * 5) % len(rows)][0]
         gone = rows[(n * 11 + 3) % len(rows)][0]
         fresh = f"z{n}" if isinstance(key, str) else 1000 + n
         marks = ", ".join(["%s"] * len(names))
-        cols = ", ".join(q(c) for c in names)
+        cols = ", ".join(qp(c) for c in names)
         return [(f"UPDATE {t} SET {sets} WHERE {q(names[0])} = %s", (*source[1:], key)),
                 (f"DELETE FROM {t} WHERE {q(names[0])} = %s", (gone,)),
                 (f"INSERT INTO {t} ({cols}) VALUES ({marks})", (fresh, *source[1:]))]
@@ -721,3 +733,36 @@ def test_run_key_collision_written_during_the_run(server: Dsn, parity_db: str, p
     assert isinstance(error, OnlineDDLError) and error.exit_code == 10, repr(error)
     assert "K3" in str(error) or "k3" in str(error), str(error)
     assert (table_names(pconn), show_create(pconn, "t")) == before
+
+
+def test_percent_signs_in_names(server: Dsn, parity_db: str, pconn: Conn) -> None:
+    """A table and columns whose names hold % (and %s): every statement onlineddl sends
+    with parameters carries these names too (db.bind keeps quoted names as they are)."""
+    create = ("CREATE TABLE {} (`id%s` INT NOT NULL PRIMARY KEY, `v%d` VARCHAR(8) NULL, "
+              "`f%` FLOAT NULL)")
+    with pconn.cursor() as cur:
+        for name in ("t%s", "twin"):
+            cur.execute(create.format(q(name)))
+            cur.executemany(f"INSERT INTO {qp(name)} VALUES (%s, %s, %s)",
+                            [(k, f"v{k}%", k / 3) for k in range(1, ROWS + 1)])
+    alter = "MODIFY COLUMN `f%` VARCHAR(20) NULL, ADD COLUMN `n%s` INT NULL DEFAULT 7"
+    assert native_alter(server, parity_db, "twin", alter) is None
+    writes = Phases({"after_chunk": lambda: _update_percent_table(server, parity_db)})
+    error = None
+    try:
+        migrate(MigrationConfig(dsn=server, database=parity_db, table="t%s", alter=alter,
+                                repair=False, tuning=TUNING))
+    except OnlineDDLError as err:
+        error = err
+    faults.clear()
+    assert error is None, str(error)
+    assert writes.counts["after_chunk"] >= 2
+    with pconn.cursor() as cur:
+        cur.execute("UPDATE twin SET `v%d` = CONCAT(`v%d`, '!') WHERE `id%s` <= 3")
+    assert compare(pconn, "t%s", "twin") == []
+
+
+def _update_percent_table(server: Dsn, db: str) -> None:
+    with connect(server, db) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE `t%s` SET `v%d` = CONCAT(`v%d`, '!') WHERE `id%s` <= 3 "
+                    "AND `v%d` NOT LIKE '%!'")
