@@ -89,6 +89,7 @@ class Case:
     # global sql_mode that is not strict): onlineddl stops instead (exit 10), unchanged.
     strict_stop: bool = False
     native: str = ""                    # appended to the native ALTER only
+    writer_mode: str = ""               # the writers' own sql_mode, under writes
     global_sql_mode: str | None = None  # the server's GLOBAL sql_mode during the case
     marks: tuple[Any, ...] = ()
     engine: bool = False                # (test_parity.fails_like_native reads it)
@@ -427,6 +428,9 @@ CASES: list[Case] = [
       global_sql_mode="STRICT_ALL_TABLES,ANSI_QUOTES", refused=True),
     C("ansi_quotes_single_quotes", "ADD COLUMN n VARCHAR(10) NULL DEFAULT 'abc'",
       global_sql_mode="STRICT_ALL_TABLES,ANSI_QUOTES"),
+    C("app_sessions_ansi_quotes", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL, "
+      "MODIFY COLUMN e VARCHAR(10) CHARACTER SET utf8mb4 NULL",
+      writer_mode="STRICT_ALL_TABLES,ANSI_QUOTES,PAD_CHAR_TO_FULL_LENGTH"),
     C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
       global_sql_mode=PAD_CHAR),
     C("pad_char_to_binary_and_int", "MODIFY COLUMN ch VARBINARY(80) NULL, "
@@ -578,7 +582,8 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "time_to_datetime", "to_utf16", "nopad_key_add_column", "on_update_kept",
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
-                "check_add_passes", "key_recollated", "generated_base_retyped")
+                "check_add_passes", "key_recollated", "generated_base_retyped",
+                "app_sessions_ansi_quotes")
 
 
 @dataclass
@@ -632,6 +637,9 @@ def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn, case
     if case.global_sql_mode is not None:
         global_sql_mode(case.global_sql_mode)
     writer_conn = writer_connection(server, parity_db)
+    if case.writer_mode:
+        with writer_conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = %s", (case.writer_mode,))
     try:
         writer = TableWriter(writer_conn, case)
         phases = Phases({"copy_start": writer, "after_chunk": writer})
