@@ -216,6 +216,10 @@ def normalize(col: Column, expr: str) -> str:
         return f"CAST({expr} AS TIME({width.group(1) if width else 0}))"
     if t == "date":
         return f"CAST({expr} AS DATE)"
+    if t in ("inet6", "inet4", "uuid"):
+        # MariaDB's address and UUID types: their text in canonical form ('::FFFF:1.2.3.4'
+        # and '::ffff:1.2.3.4' are one value); the bare cast reads their bytes.
+        return f"CAST(CAST({expr} AS {t.upper()}) AS CHAR)"
     if t == "json":  # MySQL's JSON stores a normalized document
         return f"CAST({expr} AS JSON)"
     if t == "binary":

@@ -117,11 +117,14 @@ NOPAD_KEYS = Table(
     tuple(f"k{n}" for n in range(ROWS // 3, ROWS)))
 
 INET_UUID = Table(
-    "id INT NOT NULL PRIMARY KEY, ip INET6 NULL, u UUID NULL, ipt VARCHAR(40) NULL",
-    ("id", "ip", "u", "ipt"),
-    (("::1", "123e4567-e89b-12d3-a456-426614174000", "10.0.0.1"),
-     ("2001:db8::ff00:42:8329", "00000000-0000-0000-0000-000000000000", "::ffff:1.2.3.4"),
-     (None, None, None)))
+    "id INT NOT NULL PRIMARY KEY, ip INET6 NULL, u UUID NULL, ipt VARCHAR(40) NULL, "
+    "uc CHAR(36) NULL, ib BINARY(16) NULL",
+    ("id", "ip", "u", "ipt", "uc", "ib"),
+    (("::1", "123e4567-e89b-12d3-a456-426614174000", "fe80::1",
+      "123E4567-E89B-12D3-A456-426614174000", b"\x20\x01" + bytes(14)),
+     ("2001:db8::ff00:42:8329", "00000000-0000-0000-0000-000000000000", "::FFFF:1.2.3.4",
+      "123e4567e89b12d3a456426614174000", bytes(range(16))),
+     (None, None, None, None, None)))
 
 SPATIAL = Table(
     "id INT NOT NULL PRIMARY KEY, p POINT NULL, g GEOMETRY NULL",
@@ -369,9 +372,16 @@ CASES: list[Case] = [
     C("inet6_to_varchar", "MODIFY COLUMN ip VARCHAR(40) NULL", table=INET_UUID,
       marks=MARIADB),
     C("varchar_to_inet6", "MODIFY COLUMN ipt INET6 NULL", table=INET_UUID, marks=MARIADB),
+    C("varchar_to_inet6_fails", "MODIFY COLUMN u INET6 NULL", table=INET_UUID, marks=MARIADB),
     C("uuid_to_char", "MODIFY COLUMN u CHAR(36) NULL", table=INET_UUID, marks=MARIADB),
+    C("char_to_uuid", "MODIFY COLUMN uc UUID NULL", table=INET_UUID, marks=MARIADB),
+    C("binary_to_inet6", "MODIFY COLUMN ib INET6 NULL", table=INET_UUID, marks=MARIADB),
     C("spatial_add_column", "ADD COLUMN x INT NULL", table=SPATIAL),
     C("point_to_geometry", "MODIFY COLUMN p GEOMETRY NULL", table=SPATIAL),
+    C("geometry_to_point_fails", "MODIFY COLUMN g POINT NULL", table=SPATIAL),
+    C("point_to_varbinary", "MODIFY COLUMN p VARBINARY(64) NULL", table=SPATIAL),
+    C("spatial_index_added", "MODIFY COLUMN g GEOMETRY NOT NULL DEFAULT (POINT(0, 0)), "
+      "ADD SPATIAL INDEX sx (g)", table=SPATIAL),
     # --- generated columns and defaults over converted columns ---------------------
     C("generated_base_retyped", "MODIFY COLUMN ti SMALLINT NULL"),
     C("virtual_indexed_base_retyped", "MODIFY COLUMN bs DECIMAL(30,2) NULL"),
@@ -583,7 +593,7 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
                 "check_add_passes", "key_recollated", "generated_base_retyped",
-                "app_sessions_ansi_quotes")
+                "app_sessions_ansi_quotes", "inet6_to_varchar", "varchar_to_inet6")
 
 
 @dataclass
