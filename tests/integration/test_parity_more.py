@@ -197,26 +197,28 @@ DECIMAL_KEY = Table("k DECIMAL(10,2) NOT NULL PRIMARY KEY, n INT NULL", ("k", "n
 
 CASES: list[Case] = [
     # --- CHECK constraints -------------------------------------------------------------
-    C("check_add_passes", "ADD CONSTRAINT ck_v CHECK (v >= 0)"),
-    C("check_add_unnamed", "ADD CHECK (v >= 0), ADD CHECK (nonull IS NOT NULL)"),
-    C("check_add_violated_fails", "ADD CONSTRAINT ck_i CHECK (i > 0)"),
+    C("check_add_passes", "ADD CONSTRAINT ck_v CHECK (v >= 0)", marks=MARIADB),
+    C("check_add_unnamed", "ADD CHECK (v >= 0), ADD CHECK (nonull IS NOT NULL)", marks=MARIADB),
+    C("check_add_violated_fails", "ADD CONSTRAINT ck_i CHECK (i > 0)", marks=MARIADB),
     C("check_on_converted_column_fails", "MODIFY COLUMN dc BIGINT NULL, "
-      "ADD CONSTRAINT ck_dc CHECK (dc BETWEEN -99999999999999 AND 99999999999999)"),
-    C("check_column_level", "ADD COLUMN n INT NULL CHECK (n > 0)"),
+      "ADD CONSTRAINT ck_dc CHECK (dc BETWEEN -99999999999999 AND 99999999999999)", marks=MARIADB),
+    C("check_column_level", "ADD COLUMN n INT NULL CHECK (n > 0)", marks=MARIADB),
     # MariaDB adds this column INSTANT without checking the existing rows (their 0 then
     # fails the CHECK); onlineddl checks every row, as the server's ALGORITHM=COPY does.
     C("check_column_level_violated_fails", "ADD COLUMN n INT NOT NULL DEFAULT 0 CHECK (n > 0)",
-      native=", ALGORITHM=COPY"),
-    C("check_modify_column_level", "MODIFY COLUMN nonull INT NULL CHECK (nonull > -10)"),
+      native=", ALGORITHM=COPY", marks=MARIADB),
+    C("check_modify_column_level", "MODIFY COLUMN nonull INT NULL CHECK (nonull > -10)",
+      marks=MARIADB),
     C("check_json_from_text_fails", "MODIFY COLUMN vc JSON NULL", marks=MARIADB),
-    C("check_table_kept", "ADD COLUMN x INT NULL", table=CHECKED),
-    C("check_modify_kept", "MODIFY COLUMN m BIGINT NULL", table=CHECKED),
-    C("check_drop_constraint", "DROP CONSTRAINT ck_m", table=CHECKED, refused=True),
-    C("check_column_renamed", "CHANGE COLUMN m m2 INT NULL", table=CHECKED),
-    C("check_column_dropped", "DROP COLUMN m", table=CHECKED),
-    C("check_column_retyped_fails", "MODIFY COLUMN m VARCHAR(5) NULL", table=CHECKED),
+    C("check_table_kept", "ADD COLUMN x INT NULL", table=CHECKED, marks=MARIADB),
+    C("check_modify_kept", "MODIFY COLUMN m BIGINT NULL", table=CHECKED, marks=MARIADB),
+    C("check_drop_constraint", "DROP CONSTRAINT ck_m", table=CHECKED, refused=True, marks=MARIADB),
+    C("check_column_renamed", "CHANGE COLUMN m m2 INT NULL", table=CHECKED, marks=MARIADB),
+    C("check_column_dropped", "DROP COLUMN m", table=CHECKED, marks=MARIADB),
+    C("check_column_retyped_fails", "MODIFY COLUMN m VARCHAR(5) NULL", table=CHECKED,
+      marks=MARIADB),
     C("check_add_to_checked", "ADD CONSTRAINT ck_x CHECK (n + m < 200), ADD CHECK (n < 10)",
-      table=CHECKED),
+      table=CHECKED, marks=MARIADB),
     # --- defaults ----------------------------------------------------------------------
     C("default_expr_from_columns", "ADD COLUMN n BIGINT NULL DEFAULT (v * 2 + 1)"),
     C("default_expr_text", "ADD COLUMN n VARCHAR(40) NULL DEFAULT (CONCAT('x', v))"),
@@ -235,7 +237,8 @@ CASES: list[Case] = [
     C("modify_not_null_default_with_nulls_fails", "MODIFY COLUMN i INT NOT NULL DEFAULT 5"),
     # The server turns the NULLs into the current time, which no checksum can verify.
     C("timestamp_nulls_to_not_null_refused",
-      "MODIFY COLUMN ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)", refused=True),
+      "MODIFY COLUMN ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)", refused=True,
+      marks=MARIADB),
     C("timestamp_not_null_without_nulls",
       "MODIFY COLUMN created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"),
     C("datetime_nulls_to_not_null_now",
@@ -350,7 +353,7 @@ CASES: list[Case] = [
     C("desc_primary_key", "DROP PRIMARY KEY, ADD PRIMARY KEY (id DESC)", marks=MARIADB),
     # --- table level ------------------------------------------------------------------
     C("add_auto_increment_column_refused", "ADD COLUMN a INT NOT NULL AUTO_INCREMENT, "
-      "ADD UNIQUE KEY uq_a (a)", table=CHECKED, refused=True),
+      "ADD UNIQUE KEY uq_a (a)", table=CHECKED, refused=True, marks=MARIADB),
     C("partition_by_refused", "PARTITION BY HASH (id) PARTITIONS 2", refused=True),
     C("row_format_dynamic", "ROW_FORMAT=DYNAMIC"),
     C("row_format_compressed", "ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8"),
@@ -671,6 +674,7 @@ def test_parity_more_under_writes(server: Dsn, parity_db: str, pconn: Conn, case
 
 
 
+@pytest.mark.mariadb_only   # CHECK constraints on MySQL: refused (flavor.keeps_check_names)
 @pytest.mark.parametrize("point", ["copy_start", "after_chunk"])
 def test_check_violated_by_a_write_during_the_run(server: Dsn, parity_db: str, pconn: Conn,
                                                   point: str) -> None:
