@@ -301,6 +301,10 @@ CASES: list[Case] = [
     # --- character sets and collations ----------------------------------------------
     C("to_utf16", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf16 NULL"),
     C("to_utf32", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET utf32 NULL"),
+    C("convert_to_utf16", "CONVERT TO CHARACTER SET utf16 COLLATE utf16_unicode_ci"),
+    C("convert_wide_to_utf8mb4", "CONVERT TO CHARACTER SET utf8mb4", table=WIDE_CHARS),
+    C("convert_wide_to_utf32", "CONVERT TO CHARACTER SET utf32 COLLATE utf32_bin",
+      table=WIDE_CHARS),
     C("to_ucs2_fails", "MODIFY COLUMN vc VARCHAR(64) CHARACTER SET ucs2 NULL"),
     C("latin1_to_ucs2", "MODIFY COLUMN lt TEXT CHARACTER SET ucs2 NULL"),
     C("utf16_to_utf8mb4", "MODIFY COLUMN w16 VARCHAR(20) CHARACTER SET utf8mb4 NULL",
@@ -450,6 +454,16 @@ CASES: list[Case] = [
     C("app_sessions_ansi_quotes", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL, "
       "MODIFY COLUMN e VARCHAR(10) CHARACTER SET utf8mb4 NULL",
       writer_mode="STRICT_ALL_TABLES,ANSI_QUOTES,PAD_CHAR_TO_FULL_LENGTH"),
+    C("round_fractional_datetime_fails", "MODIFY COLUMN dtm DATETIME NULL",
+      global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
+    C("round_fractional_time", "MODIFY COLUMN tm TIME NULL",
+      global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
+    C("round_fractional_decimal_to_time", "MODIFY COLUMN dc TIME NULL",
+      global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
+    C("round_fractional_timestamp", "MODIFY COLUMN ts TIMESTAMP NULL",
+      global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
+    C("round_fractional_text_datetime", "MODIFY COLUMN okt DATETIME NULL", table=TEXT_DATES,
+      global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
     C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
       global_sql_mode=PAD_CHAR),
     C("pad_char_to_binary_and_int", "MODIFY COLUMN ch VARBINARY(80) NULL, "
