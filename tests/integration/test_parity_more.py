@@ -616,7 +616,8 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "text_to_datetime_valid", "odd_names_retype", "check_modify_kept",
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
                 "check_add_passes", "key_recollated", "generated_base_retyped",
-                "app_sessions_ansi_quotes", "inet6_to_varchar", "varchar_to_inet6")
+                "app_sessions_ansi_quotes", "inet6_to_varchar", "varchar_to_inet6",
+                "add_on_update_column")
 
 
 @dataclass
