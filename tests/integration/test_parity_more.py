@@ -352,6 +352,10 @@ CASES: list[Case] = [
     C("odd_names_retype", "MODIFY COLUMN `order` BIGINT NULL, "
       "MODIFY COLUMN `\u00e9t\u00e9` TEXT NULL, MODIFY COLUMN `f{0}{}` VARCHAR(20) NULL, "
       "MODIFY COLUMN `c%s` VARCHAR(8) NULL", table=ODD_NAMES),
+    C("drop_and_readd_same_name", "DROP COLUMN i, ADD COLUMN i INT NOT NULL DEFAULT 5"),
+    C("swap_names_change", "CHANGE COLUMN ti si SMALLINT NULL, CHANGE COLUMN si ti SMALLINT NULL"),
+    C("swap_names_rename", "RENAME COLUMN lat TO lt, RENAME COLUMN lt TO lat"),
+    C("rename_chain", "RENAME COLUMN mi TO mu, RENAME COLUMN mu TO mx"),
     C("rename_case_only", "CHANGE COLUMN vc VC VARCHAR(64) CHARACTER SET utf8mb4 NULL, "
       "RENAME COLUMN tx TO TX"),
     C("desc_primary_key", "DROP PRIMARY KEY, ADD PRIMARY KEY (id DESC)", marks=MARIADB),
@@ -617,7 +621,7 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
                 "check_add_passes", "key_recollated", "generated_base_retyped",
                 "app_sessions_ansi_quotes", "inet6_to_varchar", "varchar_to_inet6",
-                "add_on_update_column")
+                "add_on_update_column", "swap_names_change", "drop_and_readd_same_name")
 
 
 @dataclass
