@@ -222,6 +222,9 @@ CASES: list[Case] = [
     # --- defaults ----------------------------------------------------------------------
     C("default_expr_from_columns", "ADD COLUMN n BIGINT NULL DEFAULT (v * 2 + 1)"),
     C("default_expr_text", "ADD COLUMN n VARCHAR(40) NULL DEFAULT (CONCAT('x', v))"),
+    C("default_expr_null_into_not_null", "ADD COLUMN n INT NOT NULL DEFAULT (i)"),
+    C("default_expr_null_into_not_null_nonstrict", "ADD COLUMN n INT NOT NULL DEFAULT (i)",
+      global_sql_mode="", strict_stop=True),
     C("default_divides_by_zero", "ADD COLUMN n INT NULL DEFAULT (1 DIV (v - v))"),
     C("default_divides_by_zero_not_null", "ADD COLUMN n INT NOT NULL DEFAULT (v / (v - v))"),
     C("default_out_of_range", "ADD COLUMN n BIGINT NULL DEFAULT (CAST(v AS UNSIGNED) - 100)"),
@@ -468,6 +471,12 @@ CASES: list[Case] = [
       global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
     C("round_fractional_text_datetime", "MODIFY COLUMN okt DATETIME NULL", table=TEXT_DATES,
       global_sql_mode="STRICT_ALL_TABLES,TIME_ROUND_FRACTIONAL", marks=MARIADB),
+    C("nonstrict_long_default", "ADD COLUMN n VARCHAR(3) NULL DEFAULT 'abcdef'",
+      global_sql_mode=""),
+    C("zero_date_default_no_zero_fails", "ADD COLUMN n DATE NOT NULL DEFAULT '0000-00-00'",
+      global_sql_mode=NO_ZERO),
+    C("zero_date_default_permissive", "ADD COLUMN n DATE NOT NULL DEFAULT '0000-00-00'",
+      global_sql_mode=""),
     C("pad_char_global", "MODIFY COLUMN ch VARCHAR(20) CHARACTER SET utf8mb4 NULL",
       global_sql_mode=PAD_CHAR),
     C("pad_char_to_binary_and_int", "MODIFY COLUMN ch VARBINARY(80) NULL, "
