@@ -188,6 +188,21 @@ TEXT_KEY_CLEAN = Table(TEXT_KEY.ddl, TEXT_KEY.names, TEXT_KEY.rows,
                        keys=tuple(f"k{n}" for n in range(ROWS)))
 TO_CI = "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
 NO_ZERO = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE"
+# Text that ALTER TABLE reads as an integer (signs, spaces, zeros).
+INTEGER_TEXTS = Table(
+    "id INT NOT NULL PRIMARY KEY, s VARCHAR(20) NULL, c CHAR(8) NULL",
+    ("id", "s", "c"),
+    (("+5", "1"), (" -3", " 2"), ("007", "-0"), ("  8  ", "300"), ("\t9", "4"), ("-0", None),
+     ("9223372036854775807", "12")))
+# Halves and near-halves: how each conversion rounds.
+HALVES = Table(
+    "id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, f FLOAT NULL, dc DECIMAL(12,4) NULL, "
+    "s VARCHAR(20) NULL",
+    ("id", "d", "f", "dc", "s"),
+    ((2.5, 2.5, "2.5000", "2.5"), (-2.5, -2.5, "-2.5000", "-2.5"), (0.5, 0.5, "0.5000", "0.5"),
+     (1.4999999999, 1.4999, "1.4999", "1.49999"), (0.05, 0.05, "0.0500", "0.05"),
+     (1e15 + 0.5, 1048576.5, "99999999.5000", "1e3"), (-0.5, -0.5, "-0.5000", " 7 "),
+     (None, None, None, None)))
 # Keys that meet once rounded: .5 apart at the 6th digit, 1.01 and 1.04.
 TIME_KEY = Table("k DATETIME(6) NOT NULL PRIMARY KEY, n INT NULL", ("k", "n"), ((1,), (None,)),
                  keys=tuple(f"2024-01-01 00:00:{n // 2:02d}.00000{n % 2}" for n in range(ROWS)))
@@ -278,6 +293,20 @@ CASES: list[Case] = [
     C("bigint_unsigned_to_double", "MODIFY COLUMN bu DOUBLE NULL"),
     C("float_to_float_m_d", "MODIFY COLUMN d FLOAT(12,3) NULL"),
     C("year_to_int", "MODIFY COLUMN yr INT NULL"),
+    C("halves_double_to_bigint", "MODIFY COLUMN d BIGINT NULL", table=HALVES),
+    C("halves_float_to_int", "MODIFY COLUMN f INT NULL", table=HALVES),
+    C("halves_decimal_to_int", "MODIFY COLUMN dc INT NULL", table=HALVES),
+    C("halves_double_to_decimal", "MODIFY COLUMN d DECIMAL(20,1) NULL", table=HALVES),
+    C("halves_float_to_decimal", "MODIFY COLUMN f DECIMAL(12,1) NULL", table=HALVES),
+    C("halves_decimal_to_decimal", "MODIFY COLUMN dc DECIMAL(10,0) NULL", table=HALVES),
+    C("halves_text_to_int_fails", "MODIFY COLUMN s INT NULL", table=HALVES),
+    C("integer_texts_to_bigint", "MODIFY COLUMN s BIGINT NULL, MODIFY COLUMN c INT NULL",
+      table=INTEGER_TEXTS),
+    C("integer_texts_to_tinyint_fails", "MODIFY COLUMN s TINYINT NULL", table=INTEGER_TEXTS),
+    C("halves_text_to_decimal", "MODIFY COLUMN s DECIMAL(8,1) NULL", table=HALVES),
+    C("halves_text_to_double", "MODIFY COLUMN s DOUBLE NULL", table=HALVES),
+    C("halves_double_to_float", "MODIFY COLUMN d FLOAT NULL", table=HALVES),
+    C("halves_unsigned_fails", "MODIFY COLUMN dc DECIMAL(12,4) UNSIGNED NULL", table=HALVES),
     C("varchar_to_decimal_fits", "MODIFY COLUMN ns DECIMAL(12,1) NULL"),
     C("varchar_to_double", "MODIFY COLUMN ns DOUBLE NULL"),
     C("bit_to_varchar", "MODIFY COLUMN b8 VARCHAR(8) NULL"),
@@ -630,7 +659,8 @@ UNDER_WRITES = ("default_expr_from_columns", "enum_to_varchar", "decimal_to_bigi
                 "wide_add_column", "wide_key_add_column", "pad_char_global",
                 "check_add_passes", "key_recollated", "generated_base_retyped",
                 "app_sessions_ansi_quotes", "inet6_to_varchar", "varchar_to_inet6",
-                "add_on_update_column", "swap_names_change", "drop_and_readd_same_name")
+                "add_on_update_column", "swap_names_change", "drop_and_readd_same_name",
+                "integer_texts_to_bigint")
 
 
 @dataclass
