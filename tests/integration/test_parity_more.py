@@ -190,19 +190,20 @@ TO_CI = "MODIFY COLUMN k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_gener
 NO_ZERO = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE"
 # Text that ALTER TABLE reads as an integer (signs, spaces, zeros).
 INTEGER_TEXTS = Table(
-    "id INT NOT NULL PRIMARY KEY, s VARCHAR(20) NULL, c CHAR(8) NULL",
-    ("id", "s", "c"),
-    (("+5", "1"), (" -3", " 2"), ("007", "-0"), ("  8  ", "300"), ("\t9", "4"), ("-0", None),
-     ("9223372036854775807", "12")))
+    "id INT NOT NULL PRIMARY KEY, s VARCHAR(20) NULL, c CHAR(8) NULL, vb VARBINARY(8) NULL",
+    ("id", "s", "c", "vb"),
+    (("+5", "1", b"+5"), (" -3", " 2", b"-3 "), ("007", "-0", b"007"), ("  8  ", "300", b"8"),
+     ("\t9", "4", b"\t9\n"), ("-0", None, None), ("9223372036854775807", "12", b"-0\t")))
 # Halves and near-halves: how each conversion rounds.
 HALVES = Table(
     "id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, f FLOAT NULL, dc DECIMAL(12,4) NULL, "
-    "s VARCHAR(20) NULL",
-    ("id", "d", "f", "dc", "s"),
-    ((2.5, 2.5, "2.5000", "2.5"), (-2.5, -2.5, "-2.5000", "-2.5"), (0.5, 0.5, "0.5000", "0.5"),
-     (1.4999999999, 1.4999, "1.4999", "1.49999"), (0.05, 0.05, "0.0500", "0.05"),
-     (1e15 + 0.5, 1048576.5, "99999999.5000", "1e3"), (-0.5, -0.5, "-0.5000", " 7 "),
-     (None, None, None, None)))
+    "s VARCHAR(20) NULL, vb VARBINARY(20) NULL",
+    ("id", "d", "f", "dc", "s", "vb"),
+    ((2.5, 2.5, "2.5000", "2.5", b"2.5"), (-2.5, -2.5, "-2.5000", "-2.5", b"7"),
+     (0.5, 0.5, "0.5000", "0.5", b"-3"), (1.4999999999, 1.4999, "1.4999", "1.49999", b"1e3"),
+     (0.05, 0.05, "0.0500", "0.05", b"0"),
+     (1e15 + 0.5, 1048576.5, "99999999.5000", "1e3", b" 8"),
+     (-0.5, -0.5, "-0.5000", " 7 ", None), (None, None, None, None, None)))
 # Keys that meet once rounded: .5 apart at the 6th digit, 1.01 and 1.04.
 TIME_KEY = Table("k DATETIME(6) NOT NULL PRIMARY KEY, n INT NULL", ("k", "n"), ((1,), (None,)),
                  keys=tuple(f"2024-01-01 00:00:{n // 2:02d}.00000{n % 2}" for n in range(ROWS)))
@@ -303,6 +304,8 @@ CASES: list[Case] = [
     C("integer_texts_to_bigint", "MODIFY COLUMN s BIGINT NULL, MODIFY COLUMN c INT NULL",
       table=INTEGER_TEXTS),
     C("integer_texts_to_tinyint_fails", "MODIFY COLUMN s TINYINT NULL", table=INTEGER_TEXTS),
+    C("halves_bytes_to_int_fails", "MODIFY COLUMN vb INT NULL", table=HALVES),
+    C("integer_bytes_to_int", "MODIFY COLUMN vb INT NULL", table=INTEGER_TEXTS),
     C("halves_text_to_decimal", "MODIFY COLUMN s DECIMAL(8,1) NULL", table=HALVES),
     C("halves_text_to_double", "MODIFY COLUMN s DOUBLE NULL", table=HALVES),
     C("halves_double_to_float", "MODIFY COLUMN d FLOAT NULL", table=HALVES),
