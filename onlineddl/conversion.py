@@ -67,8 +67,9 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
         value = _padded_char(old, value)
     if old.data_type in BINARIES and new.data_type in INTEGERS:
         # ALTER reads bytes with trailing whitespace ('8 ', '9\t') as the number; an
-        # INSERT fails on them ("Data truncated"), as it does not for text.
-        value = f"REGEXP_REPLACE({value}, '[[:space:]]+$', '')"
+        # INSERT fails on them ("Data truncated"), as it does not for text. As latin1
+        # text (one character a byte): MySQL 8's regular expressions refuse binary strings.
+        value = f"REGEXP_REPLACE(CONVERT({value} USING latin1), '[[:space:]]+$', '')"
     if (old.data_type in STRINGS or old.data_type in BINARIES) and \
             new.data_type in INTEGERS:
         value = _integer_text(value)
