@@ -72,17 +72,23 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
         value = f"REGEXP_REPLACE(CONVERT({value} USING latin1), '[[:space:]]+$', '')"
     if (old.data_type in STRINGS or old.data_type in BINARIES) and \
             new.data_type in INTEGERS:
-        value = _integer_text(value)
+        value = _integer_text(value, new)
     return value
 
 
-def _integer_text(value: str) -> str:
+def _integer_text(value: str, new: Column) -> str:
     """Text or bytes becoming an integer: ALTER TABLE fails on text with a decimal point or an
     exponent ('2.5', '1e3': "Truncated incorrect INTEGER value", MariaDB 10.11), where
     an INSERT ... SELECT rounds it and goes on. Such text is made to fail the copy's
     strict store too (a trailing '?' is garbage after the number: "Data truncated");
-    the rest converts alike."""
-    return f"IF({value} REGEXP '[.eE]', CONCAT({value}, '?'), {value})"
+    so is text above 2^63 - 1 for BIGINT UNSIGNED, which ALTER reads as signed. The
+    rest converts alike."""
+    bad = f"{value} REGEXP '[.eE]'"
+    if new.data_type == "bigint" and new.unsigned:
+        # ALTER reads the text as a signed number: above 2^63 - 1 it fails.
+        bad += (f" OR ({value} REGEXP '^[[:space:]]*[+]?[0-9]+[[:space:]]*$' AND "
+                f"CAST({value} AS DECIMAL(65,0)) > 9223372036854775807)")
+    return f"IF({bad}, CONCAT({value}, '?'), {value})"
 
 
 def _padded_char(old: Column, ref: str) -> str:
@@ -103,10 +109,15 @@ def check_convertible(old: Column, new: Column) -> None:
     """Refuse conversions where an INSERT ... SELECT and ALTER TABLE disagree in ways
     no expression here reproduces (MariaDB 10.11: to BIT from text, temporal or FLOAT
     values one succeeds where the other fails or writes other bits; FLOAT(M,D) to TIME
-    rounds differently)."""
+    rounds differently; FLOAT/DOUBLE to a date or time: ALTER fails on a fraction
+    (101112.5, 0.1) where the INSERT makes 2010-11-12 or a zero date of it;
+    DECIMAL/FLOAT/DOUBLE to ENUM/SET: ALTER matches 2.5 to a member '2.5' (ENUM) or
+    rounds it (SET), the INSERT takes member 2)."""
     numeric = INTEGERS | {"bit", "decimal", "year", "enum", "set"}
+    fractional = FLOATS | {"decimal"}
     if (new.data_type == "bit" and old.data_type not in numeric) or \
-            (old.data_type == "float" and new.data_type == "time"):
+            (old.data_type in FLOATS and new.data_type in TEMPORAL - {"year"}) or \
+            (old.data_type in fractional and new.data_type in ("enum", "set")):
         raise UnsupportedTable(
             f"onlineddl cannot convert column {old.name} from {old.column_type} to "
             f"{new.column_type} the way ALTER TABLE does",
