@@ -196,6 +196,8 @@ INTEGER_TEXTS = Table(
      ("\t9", "4", b"\t9\n"), ("-0", None, None), ("9223372036854775807", "12", b"-0\t")))
 WHOLE_NUMBERS = Table("id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, dc DECIMAL(8,2) NULL",
                       ("id", "d", "dc"), ((20240229, 1), (19991231, 3), (None, None)))
+YEARS = Table("id INT NOT NULL PRIMARY KEY, s VARCHAR(8) NULL, d DOUBLE NULL", ("id", "s", "d"),
+              (("2024", 2024.0), ("99", 1999.0), ("5", None), (None, 70.0)))
 BIG_TEXT = Table("id INT NOT NULL PRIMARY KEY, s VARCHAR(24) NULL", ("id", "s"),
                  (("18446744073709551615",), ("5",), (None,)))
 # Halves and near-halves: how each conversion rounds.
@@ -329,6 +331,11 @@ CASES: list[Case] = [
     C("varchar_to_double", "MODIFY COLUMN ns DOUBLE NULL"),
     C("bit_to_varchar", "MODIFY COLUMN b8 VARCHAR(8) NULL"),
     C("bit_to_binary", "MODIFY COLUMN b64 BINARY(8) NULL"),
+    C("bit_to_text", "MODIFY COLUMN b8 TEXT CHARACTER SET latin1 NULL, "
+      "MODIFY COLUMN b1 BLOB NULL"),
+    C("text_to_year_refused", "MODIFY COLUMN s YEAR NULL", table=YEARS, refused=True),
+    C("double_to_year_refused", "MODIFY COLUMN d YEAR NULL", table=YEARS, refused=True),
+    C("year_to_time_refused", "MODIFY COLUMN yr TIME NULL", refused=True),
     # --- temporal ---------------------------------------------------------------------
     C("datetime_to_time", "MODIFY COLUMN dtm TIME(6) NULL"),
     C("time_to_datetime", "MODIFY COLUMN tm DATETIME(6) NULL"),
