@@ -65,7 +65,7 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
     value = ref
     if old.data_type == "char" and new.data_type != "char":
         value = _padded_char(old, value)
-    if old.data_type in BINARIES and new.data_type in INTEGERS:
+    if old.data_type in BINARIES and new.data_type in INTEGERS | FLOATS | {"decimal"}:
         # ALTER reads bytes with trailing whitespace ('8 ', '9\t') as the number; an
         # INSERT fails on them ("Data truncated"), as it does not for text. As latin1
         # text (one character a byte): MySQL 8's regular expressions refuse binary strings.
