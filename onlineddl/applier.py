@@ -139,10 +139,17 @@ class FlushTarget:
     # The run's key as the target compares it, when that differs from the
     # source (uniques.key_as_compared): every write is checked for keys it would merge.
     key_as_compared: tuple[str, ...] = ()
+    # The target has columns the source does not feed (ones the ALTER adds, not
+    # generated): a changed row must get them as a fresh INSERT gives them, as a plain
+    # ALTER run after the write would: a DEFAULT (expr) over the row's current values
+    # (DEFAULT (price * 2)), not the value computed when the row was first copied. An
+    # UPDATE in place would keep that stale value (or fire ON UPDATE), so such rows are
+    # written whole (REPLACE). table.unfed_columns finds them.
+    unfed: bool = False
 
     @property
     def updates_in_place(self) -> bool:
-        return self.integer_key and not self.other_unique and \
+        return self.integer_key and not self.other_unique and not self.unfed and \
             len(self.target_cols) > len(self.pk)
 
     @property

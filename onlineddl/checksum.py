@@ -27,6 +27,7 @@ from onlineddl.errors import ChecksumMismatch
 from onlineddl.flavor import MySQL
 from onlineddl.sql import Key
 from onlineddl.table import ColumnMapping, TableInfo
+from onlineddl.uniques import run_key_checks
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class Checksum:
     def _explain_by_duplicates(self) -> None:
         """A difference caused by duplicates under a UNIQUE key of the new table is bad
         input, not a copy bug: say so (UniqueViolation) instead of "checksum mismatch"."""
-        check_unique_violations(self.control, self.source, self.target.unique_checks)
+        check_unique_violations(self.control, self.source, self.target.unique_checks +
+                                run_key_checks(self.source, self.shadow))
 
     def _repair(self, keys: list[Key]) -> None:
         # Keys read in '+00:00'; the repair session runs in the server's zone.

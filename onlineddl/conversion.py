@@ -62,7 +62,47 @@ def copy_expr(old: Column, new: Column, ref: str | None = None) -> str:
         # ('1.100000023841858'); ALTER writes the FLOAT's own text ('1.1', '1.100' for
         # FLOAT(7,3)), which is what CONCAT() renders.
         return f"CONCAT({ref})"
-    return ref
+    value = ref
+    if old.data_type == "char" and new.data_type != "char":
+        value = _padded_char(old, value)
+    if old.data_type in BINARIES and new.data_type in INTEGERS | FLOATS | {"decimal"}:
+        # ALTER reads bytes with trailing whitespace ('8 ', '9\t') as the number; an
+        # INSERT fails on them ("Data truncated"), as it does not for text. As latin1
+        # text (one character a byte): MySQL 8's regular expressions refuse binary strings.
+        value = f"REGEXP_REPLACE(CONVERT({value} USING latin1), '[[:space:]]+$', '')"
+    if (old.data_type in STRINGS or old.data_type in BINARIES) and \
+            new.data_type in INTEGERS:
+        value = _integer_text(value, new)
+    return value
+
+
+def _integer_text(value: str, new: Column) -> str:
+    """Text or bytes becoming an integer: ALTER TABLE fails on text with a decimal point or an
+    exponent ('2.5', '1e3': "Truncated incorrect INTEGER value", MariaDB 10.11), where
+    an INSERT ... SELECT rounds it and goes on. Such text is made to fail the copy's
+    strict store too (a trailing '?' is garbage after the number: "Data truncated");
+    so is text above 2^63 - 1 for BIGINT UNSIGNED, which ALTER reads as signed. The
+    rest converts alike."""
+    bad = f"{value} REGEXP '[.eE]'"
+    if new.data_type == "bigint" and new.unsigned:
+        # ALTER reads the text as a signed number: above 2^63 - 1 it fails.
+        bad += (f" OR ({value} REGEXP '^[[:space:]]*[+]?[0-9]+[[:space:]]*$' AND "
+                f"CAST({value} AS DECIMAL(65,0)) > 9223372036854775807)")
+    return f"IF({bad}, CONCAT({value}, '?'), {value})"
+
+
+def _padded_char(old: Column, ref: str) -> str:
+    """A CHAR value as a plain ALTER reads it into another type. Under a global sql_mode
+    with PAD_CHAR_TO_FULL_LENGTH that read keeps the trailing spaces to the full width,
+    and the new VARCHAR/TEXT/BINARY/... column stores them ('ab' in CHAR(5) becomes
+    'ab   '). onlineddl's sessions leave that mode out (it changes what its own key
+    reads see), so the copy pads explicitly, under the same global condition. (A new
+    CHAR column strips them again on store.)"""
+    width = re.search(r"\((\d+)\)", old.column_type)
+    if width is None:
+        return ref
+    return (f"IF(FIND_IN_SET('PAD_CHAR_TO_FULL_LENGTH', @@GLOBAL.sql_mode), "
+            f"RPAD({ref}, {int(width.group(1))}, ' '), {ref})")
 
 
 def key_value_change(old: Column, new: Column) -> str | None:
@@ -125,14 +165,31 @@ def check_convertible(old: Column, new: Column) -> None:
     """Refuse conversions where an INSERT ... SELECT and ALTER TABLE disagree in ways
     no expression here reproduces (MariaDB 10.11: to BIT from text, temporal or FLOAT
     values one succeeds where the other fails or writes other bits; FLOAT(M,D) to TIME
-    rounds differently)."""
+    rounds differently; FLOAT/DOUBLE to a date or time: ALTER fails on a fraction
+    (101112.5, 0.1) where the INSERT makes 2010-11-12 or a zero date of it;
+    DECIMAL/FLOAT/DOUBLE to ENUM/SET: ALTER matches 2.5 to a member '2.5' (ENUM) or
+    rounds it (SET), the INSERT takes member 2)."""
     numeric = INTEGERS | {"bit", "decimal", "year", "enum", "set"}
+    fractional = FLOATS | {"decimal"}
     if (new.data_type == "bit" and old.data_type not in numeric) or \
-            (old.data_type == "float" and new.data_type == "time"):
+            (old.data_type in FLOATS and new.data_type in TEMPORAL - {"year"}) or \
+            (old.data_type in fractional and new.data_type in ("enum", "set")) or \
+            _unverifiable(old, new):
         raise UnsupportedTable(
             f"onlineddl cannot convert column {old.name} from {old.column_type} to "
             f"{new.column_type} the way ALTER TABLE does",
             hint="convert it to an integer type first, or run this ALTER without onlineddl")
+
+
+def _unverifiable(old: Column, new: Column) -> bool:
+    """Conversions the copy gets right but the checksum cannot spell out (it would stop
+    every such run with a mismatch, exit 7): text, bytes or FLOAT/DOUBLE to YEAR
+    (ALTER rounds '2.5' to 2003 and reads the text '-0' as 2000, the number 0 as 0000);
+    YEAR to TIME (2024 becomes 00:20:24)."""
+    return (new.data_type == "year" and
+            (old.data_type in STRINGS or old.data_type in BINARIES or
+             old.data_type in FLOATS)) or \
+        (old.data_type == "year" and new.data_type == "time")
 
 
 def implicit_default(new: Column, json_checked: bool = False) -> str:
@@ -162,9 +219,9 @@ def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
     sessions in '+00:00'. Equal text for an unchanged column."""
     src, dst = ident(old.name), ident(new.name)
     if same_type(old, new):
-        return src, dst
+        return _hashable(new, src), _hashable(new, dst)
     value = copy_expr(old, new, src)
-    if (old.data_type == "bit" and new.data_type != "bit") or \
+    if (old.data_type == "bit" and new.data_type != "bit" and not _raw_bits(new)) or \
             (old.data_type in ("enum", "set") and new.data_type in NUMBERS):
         value = f"({value} + 0)"  # ALTER converts these by their number
     if new.data_type == "year" and old.data_type != "year":
@@ -175,7 +232,27 @@ def checksum_pair(old: Column, new: Column) -> tuple[str, str]:
         value = _convert_tz(value, GLOBAL_ZONE, "'+00:00'")
     if new.data_type in ("enum", "set"):
         return _member_pair(old, new, value, dst)
-    return normalize(new, value), normalize(new, dst)
+    return _hashable(new, normalize(new, value)), _hashable(new, normalize(new, dst))
+
+
+# Unicode character sets that are not supersets of ASCII's bytes: the server will not
+# mix their text with utf8mb4 text in one CONCAT_WS (error 1271, "Illegal mix of
+# collations"), which the row hash (sql.row_hash) is.
+WIDE_CHARSETS = frozenset({"ucs2", "utf16", "utf16le", "utf32"})
+
+
+def _hashable(col: Column, expr: str) -> str:
+    """`expr` as the row hash can take it: text in a wide character set by its bytes."""
+    if col.charset in WIDE_CHARSETS:
+        return f"HEX({expr})"
+    return expr
+
+
+def _raw_bits(new: Column) -> bool:
+    """Does ALTER store a BIT value's bytes (not its number) in `new`? In TEXT and BLOB
+    types (MariaDB 10.11: b'101' becomes the byte 0x05; in VARCHAR the text '5')."""
+    return new.data_type in BINARIES - {"binary", "varbinary"} or \
+        new.data_type in STRINGS - {"char", "varchar"}
 
 
 def _convert_tz(value: str, source: str, target: str) -> str:
@@ -243,6 +320,10 @@ def normalize(col: Column, expr: str) -> str:
         return f"CAST({expr} AS TIME({width.group(1) if width else 0}))"
     if t == "date":
         return f"CAST({expr} AS DATE)"
+    if t in ("inet6", "inet4", "uuid"):
+        # MariaDB's address and UUID types: their text in canonical form ('::FFFF:1.2.3.4'
+        # and '::ffff:1.2.3.4' are one value); the bare cast reads their bytes.
+        return f"CAST(CAST({expr} AS {t.upper()}) AS CHAR)"
     if t == "json":  # MySQL's JSON stores a normalized document
         return f"CAST({expr} AS JSON)"
     if t == "binary":

@@ -28,7 +28,7 @@ from onlineddl.config import Dsn, Tuning
 from onlineddl.db import Session, retry, skipped_rows
 from onlineddl.errors import UniqueViolation
 from onlineddl.table import ColumnMapping, TableInfo
-from onlineddl.uniques import UniqueCheck, violation_hint
+from onlineddl.uniques import UniqueCheck, run_key_checks, violation_hint
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ class Copier:
         return elapsed
 
     def _check_unique_violations(self, session: Session) -> None:
-        check_unique_violations(session, self.source, self.unique_checks)
+        check_unique_violations(session, self.source, self.unique_checks +
+                                run_key_checks(self.source, self.shadow))
 
 
 def check_unique_violations(session: Session, source: TableInfo,

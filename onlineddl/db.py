@@ -35,6 +35,7 @@ from onlineddl.errors import (
     TableNotFound,
 )
 from onlineddl.sql import session_sql_mode
+from onlineddl.sql import use as use_database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +62,14 @@ ER_SERVER_SHUTDOWN = 1053
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK, CR_SERVER_GONE, CR_SERVER_LOST,
              ER_CONN_KILLED, ER_QUERY_INTERRUPTED, ER_SERVER_SHUTDOWN}
 LOST = {CR_SERVER_GONE, CR_SERVER_LOST, ER_CONN_KILLED, ER_SERVER_SHUTDOWN}
-DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140}
+# Errors the rows cause, which a retry or --resume meets again: values that do not fit,
+# NULL into NOT NULL, foreign keys, invalid JSON, a failed CHECK (4025 MariaDB, 3819
+# MySQL), and errors of an expression the ALTER makes the server evaluate per row
+# (a DEFAULT (expr) or a conversion): division by 0 (1365), arithmetic out of range
+# (1690), illegal values for a type (1367, 1411, 1918), datetime overflow (1441), no
+# geometry from the data (1416, 3037), invalid JSON for CAST (3156).
+DATA_ERRORS = {1264, 1265, 1292, 1366, 1406, 1048, 1364, 1451, 1452, 3140, 4025, 3819,
+               1365, 1690, 1367, 1411, 1918, 1441, 1416, 3037, 3156}
 
 
 def translate(exc: BaseException, dsn: Dsn | None = None, *, login: bool = False
@@ -91,7 +99,11 @@ def translate(exc: BaseException, dsn: Dsn | None = None, *, login: bool = False
         return TableNotFound(text, hint="check --database and --table")
     if errno in DATA_ERRORS:
         return DataError(f"the data does not fit the new schema: {text}",
-                         hint="change the ALTER so every existing value fits, then run again")
+                         hint="change the ALTER (or the rows) so every value fits, then run "
+                              "again. onlineddl copies strictly whatever the server's "
+                              "sql_mode: where that mode is not strict, a plain ALTER TABLE "
+                              "would instead store such a value cut or changed, with only a "
+                              "warning, and onlineddl never does that silently")
     if errno in (ER_DBACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED,
                  ER_COLUMNACCESS_DENIED):
         return MissingPrivilege(
@@ -110,6 +122,38 @@ def is_lost_connection(err: OnlineDDLError) -> bool:
 # caller sets none: a statement silent for an hour means a dead server or network, and
 # without a bound the tool would wait on the socket for ever.
 DEFAULT_READ_TIMEOUT = 3600.0
+
+
+# A quoted name or string (kept as it is), or a %s placeholder.
+_PLACEHOLDER = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|%s",
+                          re.DOTALL)
+
+
+def bind(sql: str, params: Sequence[Any] | None, literal: Callable[[Any], str]) -> str:
+    """`sql` with each %s placeholder outside quotes replaced by its parameter as an SQL
+    literal; nothing else changes. Not the driver's `sql % params`: that reads every %
+    in the text, and a name may hold one (a column `c%s`, a table `a%b`): ident() quotes
+    names with backticks, whose contents are kept here as they are."""
+    if params is None:
+        return sql
+    values = iter(params)
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) != "%s":
+            return match.group(0)
+        try:
+            return literal(next(values))
+        except StopIteration:
+            raise ValueError(f"more %s placeholders than parameters in: {sql[:200]}") \
+                from None
+
+    text = _PLACEHOLDER.sub(substitute, sql)
+    if next(values, _END) is not _END:
+        raise ValueError(f"more parameters than %s placeholders in: {sql[:200]}")
+    return text
+
+
+_END = object()
 
 
 class Session:
@@ -190,21 +234,37 @@ class Session:
         """Run one statement; return the affected-row count."""
         try:
             with self._conn.cursor() as cur:
-                return int(cur.execute(sql, params))
+                return int(cur.execute(self._bind(sql, params)))
         except pymysql.err.Error as exc:
             raise self._error(exc) from exc
+
+    def execute_as_client(self, text: str, database: str) -> int:
+        """Run the operator's ALTER (`text`) as a plain client's session would: with
+        `database` as the default (an unqualified `NEXT VALUE FOR seq` names a sequence
+        there) and under the server's global sql_mode itself, not the tool's (with
+        ANSI_QUOTES "abc" is a name; a DEFAULT the global mode refuses is refused)."""
+        saved = self.scalar("SELECT @@SESSION.sql_mode")
+        self.execute(use_database(database))
+        self.execute("SET SESSION sql_mode = @@GLOBAL.sql_mode")
+        try:
+            return self.execute(text)
+        finally:
+            self.execute("SET SESSION sql_mode = %s", (saved,))
 
     def execute_info(self, sql: str, params: Sequence[Any] | None = None) -> tuple[int, str]:
         """Run one statement; return (affected rows, the server's info text)."""
         try:
             with self._conn.cursor() as cur:
-                count = int(cur.execute(sql, params))
+                count = int(cur.execute(self._bind(sql, params)))
                 message = getattr(getattr(cur, "_result", None), "message", b"") or b""
         except pymysql.err.Error as exc:
             raise self._error(exc) from exc
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         return count, str(message)
+
+    def _bind(self, sql: str, params: Sequence[Any] | None) -> str:
+        return bind(sql, params, self._conn.literal)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         return self._read(pymysql.cursors.Cursor, sql, params)
@@ -216,7 +276,7 @@ class Session:
         for attempt in (1, 2):
             try:
                 with self._conn.cursor(cursor) as cur:
-                    cur.execute(sql, params)
+                    cur.execute(self._bind(sql, params))
                     return list(cur.fetchall())
             except pymysql.err.Error as exc:
                 err = self._error(exc)

@@ -180,6 +180,14 @@ class MySQL:
         keys of every database, also those the user cannot see (fkparents.py)?"""
         return False
 
+    @property
+    def keeps_check_names(self) -> bool:
+        """Does the new table keep T's CHECK constraints under their names, and the
+        ALTER's added ones as a plain ALTER names them (preflight.check_constraints)?
+        Not known on MySQL: its CHECK names are unique per schema, and it documents that
+        CREATE TABLE ... LIKE gives the copy generated names; not verified here."""
+        return False
+
 
 class MariaDB(MySQL):
     name = "mariadb"
@@ -263,6 +271,10 @@ class MariaDB(MySQL):
     @property
     def lists_every_foreign_key(self) -> bool:
         return True
+
+    @property
+    def keeps_check_names(self) -> bool:
+        return True   # names are per table; tested on 10.11 (test_parity_more.py)
 
 
 def _variable(session: Queryable, name: str) -> float:

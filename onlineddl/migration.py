@@ -47,7 +47,13 @@ from onlineddl.errors import (
     ResumeRefused,
     TableChanged,
 )
-from onlineddl.preflight import check_privileges, check_server, check_table
+from onlineddl.preflight import (
+    check_constraints,
+    check_nulls_made_clock,
+    check_privileges,
+    check_server,
+    check_table,
+)
 from onlineddl.progress import Phase, TerminalBar
 from onlineddl.run import Context, Record, Run, Sides
 from onlineddl.run import Result as Result  # re-exported: the API's result type
@@ -57,9 +63,10 @@ from onlineddl.table import (
     build_mapping,
     integer_key,
     load_table,
+    unfed_columns,
 )
 from onlineddl.throttle import CopyGate, make_throttle
-from onlineddl.uniques import key_as_compared, run_key_check, unique_checks
+from onlineddl.uniques import key_as_compared, unique_checks
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +150,7 @@ class Migration(Run):
         # Triggers (triggers.py): refused here only when they cannot be carried. A resumed
         # run may find the guard of its own interrupted cutover: setup repairs it.
         alter = self._parsed_alter()
+        check_constraints(control, flavor, source, alter)
         self.triggers = self._check_triggers()
         # [foreign keys] refuses what is not supported; T's own constraints otherwise.
         self.foreign_keys = foreignkeys.check_table(
@@ -192,7 +200,8 @@ class Migration(Run):
         text = sql.alter_table(self.db, self.config.table, self._parsed_alter().clauses,
                                instant=True)
         try:
-            retry(lambda: session.execute(text), what="the instant ALTER",
+            retry(lambda: session.execute_as_client(text, self.db),
+                  what="the instant ALTER",
                   attempts=self.tuning.cutover_attempts)
         except DatabaseError as err:
             if err.retryable:
@@ -274,7 +283,8 @@ class Migration(Run):
                              other_unique=bool(checks), integer_key=integer_key(source, shadow),
                              unique_checks=checks,
                              # keys the shadow's key would take for one
-                             key_as_compared=key_as_compared(source, shadow, mapping))
+                             key_as_compared=key_as_compared(source, shadow, mapping),
+                             unfed=bool(unfed_columns(shadow, mapping)))
         return self.follow(record, sides, target)
 
     def copy(self, ctx: Context) -> None:
@@ -290,8 +300,7 @@ class Migration(Run):
             copier = Copier(dsn=self.config.dsn, tuning=self.tuning, source=ctx.source,
                             shadow=ctx.target, mapping=ctx.mapping, chunker=chunker,
                             watermark=self.watermark,
-                            unique_checks=ctx.applier.target.unique_checks + run_key_check(
-                                self._control(), ctx.source, ctx.target, ctx.mapping))
+                            unique_checks=ctx.applier.target.unique_checks)
             base = self.progress.rows_copied
 
             def tick() -> None:
@@ -605,7 +614,8 @@ class Migration(Run):
         clauses = self._parsed_alter().clauses_for_shadow   # [foreign keys] see there
         if not self.instant and clauses:
             try:
-                control.execute(sql.alter_table(self.db, self.names.shadow, clauses))
+                control.execute_as_client(
+                    sql.alter_table(self.db, self.names.shadow, clauses), self.db)
             except OnlineDDLError as err:
                 raise InvalidAlter(f"the server rejected the ALTER: {err.message}",
                                    hint="fix the ALTER; the original table is unchanged") \
@@ -614,6 +624,7 @@ class Migration(Run):
         shadow = load_table(control, self.db, self.names.shadow)
         self._refuse_engine(shadow)
         sides = self._sides(shadow)
+        check_nulls_made_clock(control, sides.source, sides.target, sides.mapping)
         # [fk parents] the server's verdict on the children's constraints against it.
         fkparents.check_shadow(control, self.db, self.names, self.fk_children, sides.mapping)
         return sides
@@ -646,7 +657,7 @@ class Migration(Run):
             return False
         text = sql.alter_table(self.db, self.names.shadow, clauses, instant=True)
         try:
-            self._control().execute(text)
+            self._control().execute_as_client(text, self.db)
         except OnlineDDLError:
             return False
         log.info("the server can do this ALTER instantly (ALGORITHM=INSTANT)%s",

@@ -10,11 +10,13 @@ from onlineddl.binlog.tablemap import key_kind
 from onlineddl.db import Session
 from onlineddl.errors import MissingPrivilege, PreflightFailed, UnsupportedTable
 from onlineddl.flavor import MySQL
+from onlineddl.statement import ParsedAlter
 from onlineddl.table import (
     KEY_CODECS,
     SUPPORTED_PK_TYPES,
     UTF8,
     Artifacts,
+    ColumnMapping,
     TableInfo,
     name_case,
     old_table_name,
@@ -151,6 +153,50 @@ def check_table(session: Session, info: TableInfo) -> None:
     check_primary_key(info)
     # Triggers are carried (triggers.check); foreign keys are checked, and carried where
     # supported, by foreignkeys.check_table (both from migration.preflight).
+
+
+def check_constraints(session: Session, flavor: MySQL, info: TableInfo,
+                      alter: ParsedAlter) -> None:
+    """CHECK constraints, T's own or added by the ALTER, where the new table may not
+    carry them under the names a plain ALTER leaves (flavor.keeps_check_names)."""
+    if flavor.keeps_check_names:
+        return
+    names = [str(r[0]) for r in session.query(
+        "SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE "
+        "TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_TYPE = 'CHECK'",
+        (info.database, info.name))]
+    if names or "add_check" in alter.kinds:
+        what = f"has CHECK constraint(s) {', '.join(names)}" if names else \
+            "gets a CHECK constraint from the ALTER"
+        raise UnsupportedTable(
+            f"{info.database}.{info.name} {what}: on {flavor.name} onlineddl cannot yet "
+            "carry CHECK constraints under the names a plain ALTER leaves (CREATE TABLE "
+            "... LIKE gives them generated names)",
+            hint="run this ALTER with a plain ALTER TABLE, or drop the CHECK constraints "
+                 "for the migration and add them back afterwards")
+
+
+def check_nulls_made_clock(session: Session, source: TableInfo, shadow: TableInfo,
+                           mapping: ColumnMapping) -> None:
+    """A nullable column the ALTER makes TIMESTAMP NOT NULL: the server turns its NULLs
+    into the current time (a plain ALTER and onlineddl's copy alike, seen on MariaDB
+    10.11), a value the checksum cannot verify against the source's NULL. Refused
+    (exit 4) when the column holds a NULL now; one written during the run stops the run
+    at the checksum instead (exit 7, the table unchanged)."""
+    for old_name, new_name in zip(mapping.source, mapping.target, strict=True):
+        old, new = source.column(old_name), shadow.column(new_name)
+        if not (old.nullable and not new.nullable and new.data_type == "timestamp"):
+            continue
+        found = session.query(
+            f"SELECT 1 FROM {sql.qualified(source.database, source.name)} "
+            f"WHERE {sql.ident(old.name)} IS NULL LIMIT 1")
+        if found:
+            raise UnsupportedTable(
+                f"column {old.name} holds NULLs, which this ALTER turns into the current "
+                f"time ({new.column_type} NOT NULL); onlineddl cannot verify such values",
+                hint=f"set {old.name} where it is NULL first (UPDATE ... SET {old.name} = "
+                     "CURRENT_TIMESTAMP WHERE ... IS NULL), then run again; the table is "
+                     "unchanged")
 
 
 def check_primary_key(info: TableInfo) -> None:

@@ -205,7 +205,8 @@ def done_before(session: Session, database: str, names: Artifacts, clauses: str)
     tell: False (the caller refuses as for any `_T_old` in the way)."""
     try:
         if clauses:   # [foreign keys] "" when the ALTER only drops foreign keys
-            session.execute(sql.alter_table(database, names.shadow, clauses))
+            session.execute_as_client(sql.alter_table(database, names.shadow, clauses),
+                                      database)
     except OnlineDDLError as err:
         log.warning("--resume=auto: cannot tell whether %s was already migrated by this "
                     "ALTER: the server refused it on a copy of %s's definition (%s)",

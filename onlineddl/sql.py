@@ -156,6 +156,12 @@ def order_by(cols: Sequence[str], descending: bool = False) -> str:
     return ", ".join(ident(c) + suffix for c in cols)
 
 
+def use(database: str) -> str:
+    """The session's default database: the operator's clauses are read in it, as a
+    plain client's ALTER is (an unqualified `NEXT VALUE FOR seq` names a sequence there)."""
+    return f"USE {ident(database)}"
+
+
 def alter_table(database: str, table: str, clauses: str, instant: bool = False) -> str:
     """The one place the operator's ALTER clauses are spliced into SQL. `instant` asks
     for ALGORITHM=INSTANT, which the server refuses (rather than copies) when it cannot;

@@ -227,6 +227,12 @@ def load_table(session: Session, database: str, table: str) -> TableInfo:
     if row is None:
         raise TableNotFound(f"table {database}.{table} does not exist",
                             hint="check --database and --table")
+    if row[2] == "SYSTEM VERSIONED":
+        raise UnsupportedTable(
+            f"{database}.{table} is a system-versioned table: onlineddl would copy only "
+            "its current rows and lose their history",
+            hint="run the ALTER with a plain ALTER TABLE (MariaDB needs "
+                 "system_versioning_alter_history=KEEP for it)")
     if row[2] != "BASE TABLE":
         raise UnsupportedTable(f"{database}.{table} is a {row[2]}, not a base table")
     columns = _load_columns(session, database, table)
@@ -345,12 +351,21 @@ class ColumnMapping:
         """What the copy and the flushes SELECT, in target_cols() order; `table` (a
         quoted, qualified name) qualifies the old columns, for statements that join."""
         refs = [f"{table}.{ident(c)}" if table else ident(c) for c in self.source]
-        exprs = [c.format(r) for c, r in zip(self.converts, refs, strict=True)] \
+        # replace, not format: an expression may name the old column more than once.
+        exprs = [c.replace("{}", r) for c, r in zip(self.converts, refs, strict=True)] \
             if self.converts else refs
         return exprs + [value for _, value in self.fills]
 
     def target_cols(self) -> tuple[str, ...]:
         return self.target + tuple(name for name, _ in self.fills)
+
+
+def unfed_columns(new: TableInfo, mapping: ColumnMapping) -> tuple[str, ...]:
+    """The new table's columns no old column feeds and the server does not compute:
+    added ones, which every write leaves to their defaults (applier.FlushTarget.unfed)."""
+    fed = {c.lower() for c in mapping.target_cols()}
+    return tuple(c.name for c in new.columns
+                 if not c.generated and c.name.lower() not in fed)
 
 
 def build_mapping(old: TableInfo, new: TableInfo, alter: ParsedAlter) -> ColumnMapping:

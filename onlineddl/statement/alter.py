@@ -311,10 +311,14 @@ def _refuse_anywhere(c: _Clause) -> None:
             raise c.refuse("REFERENCES in a column definition is not supported",
                            hint="write the constraint as its own clause: ADD [CONSTRAINT "
                                 "name] FOREIGN KEY (column) REFERENCES parent (column)")
-        if w == "CHECK":
-            raise c.refuse("CHECK constraints are not supported",
-                           hint="add or drop the CHECK constraint with a plain ALTER TABLE "
-                                "after the migration")
+        if (w, nxt) == ("SYSTEM", "VERSIONING"):
+            raise c.refuse("system versioning is not supported (MariaDB): the copy would "
+                           "hold only the current rows, not their history",
+                           hint="run this ALTER with a plain ALTER TABLE")
+        if w == "CHECK" and c.word(0) == "DROP":
+            raise c.refuse("dropping a CHECK constraint is not supported",
+                           hint="drop it with a plain ALTER TABLE (metadata only, no "
+                                "copy) before or after the migration")
         if w == "LOCK" or (w == "ALGORITHM" and nxt in _ALGORITHM_NEXT):
             raise c.refuse("ALGORITHM= and LOCK= are chosen by onlineddl",
                            hint="remove the ALGORITHM=/LOCK= clause")
@@ -347,6 +351,11 @@ def _add(c: _Clause, b: _Builder) -> None:
         b.kinds.append("add_index")
     elif w in ("UNIQUE", "PRIMARY"):
         _add_key(c, b, 1)
+    elif w == "CHECK" or (w == "CONSTRAINT" and "CHECK" in (c.word(2), c.word(3))):
+        # ADD [CONSTRAINT [symbol]] CHECK (expr): the new table gets it from the shadow's
+        # ALTER; a row of the copy or of a flush that fails it stops the run (DataError),
+        # as it fails the plain ALTER.
+        b.kinds.append("add_check")
     elif w == "CONSTRAINT":
         # ADD CONSTRAINT [symbol] {UNIQUE|PRIMARY KEY} ...
         at = 2 if c.word(2) in ("UNIQUE", "PRIMARY") else 3

@@ -153,3 +153,4 @@ def test_trigger_and_foreign_key_capabilities(version: str, privilege: str, repo
     assert flavor.definer_privilege == privilege
     assert flavor.repoints_fk_children is repoints
     assert flavor.lists_every_foreign_key is lists_all
+    assert flavor.keeps_check_names is repoints   # MariaDB only, as the two above

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onlineddl import sql
-from onlineddl.db import rows_matched
+from onlineddl.db import bind, rows_matched
 
 
 @pytest.mark.parametrize("name, quoted", [
@@ -162,3 +162,22 @@ def test_text_keys_and_short_runs_stay_a_list() -> None:
 def test_drop_table_is_qualified_and_if_exists_unless_it_must_exist() -> None:
     assert sql.drop_table("d", "_t`new") == "DROP TABLE IF EXISTS `d`.`_t``new`"
     assert sql.drop_table("d", "t", if_exists=False) == "DROP TABLE `d`.`t`"
+
+
+def test_bind_replaces_only_placeholders_outside_quotes() -> None:
+    def literal(value: object) -> str:
+        return repr(value)
+
+    text = "SELECT `c%s`, 'a%sb', \"q%s\", `x``%s` FROM `t%d` WHERE a = %s AND b IN %s"
+    assert bind(text, (1, (2, 3)), literal) == \
+        "SELECT `c%s`, 'a%sb', \"q%s\", `x``%s` FROM `t%d` WHERE a = 1 AND b IN (2, 3)"
+    assert bind("SELECT '%' , 'it''s %s', 'x\\'%s' , %s", ("v",), literal) == \
+        "SELECT '%' , 'it''s %s', 'x\\'%s' , 'v'"
+    assert bind("SELECT 100%", None, literal) == "SELECT 100%"
+
+
+def test_bind_counts_parameters() -> None:
+    with pytest.raises(ValueError, match="more %s placeholders"):
+        bind("SELECT %s, %s", (1,), str)
+    with pytest.raises(ValueError, match="more parameters"):
+        bind("SELECT %s", (1, 2), str)
