@@ -129,8 +129,9 @@ def key_value_change(old: Column, new: Column) -> str | None:
     texts_or_bytes = STRINGS | BINARIES
     if o in texts_or_bytes and n in texts_or_bytes:
         return _padding_change(old, new)
-    if o in INTEGERS - {"bigint"} and n in STRINGS - {"char"}:
-        return None       # its digits; compared with a number, exactly (below 2^53)
+    if n in STRINGS and (o in INTEGERS - {"bigint"} or
+                         (o == "decimal" and _size(old, 0) <= 15)):
+        return None       # its digits; text and a number compare as DOUBLEs: exact here
     return "converts it to another type"
 
 

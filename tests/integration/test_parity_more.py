@@ -475,8 +475,10 @@ CASES: list[Case] = [
     C("key_decimal_rounded_collides_fails", "MODIFY COLUMN k DECIMAL(10,1) NOT NULL",
       table=DECIMAL_KEY),
     C("key_decimal_to_varchar", "MODIFY COLUMN k VARCHAR(12) NOT NULL", table=DECIMAL_KEY),
-    C("key_nopad_to_char_collides_fails", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "
-      "COLLATE utf8mb4_nopad_bin NOT NULL", table=NOPAD_KEYS, marks=MARIADB),
+    # CHAR cuts the keys' trailing spaces, which NO PAD counts: the applier would not
+    # find a deleted row's key in the new table (keys.choose, exit 5).
+    C("key_nopad_to_char_refused", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "
+      "COLLATE utf8mb4_nopad_bin NOT NULL", table=NOPAD_KEYS, refused=True, marks=MARIADB),
     C("key_widened", "MODIFY COLUMN k VARCHAR(12) CHARACTER SET utf8mb4 "
       "COLLATE utf8mb4_bin NOT NULL", table=TEXT_KEY),
     C("key_to_char", "MODIFY COLUMN k CHAR(10) CHARACTER SET utf8mb4 "

@@ -229,6 +229,8 @@ MYSQL_NOPAD: Charset = {"charset": "utf8mb4", "collation": "utf8mb4_0900_ai_ci"}
     (col("k", "int(11)"), col("k", "decimal(12,2)"), None),
     (col("k", "int(11)"), col("k", "varchar(12)", **UTF8), None),
     (col("k", "bigint(20)"), col("k", "varchar(24)", **UTF8), "another type"),
+    (col("k", "decimal(10,2)"), col("k", "varchar(12)", **UTF8), None),
+    (col("k", "decimal(20,2)"), col("k", "varchar(24)", **UTF8), "another type"),
     (col("k", "decimal(10,2)"), col("k", "decimal(12,3)"), None),
     (col("k", "decimal(10,2)"), col("k", "decimal(10,1)"), "fewer decimals"),
     (col("k", "decimal(10,2)"), col("k", "int(11)"), "another type"),
