@@ -5,7 +5,9 @@ statement that changes the table outside row events."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from onlineddl import faults
 from onlineddl.errors import ReplicationError
@@ -47,6 +49,60 @@ class SchemaChange:
 
 
 Item = Keys | Commit | SchemaChange
+
+
+class _Absent:
+    """A key column a row image does not hold (never a real value: key columns are NOT
+    NULL, and this compares equal to nothing else)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+
+def image_keys(table: str, key_names: tuple[str, ...], rows: Iterable[tuple[Key, ...]]
+               ) -> tuple[list[Key], bool]:
+    """Keys of row images that may lack columns: (keys in row order, did any update move
+    a row to another key). Each row is its images' keys: one (insert, delete) or before
+    and after (update), ABSENT where the image does not hold a key column.
+
+    A session with binlog_row_image=MINIMAL logs the before image with the table's
+    primary key only and the after image with only the columns the statement wrote;
+    NOBLOB leaves out BLOB/TEXT columns it did not change. The server writes exactly the
+    columns it logs in the after image (every assigned column, a trigger's or a generated
+    column's recomputed value included), so a key column missing there is unchanged:
+    the before image's value. A before (or only) image without a key column cannot say
+    which row changed, which happens when the run walks a UNIQUE key that is not the
+    primary key: the change would be lost, so the run stops."""
+    out: list[Key] = []
+    moved = False
+    for images in rows:
+        first = images[0]
+        if ABSENT in first:
+            raise _image_without_key(table, key_names, first)
+        out.append(first)
+        if len(images) == 2:
+            after = tuple(b if a is ABSENT else a for a, b in zip(images[1], first,
+                                                                   strict=True))
+            if after != first:
+                out.append(after)
+                moved = True
+    return out, moved
+
+
+def _image_without_key(table: str, key_names: tuple[str, ...], key: Key) -> ReplicationError:
+    lacking = [n for n, v in zip(key_names, key, strict=False) if v is ABSENT]
+    return ReplicationError(
+        f"a row change to {table} was logged without the column(s) "
+        f"{', '.join(lacking) or 'of the key'} of the key the run walks "
+        f"({', '.join(key_names)}): a session writes with binlog_row_image=MINIMAL, which "
+        "logs only the primary key of a changed row, and this run walks another key, so "
+        "it cannot tell which row changed",
+        hint="SET GLOBAL binlog_row_image=FULL and have the writers reconnect (or SET "
+             "SESSION binlog_row_image=FULL in them), then run `onlineddl cleanup` and "
+             "start again: --resume would read the same change")
 
 
 def ddl_names_table(text: str, table: str, *, database: str | None = None,

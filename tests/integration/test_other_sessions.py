@@ -1,0 +1,241 @@
+"""Ordinary things other sessions do on a busy server, during a migration.
+
+Each test runs a migration with checksum repair off while another session does one thing
+at a named fault point, and the same writes go to a mirror table (or the expected rows
+are known): the run exits 0 with the table equal to its mirror, or stops with a typed
+error and the table unchanged. Nothing here is done by the tool's own writers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pymysql
+import pytest
+from helpers import Conn, connect, old_tables, scalar
+from workload import assert_same_rows, q
+
+from onlineddl import faults
+from onlineddl.config import Dsn, MigrationConfig, Tuning
+from onlineddl.errors import DatabaseError, ReplicationError
+from onlineddl.migration import migrate
+
+ROWS = 400
+TUNING = Tuning(chunk_rows_initial=100, chunk_rows_min=100, chunk_rows_max=100,
+                checkpoint_interval=0.3, flush_interval=0.05, lock_wait_timeout=1,
+                cutover_lock_timeout=1, cutover_attempts=2, block_timeout=3.0,
+                checksum_chunk_rows=100)
+COLUMNS = ["id", "v", "note", "body"]
+
+
+def make(conn: Conn, key: str = "INT") -> None:
+    """`t` and its mirror `m` with the same rows."""
+    rows = [(i, i, f"n{i}", "b" * (i % 5)) for i in range(1, ROWS + 1)]
+    with conn.cursor() as cur:
+        for name in ("t", "m"):
+            cur.execute(f"CREATE TABLE {name} (id {key} NOT NULL PRIMARY KEY, v INT NOT NULL, "
+                        "note VARCHAR(40) NULL, body TEXT NULL, KEY (v))")
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s, %s, %s)", rows)
+
+
+def config(server: Dsn, db: str, **kw: Any) -> MigrationConfig:
+    kw.setdefault("alter", "ADD COLUMN added INT NULL")
+    return MigrationConfig(dsn=server, database=db, table="t", repair=False, tuning=TUNING,
+                           **kw)
+
+
+def run(conn: Conn, *statements: str) -> None:
+    with conn.cursor() as cur:
+        for text in statements:
+            cur.execute(text)
+
+
+def both(conn: Conn, *statements: str) -> None:
+    """Each statement on `t`, then on the mirror (`{t}` names the table)."""
+    for name in ("t", "m"):
+        run(conn, *(s.format(t=name) for s in statements))
+
+
+def at(point: str, action: Callable[[int], None]) -> None:
+    """`action(n)` the n-th time the run reaches `point`."""
+    count = {"n": 0}
+
+    def hook() -> None:
+        count["n"] += 1
+        action(count["n"])
+
+    faults.register(point, hook)
+
+
+def rows_of(conn: Conn, table: str) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM {q(table)} ORDER BY id")
+        return list(cur.fetchall())
+
+
+def same(conn: Conn) -> None:
+    assert_same_rows(conn, "t", "m", COLUMNS, ["id"])
+
+
+# --- XA transactions -----------------------------------------------------------------
+
+
+@pytest.fixture
+def xa_session(server: Dsn, db: str) -> Iterator[Conn]:
+    """A session for XA transactions; whatever it left prepared is rolled back after."""
+    xa = connect(server, db)
+    yield xa
+    with xa.cursor() as cur:       # the owner ends its own (others may not, while it lives)
+        cur.execute("XA RECOVER")
+        for _, gtrid_length, _, data in cur.fetchall():
+            try:
+                cur.execute(f"XA ROLLBACK '{data[:gtrid_length].decode()}'")
+            except pymysql.err.Error:
+                pass               # not this session's
+    xa.close()
+
+
+def test_xa_committed_after_later_chunks_reaches_the_new_table(
+        server: Dsn, db: str, conn: Conn, xa_session: Conn) -> None:
+    """Rows change at XA PREPARE in the binlog and commit at a later XA COMMIT, which
+    carries no rows: the flush must not copy the prepared transaction's rows before it
+    commits and then never again."""
+    make(conn)
+    xa = xa_session
+
+    def act(n: int) -> None:
+        if n == 1:
+            run(xa, "XA START 'x1'", "UPDATE t SET v = v + 1000 WHERE id IN (5, 350)",
+                "INSERT INTO t VALUES (2001, 1, 'xa', NULL)", "DELETE FROM t WHERE id = 7",
+                "XA END 'x1'", "XA PREPARE 'x1'")
+            run(conn, "UPDATE m SET v = v + 1000 WHERE id IN (5, 350)",
+                "INSERT INTO m VALUES (2001, 1, 'xa', NULL)", "DELETE FROM m WHERE id = 7")
+        if n == 3:
+            run(xa, "XA COMMIT 'x1'")
+
+    at("after_chunk", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+def prepare(xa: Conn, conn: Conn, name: str) -> None:
+    """An XA transaction on `t` prepared (rows locked), its writes made on the mirror."""
+    run(xa, f"XA START '{name}'", "UPDATE t SET v = v + 1000 WHERE id IN (5, 350)",
+        "INSERT INTO t VALUES (2001, 1, 'xa', NULL)", "DELETE FROM t WHERE id = 7",
+        f"XA END '{name}'", f"XA PREPARE '{name}'")
+    run(conn, "UPDATE m SET v = v + 1000 WHERE id IN (5, 350)",
+        "INSERT INTO m VALUES (2001, 1, 'xa', NULL)", "DELETE FROM m WHERE id = 7")
+
+
+def test_xa_rolled_back_leaves_no_rows(server: Dsn, db: str, conn: Conn,
+        xa_session: Conn) -> None:
+    make(conn)
+    xa = xa_session
+
+    def act(n: int) -> None:
+        if n == 1:
+            run(xa, "XA START 'x2'", "UPDATE t SET v = v + 1000 WHERE id IN (5, 350)",
+                "INSERT INTO t VALUES (2001, 1, 'xa', NULL)", "DELETE FROM t WHERE id = 7",
+                "XA END 'x2'", "XA PREPARE 'x2'")
+        if n == 3:
+            run(xa, "XA ROLLBACK 'x2'")
+
+    at("after_chunk", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+def test_xa_one_phase(server: Dsn, db: str, conn: Conn,
+        xa_session: Conn) -> None:
+    make(conn)
+    xa = xa_session
+
+    def act(n: int) -> None:
+        if n == 1:
+            run(xa, "XA START 'x3'", "UPDATE t SET v = v + 1000 WHERE id IN (5, 350)",
+                "INSERT INTO t VALUES (2001, 1, 'xa', NULL)", "XA END 'x3'",
+                "XA COMMIT 'x3' ONE PHASE")
+            run(conn, "UPDATE m SET v = v + 1000 WHERE id IN (5, 350)",
+                "INSERT INTO m VALUES (2001, 1, 'xa', NULL)")
+
+    at("after_chunk", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+def test_xa_prepared_for_the_whole_run_stops_it_clearly(server: Dsn, db: str, conn: Conn,
+                                                        xa_session: Conn) -> None:
+    """A prepared XA transaction keeps its row locks until its coordinator ends it (even
+    after its client is gone). The flush waits for them: a bounded stop naming XA
+    RECOVER (it took about 20 s with these timeouts), the table unchanged."""
+    make(conn)
+    at("after_chunk", lambda n: prepare(xa_session, conn, "x4") if n == 1 else None)
+    before = rows_of(conn, "t")
+    start = time.monotonic()
+    with pytest.raises(DatabaseError, match="Lock wait timeout") as err:
+        migrate(config(server, db))
+    assert time.monotonic() - start < 60
+    assert err.value.exit_code == 15
+    assert "XA RECOVER" in err.value.hint
+    assert rows_of(conn, "t") == before
+    assert old_tables(conn) == []
+
+
+# --- other sessions' settings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image", ["MINIMAL", "NOBLOB"])
+@pytest.mark.parametrize("key", ["INT", "DECIMAL(10,0)"])   # the wire reader, the library's
+def test_a_session_logging_partial_row_images(server: Dsn, db: str, conn: Conn, image: str,
+                                              key: str) -> None:
+    """MINIMAL logs a changed row's primary key and the columns written; NOBLOB leaves out
+    unchanged TEXT. The key the run walks is the primary key: the run must see every
+    change (it stopped on the wire reader, 'lacks columns', before)."""
+    make(conn, key)
+    other = connect(server, db)
+    run(other, f"SET SESSION binlog_row_image = {image}")
+
+    def act(n: int) -> None:
+        if n == 2:
+            both(other, "UPDATE {t} SET v = v + 1 WHERE id IN (3, 150, 390)",
+                 "UPDATE {t} SET body = 'changed' WHERE id = 4",
+                 "INSERT INTO {t} (id, v) VALUES (1001, 5)",
+                 "INSERT INTO {t} (id, v) VALUES (50001, 5)",
+                 "DELETE FROM {t} WHERE id IN (6, 160)",
+                 "UPDATE {t} SET id = id + 3000 WHERE id IN (8, 170)",
+                 "UPDATE {t} SET id = id + 5000, v = 0 WHERE id = 9")
+
+    at("after_chunk", act)
+    at("after_checksum", lambda n: both(other, "UPDATE {t} SET v = v + 7 WHERE id < 20",
+                                        "UPDATE {t} SET id = 7777 WHERE id = 11"))
+    migrate(config(server, db))
+    same(conn)
+
+
+@pytest.mark.parametrize("key", ["BIGINT", "DECIMAL(12,0)"])
+def test_a_minimal_image_without_the_walked_unique_key_stops_the_run(
+        server: Dsn, db: str, conn: Conn, key: str) -> None:
+    """The run walks UNIQUE u (the ALTER moves the primary key onto it); a MINIMAL image
+    holds only the old primary key id. The library's reader took the missing u as NULL
+    and the run exited 0 with the update lost (rows 3 and 390 differed); both readers
+    must stop, the table not swapped."""
+    rows = [(i, i, i * 10, f"n{i}") for i in range(1, ROWS + 1)]
+    with conn.cursor() as cur:
+        for name in ("t", "m"):
+            cur.execute(f"CREATE TABLE {name} (id INT NOT NULL PRIMARY KEY, v INT NOT NULL, "
+                        f"u {key} NOT NULL, note VARCHAR(40), UNIQUE KEY uu (u))")
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s, %s, %s)", rows)
+    other = connect(server, db)
+    run(other, "SET SESSION binlog_row_image = MINIMAL")
+    at("after_checksum", lambda n: both(other, "UPDATE {t} SET v = v + 1 WHERE id IN (3, 390)"))
+    with pytest.raises(ReplicationError, match=r"without the column\(s\) u .*MINIMAL") as err:
+        migrate(config(server, db, alter="DROP PRIMARY KEY, ADD PRIMARY KEY (u)"))
+    assert err.value.exit_code == 13
+    assert "binlog_row_image=FULL" in err.value.hint
+    assert old_tables(conn) == []
+    assert scalar(conn, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE "
+                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 't' AND "
+                        "INDEX_NAME = 'PRIMARY' AND COLUMN_NAME = 'id'") == 1
+    assert_same_rows(conn, "t", "m", ["id", "v", "u", "note"], ["id"])
