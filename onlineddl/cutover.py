@@ -232,7 +232,9 @@ class Cutover:
                 f"{last.message if last else 'unknown'}",
                 hint=(last.hint if last and last.hint else
                       "long transactions on the table block the write lock: find them in "
-                      "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
+                      "information_schema.INNODB_TRX (a prepared XA transaction, which "
+                      "holds its locks until XA COMMIT or XA ROLLBACK, in XA RECOVER), or "
+                      "raise --cutover-lock-timeout")
                 + f"; {self.a.table} is unchanged and the run is resumable with --resume")
         self._verify_swap()
 

@@ -13,7 +13,7 @@ from onlineddl import faults
 from onlineddl.errors import ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
-from onlineddl.statement import statement_changes_table
+from onlineddl.statement import creates_temporary_table, statement_changes_table
 
 # What a row event did to its keys' rows, as the flush operations it needs (bits):
 # re-copy the row (it exists), delete the row if the source has none (it was deleted),
@@ -179,6 +179,9 @@ class Tracker:
         self._open: list[Keys] = []       # row events of the transaction being read
         self._done: list[Keys] = []       # of complete transactions, not handed out
         self._end: tuple[str, int] | None = None   # (file, pos) after the last commit
+        # Server threads (sessions) seen creating a temporary table named like the
+        # table: their statements naming it write that temporary table.
+        self._temporary: set[int] = set()
 
     def begin(self, gtid: str = "", *, opens: bool = True) -> None:
         """A GTID event. `opens`: a transaction follows (a MariaDB GTID event not
@@ -214,8 +217,10 @@ class Tracker:
         self.position = BinlogPosition(file, pos, self._gtid_state)
         out.append(Commit(self.position))
 
-    def query(self, text: str, log_pos: int, out: list[Item], database: str = "") -> None:
-        """A Query event; `database` is the default database it ran in."""
+    def query(self, text: str, log_pos: int, out: list[Item], database: str = "",
+              thread: int = 0) -> None:
+        """A Query event; `database` is the default database it ran in, `thread` the
+        server thread (session) that ran it."""
         if text == "BEGIN":                # the common cases first, as the server writes them
             self._in_txn = True
             return
@@ -234,6 +239,8 @@ class Tracker:
             return
         change = ddl_names_table(text, self.table, database=self.database,
                                  default_db=database, fold_case=self.fold_case)
+        if thread and self._temporary_table(text, database, thread):
+            change = False
         if change:
             self.take(out)                 # everything before the statement comes first
         if self._in_txn:
@@ -244,6 +251,28 @@ class Tracker:
         if change and self._end is not None:
             file, pos = self._end
             out.append(SchemaChange(text, BinlogPosition(file, pos, self._gtid_state)))
+
+    def _temporary_table(self, text: str, database: str, thread: int) -> bool:
+        """Does this statement name that session's temporary table of the table's name
+        rather than the table? A session with binlog_format MIXED or STATEMENT logs its
+        temporary tables' statements; the server logs a DROP TEMPORARY TABLE for them
+        when the session ends. Known from the CREATE TEMPORARY TABLE on: one created
+        before the reader started is not known, and its writes stop the run. A DROP,
+        a RENAME or an ALTER ... RENAME naming the table may end the temporary table's
+        life under that name, after which the session's statements reach the table
+        again: from then on they count (a needless stop at worst, never a missed
+        write)."""
+        if creates_temporary_table(text, database=self.database, table=self.table,
+                                   default_db=database, fold_case=self.fold_case):
+            self._temporary.add(thread)
+            return True
+        if thread not in self._temporary:
+            return False
+        verb = text.lstrip().split(None, 1)[0].upper()
+        if (verb in ("DROP", "RENAME") or (verb == "ALTER" and "RENAME" in text.upper())) \
+                and self.table.lower() in text.lower():
+            self._temporary.discard(thread)
+        return True
 
     def heartbeat(self, log_pos: int, out: list[Item]) -> None:
         """Idle: the server's position, so waiters see the stream is at the head."""

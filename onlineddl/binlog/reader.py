@@ -205,10 +205,12 @@ class LibraryReader:
             self.txn.commit(event.packet.log_pos)
         elif isinstance(event, QueryEvent):
             text = event.query if isinstance(event.query, str) else str(event.query)
-            self.txn.query(text, event.packet.log_pos, out, _text(event.schema))
+            self.txn.query(text, event.packet.log_pos, out, _text(event.schema),
+                           int(event.slave_proxy_id or 0))
         elif isinstance(event, ExecuteLoadQueryEvent):
             text, database = _load_query(event)
-            self.txn.query(text, event.packet.log_pos, out, database)
+            self.txn.query(text, event.packet.log_pos, out, database,
+                           int(event.slave_proxy_id or 0))
         elif isinstance(event, HeartbeatLogEvent):
             self.txn.heartbeat(event.packet.log_pos, out)
         elif isinstance(event, NotImplementedEvent):

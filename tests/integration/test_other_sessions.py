@@ -8,6 +8,7 @@ error and the table unchanged. Nothing here is done by the tool's own writers.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from workload import assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import DatabaseError, ReplicationError
+from onlineddl.errors import ChecksumMismatch, DatabaseError, ReplicationError
 from onlineddl.migration import migrate
 
 ROWS = 400
@@ -147,6 +148,28 @@ def test_xa_rolled_back_leaves_no_rows(server: Dsn, db: str, conn: Conn,
     same(conn)
 
 
+def test_xa_prepared_after_the_checksum_committed_while_the_run_waits(
+        server: Dsn, db: str, conn: Conn, xa_session: Conn) -> None:
+    """Prepared after the checksum: the flush before the cutover waits on its row locks
+    (retrying), and takes its rows once its coordinator commits it, 2 s later (no fault
+    point lies inside a lock wait, so a timer ends it)."""
+    make(conn)
+    timers: list[threading.Timer] = []
+
+    def prepared() -> None:
+        prepare(xa_session, conn, "x5")
+        timers.append(threading.Timer(2.0, run, (xa_session, "XA COMMIT 'x5'")))
+        timers[0].start()
+
+    at("after_checksum", lambda n: prepared() if n == 1 else None)
+    try:
+        migrate(config(server, db))
+    finally:
+        for timer in timers:
+            timer.join()
+    same(conn)
+
+
 def test_xa_one_phase(server: Dsn, db: str, conn: Conn,
         xa_session: Conn) -> None:
     make(conn)
@@ -239,3 +262,168 @@ def test_a_minimal_image_without_the_walked_unique_key_stops_the_run(
                         "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 't' AND "
                         "INDEX_NAME = 'PRIMARY' AND COLUMN_NAME = 'id'") == 1
     assert_same_rows(conn, "t", "m", ["id", "v", "u", "note"], ["id"])
+
+
+
+
+@pytest.mark.parametrize("fmt", ["ROW", "MIXED", "STATEMENT"])
+def test_a_temporary_table_named_like_the_table_in_another_session(
+        server: Dsn, db: str, conn: Conn, fmt: str) -> None:
+    """Under MIXED or STATEMENT the session's writes to its temporary `t` are logged as
+    statements naming `t`; they stopped the run (exit 13, 'INSERT INTO t VALUES ...')
+    though the table never changed."""
+    make(conn)
+    other = connect(server, db)
+    run(other, f"SET SESSION binlog_format = {fmt}")
+
+    def act(n: int) -> None:
+        if n == 1:
+            run(other, "CREATE TEMPORARY TABLE t (id INT PRIMARY KEY, v INT)",
+                "INSERT INTO t VALUES (1, 1), (2, 2)", "UPDATE t SET v = 5",
+                "DELETE FROM t WHERE id = 1", "ALTER TABLE t ADD COLUMN w INT")
+        if n == 3:
+            run(other, "INSERT INTO t VALUES (3, 3, 3)", "DROP TEMPORARY TABLE t")
+
+    at("after_chunk", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+@pytest.mark.parametrize("end", ["DROP TEMPORARY TABLE t", "ALTER TABLE t RENAME TO t_tmp"])
+def test_a_statement_logged_write_after_the_temporary_table_is_gone_stops_the_run(
+        server: Dsn, db: str, conn: Conn, end: str) -> None:
+    """Once the session's temporary `t` is dropped or renamed, its `t` is the table
+    again: a write logged as a statement must still stop the run."""
+    make(conn)
+    other = connect(server, db)
+    run(other, "SET SESSION binlog_format = STATEMENT")
+
+    def act(n: int) -> None:
+        if n == 1:
+            run(other, "CREATE TEMPORARY TABLE t (id INT PRIMARY KEY, v INT)",
+                "INSERT INTO t VALUES (1, 1)", end)
+            both(other, "UPDATE {t} SET v = v + 1 WHERE id = 3")
+
+    at("after_chunk", act)
+    with pytest.raises(ReplicationError, match="UPDATE t SET") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 13
+    assert old_tables(conn) == []
+    same(conn)
+
+
+def test_maintenance_statements_of_other_sessions_do_not_stop_the_run(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """ANALYZE, CHECK, CHECKSUM, FLUSH TABLES, REPAIR and OPTIMIZE TABLE (a rebuild that
+    keeps every row) on the table, and an index built on another table, between writes:
+    none changes a row, none stops the run."""
+    make(conn)
+    other = connect(server, db)
+    maintenance = ["ANALYZE TABLE t", "CHECK TABLE t", "CHECKSUM TABLE t", "FLUSH TABLES t",
+                   "REPAIR TABLE t", "OPTIMIZE TABLE t", "CREATE INDEX iv ON m (v, id)"]
+
+    def act(n: int) -> None:
+        both(other, f"UPDATE {{t}} SET v = v + 1 WHERE id IN ({n}, {150 + n}, {390 - n})")
+        with other.cursor() as cur:
+            for statement in maintenance if n == 2 else maintenance[:-1]:
+                cur.execute(statement)
+                cur.fetchall()
+        both(other, f"DELETE FROM {{t}} WHERE id = {20 + n}")
+
+    at("after_chunk", act)
+    at("after_checksum", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+@pytest.mark.parametrize("point", ["after_chunk", "after_checksum"])
+def test_writes_of_every_statement_shape(server: Dsn, db: str, conn: Conn,
+                                         point: str) -> None:
+    """INSERT IGNORE, REPLACE, ON DUPLICATE KEY UPDATE (the key changed too), INSERT ...
+    SELECT from the table itself, multi-table UPDATE and DELETE, ORDER BY ... LIMIT, a
+    stored procedure, a trigger on another table writing the table, writes through a
+    view, a subquery UPDATE: during the copy, and drained by the cutover."""
+    make(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE other (id INT PRIMARY KEY, w INT)")
+        cur.executemany("INSERT INTO other VALUES (%s, %s)", [(i, i % 3) for i in range(1, 60)])
+        for name in ("t", "m"):
+            cur.execute(f"CREATE VIEW {name}_view AS SELECT id, v, note FROM {name} "
+                        "WHERE id < 300")
+            cur.execute(f"CREATE TABLE {name}_log (id INT PRIMARY KEY, v INT)")
+            cur.execute(f"CREATE TRIGGER {name}_log_ai AFTER INSERT ON {name}_log FOR EACH ROW "
+                        f"INSERT INTO {name} (id, v, note) VALUES (NEW.id + 10000, NEW.v, "
+                        "'trg') ON DUPLICATE KEY UPDATE v = v + NEW.v")
+            cur.execute(f"CREATE PROCEDURE {name}_bump(IN lo INT, IN hi INT) UPDATE {name} "
+                        "SET v = v * 2, note = 'proc' WHERE id BETWEEN lo AND hi")
+    other = connect(server, db)
+    shapes = [
+        "INSERT IGNORE INTO {t} (id, v) VALUES (1, 99), (4001, 1)",
+        "REPLACE INTO {t} (id, v, note) VALUES (2, 22, 'replaced'), (4002, 2, 'new')",
+        "INSERT INTO {t} (id, v) VALUES (12, 0) ON DUPLICATE KEY UPDATE id = id + 5000",
+        "INSERT INTO {t} (id, v) VALUES (13, 0) ON DUPLICATE KEY UPDATE v = v + 100",
+        "INSERT INTO {t} (id, v, note) SELECT id + 6000, v, 'copy' FROM {t} WHERE id < 20",
+        "UPDATE {t} JOIN other ON other.id = {t}.id SET {t}.v = {t}.v + other.w",
+        "DELETE {t} FROM {t} JOIN other ON other.id = {t}.id WHERE other.w = 2 AND {t}.id > 40",
+        "UPDATE {t} SET v = -v ORDER BY id DESC LIMIT 5",
+        "DELETE FROM {t} WHERE id > 300 ORDER BY id LIMIT 3",
+        "CALL {t}_bump(100, 120)",
+        "INSERT INTO {t}_log VALUES (1, 5), (2, 6)",
+        "UPDATE {t}_view SET note = 'via view' WHERE id BETWEEN 200 AND 210",
+        "INSERT INTO {t}_view (id, v, note) VALUES (7001, 1, 'view')",
+        "UPDATE {t} SET v = v + 1 WHERE id IN (SELECT id FROM other WHERE w = 1)",
+    ]
+    at(point, lambda n: both(other, *shapes) if n == 1 else None)
+    migrate(config(server, db))
+    same(conn)
+
+
+def test_load_data_local_infile(server: Dsn, db: str, conn: Conn, tmp_path: Any) -> None:
+    if not scalar(conn, "SELECT @@GLOBAL.local_infile"):
+        pytest.skip("the server has local_infile=OFF (MySQL 8's default)")
+    make(conn)
+    infile = tmp_path / "rows.tsv"
+    infile.write_text("".join(f"{i}\t{i}\tloaded\t\\N\n" for i in range(3001, 3011)))
+    other = connect(server, db, local_infile=True)
+    at("after_chunk", lambda n: both(
+        other, f"LOAD DATA LOCAL INFILE '{infile}' REPLACE INTO TABLE {{t}}") if n == 2 else None)
+    migrate(config(server, db))
+    same(conn)
+    assert scalar(conn, "SELECT COUNT(*) FROM t WHERE note = 'loaded'") == 10
+
+
+def test_an_unlogged_write_before_the_checksum_stops_the_run(server: Dsn, db: str,
+                                                             conn: Conn) -> None:
+    """A session with sql_log_bin=0 writes rows the binlog never shows: the checksum
+    must find them (repair off: exit 7), the table not swapped."""
+    make(conn)
+    other = connect(server, db)
+    run(other, "SET SESSION sql_log_bin = 0")
+    at("after_chunk", lambda n: run(other, "UPDATE t SET v = v + 1 WHERE id = 3") if n == 2
+       else None)
+    with pytest.raises(ChecksumMismatch, match="keys: 3") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 7
+    assert "sql_log_bin" in err.value.hint
+    assert old_tables(conn) == []
+
+
+@pytest.mark.parametrize("hold", ["BEGIN", "LOCK TABLES t READ"])
+def test_a_session_that_read_the_table_at_the_cutover(server: Dsn, db: str, conn: Conn,
+                                                      hold: str) -> None:
+    """A GUI's open transaction that read the table, or LOCK TABLES ... READ, during the
+    first cutover attempt: that attempt fails with the table unchanged, the next swaps.
+    (Held through every attempt: exit 8 after them, about 20 s here.)"""
+    make(conn)
+    gui = connect(server, db)
+
+    def act(n: int) -> None:
+        if n == 1:
+            both(conn, "UPDATE {t} SET v = v + 1 WHERE id < 5")
+            run(gui, hold, "SELECT COUNT(*) FROM t")
+        if n == 2:
+            run(gui, "UNLOCK TABLES" if "LOCK" in hold else "COMMIT")
+
+    at("cutover_attempt", act)
+    migrate(config(server, db))
+    same(conn)
