@@ -220,7 +220,7 @@ class Tracker:
     def query(self, text: str, log_pos: int, out: list[Item], database: str = "",
               thread: int = 0) -> None:
         """A Query event; `database` is the default database it ran in, `thread` the
-        server thread (session) that ran it."""
+        session that ran it (server id and thread id, see the readers)."""
         if text == "BEGIN":                # the common cases first, as the server writes them
             self._in_txn = True
             return

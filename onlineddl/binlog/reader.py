@@ -206,11 +206,11 @@ class LibraryReader:
         elif isinstance(event, QueryEvent):
             text = event.query if isinstance(event.query, str) else str(event.query)
             self.txn.query(text, event.packet.log_pos, out, _text(event.schema),
-                           int(event.slave_proxy_id or 0))
+                           _session(event))
         elif isinstance(event, ExecuteLoadQueryEvent):
             text, database = _load_query(event)
             self.txn.query(text, event.packet.log_pos, out, database,
-                           int(event.slave_proxy_id or 0))
+                           _session(event))
         elif isinstance(event, HeartbeatLogEvent):
             self.txn.heartbeat(event.packet.log_pos, out)
         elif isinstance(event, NotImplementedEvent):
@@ -262,6 +262,12 @@ class LibraryReader:
             self._stream.close()
         except Exception:  # closing a broken stream must not mask the real error
             log.debug("closing the binlog stream failed", exc_info=True)
+
+
+def _session(event: Any) -> int:
+    """The session that ran a Query event: its thread id, unique on the server that ran
+    it (an event replicated from another server keeps that server's ids)."""
+    return int(event.packet.server_id or 0) << 32 | int(event.slave_proxy_id or 0)
 
 
 def _text(value: Any) -> str:

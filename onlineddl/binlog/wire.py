@@ -295,8 +295,10 @@ class WireReader:
             text, database = self._query(
                 data[body:body_end],
                 QUERY_POST_HEADER if etype == QUERY else LOAD_QUERY_POST_HEADER)
+            # The session: its thread id, unique on the server that ran it (an event
+            # replicated from another server keeps that server's id and thread id).
             txn.query(text, log_pos, out, database,
-                      int.from_bytes(data[body:body + 4], "little"))
+                      server_id << 32 | int.from_bytes(data[body:body + 4], "little"))
         elif etype in (HEARTBEAT, HEARTBEAT_V2):
             txn.heartbeat(log_pos if etype == HEARTBEAT else 0, out)
         elif etype == ROTATE:

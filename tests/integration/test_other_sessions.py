@@ -266,13 +266,14 @@ def test_a_minimal_image_without_the_walked_unique_key_stops_the_run(
 
 
 
-@pytest.mark.parametrize("fmt", ["ROW", "MIXED", "STATEMENT"])
+@pytest.mark.parametrize(("fmt", "key"), [("ROW", "INT"), ("MIXED", "INT"),
+                                          ("STATEMENT", "INT"), ("STATEMENT", "DECIMAL(9,0)")])
 def test_a_temporary_table_named_like_the_table_in_another_session(
-        server: Dsn, db: str, conn: Conn, fmt: str) -> None:
+        server: Dsn, db: str, conn: Conn, fmt: str, key: str) -> None:
     """Under MIXED or STATEMENT the session's writes to its temporary `t` are logged as
     statements naming `t`; they stopped the run (exit 13, 'INSERT INTO t VALUES ...')
-    though the table never changed."""
-    make(conn)
+    though the table never changed. (A DECIMAL key: the library's reader.)"""
+    make(conn, key)
     other = connect(server, db)
     run(other, f"SET SESSION binlog_format = {fmt}")
 
@@ -425,5 +426,35 @@ def test_a_session_that_read_the_table_at_the_cutover(server: Dsn, db: str, conn
             run(gui, "UNLOCK TABLES" if "LOCK" in hold else "COMMIT")
 
     at("cutover_attempt", act)
+    migrate(config(server, db))
+    same(conn)
+
+
+@pytest.mark.parametrize("setting", ["unique_checks = 0", "foreign_key_checks = 0"])
+def test_sessions_with_unique_or_foreign_key_checks_off(server: Dsn, db: str, conn: Conn,
+                                                        setting: str) -> None:
+    make(conn)
+    other = connect(server, db)
+    run(other, f"SET SESSION {setting}")
+    at("after_chunk", lambda n: both(other, "UPDATE {t} SET v = v + 1 WHERE id IN (3, 390)",
+                                     "INSERT INTO {t} (id, v) VALUES (5000, 1)")
+       if n == 2 else None)
+    migrate(config(server, db, alter="ADD UNIQUE KEY un (note)"))
+    same(conn)
+
+
+def test_minimal_inserts_into_an_auto_increment_table(server: Dsn, db: str,
+                                                      conn: Conn) -> None:
+    """A MINIMAL insert logs the generated id with the columns given."""
+    with conn.cursor() as cur:
+        for name in ("t", "m"):
+            cur.execute(f"CREATE TABLE {name} (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+                        "v INT NOT NULL DEFAULT 3, note VARCHAR(40) NULL, body TEXT NULL)")
+            cur.executemany(f"INSERT INTO {name} (v, note) VALUES (%s, %s)",
+                            [(i, f"n{i}") for i in range(1, ROWS + 1)])
+    other = connect(server, db)
+    run(other, "SET SESSION binlog_row_image = MINIMAL")
+    at("after_chunk", lambda n: both(other, "INSERT INTO {t} (note) VALUES ('auto')",
+                                     "INSERT INTO {t} () VALUES ()") if n == 2 else None)
     migrate(config(server, db))
     same(conn)
