@@ -159,6 +159,14 @@ def normalized_shape(create_sql: str) -> str:
     return re.sub(r"\s+AUTO_INCREMENT=\d+", "", body)
 
 
+def table_shape(session: Session, database: str, table: str) -> str:
+    """The table's definition as compared across the run (normalized_shape)."""
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    # [foreign keys] constraint names the RENAME changes with the table's are not shape
+    return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
+        if row else ""
+
+
 class Cutover:
     def __init__(self, *, dsn: Dsn, flavor: MySQL, control: Session, database: str,
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
@@ -168,8 +176,8 @@ class Cutover:
                  carry: triggers.Carry | None = None,
                  after_failed_attempt: Callable[[Session], None] = lambda session: None,
                  undo_under_block: Callable[[Session], None] = lambda session: None,
-                 children_lock: Callable[[], str] = lambda: ""
-                 ) -> None:
+                 children_lock: Callable[[], str] = lambda: "",
+                 start_shape: str = "") -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -194,6 +202,8 @@ class Cutover:
         # [fk parents] LOCK TABLES text for the tables referencing T ("" for none): held
         # from after before_swap until the RENAME is done (see _lock_children).
         self.children_lock = children_lock
+        # table_shape() of T when the run started reading its binlog ("": not compared)
+        self.start_shape = start_shape
         self.attempts = 0
         self.block_seconds = 0.0
         self.drained_changes = 0
@@ -303,6 +313,17 @@ class Cutover:
         faults.point("cutover_locked")
         target = self.flavor.current_position(self.control)
         self.shape_under_block = self._shape(self.a.table)
+        if self.start_shape and self.shape_under_block != self.start_shape:
+            # A DDL the binlog never showed (a session with sql_log_bin=0): the shadow
+            # was built from the definition T had when the run started.
+            raise TableChanged(
+                f"the definition of {self.a.table} changed during the run without a "
+                f"statement in the binlog (DDL run with sql_log_bin=0?): its SHOW CREATE "
+                f"TABLE differs from when the run started, so the swap was called off "
+                f"with {self.a.table} unchanged by onlineddl",
+                hint="the shadow copy does not have that change, so --resume cannot "
+                     "continue: run `onlineddl cleanup` for this table, then start again "
+                     "(with an ALTER that takes the new definition into account)")
         if self.carry is not None:   # triggers: record them while no DDL can change them
             self.carry.snapshot()
         self.drain_position = target
@@ -326,11 +347,7 @@ class Cutover:
         return self.drain_position
 
     def _shape(self, table: str) -> str:
-        row = self.control.query_one(
-            f"SHOW CREATE TABLE {sql.qualified(self.database, table)}")
-        # [foreign keys] constraint names the RENAME changes with the table's are not shape
-        return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
-            if row else ""
+        return table_shape(self.control, self.database, table)
 
     # --- MySQL: one connection -----------------------------------------------------------
 

@@ -26,7 +26,7 @@ from onlineddl.checksum import Checksum
 from onlineddl.chunker import Chunker, KeyOrder, Watermark
 from onlineddl.config import MigrationConfig
 from onlineddl.control import Controls, ControlServer
-from onlineddl.cutover import Cutover, drop_guards
+from onlineddl.cutover import Cutover, drop_guards, table_shape
 from onlineddl.db import Session
 from onlineddl.errors import (
     Aborted,
@@ -94,6 +94,7 @@ class Run:
         self.runner_lock = RunnerLock(config.dsn, config.database, config.table)
         self.flavor: MySQL | None = None
         self.source: TableInfo | None = None     # T
+        self.start_shape = ""                    # [other sessions] cutover.table_shape of T
         self.shadow: TableInfo | None = None     # the table that becomes T at the swap
         self.mapping: ColumnMapping | None = None
         self.applier: Applier | None = None
@@ -174,6 +175,8 @@ class Run:
         shape = TableShape.of(source)
         server_id = self.config.reader_server_id()
         shift = zones.key_shift(self._control(), source)
+        # [other sessions] T's definition now, compared under the cutover's block
+        self.start_shape = table_shape(self._control(), self.db, self.names.table)
 
         def reader(begin: BinlogPosition) -> BinlogReader:
             opened = open_reader(self.config.dsn, self._flavor(), shape, begin, server_id)
@@ -272,7 +275,8 @@ class Run:
                           before_swap=self._before_swap, carry=self._carry(),
                           after_failed_attempt=self._after_failed_attempt,
                           undo_under_block=self._undo_under_block,
-                          children_lock=self._children_lock)
+                          children_lock=self._children_lock,
+                          start_shape=self.start_shape)   # [other sessions]
         try:
             cutover.run()
         finally:

@@ -20,7 +20,7 @@ from workload import assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import ChecksumMismatch, DatabaseError, ReplicationError
+from onlineddl.errors import ChecksumMismatch, DatabaseError, ReplicationError, TableChanged
 from onlineddl.migration import migrate
 
 ROWS = 400
@@ -458,3 +458,30 @@ def test_minimal_inserts_into_an_auto_increment_table(server: Dsn, db: str,
                                      "INSERT INTO {t} () VALUES ()") if n == 2 else None)
     migrate(config(server, db))
     same(conn)
+
+
+@pytest.mark.parametrize(("point", "ddl"), [
+    ("after_chunk", "ALTER TABLE t ADD COLUMN extra INT NOT NULL DEFAULT 7"),
+    ("after_checksum", "ALTER TABLE t ADD INDEX inote (note)"),
+    ("after_checksum", "ALTER TABLE t MODIFY note VARCHAR(80) NULL"),
+])
+def test_ddl_hidden_from_the_binlog_stops_the_run(server: Dsn, db: str, conn: Conn,
+                                                  point: str, ddl: str) -> None:
+    """A DBA's ALTER with sql_log_bin=0 (as done on replicas) never reaches the binlog.
+    The run exited 0 with the change gone (the column `extra` and its values, the index,
+    the wider column): T's definition is now compared under the cutover's block with
+    the one it had when the run started."""
+    make(conn)
+    other = connect(server, db)
+    run(other, "SET SESSION sql_log_bin = 0")
+    at(point, lambda n: run(other, ddl) if n == 1 else None)
+    with pytest.raises(TableChanged, match="without a statement in the binlog") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 13
+    assert old_tables(conn) == []
+    with conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE t")
+        definition = cur.fetchone()[1]
+    assert "`added`" not in definition
+    assert ("extra" in definition) or ("inote" in definition) or ("varchar(80)" in definition)
+    assert_same_rows(conn, "t", "m", COLUMNS, ["id"])
