@@ -23,6 +23,7 @@ from onlineddl import (
     ledger,
     leftovers,
     oldtables,
+    othersessions,
     resume,
     sql,
     triggers,
@@ -236,7 +237,10 @@ class Migration(Run):
         self.ledger.record(self.names.checkpoint)
         self._create_shadow()
         faults.point("shadow_created")
-        position = self._flavor().current_position(control)
+        # [other sessions] a start position no prepared XA transaction spans
+        position = othersessions.position_without_prepared_xa(
+            control, lambda: self._flavor().current_position(control),
+            10 * self.tuning.lock_wait_timeout)
         self.state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
                            server=self._flavor().server_identity(control),
                            shadow=leftovers.shadow_identity(control, self.db,

@@ -15,12 +15,18 @@ from typing import Any
 
 import pymysql
 import pytest
-from helpers import Conn, connect, old_tables, scalar
+from helpers import Conn, connect, old_tables, scalar, tables
 from workload import assert_same_rows, q
 
 from onlineddl import faults
 from onlineddl.config import Dsn, MigrationConfig, Tuning
-from onlineddl.errors import ChecksumMismatch, DatabaseError, ReplicationError, TableChanged
+from onlineddl.errors import (
+    ChecksumMismatch,
+    DatabaseError,
+    PreflightFailed,
+    ReplicationError,
+    TableChanged,
+)
 from onlineddl.migration import migrate
 
 ROWS = 400
@@ -168,6 +174,33 @@ def test_xa_prepared_after_the_checksum_committed_while_the_run_waits(
         for timer in timers:
             timer.join()
     same(conn)
+
+
+def test_xa_prepared_before_the_run_is_waited_for(server: Dsn, db: str, conn: Conn,
+                                                  xa_session: Conn) -> None:
+    """Prepared before the run: its rows are in the binlog before the start position and
+    its XA COMMIT carries none. Committed during the copy it was lost to the applier
+    (the checksum found keys 5, 7, 350: exit 7); the run now starts once it ended."""
+    make(conn)
+    prepare(xa_session, conn, "x6")
+    timer = threading.Timer(1.0, run, (xa_session, "XA COMMIT 'x6'"))
+    timer.start()
+    try:
+        migrate(config(server, db))
+    finally:
+        timer.join()
+    same(conn)
+
+
+def test_xa_left_prepared_before_the_run_is_refused(server: Dsn, db: str, conn: Conn,
+                                                    xa_session: Conn) -> None:
+    make(conn)
+    prepare(xa_session, conn, "x7")
+    with pytest.raises(PreflightFailed, match="x7") as err:
+        migrate(config(server, db))
+    assert err.value.exit_code == 4
+    assert "XA RECOVER" in err.value.hint
+    assert tables(conn) - {"_onlineddl_old_tables"} == {"t", "m"}
 
 
 def test_xa_one_phase(server: Dsn, db: str, conn: Conn,
@@ -485,3 +518,5 @@ def test_ddl_hidden_from_the_binlog_stops_the_run(server: Dsn, db: str, conn: Co
     assert "`added`" not in definition
     assert ("extra" in definition) or ("inote" in definition) or ("varchar(80)" in definition)
     assert_same_rows(conn, "t", "m", COLUMNS, ["id"])
+
+
