@@ -520,3 +520,36 @@ def test_ddl_hidden_from_the_binlog_stops_the_run(server: Dsn, db: str, conn: Co
     assert_same_rows(conn, "t", "m", COLUMNS, ["id"])
 
 
+
+
+@pytest.mark.mysql_only   # MariaDB 10.11 has no WITH ... UPDATE
+def test_a_cte_update(server: Dsn, db: str, conn: Conn) -> None:
+    make(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE other (id INT PRIMARY KEY, w INT)")
+        cur.executemany("INSERT INTO other VALUES (%s, %s)", [(i, i % 3) for i in range(1, 60)])
+    other = connect(server, db)
+    at("after_chunk", lambda n: both(
+        other, "WITH c AS (SELECT id FROM other WHERE w = 0) "
+               "UPDATE {t} JOIN c ON c.id = {t}.id SET {t}.v = {t}.v + 3") if n == 2 else None)
+    migrate(config(server, db))
+    same(conn)
+
+
+def test_minimal_images_of_a_table_walked_by_its_unique_not_null_key(
+        server: Dsn, db: str, conn: Conn) -> None:
+    """No primary key: the server takes the first UNIQUE NOT NULL key as one and MINIMAL
+    logs it, the key the run walks."""
+    rows = [(i, i, f"n{i}") for i in range(1, ROWS + 1)]
+    with conn.cursor() as cur:
+        for name in ("t", "m"):
+            cur.execute(f"CREATE TABLE {name} (u INT NOT NULL, v INT NOT NULL, "
+                        "note VARCHAR(40), UNIQUE KEY uu (u))")
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s, %s)", rows)
+    other = connect(server, db)
+    run(other, "SET SESSION binlog_row_image = MINIMAL")
+    at("after_chunk", lambda n: both(other, "UPDATE {t} SET v = v + 1 WHERE u IN (3, 390)",
+                                     "UPDATE {t} SET u = u + 1000 WHERE u = 5",
+                                     "DELETE FROM {t} WHERE u = 6") if n == 2 else None)
+    migrate(config(server, db))
+    assert_same_rows(conn, "t", "m", ["u", "v", "note"], ["u"])
