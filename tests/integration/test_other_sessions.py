@@ -553,3 +553,68 @@ def test_minimal_images_of_a_table_walked_by_its_unique_not_null_key(
                                      "DELETE FROM {t} WHERE u = 6") if n == 2 else None)
     migrate(config(server, db))
     assert_same_rows(conn, "t", "m", ["u", "v", "note"], ["u"])
+
+
+def queue_behind_the_cutover(server: Dsn, db: str, statement: str,
+                             out: dict[str, Any]) -> threading.Thread:
+    """`statement` from another session, once it waits behind the cutover's block (or
+    has finished)."""
+    def go() -> None:
+        other = connect(server, db)
+        try:
+            with other.cursor() as cur:
+                cur.execute("SET SESSION lock_wait_timeout = 60")
+                cur.execute(statement)
+                out["result"] = cur.fetchall()
+        except pymysql.err.Error as exc:
+            out["error"] = exc
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    watcher = connect(server, db)
+    deadline = time.monotonic() + 10
+    with watcher.cursor() as cur:
+        while thread.is_alive() and time.monotonic() < deadline:
+            cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = %s "
+                        "AND STATE LIKE 'Waiting for table%%'", (statement,))
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.005)
+    watcher.close()
+    return thread
+
+
+@pytest.mark.parametrize("statement", ["ANALYZE TABLE t", "CHECK TABLE t",
+                                       "OPTIMIZE TABLE t"])
+def test_maintenance_queued_behind_the_cutover(server: Dsn, db: str, conn: Conn,
+                                               statement: str) -> None:
+    """ANALYZE and CHECK waiting behind the cutover's block do not stop it. OPTIMIZE (a
+    rebuild) does, clearly (exit 13, the swap called off, T unchanged): the swap would
+    otherwise wait behind a whole-table rebuild."""
+    make(conn)
+    out: dict[str, Any] = {}
+    threads: list[threading.Thread] = []
+    at("cutover_started", lambda n: threads.append(
+        queue_behind_the_cutover(server, db, statement, out)) if n == 1 else None)
+    try:
+        if statement.startswith("OPTIMIZE"):
+            with pytest.raises(TableChanged, match="OPTIMIZE TABLE t") as err:
+                migrate(config(server, db))
+            assert err.value.exit_code == 13
+            assert old_tables(conn) == []
+        else:
+            migrate(config(server, db))
+            assert "added" in [r[0] for r in rows_of_columns(conn)]
+    finally:
+        for thread in threads:
+            thread.join(30)
+    assert "error" not in out
+    same(conn)
+
+
+def rows_of_columns(conn: Conn) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW COLUMNS FROM t")
+        return list(cur.fetchall())
