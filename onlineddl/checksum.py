@@ -84,7 +84,8 @@ class Checksum:
                     f"checksum mismatch: {len(keys)} row(s) differ between "
                     f"{self.source.name} and {self.target.target}; keys: {shown}",
                     hint="the original table is unchanged. This is a bug in onlineddl "
-                         "or a write it could not see; report it with the log, then run "
+                         "or a write it could not see (a session with sql_log_bin=0 "
+                         "writes rows the binlog never shows); report it with the log, then run "
                          "`onlineddl cleanup` and try again (with --repair to re-copy).")
             if attempt == repairs:
                 break

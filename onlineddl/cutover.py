@@ -159,6 +159,14 @@ def normalized_shape(create_sql: str) -> str:
     return re.sub(r"\s+AUTO_INCREMENT=\d+", "", body)
 
 
+def table_shape(session: Session, database: str, table: str) -> str:
+    """The table's definition as compared across the run (normalized_shape)."""
+    row = session.query_one(f"SHOW CREATE TABLE {sql.qualified(database, table)}")
+    # [foreign keys] constraint names the RENAME changes with the table's are not shape
+    return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
+        if row else ""
+
+
 class Cutover:
     def __init__(self, *, dsn: Dsn, flavor: MySQL, control: Session, database: str,
                  artifacts: Artifacts, applier: Applier, tuning: Tuning,
@@ -168,8 +176,7 @@ class Cutover:
                  carry: triggers.Carry | None = None,
                  after_failed_attempt: Callable[[Session], None] = lambda session: None,
                  undo_under_block: Callable[[Session], None] = lambda session: None,
-                 children_lock: Callable[[], str] = lambda: ""
-                 ) -> None:
+                 children_lock: Callable[[], str] = lambda: "") -> None:
         self.dsn = dsn
         self.flavor = flavor
         self.control = control
@@ -232,7 +239,9 @@ class Cutover:
                 f"{last.message if last else 'unknown'}",
                 hint=(last.hint if last and last.hint else
                       "long transactions on the table block the write lock: find them in "
-                      "information_schema.INNODB_TRX, or raise --cutover-lock-timeout")
+                      "information_schema.INNODB_TRX (a prepared XA transaction, which "
+                      "holds its locks until XA COMMIT or XA ROLLBACK, in XA RECOVER), or "
+                      "raise --cutover-lock-timeout")
                 + f"; {self.a.table} is unchanged and the run is resumable with --resume")
         self._verify_swap()
 
@@ -324,11 +333,7 @@ class Cutover:
         return self.drain_position
 
     def _shape(self, table: str) -> str:
-        row = self.control.query_one(
-            f"SHOW CREATE TABLE {sql.qualified(self.database, table)}")
-        # [foreign keys] constraint names the RENAME changes with the table's are not shape
-        return foreignkeys.same_across_rename(normalized_shape(str(row[1])), table) \
-            if row else ""
+        return table_shape(self.control, self.database, table)
 
     # --- MySQL: one connection -----------------------------------------------------------
 

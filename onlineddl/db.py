@@ -438,8 +438,12 @@ def _exhausted(err: OnlineDDLError, what: str, attempts: int) -> OnlineDDLError:
     """The final error after retries: what failed, how often, the likely causes."""
     errno = getattr(err, "errno", 0)
     if errno == ER_LOCK_WAIT_TIMEOUT:
+        # A prepared XA transaction keeps its locks after its client disconnects: it is
+        # in INNODB_TRX without a thread, not in PROCESSLIST, until XA COMMIT/ROLLBACK.
         causes = ("a long-running transaction holds locks on the table; find it in "
-                  "information_schema.INNODB_TRX / PROCESSLIST")
+                  "information_schema.INNODB_TRX / PROCESSLIST, or a prepared XA "
+                  "transaction in XA RECOVER (its coordinator must XA COMMIT or "
+                  "XA ROLLBACK it)")
     elif errno == ER_LOCK_DEADLOCK:
         causes = "heavy write contention on the same rows; retry at a quieter time"
     elif errno in LOST:

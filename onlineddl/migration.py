@@ -23,6 +23,7 @@ from onlineddl import (
     ledger,
     leftovers,
     oldtables,
+    othersessions,
     resume,
     shadowcheck,
     sql,
@@ -244,7 +245,10 @@ class Migration(Run):
         self.ledger.record(self.names.checkpoint)
         sides = self._create_shadow()
         faults.point("shadow_created")
-        position = self._flavor().current_position(control)
+        # A start position no prepared XA transaction spans (othersessions.py).
+        position = othersessions.position_without_prepared_xa(
+            control, lambda: self._flavor().current_position(control),
+            10 * self.tuning.lock_wait_timeout)
         state = State(alter_text=self.config.alter, phase=Phase.COPY, position=position,
                       server=self._flavor().server_identity(control),
                       shadow=leftovers.shadow_identity(control, self.db, self.names.shadow),

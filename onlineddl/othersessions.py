@@ -13,10 +13,18 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 
 from onlineddl.db import Session
-from onlineddl.errors import DatabaseError, MissingPrivilege, OnlineDDLError, TableChanged
+from onlineddl.errors import (
+    DatabaseError,
+    MissingPrivilege,
+    OnlineDDLError,
+    PreflightFailed,
+    TableChanged,
+)
+from onlineddl.flavor import BinlogPosition
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +178,45 @@ def lock_info(session: Session, source: str | None, database: str, thread_id: in
     else:
         return None
     return {str(name).lower(): str(status).upper() for name, status in rows}
+
+
+def position_without_prepared_xa(session: Session, take: Callable[[], BinlogPosition],
+                                 timeout: float) -> BinlogPosition:
+    """A binlog position (`take()`) no prepared XA transaction spans. Such a transaction
+    writes its rows to the binlog at XA PREPARE and nothing but the words at XA COMMIT:
+    prepared before the run's start position and committed after it, its change is in
+    no row event the applier reads, and the copier's plain read saw the rows before it.
+    So the position counts once XA RECOVER, asked right after taking it, lists none
+    (one prepared before it has then ended; one prepared after it is read in full).
+    Waits up to `timeout` seconds, then refuses (exit 4, nothing created is kept)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        position = take()
+        xids = prepared_xa(session)
+        if not xids:
+            return position
+        if time.monotonic() > deadline:
+            raise PreflightFailed(
+                f"XA transaction(s) stayed prepared for {timeout:.0f}s: "
+                f"{', '.join(xids[:5])}. A prepared XA transaction's rows are in the "
+                "binlog already and its XA COMMIT carries none, so a run starting "
+                "between the two would never see that change",
+                hint="have their transaction coordinator end them (XA COMMIT or XA "
+                     "ROLLBACK; XA RECOVER lists them), then run again")
+        log.info("waiting for prepared XA transaction(s) to end: %s", ", ".join(xids[:5]))
+        time.sleep(0.2)
+
+
+def prepared_xa(session: Session) -> list[str]:
+    """The xids XA RECOVER lists (every prepared XA transaction on the server); none
+    when the user may not ask (MySQL 8 needs XA_RECOVER_ADMIN): then the checksum is
+    what finds such a change, and it is logged."""
+    try:
+        rows = session.query("XA RECOVER")
+    except (DatabaseError, MissingPrivilege) as err:
+        log.warning("cannot list prepared XA transactions (%s): one prepared before the "
+                    "run and committed during it is found only by the checksum", err.message)
+        return []
+    return [bytes(data[:gtrid_length]).decode("utf-8", "replace") if isinstance(
+        data, (bytes, bytearray)) else str(data)[:gtrid_length]
+        for _, gtrid_length, _, data in rows]

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 
-from onlineddl import faults, keys, leftovers, oldtables, revertplan, sql
+from onlineddl import faults, keys, leftovers, oldtables, revertplan, shadowcheck, sql
 from onlineddl.applier import FlushTarget
 from onlineddl.checkpoint import Checkpoint, State
 from onlineddl.chunker import Watermark
@@ -252,6 +252,7 @@ class Revert(Run):
             raise TableChanged(f"{err.message} (created during the revert)",
                                hint=f"{self.config.table} is unchanged; `onlineddl cleanup` "
                                     "discards the revert") from err
+        shadowcheck.check_source(session, self.db, ctx.source)   # DDL with sql_log_bin=0
         revertplan.check_target_unchanged(session, self.db, self.config.table,
                                           self._last_swap())
 

@@ -36,13 +36,7 @@ def check_unchanged(session: Session, database: str, source: TableInfo,
     """Raise TableChanged when T's definition is no longer `source`'s, or the shadow's
     no longer `shadow`'s. `carried`: names of the constraints the run adds to the shadow
     under the block (and takes off between attempts), left out of both sides."""
-    gone, new = _differences(session, database, source.name, source.create_sql, set())
-    if gone or new:
-        raise TableChanged(
-            f"another session changed {database}.{source.name} after the run read it "
-            f"({_lines(gone, new)}); the new table was built from the definition read "
-            f"then, so the swap was called off, {source.name} as that session left it",
-            hint="run `onlineddl cleanup` for this table and start again")
+    check_source(session, database, source)
     gone, new = _differences(session, database, shadow.name, shadow.create_sql,
                              set(carried))
     if gone or new:
@@ -53,6 +47,21 @@ def check_unchanged(session: Session, database: str, source: TableInfo,
             hint="find out who changes the new table; run `onlineddl cleanup` for this "
                  f"table (it leaves {shadow.name} alone when its columns changed: drop it "
                  "yourself then) and start again")
+
+
+def check_source(session: Session, database: str, source: TableInfo) -> None:
+    """Raise TableChanged when T's definition is no longer `source`'s: DDL the binlog
+    the run reads never showed (before its start position, or run by a session with
+    sql_log_bin=0, as DBAs do on replicas)."""
+    gone, new = _differences(session, database, source.name, source.create_sql, set())
+    if gone or new:
+        raise TableChanged(
+            f"another session changed {database}.{source.name} after the run read it, "
+            f"in no binlog the run reads (before its start, or with sql_log_bin=0) "
+            f"({_lines(gone, new)}); the new table was built from the definition read "
+            f"then, so the swap was called off, {source.name} as that session left it",
+            hint="run `onlineddl cleanup` for this table and start again (with an ALTER "
+                 "that takes the new definition into account)")
 
 
 def _differences(session: Session, database: str, table: str, recorded: str,

@@ -5,13 +5,15 @@ statement that changes the table outside row events."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from onlineddl import faults
 from onlineddl.errors import ReplicationError
 from onlineddl.flavor import BinlogPosition, MySQL
 from onlineddl.sql import Key
-from onlineddl.statement import statement_changes_table
+from onlineddl.statement import creates_temporary_table, statement_changes_table
 
 # What a row event did to its keys' rows, as the flush operations it needs (bits):
 # re-copy the row (it exists), delete the row if the source has none (it was deleted),
@@ -47,6 +49,60 @@ class SchemaChange:
 
 
 Item = Keys | Commit | SchemaChange
+
+
+class _Absent:
+    """A key column a row image does not hold (never a real value: key columns are NOT
+    NULL, and this compares equal to nothing else)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+
+def image_keys(table: str, key_names: tuple[str, ...], rows: Iterable[tuple[Key, ...]]
+               ) -> tuple[list[Key], bool]:
+    """Keys of row images that may lack columns: (keys in row order, did any update move
+    a row to another key). Each row is its images' keys: one (insert, delete) or before
+    and after (update), ABSENT where the image does not hold a key column.
+
+    A session with binlog_row_image=MINIMAL logs the before image with the table's
+    primary key only and the after image with only the columns the statement wrote;
+    NOBLOB leaves out BLOB/TEXT columns it did not change. The server writes exactly the
+    columns it logs in the after image (every assigned column, a trigger's or a generated
+    column's recomputed value included), so a key column missing there is unchanged:
+    the before image's value. A before (or only) image without a key column cannot say
+    which row changed, which happens when the run walks a UNIQUE key that is not the
+    primary key: the change would be lost, so the run stops."""
+    out: list[Key] = []
+    moved = False
+    for images in rows:
+        first = images[0]
+        if ABSENT in first:
+            raise _image_without_key(table, key_names, first)
+        out.append(first)
+        if len(images) == 2:
+            after = tuple(b if a is ABSENT else a for a, b in zip(images[1], first,
+                                                                   strict=True))
+            if after != first:
+                out.append(after)
+                moved = True
+    return out, moved
+
+
+def _image_without_key(table: str, key_names: tuple[str, ...], key: Key) -> ReplicationError:
+    lacking = [n for n, v in zip(key_names, key, strict=False) if v is ABSENT]
+    return ReplicationError(
+        f"a row change to {table} was logged without the column(s) "
+        f"{', '.join(lacking) or 'of the key'} of the key the run walks "
+        f"({', '.join(key_names)}): a session writes with binlog_row_image=MINIMAL, which "
+        "logs only the primary key of a changed row, and this run walks another key, so "
+        "it cannot tell which row changed",
+        hint="SET GLOBAL binlog_row_image=FULL and have the writers reconnect (or SET "
+             "SESSION binlog_row_image=FULL in them), then run `onlineddl cleanup` and "
+             "start again: --resume would read the same change")
 
 
 def ddl_names_table(text: str, table: str, *, database: str | None = None,
@@ -123,6 +179,9 @@ class Tracker:
         self._open: list[Keys] = []       # row events of the transaction being read
         self._done: list[Keys] = []       # of complete transactions, not handed out
         self._end: tuple[str, int] | None = None   # (file, pos) after the last commit
+        # Server threads (sessions) seen creating a temporary table named like the
+        # table: their statements naming it write that temporary table.
+        self._temporary: set[int] = set()
 
     def begin(self, gtid: str = "", *, opens: bool = True) -> None:
         """A GTID event. `opens`: a transaction follows (a MariaDB GTID event not
@@ -158,8 +217,10 @@ class Tracker:
         self.position = BinlogPosition(file, pos, self._gtid_state)
         out.append(Commit(self.position))
 
-    def query(self, text: str, log_pos: int, out: list[Item], database: str = "") -> None:
-        """A Query event; `database` is the default database it ran in."""
+    def query(self, text: str, log_pos: int, out: list[Item], database: str = "",
+              thread: int = 0) -> None:
+        """A Query event; `database` is the default database it ran in, `thread` the
+        session that ran it (server id and thread id, see the readers)."""
         if text == "BEGIN":                # the common cases first, as the server writes them
             self._in_txn = True
             return
@@ -178,6 +239,8 @@ class Tracker:
             return
         change = ddl_names_table(text, self.table, database=self.database,
                                  default_db=database, fold_case=self.fold_case)
+        if thread and self._temporary_table(text, database, thread):
+            change = False
         if change:
             self.take(out)                 # everything before the statement comes first
         if self._in_txn:
@@ -188,6 +251,28 @@ class Tracker:
         if change and self._end is not None:
             file, pos = self._end
             out.append(SchemaChange(text, BinlogPosition(file, pos, self._gtid_state)))
+
+    def _temporary_table(self, text: str, database: str, thread: int) -> bool:
+        """Does this statement name that session's temporary table of the table's name
+        rather than the table? A session with binlog_format MIXED or STATEMENT logs its
+        temporary tables' statements; the server logs a DROP TEMPORARY TABLE for them
+        when the session ends. Known from the CREATE TEMPORARY TABLE on: one created
+        before the reader started is not known, and its writes stop the run. A DROP,
+        a RENAME or an ALTER ... RENAME naming the table may end the temporary table's
+        life under that name, after which the session's statements reach the table
+        again: from then on they count (a needless stop at worst, never a missed
+        write)."""
+        if creates_temporary_table(text, database=self.database, table=self.table,
+                                   default_db=database, fold_case=self.fold_case):
+            self._temporary.add(thread)
+            return True
+        if thread not in self._temporary:
+            return False
+        verb = text.lstrip().split(None, 1)[0].upper()
+        if (verb in ("DROP", "RENAME") or (verb == "ALTER" and "RENAME" in text.upper())) \
+                and self.table.lower() in text.lower():
+            self._temporary.discard(thread)
+        return True
 
     def heartbeat(self, log_pos: int, out: list[Item]) -> None:
         """Idle: the server's position, so waiters see the stream is at the head."""

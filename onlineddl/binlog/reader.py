@@ -45,6 +45,7 @@ from pymysqlreplication.row_event import (
 )
 
 from onlineddl.binlog.items import (
+    ABSENT,
     GONE,
     MOVED,
     TRANSACTION_PAYLOAD,
@@ -53,6 +54,7 @@ from onlineddl.binlog.items import (
     Keys,
     SchemaChange,
     Tracker,
+    image_keys,
     refuse_transaction_payload,
 )
 from onlineddl.binlog.tablemap import TableShape
@@ -203,10 +205,12 @@ class LibraryReader:
             self.txn.commit(event.packet.log_pos)
         elif isinstance(event, QueryEvent):
             text = event.query if isinstance(event.query, str) else str(event.query)
-            self.txn.query(text, event.packet.log_pos, out, _text(event.schema))
+            self.txn.query(text, event.packet.log_pos, out, _text(event.schema),
+                           _session(event))
         elif isinstance(event, ExecuteLoadQueryEvent):
             text, database = _load_query(event)
-            self.txn.query(text, event.packet.log_pos, out, database)
+            self.txn.query(text, event.packet.log_pos, out, database,
+                           _session(event))
         elif isinstance(event, HeartbeatLogEvent):
             self.txn.heartbeat(event.packet.log_pos, out)
         elif isinstance(event, NotImplementedEvent):
@@ -224,28 +228,28 @@ class LibraryReader:
                      "start again: --resume would read the same event")
 
     def _keys(self, event: Any) -> Keys:
-        out: list[Key] = []
+        # The columns-present bitmaps: a session with binlog_row_image MINIMAL or NOBLOB
+        # logs only some columns, and the library reads an absent one as None.
+        first = event.columns_present_bitmap
         if isinstance(event, UpdateRowsEvent):
-            moved = False
-            for row in event.rows:
-                before = self._key(row["before_values"])
-                after = self._key(row["after_values"])
-                out.append(before)
-                if after != before:
-                    out.append(after)
-                    moved = True
-            return Keys(tuple(out), MOVED if moved else UPSERT)
-        out.extend(self._key(row["values"]) for row in event.rows)
-        return Keys(tuple(out), GONE if isinstance(event, DeleteRowsEvent) else UPSERT)
+            after = event.columns_present_bitmap2
+            keys, moved = image_keys(self.shape.table, self.shape.key_names, (
+                (self._key(row["before_values"], first), self._key(row["after_values"], after))
+                for row in event.rows))
+            return Keys(tuple(keys), MOVED if moved else UPSERT)
+        keys, _ = image_keys(self.shape.table, self.shape.key_names,
+                             ((self._key(row["values"], first),) for row in event.rows))
+        return Keys(tuple(keys), GONE if isinstance(event, DeleteRowsEvent) else UPSERT)
 
-    def _key(self, values: dict[str, Any]) -> Key:
+    def _key(self, values: dict[str, Any], present: bytes) -> Key:
         row = list(values.values())
         if len(row) != self.shape.column_count:
             raise ReplicationError(
                 f"binlog row for {self.shape.table} has {len(row)} columns, the table has "
                 f"{self.shape.column_count}: its schema changed during the migration",
                 hint="do not ALTER the table while onlineddl runs; clean up and start again")
-        key = tuple(row[i] for i in self.shape.key_ordinals)
+        key = tuple(row[i] if present[i // 8] >> (i % 8) & 1 else ABSENT
+                    for i in self.shape.key_ordinals)
         # The general decoder reads UNSIGNED as signed without full metadata.
         return tuple(v + (1 << bits) if bits and isinstance(v, int) and v < 0 else v
                      for v, bits in zip(key, self.shape.unsigned_bits, strict=True))
@@ -258,6 +262,12 @@ class LibraryReader:
             self._stream.close()
         except Exception:  # closing a broken stream must not mask the real error
             log.debug("closing the binlog stream failed", exc_info=True)
+
+
+def _session(event: Any) -> int:
+    """The session that ran a Query event: its thread id, unique on the server that ran
+    it (an event replicated from another server keeps that server's ids)."""
+    return int(event.packet.server_id or 0) << 32 | int(event.slave_proxy_id or 0)
 
 
 def _text(value: Any) -> str:

@@ -73,8 +73,9 @@ def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images
 
     `images` is 1 for inserts and deletes, 2 for updates (before and after image); for
     an update both keys are returned when they differ. Every column must be present
-    (binlog_row_image=FULL, which preflight requires). `key_order` lists the column
-    indexes of the primary key in key order.
+    (binlog_row_image=FULL, which preflight requires globally; images of a session
+    that logs fewer columns are read by compile_images_parser's parsers). `key_order`
+    lists the column indexes of the primary key in key order.
 
     A generic loop over the columns (a tuple unpack, a NULL test and a branch per column
     per image) ran at about 100k rows a second; the generated code does the same steps
@@ -99,8 +100,37 @@ def compile_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int], images
     return parser
 
 
-def _image_lines(specs: Sequence[ColumnSpec], slot: dict[int, int], image: int
-                 ) -> list[str]:
+# Each row's images' keys (one image, or before and after), ABSENT where a key column
+# is not in the image.
+ImagesParser = Callable[[bytes, int, int], list[tuple[Key, ...]]]
+
+
+def compile_images_parser(specs: Sequence[ColumnSpec], key_order: Sequence[int],
+                          presents: Sequence[int], absent: object) -> ImagesParser:
+    """A parser for row images that lack columns (a session writing with
+    binlog_row_image MINIMAL or NOBLOB): `presents` holds each image's columns-present
+    bitmap, and the image's NULL bitmap and values cover only the columns present. A key
+    column an image lacks is `absent` in its key; items.image_keys makes sense of that.
+    Rare, so it is compiled per bitmap and not made fast."""
+    lines = ["def parse(data, pos, end):", "    out = []", "    while pos < end:"]
+    for image, present in enumerate(presents):
+        columns = [c for c in range(len(specs)) if present >> c & 1]
+        slot = {n: key_order.index(c) for n, c in enumerate(columns) if c in key_order}
+        lines += [f"        k{n} = ABSENT" for n in range(len(key_order))
+                  if key_order[n] not in columns]
+        lines += ["        " + line for line in _image_lines([specs[c] for c in columns],
+                                                            slot, image, len(key_order))]
+    lines.append(f"        out.append(({''.join(f'key{i}, ' for i in range(len(presents)))}))")
+    lines.append("    return out")
+    scope: dict[str, Any] = {"from_bytes": int.from_bytes, "unpack_from": struct.unpack_from,
+                             "ABSENT": absent}
+    exec(compile("\n".join(lines), f"<key images of {len(specs)} columns>", "exec"), scope)
+    parser: ImagesParser = scope["parse"]
+    return parser
+
+
+def _image_lines(specs: Sequence[ColumnSpec], slot: dict[int, int], image: int,
+                 key_width: int | None = None) -> list[str]:
     width = (len(specs) + 7) // 8
     out = [f"nulls = {_length(width)}", f"pos += {width}"]
     i = 0
@@ -119,7 +149,7 @@ def _image_lines(specs: Sequence[ColumnSpec], slot: dict[int, int], image: int
         spec = specs[i]
         out += _key(spec, i, slot[i]) if i in slot else _skip(spec, i)
         i += 1
-    names = ", ".join(f"k{n}" for n in range(len(slot)))
+    names = ", ".join(f"k{n}" for n in range(len(slot) if key_width is None else key_width))
     out.append(f"key{image} = ({names},)")
     return out
 

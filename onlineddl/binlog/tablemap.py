@@ -42,6 +42,7 @@ class TableShape:
     # lower_case_table_names != 0: the server compares table and database names without
     # case, so the binlog's names (table maps, statements) are compared that way too.
     fold_case: bool = False
+    key_names: tuple[str, ...] = ()       # the key's column names (messages)
 
     def is_table(self, database: str, table: str) -> bool:
         """Do a binlog table map's names mean this table, as the server compares names?"""
@@ -59,7 +60,7 @@ class TableShape:
                      for c in info.key_columns)
         return cls(info.database, name or info.name, len(info.columns), info.key_ordinals,
                    tuple(k for k in kinds if k is not None) if wire else None, bits,
-                   fold_case)
+                   fold_case, tuple(c.name for c in info.key_columns))
 
 
 def packed_int(data: bytes, pos: int) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from onlineddl.binlog.items import (
+    ABSENT,
     GONE,
     MOVED,
     TRANSACTION_PAYLOAD,
@@ -42,9 +43,16 @@ from onlineddl.binlog.items import (
     Item,
     Keys,
     Tracker,
+    image_keys,
     refuse_transaction_payload,
 )
-from onlineddl.binlog.rowkeys import KeyParser, compile_parser
+from onlineddl.binlog.rowkeys import (
+    ColumnSpec,
+    ImagesParser,
+    KeyParser,
+    compile_images_parser,
+    compile_parser,
+)
 from onlineddl.binlog.tablemap import TableShape, key_specs, packed_int, parse_table_map
 from onlineddl.config import Dsn
 from onlineddl.db import LOST, DumpConnection, open_dump_connection
@@ -100,8 +108,12 @@ class WireReader:
         self._head = start.pos               # end of the last event read in txn.file
         # table id -> key parsers for one and for two images (updates)
         self._ours: dict[int, tuple[KeyParser, KeyParser]] = {}
-        self._maps: dict[bytes, tuple[int, tuple[KeyParser, KeyParser] | None]] = {}
+        self._maps: dict[bytes, tuple[int, tuple[KeyParser, KeyParser, list[ColumnSpec]]
+                                      | None]] = {}
         self._uuids: dict[bytes, str] = {}
+        # table id -> column specs; parsers of images lacking columns (few, cached)
+        self._specs: dict[int, list[ColumnSpec]] = {}
+        self._partial: dict[tuple[tuple[ColumnSpec, ...], tuple[int, ...]], ImagesParser] = {}
 
     @classmethod
     def open(cls, dsn: Dsn, flavor: MySQL, shape: TableShape, start: BinlogPosition,
@@ -283,7 +295,10 @@ class WireReader:
             text, database = self._query(
                 data[body:body_end],
                 QUERY_POST_HEADER if etype == QUERY else LOAD_QUERY_POST_HEADER)
-            txn.query(text, log_pos, out, database)
+            # The session: its thread id, unique on the server that ran it (an event
+            # replicated from another server keeps that server's id and thread id).
+            txn.query(text, log_pos, out, database,
+                      server_id << 32 | int.from_bytes(data[body:body + 4], "little"))
         elif etype in (HEARTBEAT, HEARTBEAT_V2):
             txn.heartbeat(log_pos if etype == HEARTBEAT else 0, out)
         elif etype == ROTATE:
@@ -328,19 +343,34 @@ class WireReader:
         hit = self._maps.get(body)
         if hit is None:
             tmap = parse_table_map(body)
-            parsers = None
+            ours = None
             if self.shape.is_table(tmap.database, tmap.table):
                 specs = key_specs(self.shape, tmap.types, tmap.meta)
                 keys = self.shape.key_ordinals
-                parsers = (compile_parser(specs, keys, 1), compile_parser(specs, keys, 2))
+                ours = (compile_parser(specs, keys, 1), compile_parser(specs, keys, 2), specs)
             if len(self._maps) > 4096:
                 self._maps.clear()
-            hit = self._maps[body] = (tmap.table_id, parsers)
-        table_id, parsers = hit
-        if parsers is None:
+            hit = self._maps[body] = (tmap.table_id, ours)
+        table_id, ours = hit
+        if ours is None:
             self._ours.pop(table_id, None)
+            self._specs.pop(table_id, None)
         else:
-            self._ours[table_id] = parsers
+            self._ours[table_id] = ours[:2]
+            self._specs[table_id] = ours[2]
+
+    def _images_parser(self, table_id: int, presents: list[int]) -> ImagesParser:
+        """The parser for row images with these columns-present bitmaps, of the table
+        map last read for `table_id`."""
+        specs = self._specs[table_id]
+        key = (tuple(specs), tuple(presents))
+        parser = self._partial.get(key)
+        if parser is None:
+            if len(self._partial) > 256:
+                self._partial.clear()
+            parser = self._partial[key] = compile_images_parser(
+                specs, self.shape.key_ordinals, presents, ABSENT)
+        return parser
 
     def _row_keys(self, data: bytes, body: int, etype: int,
                   parsers: tuple[KeyParser, KeyParser], end: int) -> Keys:
@@ -356,12 +386,19 @@ class WireReader:
         images = 2 if etype in UPDATES else 1
         width = (count + 7) // 8
         full = (1 << count) - 1
-        for _ in range(images):   # the columns-present bitmaps: every column, always
-            if int.from_bytes(data[pos:pos + width], "little") & full != full:
-                raise ReplicationError(
-                    f"a binlog row image of {self.shape.table} lacks columns",
-                    hint="set binlog_row_image=FULL for every writer session")
+        presents = []
+        for _ in range(images):   # the columns-present bitmaps
+            presents.append(int.from_bytes(data[pos:pos + width], "little") & full)
             pos += width
+        if presents[0] != full or presents[-1] != full:
+            # A session with binlog_row_image MINIMAL or NOBLOB: rare, and slow.
+            table_id = int.from_bytes(data[body:body + 6], "little")
+            parse = self._images_parser(table_id, presents)
+            keys, moved = image_keys(self.shape.table, self.shape.key_names,
+                                     parse(data, pos, end))
+            if etype in UPDATES:
+                return Keys(keys, MOVED if moved else UPSERT)
+            return Keys(keys, GONE if etype in DELETES else UPSERT)
         keys, moved = parsers[images - 1](data, pos, end)
         if etype in UPDATES:
             return Keys(keys, MOVED if moved else UPSERT)

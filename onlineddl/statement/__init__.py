@@ -6,6 +6,6 @@
 """
 
 from onlineddl.statement.alter import ParsedAlter, parse_alter
-from onlineddl.statement.binlog_sql import statement_changes_table
+from onlineddl.statement.binlog_sql import creates_temporary_table, statement_changes_table
 
-__all__ = ["ParsedAlter", "parse_alter", "statement_changes_table"]
+__all__ = ["ParsedAlter", "creates_temporary_table", "parse_alter", "statement_changes_table"]

@@ -75,6 +75,29 @@ def statement_changes_table(text: str, *, database: str | None, table: str,
     return False
 
 
+def creates_temporary_table(text: str, *, database: str | None, table: str,
+                            default_db: str = "", fold_case: bool = False) -> bool:
+    """Does this binlog statement create a TEMPORARY table named `database`.`table`? A
+    session's temporary table hides the real table of that name from that session: its
+    statements naming the table (logged as statements under binlog_format MIXED or
+    STATEMENT) write the temporary table only. In doubt, no."""
+    if not re.match(r"\s*CREATE\b", text, re.IGNORECASE):
+        return False
+    try:
+        c = _Cursor(_binlog_tokens(text))
+        temporary = False
+        while c.at_word("OR", "REPLACE", "TEMPORARY"):
+            temporary = temporary or c.at_word("TEMPORARY")
+            c.i += 1
+        if not temporary or not c.at_word("TABLE"):
+            return False
+        c.i += 1
+        c.skip_if_exists()
+        return _Target(database, table, default_db, fold_case).is_table(*c.table())
+    except (SqlglotError, _Doubt):
+        return False
+
+
 def _binlog_tokens(text: str) -> list[Tok]:
     """Tokens, with the content of executable comments (/*! ... */, MariaDB's /*M! ... */)
     in place: the server runs it. Other comments are dropped."""
