@@ -264,7 +264,7 @@ class Session:
         return count, str(message)
 
     def _bind(self, sql: str, params: Sequence[Any] | None) -> str:
-        return bind(sql, params, self._conn.literal)
+        return bind(sql, params, self._conn.escape)   # (literal() is deprecated)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         return self._read(pymysql.cursors.Cursor, sql, params)

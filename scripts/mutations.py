@@ -226,8 +226,7 @@ MUTATIONS = [
     Mutation("revert-walks-shared-key",
              "revert walks the key T and the old table share (a PK change reverted)",
              "onlineddl/revert.py",
-             "        self.source, self.shadow = keys.choose(control, self._source(), "
-             "self.shadow,\n                                               self.mapping)\n",
+             "        source, target = keys.choose(control, source, target, mapping)\n",
              "        pass\n",
              (IT + "test_revert.py::test_revert_of_a_primary_key_change",)),
     Mutation("gone-stays-until-flush",
@@ -238,6 +237,43 @@ MUTATIONS = [
              (IT + "test_revert.py::test_revert_brings_back_the_old_schema_with_every_write",
               "tests/unit/test_pieces.py::"
               "test_delta_map_keeps_the_operation_of_each_keys_latest_change")),
+    Mutation("key-values-kept",
+             "the run walks only a key whose values the ALTER keeps",
+             "onlineddl/keys.py",
+             "    kept = [(old, new) for old, new in pairs if not value_change(source, shadow, "
+             "old, new)]\n",
+             "    kept = pairs\n",
+             (IT + "test_key_conversions.py::test_another_shared_key_is_walked_when_the_"
+                   "primary_key_changes_values",)),
+    Mutation("revert-hidden-ddl",
+             "a revert stops before its swap when T changed in no binlog it reads",
+             "onlineddl/revert.py",
+             "        shadowcheck.check_source(session, self.db, ctx.source)",
+             "        pass",
+             (IT + "test_other_sessions.py::test_ddl_hidden_from_the_binlog_stops_a_revert",)),
+    Mutation("own-foreign-keys-unchanged",
+             "T's own foreign keys are checked again under the write block",
+             "onlineddl/migration.py",
+             "        foreignkeys.check_unchanged(session, self.db, self.config.table, "
+             "self.foreign_keys,\n",
+             "        (lambda *a: None)(session, self.db, self.config.table, "
+             "self.foreign_keys,\n",
+             (IT + "test_foreign_keys.py::test_a_parent_changed_during_the_run_stops_it"
+                   "[rename-parent]",)),
+    Mutation("image-without-key",
+             "a row image without the walked key stops the run",
+             "onlineddl/binlog/items.py",
+             "        if ABSENT in first:\n",
+             "        if False:\n",
+             (IT + "test_other_sessions.py::test_a_minimal_image_without_the_walked_unique_"
+                   "key_stops_the_run",)),
+    Mutation("unfed-rows-whole",
+             "rows with columns the source does not feed are re-written whole",
+             "onlineddl/applier.py",
+             "not self.other_unique and not self.unfed and",
+             "not self.other_unique and",
+             (IT + "test_parity_more.py::test_parity_more_under_writes"
+                   "[default_expr_from_columns]",)),
 ]
 
 
