@@ -66,14 +66,17 @@ def choose(session: Session, source: TableInfo, shadow: TableInfo, mapping: Colu
         raise changed_key(source, shadow, *pairs[0])
     refusal: UnsupportedTable | None = None
     for old, new in kept:
-        walked = source.with_key(old)
+        walked, target = source.with_key(old), shadow.with_key(new)
         try:
             check_key(walked)
             zones.key_shift(session, walked)
+            # A key the ALTER makes TIMESTAMP (from DATETIME): in a zone with daylight
+            # saving time its values in the skipped hour change on the way in.
+            zones.key_shift(session, target)
         except UnsupportedTable as err:
             refusal = refusal or err
             continue
-        chosen = walked, shadow.with_key(new)
+        chosen = walked, target
         if (old.name, new.name) != ("PRIMARY", "PRIMARY"):   # said only when unusual
             log.info("the run walks %s", describe(*chosen))
         return chosen

@@ -149,3 +149,27 @@ def test_preflight_accepts_a_table_with_any_walkable_key() -> None:
         check_primary_key(table("t", COLS, ("id",), types=types))
     with pytest.raises(UnsupportedTable, match="no PRIMARY KEY and no UNIQUE key"):
         check_primary_key(table("t", COLS, ()))
+
+
+class DstZone:
+    """A server whose global time_zone has daylight saving time (zones.key_shift's
+    probes come back with two offsets)."""
+
+    def query_one(self, text: str, params: object) -> tuple[object, ...]:
+        return ("Europe/Berlin", 3600, 3600, 7200, 3600, 7200, 7200)
+
+
+def test_a_key_made_timestamp_in_a_zone_with_daylight_saving_time_is_not_walked() -> None:
+    """DATETIME -> TIMESTAMP keeps key values in a fixed-offset zone only: with daylight
+    saving time the skipped hour's values change (a row deleted then stays), so another
+    shared key is walked, or the run is refused."""
+    session = cast(Session, DstZone())
+    source = table("t", COLS, ("email",), UQ_ID, types={"email": "datetime"})
+    shadow = table("_t_new", COLS, ("email",), UQ_ID, types={"email": "timestamp"})
+    walked, new = keys.choose(session, source, shadow, mapping(COLS))
+    assert (walked.run_key.describe(), new.run_key.describe()) == (
+        "UNIQUE KEY uq_id (id)", "UNIQUE KEY uq_id (id)")
+    only = table("t", COLS, ("email",), types={"email": "datetime"})
+    with pytest.raises(UnsupportedTable, match="daylight saving"):
+        keys.choose(session, only, table("_t_new", COLS, ("email",),
+                                         types={"email": "timestamp"}), mapping(COLS))
