@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import connect
+from helpers import connect, kept_tables
 from parity import read_table, seed, show_create, table_names
 from workload import commit_replaying, q
 
@@ -640,6 +640,7 @@ def test_parity_more(server: Dsn, parity_db: str, pconn: Conn, case: Case,
 
 def succeeds_like_native(server: Dsn, db: str, conn: Conn, case: Case) -> list[str]:
     phases = Phases()
+    before = kept_tables(conn)   # t, twin and what the case's table needs (a sequence)
     error = run_onlineddl(server, db, case.alter)
     faults.clear()
     if error is not None:
@@ -652,6 +653,8 @@ def succeeds_like_native(server: Dsn, db: str, conn: Conn, case: Case) -> list[s
     if case.shape:
         null_out(conn, case, ("t", "twin"))
     problems += compare(conn, "t", "twin", case.clock)
+    if kept_tables(conn) != before | {"_t_old_*"}:
+        problems.append(f"tables afterwards: {sorted(table_names(conn))}")
     if phases.counts["after_chunk"] < 2:
         problems.append(f"expected several chunks, got {phases.counts}")
     return problems
