@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 
 class Migration(Run):
-    """One run. `run()` is the table of contents; each stage is a short method."""
+    """One run. `stages()` is the table of contents; each stage is a short method."""
 
     FINAL_ERRORS = (PreflightFailed, InvalidAlter, DataError)
 
@@ -91,37 +91,28 @@ class Migration(Run):
 
     # --- the lifecycle ---------------------------------------------------------------
 
-    def run(self) -> Result:
-        started = time.monotonic()
-        try:
-            self.connect()
-            self.open_controls()
-            self.preflight()
-            self.startup_hook()
-            self.drop_expired_old_tables()
-            if self.apply_instantly():     # --allow-instant, and the server can: no copy
-                return self.succeed(started)
-            if self.finished_before():     # --resume=auto: this ALTER is already done
-                return self.succeed(started)
-            ctx = self.setup()             # the shadow, the checkpoint, the applier
-            if not isinstance(ctx, Context):   # a resumed run found the swap done
-                self.finish_after_swap(ctx)
-                return self.succeed(started)
-            self.copy(ctx)
-            self.catch_up(ctx)
-            self.verify(ctx)
-            self.wait_while_postponed(lambda: self.tick(ctx))
-            self.catch_up(ctx)
-            self.cut_over(ctx)
-            self.cleanup(ctx)
-            return self.succeed(started)
-        except OnlineDDLError as caught:
-            err = self._failed(caught)
-            if err is caught:
-                raise
-            raise err from caught
-        finally:
-            self.close()
+    def stages(self) -> None:
+        """The table of contents (run.Run.run ends it with the result, or the error)."""
+        self.connect()
+        self.open_controls()
+        self.preflight()
+        self.startup_hook()
+        self.drop_expired_old_tables()
+        if self.apply_instantly():     # --allow-instant, and the server can: no copy
+            return
+        if self.finished_before():     # --resume=auto: this ALTER is already done
+            return
+        ctx = self.setup()             # the shadow, the checkpoint, the applier
+        if not isinstance(ctx, Context):   # a resumed run found the swap done
+            self.finish_after_swap(ctx)
+            return
+        self.copy(ctx)
+        self.catch_up(ctx)
+        self.verify(ctx)
+        self.wait_while_postponed(lambda: self.tick(ctx))
+        self.catch_up(ctx)
+        self.cut_over(ctx)
+        self.cleanup(ctx)
 
     def dry_run(self) -> dryrun.DryRun:
         """--dry-run: every check, the new table as the server builds it, the column

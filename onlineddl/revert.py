@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 class Revert(Run):
-    """One revert. `run()` is the table of contents."""
+    """One revert. `stages()` is the table of contents."""
 
     FINAL_ERRORS = (PreflightFailed,)   # refused before anything was changed
 
@@ -59,31 +59,22 @@ class Revert(Run):
         self.resuming: State | None = None         # the checkpoint of a revert to resume
         self.target = ""     # the old table this revert brings back
 
-    def run(self) -> Result:
-        started = time.monotonic()
-        try:
-            self.connect()
-            self.open_controls()
-            self.preflight()
-            self.startup_hook()
-            ctx = self.setup()             # the checkpoint, the applier from the swap
-            if not isinstance(ctx, Context):   # a resumed revert found its swap done
-                self.finish_after_swap(ctx)
-                return self.succeed(started)
-            self.catch_up(ctx)
-            self.verify(ctx)
-            self.wait_while_postponed(lambda: self.tick(ctx))
-            self.catch_up(ctx)
-            self.cut_over(ctx)
-            self.cleanup(ctx)
-            return self.succeed(started)
-        except OnlineDDLError as caught:
-            err = self._failed(caught)
-            if err is caught:
-                raise
-            raise err from caught
-        finally:
-            self.close()
+    def stages(self) -> None:
+        """The table of contents (run.Run.run ends it with the result, or the error)."""
+        self.connect()
+        self.open_controls()
+        self.preflight()
+        self.startup_hook()
+        ctx = self.setup()             # the checkpoint, the applier from the swap
+        if not isinstance(ctx, Context):   # a resumed revert found its swap done
+            self.finish_after_swap(ctx)
+            return
+        self.catch_up(ctx)
+        self.verify(ctx)
+        self.wait_while_postponed(lambda: self.tick(ctx))
+        self.catch_up(ctx)
+        self.cut_over(ctx)
+        self.cleanup(ctx)
 
     def _explain(self, err: OnlineDDLError) -> OnlineDDLError:
         if isinstance(err, DataError):

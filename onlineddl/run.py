@@ -5,7 +5,7 @@ T, checkpoints, answers the operator (control socket, throttling, hooks, metrics
 catches up, verifies, waits while the cutover is postponed, swaps with the crash-safe
 cutover (cutover.py) and cleans up. What differs is how the target comes to be: the
 migration creates and copies a shadow (migration.py); a revert takes the old table a
-swap kept, complete as of that swap (revert.py). Each subclass's `run()` reads top to
+swap kept, complete as of that swap (revert.py). Each subclass's `stages()` reads top to
 bottom; the stages here are short methods over the state they share. Setup returns a
 frozen Context (the tables with the key the run walks, the mapping, the checkpoint and
 its state, the running applier) that every later stage takes as its argument.
@@ -142,6 +142,28 @@ class Run:
         self.metrics: MetricsSink = NoMetrics()
         self.ctl_server: ControlServer | None = None
         self.head_lag = HeadLag()
+
+    def run(self) -> Result:
+        """The command: its stages, then its result. Any error ends it through
+        _failed(): what this run made is removed or kept for --resume, and the failure
+        hook fires."""
+        started = time.monotonic()
+        try:
+            self.stages()
+            return self.succeed(started)
+        except OnlineDDLError as caught:
+            err = self._failed(caught)
+            if err is caught:
+                raise
+            raise err from caught
+        finally:
+            self.close()
+
+    def stages(self) -> None:
+        raise NotImplementedError
+
+    def succeed(self, started: float) -> Result:
+        raise NotImplementedError
 
     # --- opening ---------------------------------------------------------------------
 
