@@ -278,7 +278,7 @@ class Migration(Run):
                              other_unique=bool(checks), integer_key=integer_key(source, shadow),
                              unique_checks=checks,
                              # keys the shadow's key would take for one
-                             key_as_compared=key_as_compared(source, shadow, mapping),
+                             key_as_compared=key_as_compared(source, shadow),
                              unfed=bool(unfed_columns(shadow, mapping)))
         return self.follow(record, sides, target)
 

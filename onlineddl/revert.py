@@ -228,7 +228,7 @@ class Revert(Run):
                             target.key, source.key, other_unique=bool(checks),
                             integer_key=integer_key(source, target), unique_checks=checks,
                             keep_unfed=bool(mapping.added),
-                            key_as_compared=key_as_compared(source, target, mapping))
+                            key_as_compared=key_as_compared(source, target))
         return self.follow(record, sides, flush)
 
     def _before_swap(self, ctx: Context, session: Session) -> None:

@@ -276,7 +276,7 @@ def check_collisions(session: Session, source: TableInfo, target: TableInfo,
     old table), or another UNIQUE key T lacks or compares more strictly. The old table
     could not hold both (a plain ALTER back would fail too). Rows written later are
     checked by every flush (uniques.check_key_collisions, write_guarded)."""
-    keys = [(target.run_key.describe(), key_as_compared(source, target, mapping))]
+    keys = [(target.run_key.describe(), key_as_compared(source, target))]
     keys += [(c.label, c.values) for c in unique_checks(session, source, target, mapping)
              if not c.enforced and c.values]
     for label, exprs in keys:

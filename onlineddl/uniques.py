@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onlineddl import conversion, sql
+from onlineddl import sql
 from onlineddl.db import Session
 from onlineddl.errors import UniqueViolation
 from onlineddl.sql import Key, ident
@@ -97,44 +97,18 @@ def unique_checks(session: Session, source: TableInfo, shadow: TableInfo,
 
 
 def run_key_checks(source: TableInfo, shadow: TableInfo) -> tuple[UniqueCheck, ...]:
-    """The run's key (keys.py) as a check, when the new table compares its values
-    otherwise than the old one: another character set or collation ('k1' and 'K1' one
-    value under a case-insensitive one), another type (not integer to integer). Rows
-    the old key keeps apart can then meet under the new key, where the copy skips one
-    and a flush replaces one; the plain ALTER fails on them (duplicate entry). Looked
-    for only where rows were skipped or the checksum differs (copier, checksum), so
-    such a run stops with UniqueViolation (exit 10), not a checksum mismatch."""
-    pairs = [(source.column(s), shadow.column(t))
-             for s, t in zip(source.key, shadow.key, strict=True)]
-    if not any(_compares_otherwise(old, new) for old, new in pairs):
+    """The run's key (keys.py) as a check, when the new table compares it otherwise
+    (key_as_compared: 'k1' and 'K1' one value under a case-insensitive collation). Rows
+    the old key keeps apart can then meet under the new key, where the copy skips one;
+    the plain ALTER fails on them (duplicate entry). Looked for only where rows were
+    skipped or the checksum differs (copier, checksum), so such a run stops with
+    UniqueViolation (exit 10), not a checksum mismatch."""
+    values = key_as_compared(source, shadow)
+    if not values:
         return ()
-    name = "PRIMARY" if shadow.key_name == "PRIMARY" else shadow.key_name
-    return (UniqueCheck(name, tuple(new.name for _, new in pairs),
-                        tuple(ident(new.name) for _, new in pairs),
-                        tuple(_as_stored(old, new) for old, new in pairs),
+    return (UniqueCheck(shadow.key_name or "PRIMARY", shadow.key,
+                        tuple(ident(c) for c in shadow.key), values,
                         enforced=False, exact=False),)
-
-
-def _compares_otherwise(old: Column, new: Column) -> bool:
-    """Can two values the old column keeps apart be one value in the new column? Not
-    for the same type, integer widths, or text of another length alike (a value that
-    does not fit fails); yes for another collation or character set, and for other
-    type changes (DATETIME(6) to DATETIME(3), DECIMAL scale, CHAR with NO PAD)."""
-    if (old.column_type, old.charset, old.collation) == \
-            (new.column_type, new.charset, new.collation):
-        return False
-    if (old.charset, old.collation) != (new.charset, new.collation):
-        return True
-    return not any(old.data_type in family and new.data_type in family
-                   for family in (INTEGERS, VARYING_TEXT, {"char"}, VARYING_BINARY))
-
-
-def _as_stored(old: Column, new: Column) -> str:
-    """SQL over the source's row: the old key value as the new column holds and
-    compares it."""
-    if new.charset:
-        return key_part(old, new)
-    return conversion.normalize(new, conversion.copy_expr(old, new, ident(old.name)))
 
 
 def load_unique_keys(session: Session, database: str, table: str) -> list[UniqueIndex]:
@@ -226,14 +200,15 @@ def _enforced(key: UniqueIndex, old_keys: list[UniqueIndex], source: TableInfo,
     return False
 
 
-def key_as_compared(source: TableInfo, target: TableInfo,
-                    mapping: ColumnMapping) -> tuple[str, ...]:
+def key_as_compared(source: TableInfo, target: TableInfo) -> tuple[str, ...]:
     """SQL over the source's row: the run's key as the target's key compares it, when
-    a part is text in another character set or collation there; () when alike. A
-    target that compares its key more loosely ('a' and 'A' one value) can hold only
-    one of two source rows (a revert of a migration that made the key stricter)."""
-    to_target = {s.lower(): t for s, t in zip(mapping.source, mapping.target, strict=True)}
-    pairs = [(c, target.column(to_target[c.name.lower()])) for c in source.key_columns]
+    a part is text in another character set or collation there; () when alike. Only the
+    comparison can differ: keys.choose walks only a key whose values the ALTER keeps
+    (conversion.key_value_change). A target that compares its key more loosely ('a' and
+    'A' one value) can hold only one of two source rows (a revert of a migration that
+    made the key stricter, or a migration that makes it looser)."""
+    pairs = [(source.column(s), target.column(t))
+             for s, t in zip(source.key, target.key, strict=True)]
     if all((c.charset, c.collation) == (t.charset, t.collation) for c, t in pairs):
         return ()
     return tuple(key_part(c, t) for c, t in pairs)
